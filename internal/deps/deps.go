@@ -13,6 +13,6 @@ import (
 	_ "github.com/things-go/go-socks5"
 	_ "go.etcd.io/bbolt"
 	_ "go.uber.org/goleak"
-	_ "gopkg.in/yaml.v3"
 	_ "golang.org/x/crypto/chacha20poly1305"
+	_ "gopkg.in/yaml.v3"
 )
