@@ -1,0 +1,360 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	ma "github.com/multiformats/go-multiaddr"
+	"gopkg.in/yaml.v3"
+)
+
+// Role names a service a node offers. A node always acts as a client for its
+// own front ends when SOCKS or HTTP CONNECT is enabled.
+type Role string
+
+// Roles a config may name.
+const (
+	RoleClient Role = "client"
+	RoleRelay  Role = "relay"
+	RoleExit   Role = "exit"
+)
+
+// Config is the whole node configuration as read from config.yaml. Each
+// subsystem has its own struct; every field's comment gives its unit and
+// default. Paths that are relative are taken relative to the data directory.
+type Config struct {
+	// DataDir holds identity keys, stores and the admin socket. Not read from
+	// YAML: it is the directory the YAML file lives in (--datadir).
+	DataDir string `yaml:"-"`
+
+	// Roles lists what this node does: client, relay, exit. Default [client].
+	Roles []Role `yaml:"roles"`
+
+	Network   NetworkConfig   `yaml:"network"`
+	SOCKS     SOCKSConfig     `yaml:"socks"`
+	HTTP      HTTPConfig      `yaml:"httptunnel"`
+	Circuit   CircuitConfig   `yaml:"circuit"`
+	Exit      ExitConfig      `yaml:"exit"`
+	Discovery DiscoveryConfig `yaml:"discovery"`
+	Log       LogConfig       `yaml:"log"`
+}
+
+// NetworkConfig is the libp2p host.
+type NetworkConfig struct {
+	// Listen are libp2p multiaddrs to listen on. Default TCP and QUIC on
+	// 127.0.0.1 with kernel-chosen ports; a relay that others must reach
+	// lists a public address here.
+	Listen []string `yaml:"listen"`
+	// Announce replaces the addresses the node advertises (multiaddrs).
+	// Default: the listen addresses.
+	Announce []string `yaml:"announce"`
+	// MaxConns caps libp2p connections (resource manager). Default 512.
+	MaxConns int `yaml:"max_conns"`
+}
+
+// SOCKSConfig is the Tor-compatible SOCKS5 port.
+type SOCKSConfig struct {
+	// Enabled turns the SOCKS5 port on. Default true for clients.
+	Enabled *bool `yaml:"enabled"`
+	// Listen is host:port. Default 127.0.0.1:9050. Use a non-loopback
+	// address only behind a firewall: anyone who reaches it can use your
+	// vouchers.
+	Listen string `yaml:"listen"`
+}
+
+// HTTPConfig is the HTTP CONNECT port (like Tor's HTTPTunnelPort).
+type HTTPConfig struct {
+	// Enabled turns the HTTP CONNECT port on. Default false.
+	Enabled bool `yaml:"enabled"`
+	// Listen is host:port. Default 127.0.0.1:9080.
+	Listen string `yaml:"listen"`
+}
+
+// CircuitConfig shapes the circuits this node builds as a client.
+type CircuitConfig struct {
+	// Hops is the circuit length including the exit. Default 3, range 1..8.
+	Hops int `yaml:"hops"`
+	// BuildTimeout bounds building one circuit. Default 30s.
+	BuildTimeout time.Duration `yaml:"build_timeout"`
+	// StreamTimeout bounds opening one stream (BEGIN to CONNECTED). Default 60s.
+	StreamTimeout time.Duration `yaml:"stream_timeout"`
+	// MaxIsolated caps how many isolated circuits (one per SOCKS credential
+	// pair) the client keeps open at once; the least recently used is closed
+	// beyond it. Default 64.
+	MaxIsolated int `yaml:"max_isolated"`
+	// IdleClose closes an isolated circuit with no stream for this long.
+	// Default 10m.
+	IdleClose time.Duration `yaml:"idle_close"`
+}
+
+// ExitConfig is the exit role's policy.
+type ExitConfig struct {
+	// Policy is an ordered list of rules evaluated before the default policy,
+	// e.g. "accept 127.0.0.0/8:*", "reject *:25". Default: none, so the
+	// default policy applies: refuse private, loopback, link-local, CGNAT and
+	// multicast ranges and port 25, accept the rest.
+	Policy []string `yaml:"policy"`
+	// AllowLoopback lets the exit connect to 127.0.0.0/8 and ::1. Default
+	// false; devnet sets it so that a newcomer can fetch a local page.
+	AllowLoopback bool `yaml:"allow_loopback"`
+	// DialTimeout bounds one TCP connect at the exit. Default 20s.
+	DialTimeout time.Duration `yaml:"dial_timeout"`
+}
+
+// DiscoveryConfig is where the node finds others.
+type DiscoveryConfig struct {
+	// Mode is "private" (a co-infuse DHT with the /co-infuse prefix and
+	// the bootstrap peers below) or "ipfs" (the public IPFS DHT). Default
+	// private.
+	Mode string `yaml:"mode"`
+	// Bootstrap are multiaddrs with /p2p/<peer id> of nodes to join through.
+	Bootstrap []string `yaml:"bootstrap"`
+	// AllowSameNetwork drops the rule that no two hops share an IPv4 /16,
+	// an IPv6 /32 or a declared family. Only for loopback test networks such
+	// as devnet. Default false.
+	AllowSameNetwork bool `yaml:"allow_same_network"`
+	// Family lists peer IDs of other nodes run by the same operator.
+	Family []string `yaml:"family"`
+	// PriceSatPerMB is what this node charges per relayed MB, per role
+	// (relay, exit). Default relay 1, exit 2.
+	PriceSatPerMB map[Role]uint64 `yaml:"price_sat_per_mb"`
+	// MaxPriceSatPerMB is the most this client pays a hop per MB. Default 10.
+	MaxPriceSatPerMB uint64 `yaml:"max_price_sat_per_mb"`
+}
+
+// LogConfig is log output.
+type LogConfig struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+}
+
+// ErrConfig marks every configuration error; the message names the field.
+var ErrConfig = errors.New("config")
+
+func fieldErr(field, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...))
+}
+
+// DefaultConfig is a client-only node with SOCKS on 127.0.0.1:9050.
+func DefaultConfig(dataDir string) Config {
+	c := Config{DataDir: dataDir}
+	c.ApplyDefaults()
+	return c
+}
+
+// ApplyDefaults fills every zero field with its documented default.
+func (c *Config) ApplyDefaults() {
+	// Empty lists are canonically nil, whether YAML said [] or nothing.
+	for _, l := range []*[]string{&c.Network.Announce, &c.Exit.Policy, &c.Discovery.Bootstrap, &c.Discovery.Family} {
+		if len(*l) == 0 {
+			*l = nil
+		}
+	}
+	if len(c.Roles) == 0 {
+		c.Roles = []Role{RoleClient}
+	}
+	if len(c.Network.Listen) == 0 {
+		c.Network.Listen = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
+	}
+	if c.Network.MaxConns == 0 {
+		c.Network.MaxConns = 512
+	}
+	if c.SOCKS.Enabled == nil {
+		on := c.Has(RoleClient)
+		c.SOCKS.Enabled = &on
+	}
+	if c.SOCKS.Listen == "" {
+		c.SOCKS.Listen = "127.0.0.1:9050"
+	}
+	if c.HTTP.Listen == "" {
+		c.HTTP.Listen = "127.0.0.1:9080"
+	}
+	if c.Circuit.Hops == 0 {
+		c.Circuit.Hops = 3
+	}
+	if c.Circuit.BuildTimeout == 0 {
+		c.Circuit.BuildTimeout = 30 * time.Second
+	}
+	if c.Circuit.StreamTimeout == 0 {
+		c.Circuit.StreamTimeout = 60 * time.Second
+	}
+	if c.Circuit.MaxIsolated == 0 {
+		c.Circuit.MaxIsolated = 64
+	}
+	if c.Circuit.IdleClose == 0 {
+		c.Circuit.IdleClose = 10 * time.Minute
+	}
+	if c.Exit.DialTimeout == 0 {
+		c.Exit.DialTimeout = 20 * time.Second
+	}
+	if c.Discovery.Mode == "" {
+		c.Discovery.Mode = "private"
+	}
+	if c.Discovery.PriceSatPerMB == nil {
+		c.Discovery.PriceSatPerMB = map[Role]uint64{RoleRelay: 1, RoleExit: 2}
+	}
+	if c.Discovery.MaxPriceSatPerMB == 0 {
+		c.Discovery.MaxPriceSatPerMB = 10
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+}
+
+// Has reports whether the config names role r.
+func (c *Config) Has(r Role) bool {
+	for _, x := range c.Roles {
+		if x == r {
+			return true
+		}
+	}
+	return false
+}
+
+// SOCKSEnabled reports whether the SOCKS port is on.
+func (c *Config) SOCKSEnabled() bool { return c.SOCKS.Enabled != nil && *c.SOCKS.Enabled }
+
+// Validate checks the config after ApplyDefaults and names the first bad field.
+func (c *Config) Validate() error {
+	if c.DataDir == "" {
+		return fieldErr("datadir", "must be set")
+	}
+	seen := map[Role]bool{}
+	for i, r := range c.Roles {
+		switch r {
+		case RoleClient, RoleRelay, RoleExit:
+		default:
+			return fieldErr(fmt.Sprintf("roles[%d]", i), "unknown role %q (want client, relay or exit)", r)
+		}
+		if seen[r] {
+			return fieldErr(fmt.Sprintf("roles[%d]", i), "role %q listed twice", r)
+		}
+		seen[r] = true
+	}
+	for i, s := range c.Network.Listen {
+		if _, err := ma.NewMultiaddr(s); err != nil {
+			return fieldErr(fmt.Sprintf("network.listen[%d]", i), "%q is not a multiaddr: %v", s, err)
+		}
+	}
+	for i, s := range c.Network.Announce {
+		if _, err := ma.NewMultiaddr(s); err != nil {
+			return fieldErr(fmt.Sprintf("network.announce[%d]", i), "%q is not a multiaddr: %v", s, err)
+		}
+	}
+	if c.Network.MaxConns < 8 {
+		return fieldErr("network.max_conns", "%d is too small (at least 8)", c.Network.MaxConns)
+	}
+	if c.SOCKSEnabled() {
+		if err := checkHostPort(c.SOCKS.Listen); err != nil {
+			return fieldErr("socks.listen", "%v", err)
+		}
+	}
+	if c.HTTP.Enabled {
+		if err := checkHostPort(c.HTTP.Listen); err != nil {
+			return fieldErr("httptunnel.listen", "%v", err)
+		}
+	}
+	if (c.SOCKSEnabled() || c.HTTP.Enabled) && !c.Has(RoleClient) {
+		return fieldErr("roles", "socks or httptunnel is enabled but the client role is not listed")
+	}
+	if c.Circuit.Hops < 1 || c.Circuit.Hops > 8 {
+		return fieldErr("circuit.hops", "%d is out of range 1..8", c.Circuit.Hops)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"circuit.build_timeout", c.Circuit.BuildTimeout},
+		{"circuit.stream_timeout", c.Circuit.StreamTimeout},
+		{"circuit.idle_close", c.Circuit.IdleClose},
+		{"exit.dial_timeout", c.Exit.DialTimeout},
+	} {
+		if d.v < 0 {
+			return fieldErr(d.name, "must not be negative")
+		}
+	}
+	if c.Circuit.MaxIsolated < 1 {
+		return fieldErr("circuit.max_isolated", "must be at least 1")
+	}
+	switch c.Discovery.Mode {
+	case "private", "ipfs":
+	default:
+		return fieldErr("discovery.mode", "%q is not private or ipfs", c.Discovery.Mode)
+	}
+	for i, s := range c.Discovery.Bootstrap {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return fieldErr(fmt.Sprintf("discovery.bootstrap[%d]", i), "%q is not a multiaddr: %v", s, err)
+		}
+		if _, err := a.ValueForProtocol(ma.P_P2P); err != nil {
+			return fieldErr(fmt.Sprintf("discovery.bootstrap[%d]", i), "%q lacks /p2p/<peer id>", s)
+		}
+	}
+	for r := range c.Discovery.PriceSatPerMB {
+		if r != RoleRelay && r != RoleExit {
+			return fieldErr("discovery.price_sat_per_mb", "unknown role %q", r)
+		}
+	}
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		return fieldErr("log.level", "%q is not debug, info, warn or error", c.Log.Level)
+	}
+	return nil
+}
+
+// checkHostPort accepts ip:port or localhost:port; port 0 means "any free
+// port" and is allowed (tests and devnet use it).
+func checkHostPort(s string) error {
+	if _, err := netip.ParseAddrPort(s); err == nil {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || host != "localhost" {
+		return fmt.Errorf("%q is not ip:port", s)
+	}
+	if _, err := netip.ParseAddrPort("127.0.0.1:" + port); err != nil {
+		return fmt.Errorf("%q has a bad port", s)
+	}
+	return nil
+}
+
+// ConfigFile is the config's name inside the data directory.
+const ConfigFile = "config.yaml"
+
+// LoadConfig reads dataDir/config.yaml, applies defaults and validates it.
+func LoadConfig(dataDir string) (Config, error) {
+	path := filepath.Join(dataDir, ConfigFile)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return Config{}, fmt.Errorf("no config at %s: run `co-infuse init --datadir %s` first", path, dataDir)
+		}
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	return ParseConfig(dataDir, raw)
+}
+
+// ParseConfig decodes YAML strictly (unknown fields are errors), applies
+// defaults and validates.
+func ParseConfig(dataDir string, raw []byte) (Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(strings.NewReader(string(raw)))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, fmt.Errorf("%w: %s: %v", ErrConfig, ConfigFile, err)
+	}
+	c.DataDir = dataDir
+	c.ApplyDefaults()
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}

@@ -1,0 +1,96 @@
+package node
+
+import (
+	"bytes"
+	"fmt"
+	"text/template"
+)
+
+// configTemplate is the commented config.yaml that `co-infuse init` and
+// `co-infuse devnet` write. Every key is present with its value, so a user
+// sees what can be changed; the comments repeat the units and defaults of
+// Config.
+var configTemplate = template.Must(template.New("config").Funcs(template.FuncMap{
+	"q": func(s string) string { return fmt.Sprintf("%q", s) },
+}).Parse(`# co-infuse node configuration. Edit and restart ` + "`co-infuse run`" + `.
+# Durations use Go syntax (30s, 10m). Listeners default to loopback.
+
+# What this node does: client (SOCKS/HTTP front ends, builds circuits),
+# relay (forwards other people's circuits), exit (opens TCP connections).
+roles:{{range .Roles}}
+  - {{.}}{{end}}
+
+network:
+  # libp2p listen multiaddrs. Relays reachable by others need a public address.
+  listen:{{range .Network.Listen}}
+    - {{q .}}{{end}}
+  # Addresses to advertise instead of the listen addresses (empty = listen).
+  announce:{{range .Network.Announce}}
+    - {{q .}}{{else}} []{{end}}
+  # Cap on libp2p connections (resource manager).
+  max_conns: {{.Network.MaxConns}}
+
+# Tor-compatible SOCKS5 port: point bitcoind -proxy / lnd tor.socks / curl here.
+socks:
+  enabled: {{.SOCKSEnabled}}
+  listen: {{q .SOCKS.Listen}}
+
+# HTTP CONNECT proxy port (like Tor's HTTPTunnelPort).
+httptunnel:
+  enabled: {{.HTTP.Enabled}}
+  listen: {{q .HTTP.Listen}}
+
+circuit:
+  # Hops per circuit including the exit (1..8).
+  hops: {{.Circuit.Hops}}
+  build_timeout: {{.Circuit.BuildTimeout}}
+  stream_timeout: {{.Circuit.StreamTimeout}}
+  # Open isolated circuits kept at once (one per SOCKS username/password pair).
+  max_isolated: {{.Circuit.MaxIsolated}}
+  # Close an isolated circuit after this long without streams.
+  idle_close: {{.Circuit.IdleClose}}
+
+exit:
+  # Rules checked before the default policy, first match wins, e.g.
+  #   - "accept *:443"
+  #   - "reject 203.0.113.0/24:*"
+  # The default policy refuses private, loopback, link-local, CGNAT and
+  # multicast ranges and port 25.
+  policy:{{range .Exit.Policy}}
+    - {{q .}}{{else}} []{{end}}
+  # Allow connections to 127.0.0.0/8 and ::1 (devnet only).
+  allow_loopback: {{.Exit.AllowLoopback}}
+  dial_timeout: {{.Exit.DialTimeout}}
+
+discovery:
+  # private: a co-infuse DHT joined through the bootstrap peers below.
+  # ipfs: the public IPFS DHT.
+  mode: {{.Discovery.Mode}}
+  # Multiaddrs ending in /p2p/<peer id>.
+  bootstrap:{{range .Discovery.Bootstrap}}
+    - {{q .}}{{else}} []{{end}}
+  # Allow two hops on one IPv4 /16 or in one family (loopback test nets only).
+  allow_same_network: {{.Discovery.AllowSameNetwork}}
+  # Peer IDs of your other nodes, so clients never put two of them in a path.
+  family:{{range .Discovery.Family}}
+    - {{q .}}{{else}} []{{end}}
+  # What this node charges, in sat per MB relayed, per role.
+  price_sat_per_mb:{{range $r, $p := .Discovery.PriceSatPerMB}}
+    {{$r}}: {{$p}}{{end}}
+  # The most this client pays one hop, in sat per MB.
+  max_price_sat_per_mb: {{.Discovery.MaxPriceSatPerMB}}
+
+log:
+  # debug, info, warn or error.
+  level: {{.Log.Level}}
+`))
+
+// RenderConfig returns c as commented YAML that ParseConfig reads back to an
+// equal Config.
+func RenderConfig(c Config) ([]byte, error) {
+	var b bytes.Buffer
+	if err := configTemplate.Execute(&b, &c); err != nil {
+		return nil, fmt.Errorf("render config: %w", err)
+	}
+	return b.Bytes(), nil
+}
