@@ -29,11 +29,11 @@ func (m *Connected) AppendBinary(b []byte) ([]byte, error) {
 func (m *Connected) UnmarshalBinary(data []byte) error {
 	r := newReader(data)
 	a, ok := readAddr(&r, true) // §5 CONNECTED atyp | addr
-	if err := r.done("connected"); err != nil {
-		return err
-	}
 	if !ok {
 		return wrap("connected", ErrBadAddr)
+	}
+	if err := r.done("connected"); err != nil {
+		return err
 	}
 	m.Addr = a
 	return nil
