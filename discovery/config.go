@@ -1,0 +1,153 @@
+package discovery
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Discovery modes.
+const (
+	// ModePrivate runs a co-infuse-only DHT (protocol prefix /co-infuse) with
+	// the configured bootstrap peers: devnet, tests, private deployments.
+	ModePrivate = "private"
+	// ModeIPFS joins the public Amino DHT (/ipfs/kad/1.0.0). Bootstrap
+	// defaults to the public bootstrap list unless Config.Bootstrap is set.
+	ModeIPFS = "ipfs"
+)
+
+// Config configures a Service. The zero value, with a Logger, is a private
+// mode client with no bootstrap peers and no disk cache.
+type Config struct {
+	// Mode is ModePrivate (default) or ModeIPFS.
+	Mode string `yaml:"mode"`
+	// Bootstrap peers to connect to at Start. In ipfs mode a nil list means
+	// the public bootstrap peers; a non-nil empty list means none.
+	Bootstrap []peer.AddrInfo `yaml:"-"`
+	// CacheDir holds discovery.db (adverts, statistics, guards; mode 0600).
+	// Empty: memory only, nothing survives a restart.
+	CacheDir string `yaml:"cache_dir"`
+	// AllowSameNetwork turns off the same-/16 (IPv6 /32) and same-family
+	// rules and the per-network weight split. Only for loopback networks
+	// such as devnet, where every node is 127.0.0.1. Default false.
+	AllowSameNetwork bool `yaml:"allow_same_network"`
+	// Guards is the number of entry guards kept. Default 3.
+	Guards int `yaml:"guards"`
+	// DHTServer runs the DHT in server mode (relays and other public nodes
+	// should); default client mode.
+	DHTServer bool `yaml:"dht_server"`
+	// DisableAutoRefresh turns off periodic DHT routing-table refresh
+	// (tests). Default false.
+	DisableAutoRefresh bool `yaml:"-"`
+	// AdvertTTL is the expiry Publish gives adverts, at most
+	// MaxAdvertLifetime. Default DefaultAdvertTTL (6h).
+	AdvertTTL time.Duration `yaml:"advert_ttl"`
+	// Republish is how often a published advert is re-signed and
+	// re-provided. Default DefaultRepublish (1h); must be < AdvertTTL.
+	Republish time.Duration `yaml:"republish"`
+	// FetchTimeout bounds fetching one advert. Default 10s.
+	FetchTimeout time.Duration `yaml:"fetch_timeout"`
+	// FailBackoff is how long a failing node is avoided. Default 10m.
+	FailBackoff time.Duration `yaml:"fail_backoff"`
+	// AgeRamp is the age at which a node gets full weight. Default 7 days.
+	// Negative disables the age factor.
+	AgeRamp time.Duration `yaml:"age_ramp"`
+	// MaxKnown bounds adverts kept in memory and on disk. Default 4096.
+	MaxKnown int `yaml:"max_known"`
+	// MaxProviders bounds provider records examined per Find. Default 512.
+	MaxProviders int `yaml:"max_providers"`
+	// MaxDHTRecords bounds records other peers can make our DHT store.
+	// Default 100000.
+	MaxDHTRecords int `yaml:"max_dht_records"`
+	// Logger receives debug logs of rejected adverts and errors; nil means
+	// slog.Default(). A "subsys"="discovery" attribute is added.
+	Logger *slog.Logger `yaml:"-"`
+	// Now is the clock; nil means time.Now. Network deadlines always use
+	// the real clock.
+	Now func() time.Time `yaml:"-"`
+}
+
+// Validate checks c and names the first bad field.
+func (c *Config) Validate() error {
+	bad := func(field string, v any) error {
+		return fmt.Errorf("%w: discovery.%s: %v", ErrBadConfig, field, v)
+	}
+	switch c.Mode {
+	case "", ModePrivate, ModeIPFS:
+	default:
+		return bad("mode", c.Mode)
+	}
+	if c.Guards < 0 || c.Guards > 16 {
+		return bad("guards", c.Guards)
+	}
+	if c.AdvertTTL < 0 || c.AdvertTTL > MaxAdvertLifetime {
+		return bad("advert_ttl", c.AdvertTTL)
+	}
+	if c.Republish < 0 || (c.Republish > 0 && c.AdvertTTL > 0 && c.Republish >= c.AdvertTTL) {
+		return bad("republish", c.Republish)
+	}
+	if c.FetchTimeout < 0 {
+		return bad("fetch_timeout", c.FetchTimeout)
+	}
+	if c.FailBackoff < 0 {
+		return bad("fail_backoff", c.FailBackoff)
+	}
+	if c.MaxKnown < 0 {
+		return bad("max_known", c.MaxKnown)
+	}
+	if c.MaxProviders < 0 {
+		return bad("max_providers", c.MaxProviders)
+	}
+	if c.MaxDHTRecords < 0 {
+		return bad("max_dht_records", c.MaxDHTRecords)
+	}
+	for i, b := range c.Bootstrap {
+		if b.ID == "" || len(b.Addrs) == 0 {
+			return bad(fmt.Sprintf("bootstrap[%d]", i), "needs a peer id and an address")
+		}
+	}
+	return nil
+}
+
+// withDefaults returns c with zero fields set to their defaults.
+func (c Config) withDefaults() Config {
+	if c.Mode == "" {
+		c.Mode = ModePrivate
+	}
+	if c.Guards == 0 {
+		c.Guards = 3
+	}
+	if c.AdvertTTL == 0 {
+		c.AdvertTTL = DefaultAdvertTTL
+	}
+	if c.Republish == 0 {
+		c.Republish = min(DefaultRepublish, c.AdvertTTL/2)
+	}
+	if c.FetchTimeout == 0 {
+		c.FetchTimeout = DefaultFetchTimeout
+	}
+	if c.FailBackoff == 0 {
+		c.FailBackoff = DefaultFailBackoff
+	}
+	if c.AgeRamp == 0 {
+		c.AgeRamp = DefaultAgeRamp
+	}
+	if c.MaxKnown == 0 {
+		c.MaxKnown = DefaultMaxKnown
+	}
+	if c.MaxProviders == 0 {
+		c.MaxProviders = DefaultMaxProviders
+	}
+	if c.MaxDHTRecords == 0 {
+		c.MaxDHTRecords = DefaultMaxDHTRecords
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}

@@ -1,0 +1,308 @@
+package discovery
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/core/protocol"
+)
+
+const (
+	// ProtocolAdvert fetches a node's signed advert (DISCOVERY.md §4).
+	ProtocolAdvert protocol.ID = "/co-infuse/advert/1"
+	// ProtocolPrefix is the DHT protocol prefix in private mode.
+	ProtocolPrefix protocol.ID = "/co-infuse"
+)
+
+// handleAdvert answers one advert request: len(4) | envelope, len 0 when no
+// advert is published. The requester sends nothing.
+func (s *Service) handleAdvert(st network.Stream) {
+	defer st.Close()
+	_ = st.SetDeadline(time.Now().Add(s.cfg.FetchTimeout))
+	s.mu.Lock()
+	var env []byte
+	if s.own != nil {
+		env = s.own.env
+	}
+	s.mu.Unlock()
+	var hdr [4]byte
+	binary.BigEndian.PutUint32(hdr[:], uint32(len(env)))
+	if _, err := st.Write(append(hdr[:], env...)); err != nil {
+		s.log.Debug("advert request failed", "peer", st.Conn().RemotePeer(), "err", err)
+		_ = st.Reset()
+	}
+}
+
+// fetch gets and verifies the advert of ai.ID over ProtocolAdvert.
+func (s *Service) fetch(ctx context.Context, ai peer.AddrInfo) (Advert, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.FetchTimeout)
+	defer cancel()
+	if len(ai.Addrs) > 0 {
+		s.h.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.TempAddrTTL)
+	}
+	st, err := s.h.NewStream(ctx, ai.ID, ProtocolAdvert)
+	if err != nil {
+		return Advert{}, fmt.Errorf("fetch advert: %w", err)
+	}
+	defer st.Close()
+	_ = st.SetDeadline(time.Now().Add(s.cfg.FetchTimeout))
+	_ = st.CloseWrite()
+	var hdr [4]byte
+	if _, err := io.ReadFull(st, hdr[:]); err != nil {
+		_ = st.Reset()
+		return Advert{}, fmt.Errorf("fetch advert: %w", err)
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n == 0 {
+		return Advert{}, fmt.Errorf("fetch advert: %w", ErrNoAdvert)
+	}
+	if n > MaxEnvelopeSize {
+		_ = st.Reset()
+		return Advert{}, fmt.Errorf("fetch advert: %w: %d bytes", ErrTooLarge, n)
+	}
+	env := make([]byte, n)
+	if _, err := io.ReadFull(st, env); err != nil {
+		_ = st.Reset()
+		return Advert{}, fmt.Errorf("fetch advert: %w", err)
+	}
+	return s.accept(env, ai.ID, st.Conn().RemoteMultiaddr())
+}
+
+// Publish signs ad with the host key, serves it over ProtocolAdvert and
+// provides it in the DHT under the key of each role (and, for exits, each
+// exit port class its policy touches). Zero fields are filled in: Peer (the
+// host), Seq (above every earlier one, time-based so it survives restarts),
+// Expiry (now + AdvertTTL, renewed on republish) and Addrs (the host's).
+// The advert is re-signed and re-provided every Republish until Close; a
+// later Publish replaces it (e.g. with a new price). It returns an error if
+// no DHT peer accepted a provider record for some key; the advert is served
+// and republished even then.
+func (s *Service) Publish(ctx context.Context, ad Advert) error {
+	if _, err := s.running(); err != nil {
+		return err
+	}
+	if s.priv == nil {
+		return fmt.Errorf("publish: %w: no private key", ErrBadConfig)
+	}
+	ad = ad.Clone()
+	if ad.Peer == "" {
+		ad.Peer = s.h.ID()
+	}
+	if ad.Peer != s.h.ID() {
+		return fmt.Errorf("publish: %w", ErrKeyMismatch)
+	}
+	s.mu.Lock()
+	own := &ownAdvert{tmpl: ad, autoSeq: ad.Seq == 0, autoExpiry: ad.Expiry.IsZero()}
+	if err := s.signLocked(own); err != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("publish: %w", err)
+	}
+	s.own = own
+	signed := own.signed.Clone()
+	startLoop := !s.republishing
+	s.republishing = true
+	s.mu.Unlock()
+
+	if startLoop {
+		s.life.Lock()
+		if !s.closed {
+			s.wg.Add(1)
+			go s.republishLoop()
+		}
+		s.life.Unlock()
+	}
+	return s.provide(ctx, &signed)
+}
+
+// signLocked fills the automatic fields of o.tmpl and signs it into o.
+func (s *Service) signLocked(o *ownAdvert) error {
+	now := s.cfg.Now()
+	ad := o.tmpl.Clone()
+	if o.autoSeq {
+		ad.Seq = max(s.ownSeq+1, uint64(now.UnixMilli()))
+	}
+	if ad.Seq <= s.ownSeq {
+		return fmt.Errorf("%w: seq %d not above %d", ErrReplay, ad.Seq, s.ownSeq)
+	}
+	if o.autoExpiry {
+		ad.Expiry = now.Add(s.cfg.AdvertTTL).Truncate(time.Second)
+	}
+	if len(ad.Addrs) == 0 {
+		for _, a := range s.h.Addrs() {
+			if len(ad.Addrs) < MaxAddrs && len(a.Bytes()) <= MaxAddrLen {
+				ad.Addrs = append(ad.Addrs, a)
+			}
+		}
+	}
+	env, err := SignAdvert(&ad, s.priv)
+	if err != nil {
+		return err
+	}
+	signed, err := openUnchecked(env)
+	if err != nil {
+		return err
+	}
+	s.ownSeq = ad.Seq
+	o.signed, o.env = signed, env
+	return nil
+}
+
+// provideKeys returns the content keys ad is provided under.
+func provideKeys(ad *Advert) []cid.Cid {
+	var keys []cid.Cid
+	for _, r := range ad.Roles {
+		keys = append(keys, roleKey(r))
+	}
+	if ad.HasRole(RoleExit) {
+		for _, c := range portClasses(ad.ExitPorts) {
+			keys = append(keys, portClassKey(c))
+		}
+	}
+	return keys
+}
+
+// provide announces ad under its keys.
+func (s *Service) provide(ctx context.Context, ad *Advert) error {
+	d, err := s.running()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, k := range provideKeys(ad) {
+		if err := d.Provide(ctx, k, true); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("publish: provide: %w", err)
+	}
+	return nil
+}
+
+// republishLoop re-signs and re-provides the own advert every Republish.
+// Owned by the Service: it stops when Close cancels s.ctx.
+func (s *Service) republishLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.Republish)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		err := s.signLocked(s.own)
+		signed := s.own.signed.Clone()
+		s.mu.Unlock()
+		if err != nil {
+			s.log.Warn("advert re-sign failed", "err", err)
+			continue
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Republish/2)
+		if err := s.provide(ctx, &signed); err != nil {
+			s.log.Debug("advert republish incomplete", "err", err)
+		}
+		cancel()
+	}
+}
+
+// Find asks the DHT for providers of role, fetches and verifies their adverts
+// (at most 16 at a time, each within FetchTimeout) and returns up to max of
+// them (max <= 0: 64). Providers whose advert fails are skipped, logged at
+// debug and not asked again for FailBackoff. Every verified advert also
+// enters the cache used by SelectPath. It returns what it found when ctx
+// ends; an error only if the service is not running.
+func (s *Service) Find(ctx context.Context, role Role, max int) ([]Advert, error) {
+	if !validRole(role) {
+		return nil, fmt.Errorf("%w: role %q", ErrBadConfig, role)
+	}
+	return s.find(ctx, roleKey(role), max, func(a *Advert) bool { return a.HasRole(role) })
+}
+
+// FindExits is Find for exits whose policy may allow port, using the
+// port-class key when port is in a class (bitcoin, lightning, electrum,
+// web) so the DHT returns only exits that claim it.
+func (s *Service) FindExits(ctx context.Context, port uint16, max int) ([]Advert, error) {
+	key := roleKey(RoleExit)
+	if c := portClass(port); c != "" {
+		key = portClassKey(c)
+	}
+	return s.find(ctx, key, max, func(a *Advert) bool {
+		return a.HasRole(RoleExit) && (port == 0 || a.AllowsPort(port))
+	})
+}
+
+func (s *Service) find(ctx context.Context, key cid.Cid, max int, keep func(*Advert) bool) ([]Advert, error) {
+	d, err := s.running()
+	if err != nil {
+		return nil, err
+	}
+	if max <= 0 {
+		max = 64
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu  sync.Mutex
+		out []Advert
+		wg  sync.WaitGroup
+	)
+	sem := make(chan struct{}, DefaultFetchParallel)
+	full := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(out) >= max
+	}
+	seen := map[peer.ID]bool{}
+loop:
+	for ai := range d.FindProvidersAsync(ctx, key, s.cfg.MaxProviders) {
+		if ai.ID == s.h.ID() || seen[ai.ID] || s.isBad(ai.ID) {
+			continue
+		}
+		seen[ai.ID] = true
+		if full() {
+			break
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			break loop
+		}
+		wg.Add(1)
+		go func(ai peer.AddrInfo) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			ad, err := s.fetch(ctx, ai)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.Debug("advert rejected", "peer", ai.ID, "err", err)
+					s.markBad(ai.ID)
+				}
+				return
+			}
+			if !keep(&ad) {
+				return
+			}
+			mu.Lock()
+			if len(out) < max {
+				out = append(out, ad)
+			}
+			if len(out) >= max {
+				cancel()
+			}
+			mu.Unlock()
+		}(ai)
+	}
+	wg.Wait()
+	return out, nil
+}

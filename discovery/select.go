@@ -1,0 +1,255 @@
+package discovery
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// PathRequest asks SelectPath for a path.
+type PathRequest struct {
+	// Hops is the number of hops including the final one; 0 means 3.
+	// Hop 1 is always an entry guard when Hops >= 2.
+	Hops int
+	// Final is the role of the last hop (RoleExit, RoleMempool,
+	// RoleRendezvous); empty means RoleRelay.
+	Final Role
+	// Port, for Final == RoleExit, is the target port the exit policy must
+	// allow; 0 means any exit.
+	Port uint16
+	// MaxPriceSat is the highest price in sat/MB the client pays any hop for
+	// the role it plays; 0 means no limit.
+	MaxPriceSat uint64
+	// Exclude lists peers that must not appear in the path.
+	Exclude []peer.ID
+}
+
+// candidate is one verified advert plus what this client observed of it.
+// Values are snapshots owned by the selection call.
+type candidate struct {
+	ad *Advert
+	// groups are the /16 (/32) networks of the advertised addresses and of
+	// the address we actually reached the node on.
+	groups []netGroup
+	// firstSeen is when this client first verified an advert of the peer.
+	firstSeen time.Time
+	// ok and fail count Report results.
+	ok, fail uint32
+	// lastFail is the time of the latest failure (zero if none).
+	lastFail time.Time
+}
+
+// selectRules are the tunables of path selection.
+type selectRules struct {
+	now              time.Time
+	allowSameNetwork bool
+	failBackoff      time.Duration
+	ageRamp          time.Duration
+}
+
+// usable reports whether c may fill a hop playing role for req.
+func (c *candidate) usable(role Role, req *PathRequest, r *selectRules) bool {
+	ad := c.ad
+	if !ad.Fresh(r.now) || !ad.HasRole(role) {
+		return false
+	}
+	if req.MaxPriceSat > 0 && ad.Price(role) > req.MaxPriceSat {
+		return false
+	}
+	if role == RoleExit && req.Port != 0 && !ad.AllowsPort(req.Port) {
+		return false
+	}
+	if !c.lastFail.IsZero() && r.now.Sub(c.lastFail) < r.failBackoff {
+		return false
+	}
+	return !slices.Contains(req.Exclude, ad.Peer)
+}
+
+// sameFamily reports whether a and b are one operator's: their declared
+// families (each including itself) intersect. A node can only exclude itself
+// by declaring others, never pull two honest nodes together.
+func sameFamily(a, b *Advert) bool {
+	if slices.Contains(a.Family, b.Peer) || slices.Contains(b.Family, a.Peer) {
+		return true
+	}
+	for _, f := range a.Family {
+		if slices.Contains(b.Family, f) {
+			return true
+		}
+	}
+	return false
+}
+
+// conflicts reports whether a and b may not share a path.
+func conflicts(a, b *candidate, r *selectRules) bool {
+	if a.ad.Peer == b.ad.Peer {
+		return true
+	}
+	if r.allowSameNetwork {
+		return false
+	}
+	for _, g := range a.groups {
+		if slices.Contains(b.groups, g) {
+			return true
+		}
+	}
+	return sameFamily(a.ad, b.ad)
+}
+
+// weight is the selection weight of c for role: better than price alone.
+//   - age: time since this client first saw the node, ramping from 5% to
+//     100% over ageRamp, so a fresh batch of Sybils starts nearly weightless;
+//   - observed success: (ok+1)/(ok+fail+2);
+//   - capacity: 0.25..1 by self-reported capacity, capped at capacityCapKBps
+//     so a lie buys at most 4x;
+//   - price: 0.5..1, cheaper is better but undercutting buys at most 2x.
+func (c *candidate) weight(role Role, req *PathRequest, r *selectRules) float64 {
+	age := r.now.Sub(c.firstSeen)
+	ageF := 1.0
+	if r.ageRamp > 0 {
+		ageF = min(max(float64(age)/float64(r.ageRamp), 0.05), 1)
+	}
+	succF := float64(c.ok+1) / float64(c.ok+c.fail+2)
+	capF := 0.25 + 0.75*float64(min(c.ad.CapacityKBps, capacityCapKBps))/capacityCapKBps
+	priceF := 1.0
+	if req.MaxPriceSat > 0 {
+		priceF = 1 - 0.5*float64(min(c.ad.Price(role), req.MaxPriceSat))/float64(req.MaxPriceSat)
+	}
+	return ageF * succF * capF * priceF
+}
+
+// pickWeighted picks one of pool for role, not conflicting with chosen. The
+// weights of nodes sharing a network are split between them (unless the
+// same-network rule is off), so a thousand nodes in one /16 weigh as one.
+func pickWeighted(rng *rand.Rand, pool []*candidate, role Role, req *PathRequest, r *selectRules, chosen []*candidate) *candidate {
+	var elig []*candidate
+	for _, c := range pool {
+		if !c.usable(role, req, r) {
+			continue
+		}
+		bad := false
+		for _, o := range chosen {
+			if conflicts(c, o, r) {
+				bad = true
+				break
+			}
+		}
+		if !bad {
+			elig = append(elig, c)
+		}
+	}
+	if len(elig) == 0 {
+		return nil
+	}
+	share := map[netGroup]int{}
+	if !r.allowSameNetwork {
+		for _, c := range elig {
+			for _, g := range c.groups {
+				share[g]++
+			}
+		}
+	}
+	w := make([]float64, len(elig))
+	var sum float64
+	for i, c := range elig {
+		w[i] = c.weight(role, req, r)
+		n := 1
+		for _, g := range c.groups {
+			n = max(n, share[g])
+		}
+		w[i] /= float64(n)
+		sum += w[i]
+	}
+	x := rng.Float64() * sum
+	for i, c := range elig {
+		x -= w[i]
+		if x < 0 {
+			return c
+		}
+	}
+	return elig[len(elig)-1]
+}
+
+// normalize fills defaults into req and checks it.
+func (req *PathRequest) normalize() error {
+	if req.Hops == 0 {
+		req.Hops = 3
+	}
+	if req.Hops < 1 || req.Hops > 8 {
+		return fmt.Errorf("%w: PathRequest.Hops %d not in 1..8", ErrBadConfig, req.Hops)
+	}
+	if req.Final == "" {
+		req.Final = RoleRelay
+	}
+	if !validRole(req.Final) {
+		return fmt.Errorf("%w: PathRequest.Final %q", ErrBadConfig, req.Final)
+	}
+	return nil
+}
+
+// pickPath chooses a path for req from pool: the final hop first (it is the
+// most constrained), then the first usable guard in guards order that does
+// not conflict with it, then middles. guards may be empty only for Hops == 1.
+// It returns ErrNoPath naming the position it could not fill.
+func pickPath(rng *rand.Rand, pool []*candidate, guards []*candidate, req PathRequest, r *selectRules) ([]*candidate, error) {
+	if err := req.normalize(); err != nil {
+		return nil, err
+	}
+	final := pickWeighted(rng, pool, req.Final, &req, r, nil)
+	if final == nil {
+		return nil, fmt.Errorf("%w: no usable %s", ErrNoPath, req.Final)
+	}
+	if req.Hops == 1 {
+		return []*candidate{final}, nil
+	}
+	var guard *candidate
+	for _, g := range guards {
+		if g.usable(RoleRelay, &req, r) && !conflicts(g, final, r) {
+			guard = g
+			break
+		}
+	}
+	if guard == nil {
+		return nil, fmt.Errorf("%w: no usable entry guard", ErrNoPath)
+	}
+	chosen := []*candidate{guard, final}
+	for len(chosen) < req.Hops {
+		m := pickWeighted(rng, pool, RoleRelay, &req, r, chosen)
+		if m == nil {
+			return nil, fmt.Errorf("%w: no usable middle relay", ErrNoPath)
+		}
+		chosen = append(chosen, m)
+	}
+	// Order: guard, middles..., final.
+	path := make([]*candidate, 0, req.Hops)
+	path = append(path, guard)
+	path = append(path, chosen[2:]...)
+	return append(path, final), nil
+}
+
+// pickGuards tops up guards to want usable entries from pool, choosing by
+// weight among relays that conflict with no existing usable guard. It
+// returns the new guards only. req carries the price limit and exclusions of
+// the request that needed them (zero request: any relay).
+func pickGuards(rng *rand.Rand, pool []*candidate, guards []*candidate, want int, req PathRequest, r *selectRules) []*candidate {
+	_ = req.normalize()
+	var have []*candidate
+	for _, g := range guards {
+		if g.usable(RoleRelay, &req, r) {
+			have = append(have, g)
+		}
+	}
+	var added []*candidate
+	for len(have) < want {
+		g := pickWeighted(rng, pool, RoleRelay, &req, r, have)
+		if g == nil {
+			break
+		}
+		have = append(have, g)
+		added = append(added, g)
+	}
+	return added
+}

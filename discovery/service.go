@@ -1,0 +1,441 @@
+package discovery
+
+import (
+	"bytes"
+	"context"
+	crand "crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// peerState is what the Service knows of one peer.
+type peerState struct {
+	rec peerRecord
+	// ad is the verified advert from rec.Env, nil if none or unusable.
+	ad *Advert
+	// observed is rec.Observed parsed, nil if none.
+	observed ma.Multiaddr
+}
+
+// ownAdvert is the advert this node publishes.
+type ownAdvert struct {
+	tmpl       Advert // as given to Publish
+	autoSeq    bool
+	autoExpiry bool
+	signed     Advert
+	env        []byte
+}
+
+// Service publishes this node's advert and finds and selects other nodes.
+// All methods are safe for concurrent use.
+type Service struct {
+	h    host.Host
+	priv crypto.PrivKey
+	cfg  Config
+	log  *slog.Logger
+
+	// life guards the lifecycle fields below it; held across Start/Close.
+	life    sync.Mutex
+	started bool
+	closed  bool
+	dht     *dht.IpfsDHT
+	store   *boundedStore
+	ctx     context.Context    // cancelled by Close; parent of background work
+	cancel  context.CancelFunc // cancels ctx
+	wg      sync.WaitGroup     // background goroutines (republisher)
+
+	// mu guards everything below it. Never held across network I/O.
+	mu           sync.Mutex
+	peers        map[peer.ID]*peerState // bounded by cfg.MaxKnown
+	guards       []guardEntry           // bounded by 2*cfg.Guards
+	bad          map[peer.ID]time.Time  // negative cache, bounded by maxBadPeers
+	own          *ownAdvert
+	ownSeq       uint64
+	republishing bool
+	rng          *rand.Rand
+	cache        *cache
+}
+
+// New returns a Service for host h, whose identity key is priv. It opens and
+// loads the disk cache (if cfg.CacheDir is set) but starts nothing on the
+// network; call Start. Close releases the cache even if Start was not called.
+func New(h host.Host, priv crypto.PrivKey, cfg Config) (*Service, error) {
+	if h == nil {
+		return nil, fmt.Errorf("%w: nil host", ErrBadConfig)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if priv != nil {
+		id, err := peer.IDFromPrivateKey(priv)
+		if err != nil || id != h.ID() {
+			return nil, fmt.Errorf("%w: private key is not the host's", ErrBadConfig)
+		}
+	}
+	cfg = cfg.withDefaults()
+	var seed [32]byte
+	if _, err := crand.Read(seed[:]); err != nil {
+		return nil, fmt.Errorf("discovery: seed: %w", err)
+	}
+	c, err := openCache(cfg.CacheDir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{
+		h:     h,
+		priv:  priv,
+		cfg:   cfg,
+		log:   cfg.Logger.With("subsys", "discovery"),
+		peers: map[peer.ID]*peerState{},
+		bad:   map[peer.ID]time.Time{},
+		rng:   rand.New(rand.NewChaCha8(seed)),
+		cache: c,
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if err := s.load(); err != nil {
+		c.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// load fills peers and guards from the cache, re-verifying every advert.
+func (s *Service) load() error {
+	recs, err := s.cache.loadPeers()
+	if err != nil {
+		return fmt.Errorf("discovery cache: %w", err)
+	}
+	now := s.cfg.Now()
+	for id, r := range recs {
+		if id == s.h.ID() {
+			continue
+		}
+		st := &peerState{rec: *r}
+		if len(r.Env) > 0 {
+			ad, err := openUnchecked(r.Env)
+			if err == nil && ad.Peer == id && ad.Fresh(now) {
+				st.ad = &ad
+			} else {
+				st.rec.Env = nil
+			}
+		}
+		if len(r.Observed) > 0 {
+			if m, err := ma.NewMultiaddrBytes(r.Observed); err == nil {
+				st.observed = m
+			}
+		}
+		s.peers[id] = st
+	}
+	for len(s.peers) > s.cfg.MaxKnown {
+		s.evictLocked()
+	}
+	g, err := s.cache.loadGuards()
+	if err != nil {
+		s.log.Debug("guard list unreadable, starting afresh", "err", err)
+		g = nil
+	}
+	if len(g) > 2*s.cfg.Guards {
+		g = g[:2*s.cfg.Guards]
+	}
+	s.guards = g
+	return nil
+}
+
+// Start brings up the DHT (server mode if Config.DHTServer), registers the
+// advert protocol handler, and connects to the bootstrap peers. It returns
+// an error only if the DHT cannot be built or no bootstrap peer could be
+// reached (when some are configured). Calling it again is a no-op.
+func (s *Service) Start(ctx context.Context) error {
+	s.life.Lock()
+	defer s.life.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if s.started {
+		return nil
+	}
+	s.store = newBoundedStore(s.cfg.MaxDHTRecords)
+	boot := s.cfg.Bootstrap
+	opts := []dht.Option{dht.Datastore(s.store)}
+	switch s.cfg.Mode {
+	case ModeIPFS:
+		if boot == nil {
+			boot = dht.GetDefaultBootstrapPeerAddrInfos()
+		}
+	default:
+		opts = append(opts, dht.ProtocolPrefix(ProtocolPrefix), dht.DisableValues())
+	}
+	opts = append(opts, dht.BootstrapPeers(boot...))
+	if s.cfg.DHTServer {
+		opts = append(opts, dht.Mode(dht.ModeServer))
+	} else {
+		opts = append(opts, dht.Mode(dht.ModeClient))
+	}
+	if s.cfg.DisableAutoRefresh {
+		opts = append(opts, dht.DisableAutoRefresh())
+	}
+	d, err := dht.New(s.h, opts...)
+	if err != nil {
+		return fmt.Errorf("discovery: start dht: %w", err)
+	}
+	s.dht = d
+	s.h.SetStreamHandler(ProtocolAdvert, s.handleAdvert)
+	s.started = true
+
+	var ok int
+	var lastErr error
+	for _, b := range boot {
+		if b.ID == s.h.ID() {
+			continue
+		}
+		if err := s.h.Connect(ctx, b); err != nil {
+			lastErr = err
+			s.log.Debug("bootstrap peer unreachable", "peer", b.ID, "err", err)
+			continue
+		}
+		ok++
+	}
+	if len(boot) > 0 && ok == 0 && lastErr != nil {
+		return fmt.Errorf("discovery: no bootstrap peer reachable: %w", lastErr)
+	}
+	if ok > 0 {
+		select {
+		case <-d.RefreshRoutingTable():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// Close stops republishing, the DHT and the advert handler, and closes the
+// cache. Published provider records stay in the DHT until they expire; the
+// advert protocol stops answering at once. Safe to call twice.
+func (s *Service) Close() error {
+	s.life.Lock()
+	defer s.life.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	s.cancel()
+	s.wg.Wait()
+	var errs []error
+	if s.started {
+		s.h.RemoveStreamHandler(ProtocolAdvert)
+		errs = append(errs, s.dht.Close())
+	}
+	s.mu.Lock()
+	errs = append(errs, s.cache.close())
+	s.cache = nil
+	s.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+// running returns the DHT if the service is started and not closed.
+func (s *Service) running() (*dht.IpfsDHT, error) {
+	s.life.Lock()
+	defer s.life.Unlock()
+	switch {
+	case s.closed:
+		return nil, ErrClosed
+	case !s.started:
+		return nil, ErrNotStarted
+	}
+	return s.dht, nil
+}
+
+// accept verifies a signed advert received from peer from (empty: from the
+// cache or a test) and records it. It enforces key binding, freshness and
+// the sequence rule, and the MaxKnown bound.
+func (s *Service) accept(env []byte, from peer.ID, observed ma.Multiaddr) (Advert, error) {
+	now := s.cfg.Now()
+	ad, err := OpenAdvert(env, now)
+	if err != nil {
+		return Advert{}, err
+	}
+	if from != "" && ad.Peer != from {
+		return Advert{}, fmt.Errorf("open advert: served by another peer: %w", ErrKeyMismatch)
+	}
+	if ad.Peer == s.h.ID() {
+		return Advert{}, fmt.Errorf("open advert: our own peer id: %w", ErrKeyMismatch)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.peers[ad.Peer]
+	if st != nil {
+		if ad.Seq < st.rec.MaxSeq {
+			return Advert{}, fmt.Errorf("open advert: seq %d < %d: %w", ad.Seq, st.rec.MaxSeq, ErrReplay)
+		}
+		if ad.Seq == st.rec.MaxSeq && st.rec.Env != nil && !bytes.Equal(env, st.rec.Env) {
+			return Advert{}, fmt.Errorf("open advert: seq %d reused: %w", ad.Seq, ErrReplay)
+		}
+	} else {
+		for len(s.peers) >= s.cfg.MaxKnown {
+			s.evictLocked()
+		}
+		st = &peerState{rec: peerRecord{FirstSeen: now}}
+		s.peers[ad.Peer] = st
+	}
+	st.rec.Env = bytes.Clone(env)
+	st.rec.MaxSeq = ad.Seq
+	st.rec.LastSeen = now
+	if observed != nil {
+		st.observed = observed
+		st.rec.Observed = observed.Bytes()
+	}
+	st.ad = &ad
+	delete(s.bad, ad.Peer)
+	if err := s.cache.putPeer(ad.Peer, &st.rec); err != nil {
+		s.log.Warn("discovery cache write failed", "err", err)
+	}
+	return ad.Clone(), nil
+}
+
+// evictLocked removes one peer to make room: a non-guard without a fresh
+// advert if any, else the non-guard seen least recently.
+func (s *Service) evictLocked() {
+	now := s.cfg.Now()
+	var victim peer.ID
+	var vScore time.Time
+	first := true
+	for id, st := range s.peers {
+		if s.isGuardLocked(id) {
+			continue
+		}
+		score := st.rec.LastSeen
+		if st.ad == nil || !st.ad.Fresh(now) {
+			score = time.Time{} // evict first
+		}
+		if first || score.Before(vScore) {
+			victim, vScore, first = id, score, false
+		}
+	}
+	if first { // only guards left; drop any
+		for id := range s.peers {
+			victim = id
+			break
+		}
+	}
+	delete(s.peers, victim)
+	if err := s.cache.deletePeer(victim); err != nil {
+		s.log.Warn("discovery cache delete failed", "err", err)
+	}
+}
+
+func (s *Service) isGuardLocked(id peer.ID) bool {
+	for _, g := range s.guards {
+		if g.Peer == id {
+			return true
+		}
+	}
+	return false
+}
+
+// markBad keeps p out of fetches for FailBackoff after a failed fetch.
+func (s *Service) markBad(p peer.ID) {
+	now := s.cfg.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.bad) >= maxBadPeers {
+		for id, until := range s.bad {
+			if now.After(until) {
+				delete(s.bad, id)
+			}
+		}
+		for id := range s.bad {
+			if len(s.bad) < maxBadPeers {
+				break
+			}
+			delete(s.bad, id)
+		}
+	}
+	s.bad[p] = now.Add(s.cfg.FailBackoff)
+}
+
+func (s *Service) isBad(p peer.ID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	until, ok := s.bad[p]
+	return ok && s.cfg.Now().Before(until)
+}
+
+// Report records the outcome of using p (a circuit hop that worked or
+// failed). A failure keeps p out of new paths for FailBackoff and lowers its
+// weight; successes raise it. Unknown peers are ignored (bounded memory).
+func (s *Service) Report(p peer.ID, ok bool) {
+	now := s.cfg.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.peers[p]
+	if st == nil {
+		return
+	}
+	if ok {
+		st.rec.OK++
+		st.rec.LastOK = now
+	} else {
+		st.rec.Fail++
+		st.rec.LastFail = now
+	}
+	if err := s.cache.putPeer(p, &st.rec); err != nil {
+		s.log.Warn("discovery cache write failed", "err", err)
+	}
+}
+
+// PeerStatus is what Known reports of one peer (for `co-infuse peers`).
+type PeerStatus struct {
+	Peer peer.ID
+	// Roles and Prices (sat/MB) of the current advert; nil if it expired.
+	Roles  []Role
+	Prices map[Role]uint64
+	// Seq and Expiry of the current advert (zero if none).
+	Seq    uint64
+	Expiry time.Time
+	// FirstSeen is when this client first verified an advert of the peer;
+	// LastSeen when it last did.
+	FirstSeen, LastSeen time.Time
+	// OK and Fail count Report outcomes.
+	OK, Fail uint32
+	// LastResult is "ok", "fail" or "" (never used); LastResultAt its time.
+	LastResult   string
+	LastResultAt time.Time
+	// Guard tells whether the peer is one of our entry guards.
+	Guard bool
+}
+
+// Known returns the status of every peer the service knows, in no order.
+func (s *Service) Known() []PeerStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]PeerStatus, 0, len(s.peers))
+	for id, st := range s.peers {
+		ps := PeerStatus{
+			Peer: id, FirstSeen: st.rec.FirstSeen, LastSeen: st.rec.LastSeen,
+			OK: st.rec.OK, Fail: st.rec.Fail, Guard: s.isGuardLocked(id),
+		}
+		if st.ad != nil {
+			c := st.ad.Clone()
+			ps.Roles, ps.Prices, ps.Seq, ps.Expiry = c.Roles, c.Prices, c.Seq, c.Expiry
+		}
+		switch {
+		case st.rec.LastOK.IsZero() && st.rec.LastFail.IsZero():
+		case st.rec.LastFail.After(st.rec.LastOK):
+			ps.LastResult, ps.LastResultAt = "fail", st.rec.LastFail
+		default:
+			ps.LastResult, ps.LastResultAt = "ok", st.rec.LastOK
+		}
+		out = append(out, ps)
+	}
+	return out
+}
