@@ -51,15 +51,27 @@ type Blinded struct {
 // deterministic function of (seed, amount, key).
 func Blind(seed Seed, amount uint64, key *rsa.PublicKey) (*Blinded, error) {
 	secret := seed.Secret()
-	c, err := blindrsa.NewClient(variant, key)
+	b, err := blindWith(variant, key, seed.stream("co-infuse/voucher/blind/1"), secret[:])
+	if err != nil {
+		return nil, err
+	}
+	b.Amount, b.secret = amount, secret
+	return b, nil
+}
+
+// blindWith blinds a prepared message with randomness from rnd (salt, then
+// the blinding factor, in circl's order). The RFC 9474 vector test drives
+// it with the vectors' salt and blind.
+func blindWith(v blindrsa.Variant, key *rsa.PublicKey, rnd io.Reader, prepared []byte) (*Blinded, error) {
+	c, err := blindrsa.NewClient(v, key)
 	if err != nil {
 		return nil, fmt.Errorf("blind: %w", err)
 	}
-	msg, st, err := c.Blind(seed.stream("co-infuse/voucher/blind/1"), secret[:])
+	msg, st, err := c.Blind(rnd, prepared)
 	if err != nil {
 		return nil, fmt.Errorf("blind: %w", err)
 	}
-	return &Blinded{Amount: amount, Msg: msg, secret: secret, client: c, state: st}, nil
+	return &Blinded{Msg: msg, client: c, state: st}, nil
 }
 
 // Finalize unblinds the node's blind signature and verifies the result. A
