@@ -1,0 +1,166 @@
+package mint
+
+import (
+	"context"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/co-infuse/co-infuse/voucher"
+	"github.com/libp2p/go-libp2p/core/host"
+)
+
+// Config configures a Mint. Zero durations and sizes take the defaults
+// given on each field.
+type Config struct {
+	// Host serves /co-infuse/mint/1. Nil means no protocol handler (a
+	// redeem-only mint).
+	Host host.Host
+	// Path is the mint's bbolt database (created 0600): keysets with their
+	// private keys, quotes, the spent set. Required.
+	Path string
+
+	// CreateInvoice creates an invoice on the node's own LND for amtSat
+	// sats that expires after expiry. Required with Host.
+	CreateInvoice func(ctx context.Context, amtSat int64, memo string, expiry time.Duration) (payReq string, payHash [32]byte, err error)
+	// InvoiceSettled reports whether the invoice with payHash is settled.
+	// Required with Host.
+	InvoiceSettled func(ctx context.Context, payHash [32]byte) (settled bool, err error)
+	// Payee is the node's LND public key (33-byte compressed), the payee the
+	// client must see in every invoice. Required with Host.
+	Payee [voucher.PayeeSize]byte
+	// PriceMsatPerMB is the node's service price, quoted so the client can
+	// check it against its limit. Default 0.
+	PriceMsatPerMB uint64
+
+	// Denominations are the keyset's amounts in sats, powers of two.
+	// Default 1, 2, 4, …, 1024.
+	Denominations []uint64
+	// KeyBits is the RSA key size. Default 2048; 2048..4096.
+	KeyBits int
+	// KeyGen makes one RSA key. Default rsa.GenerateKey with crypto/rand.
+	KeyGen func(bits int) (*rsa.PrivateKey, error)
+	// KeysetLifetime is a keyset's minting window. Default 30 days.
+	KeysetLifetime time.Duration
+	// Grace is how long a keyset still redeems after its minting window.
+	// Default 7 days.
+	Grace time.Duration
+
+	// InvoiceExpiry is the expiry of each quote's invoice. Default 10 min.
+	InvoiceExpiry time.Duration
+	// MaxQuoteSat caps one quote. Default 50000 sats.
+	MaxQuoteSat uint64
+	// MaxOpenQuotes caps unexpired unpaid quotes over all peers. Default 256.
+	MaxOpenQuotes int
+	// MaxOpenQuotesPerPeer caps them per peer. Default 4.
+	MaxOpenQuotesPerPeer int
+	// StreamTimeout bounds one mint stream, LND calls included. Default 30 s.
+	StreamTimeout time.Duration
+	// IssuedRetention is how long a signed quote is kept for retries.
+	// Default 30 days.
+	IssuedRetention time.Duration
+	// HousekeepingInterval is how often the mint rotates keysets and prunes
+	// its stores. Default 1 min.
+	HousekeepingInterval time.Duration
+
+	// OnKeysets, if set, is called with the keysets to publish whenever
+	// they change (after rotation). It must not block for long.
+	OnKeysets func([]*voucher.Keyset)
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Logger is the logger. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if len(c.Denominations) == 0 {
+		for e := 0; e <= 10; e++ {
+			c.Denominations = append(c.Denominations, 1<<e)
+		}
+	}
+	if c.KeyBits == 0 {
+		c.KeyBits = 2048
+	}
+	if c.KeysetLifetime == 0 {
+		c.KeysetLifetime = 30 * 24 * time.Hour
+	}
+	if c.Grace == 0 {
+		c.Grace = 7 * 24 * time.Hour
+	}
+	if c.InvoiceExpiry == 0 {
+		c.InvoiceExpiry = 10 * time.Minute
+	}
+	if c.MaxQuoteSat == 0 {
+		c.MaxQuoteSat = 50000
+	}
+	if c.MaxOpenQuotes == 0 {
+		c.MaxOpenQuotes = 256
+	}
+	if c.MaxOpenQuotesPerPeer == 0 {
+		c.MaxOpenQuotesPerPeer = 4
+	}
+	if c.StreamTimeout == 0 {
+		c.StreamTimeout = 30 * time.Second
+	}
+	if c.IssuedRetention == 0 {
+		c.IssuedRetention = 30 * 24 * time.Hour
+	}
+	if c.HousekeepingInterval == 0 {
+		c.HousekeepingInterval = time.Minute
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate checks the configuration and names the first bad field.
+func (c *Config) Validate() error {
+	if c.Path == "" {
+		return errors.New("mint config: Path is required")
+	}
+	if c.Host != nil {
+		if c.CreateInvoice == nil {
+			return errors.New("mint config: CreateInvoice is required with Host")
+		}
+		if c.InvoiceSettled == nil {
+			return errors.New("mint config: InvoiceSettled is required with Host")
+		}
+		if c.Payee == ([voucher.PayeeSize]byte{}) {
+			return errors.New("mint config: Payee is required with Host")
+		}
+	}
+	seen := map[uint64]bool{}
+	for _, d := range c.Denominations {
+		if d == 0 || d&(d-1) != 0 || d > 1<<voucher.MaxDenomExp || seen[d] {
+			return fmt.Errorf("mint config: Denominations: bad or duplicate amount %d", d)
+		}
+		seen[d] = true
+	}
+	if len(c.Denominations) > voucher.MaxKeysPerKeyset {
+		return fmt.Errorf("mint config: Denominations: %d amounts", len(c.Denominations))
+	}
+	if c.KeyBits < voucher.MinModulusBytes*8 || c.KeyBits > voucher.MaxModulusBytes*8 {
+		return fmt.Errorf("mint config: KeyBits %d not in 2048..4096", c.KeyBits)
+	}
+	if c.KeysetLifetime < time.Minute {
+		return fmt.Errorf("mint config: KeysetLifetime %v too short", c.KeysetLifetime)
+	}
+	if c.Grace < 0 {
+		return fmt.Errorf("mint config: Grace %v negative", c.Grace)
+	}
+	if c.InvoiceExpiry < 10*time.Second {
+		return fmt.Errorf("mint config: InvoiceExpiry %v too short", c.InvoiceExpiry)
+	}
+	if c.MaxOpenQuotes < 1 || c.MaxOpenQuotesPerPeer < 1 {
+		return errors.New("mint config: MaxOpenQuotes and MaxOpenQuotesPerPeer must be positive")
+	}
+	if c.StreamTimeout <= 0 || c.IssuedRetention <= 0 || c.HousekeepingInterval <= 0 {
+		return errors.New("mint config: StreamTimeout, IssuedRetention and HousekeepingInterval must be positive")
+	}
+	return nil
+}

@@ -1,0 +1,18 @@
+// Package mint is the node's side of co-infuse vouchers: it holds the
+// node's signing keysets (generated, persisted, rotated with a grace
+// period), serves the /co-infuse/mint/1 protocol (quote → invoice on the
+// node's LND → blind signatures once the invoice is settled), and redeems
+// vouchers against the durable spent set.
+//
+// Every step is persisted before it is acknowledged: a quote is stored
+// before it is sent, and a quote's blind signatures are stored (fsynced)
+// before they are sent, so a retry of a settled quote returns the same
+// signatures and no quote is ever signed twice for different messages.
+//
+// What is left to others: Lightning is reached only through the
+// CreateInvoice and InvoiceSettled funcs in Config (node/ wires them to
+// lightning/); publishing the keysets in the node's advert is discovery/'s,
+// fed by Keysets and Config.OnKeysets; carrying vouchers over a circuit
+// (TOPUP) and crediting a session is circuit/'s, which calls Redeem. The
+// wire format is in docs/VOUCHERS.md.
+package mint

@@ -1,0 +1,69 @@
+package mint
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/co-infuse/co-infuse/voucher"
+)
+
+func unixTime(s int64) time.Time { return time.Unix(s, 0).UTC() }
+
+// Redeem verifies vouchers against the node's keysets and marks the good
+// ones spent, durably, before it returns. It returns the sats to credit —
+// the sum of the vouchers that verified and were not spent before — and,
+// if any voucher was refused, an error wrapping the first refusal's
+// sentinel (voucher.ErrBadSignature, ErrUnknownKeyset, ErrExpired,
+// ErrSpent, …). The caller credits credited even when err is non-nil: the
+// good vouchers are spent either way. A zero credited with an error from the
+// spent set itself (not a refusal) means nothing was spent.
+func (m *Mint) Redeem(ctx context.Context, vs []voucher.Voucher) (credited uint64, err error) {
+	now := m.cfg.Now()
+	var firstErr error
+	entries := make([]voucher.SpentEntry, 0, len(vs))
+	amounts := make([]uint64, 0, len(vs))
+	for i := range vs {
+		v := &vs[i]
+		sk := m.keyset(v.Keyset)
+		if sk == nil {
+			if firstErr == nil {
+				firstErr = voucher.ErrUnknownKeyset
+			}
+			continue
+		}
+		if err := sk.Public().Verify(v, now); err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		entries = append(entries, voucher.EntryFor(sk.Public(), v))
+		amounts = append(amounts, v.Amount)
+	}
+	fresh, err := m.spent.Spend(ctx, entries)
+	if err != nil {
+		return 0, fmt.Errorf("redeem: %w", err)
+	}
+	for i, f := range fresh {
+		if f {
+			credited += amounts[i]
+		} else if firstErr == nil {
+			firstErr = voucher.ErrSpent
+		}
+	}
+	if firstErr != nil {
+		return credited, fmt.Errorf("redeem: %w", firstErr)
+	}
+	return credited, nil
+}
+
+// RedeemPayload decodes a redemption batch (a TOPUP payload, VOUCHERS.md
+// §2.1) and redeems it as Redeem does.
+func (m *Mint) RedeemPayload(ctx context.Context, payload []byte) (uint64, error) {
+	vs, err := voucher.DecodeBatch(payload)
+	if err != nil {
+		return 0, fmt.Errorf("redeem: %w", err)
+	}
+	return m.Redeem(ctx, vs)
+}
