@@ -1,0 +1,45 @@
+package exit
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/co-infuse/co-infuse/circuit"
+)
+
+var (
+	// ErrBadRule: a policy rule string does not follow the rule syntax.
+	ErrBadRule = errors.New("exit: bad policy rule")
+	// ErrBadTarget: a target is not a valid host:port or host. Errors
+	// carrying it also wrap circuit.ErrProtocol (malformed host:port) or
+	// circuit.ErrResolveFailed (a host name that cannot be looked up).
+	ErrBadTarget = errors.New("exit: bad target")
+)
+
+// PolicyError reports which rule refused an address. It unwraps to
+// circuit.ErrExitPolicy. It names the rule, never the address, so it is safe
+// to log.
+type PolicyError struct {
+	// Rule is the rule that refused; for the implicit final rule it is
+	// "reject *:*" and Index is -1.
+	Rule Rule
+	// Index is the rule's position in the policy, from 0.
+	Index int
+	// Reason is set instead of Rule for refusals no rule expresses, such as
+	// a scoped (zoned) IPv6 address or port 0.
+	Reason string
+}
+
+func (e *PolicyError) Error() string {
+	switch {
+	case e.Reason != "":
+		return fmt.Sprintf("exit policy: %s", e.Reason)
+	case e.Index < 0:
+		return "exit policy: no rule accepts the target (implicit \"reject *:*\")"
+	default:
+		return fmt.Sprintf("exit policy: refused by rule %d %q", e.Index, e.Rule.String())
+	}
+}
+
+// Unwrap lets errors.Is(err, circuit.ErrExitPolicy) match.
+func (e *PolicyError) Unwrap() error { return circuit.ErrExitPolicy }

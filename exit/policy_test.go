@@ -1,0 +1,240 @@
+package exit
+
+import (
+	"errors"
+	"net/netip"
+	"reflect"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/co-infuse/co-infuse/circuit"
+)
+
+func TestDefaultPolicyDecisions(t *testing.T) {
+	t.Parallel()
+	p := DefaultPolicy()
+	loop, err := NewPolicy(nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name     string
+		ap       string
+		accept   bool // under DefaultPolicy
+		loopback bool // under NewPolicy(nil, true)
+	}{
+		{"public v4", "1.1.1.1:443", true, true},
+		{"public v4 bitcoin", "93.184.216.34:8333", true, true},
+		{"public v6", "[2606:4700::1111]:443", true, true},
+		{"rfc1918 10/8", "10.1.2.3:80", false, false},
+		{"rfc1918 172.16/12", "172.31.255.255:80", false, false},
+		{"172.32 is public", "172.32.0.1:80", true, true},
+		{"rfc1918 192.168/16", "192.168.1.1:80", false, false},
+		{"loopback v4", "127.0.0.1:8080", false, true},
+		{"loopback v4 high", "127.255.0.9:8080", false, true},
+		{"loopback v6", "[::1]:8080", false, true},
+		{"unspecified v4", "0.0.0.0:80", false, false},
+		{"this network", "0.1.2.3:80", false, false},
+		{"unspecified v6", "[::]:80", false, false},
+		{"link-local v4", "169.254.169.254:80", false, false},
+		{"link-local v6", "[fe80::1]:80", false, false},
+		{"cgnat", "100.64.0.1:80", false, false},
+		{"cgnat top", "100.127.255.254:80", false, false},
+		{"100.128 is public", "100.128.0.1:80", true, true},
+		{"multicast v4", "224.0.0.251:5353", false, false},
+		{"multicast v6", "[ff02::fb]:5353", false, false},
+		{"broadcast", "255.255.255.255:80", false, false},
+		{"reserved 240/4", "240.0.0.1:80", false, false},
+		{"test-net-1", "192.0.2.10:80", false, false},
+		{"test-net-3", "203.0.113.7:80", false, false},
+		{"benchmarking", "198.18.0.1:80", false, false},
+		{"doc v6", "[2001:db8::1]:80", false, false},
+		{"ula", "[fd12:3456::1]:80", false, false},
+		{"site-local", "[fec0::1]:80", false, false},
+		{"v4-mapped private", "[::ffff:10.0.0.1]:80", false, false},
+		{"v4-mapped loopback", "[::ffff:127.0.0.1]:80", false, true},
+		{"v4-mapped public", "[::ffff:1.1.1.1]:443", true, true},
+		{"v4-compatible", "[::10.0.0.1]:80", false, false},
+		{"nat64 private", "[64:ff9b::a00:1]:80", false, false},
+		{"nat64 public", "[64:ff9b::101:101]:443", true, true},
+		{"6to4 private", "[2002:c0a8:101::1]:80", false, false},
+		{"6to4 public", "[2002:101:101::1]:443", true, true},
+		{"teredo", "[2001::1]:80", false, false},
+		{"smtp public", "1.1.1.1:25", false, false},
+		{"smtp v6", "[2606:4700::1111]:25", false, false},
+		{"submission ok", "1.1.1.1:587", true, true},
+		{"loopback smtp with loopback allowed", "127.0.0.1:25", false, true},
+		{"port zero", "1.1.1.1:0", false, false},
+		{"zoned", "[fe80::1%eth0]:80", false, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ap := netip.MustParseAddrPort(tc.ap)
+			for _, pc := range []struct {
+				p    *Policy
+				want bool
+			}{{p, tc.accept}, {loop, tc.loopback}} {
+				err := pc.p.Check(ap)
+				if pc.want && err != nil {
+					t.Fatalf("Check(%v) = %v, want accept", ap, err)
+				}
+				if !pc.want && !errors.Is(err, circuit.ErrExitPolicy) {
+					t.Fatalf("Check(%v) = %v, want ErrExitPolicy", ap, err)
+				}
+			}
+		})
+	}
+}
+
+func TestPolicyErrorNamesRule(t *testing.T) {
+	t.Parallel()
+	err := DefaultPolicy().Check(netip.MustParseAddrPort("10.9.8.7:443"))
+	var pe *PolicyError
+	if !errors.As(err, &pe) {
+		t.Fatalf("error %v is not a *PolicyError", err)
+	}
+	if pe.Rule.String() != "reject 10.0.0.0/8:*" {
+		t.Fatalf("refusing rule %q, want reject 10.0.0.0/8:*", pe.Rule)
+	}
+	if want := `exit policy: refused by rule 1 "reject 10.0.0.0/8:*"`; err.Error() != want {
+		t.Fatalf("Error() = %q, want %q", err.Error(), want)
+	}
+}
+
+func TestPolicyOrderAndImplicitReject(t *testing.T) {
+	t.Parallel()
+	p, err := ParsePolicy([]string{"reject 1.2.3.4:*", "accept 1.2.3.0/24:80-443", "accept [2001:db8::]/32:*"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		ap   string
+		want bool
+	}{
+		{"1.2.3.4:80", false},
+		{"1.2.3.5:80", true},
+		{"1.2.3.5:443", true},
+		{"1.2.3.5:444", false}, // implicit reject *:*
+		{"9.9.9.9:80", false},
+		{"[2001:db8::5]:25", true},
+	}
+	for _, tc := range cases {
+		err := p.Check(netip.MustParseAddrPort(tc.ap))
+		if (err == nil) != tc.want {
+			t.Errorf("Check(%s) = %v, want accept=%v", tc.ap, err, tc.want)
+		}
+	}
+	var pe *PolicyError
+	if err := p.Check(netip.MustParseAddrPort("9.9.9.9:80")); !errors.As(err, &pe) || pe.Index != -1 {
+		t.Fatalf("implicit refusal = %v, want Index -1", err)
+	}
+}
+
+func TestNewPolicyOperatorRulesFirst(t *testing.T) {
+	t.Parallel()
+	p, err := NewPolicy([]string{"reject 127.0.0.1:9735", "accept 10.0.0.0/8:8333"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ap, want := range map[string]bool{
+		"127.0.0.1:9735": false, // operator narrows loopback
+		"127.0.0.1:9736": true,  // loopback allowed
+		"10.1.1.1:8333":  true,  // operator opens a private range
+		"10.1.1.1:8334":  false, // default still applies
+		"1.1.1.1:25":     false,
+	} {
+		if err := p.Check(netip.MustParseAddrPort(ap)); (err == nil) != want {
+			t.Errorf("Check(%s) = %v, want accept=%v", ap, err, want)
+		}
+	}
+	if _, err := NewPolicy([]string{"accept *:*", "nonsense"}, false); !errors.Is(err, ErrBadRule) {
+		t.Fatalf("bad operator rule: %v, want ErrBadRule", err)
+	}
+}
+
+func TestAllowsPort(t *testing.T) {
+	t.Parallel()
+	d := DefaultPolicy()
+	narrow, err := ParsePolicy([]string{"reject *4:8333", "accept *:8333", "accept 1.2.3.0/24:9000", "reject *:*"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		p    *Policy
+		port uint16
+		want bool
+	}{
+		{d, 80, true}, {d, 443, true}, {d, 8333, true}, {d, 25, false}, {d, 0, false},
+		{narrow, 8333, true}, // still open on IPv6
+		{narrow, 9000, true},
+		{narrow, 80, false},
+	}
+	for _, tc := range cases {
+		if got := tc.p.AllowsPort(tc.port); got != tc.want {
+			t.Errorf("%v AllowsPort(%d) = %v, want %v", tc.p, tc.port, got, tc.want)
+		}
+	}
+}
+
+func TestAllowsAddr(t *testing.T) {
+	t.Parallel()
+	p, err := ParsePolicy([]string{"reject 5.5.5.5:1-100", "reject 5.5.5.5:101-65535", "accept *:*"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	partial, err := ParsePolicy([]string{"reject 6.6.6.6:1-100", "accept 6.6.6.6:50-200"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := DefaultPolicy()
+	cases := []struct {
+		p    *Policy
+		a    string
+		want bool
+	}{
+		{p, "5.5.5.5", false}, // every port refused by two rules
+		{p, "5.5.5.6", true},
+		{partial, "6.6.6.6", true}, // 101..200 open
+		{d, "10.0.0.1", false},
+		{d, "::ffff:192.168.0.1", false},
+		{d, "1.1.1.1", true},
+		{d, "2606:4700::1111", true},
+	}
+	for _, tc := range cases {
+		if got := tc.p.AllowsAddr(netip.MustParseAddr(tc.a)); got != tc.want {
+			t.Errorf("AllowsAddr(%s) = %v, want %v", tc.a, got, tc.want)
+		}
+	}
+}
+
+func TestPolicyYAMLRoundTrip(t *testing.T) {
+	t.Parallel()
+	type cfg struct {
+		Policy *Policy `yaml:"policy"`
+	}
+	in := "policy:\n  - accept 127.0.0.0/8:*\n  - reject *:25\n  - accept [::1]:80-443\n"
+	var c cfg
+	if err := yaml.Unmarshal([]byte(in), &c); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"accept 127.0.0.0/8:*", "reject *:25", "accept [::1]/128:80-443"}
+	if got := c.Policy.Strings(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("parsed %q, want %q", got, want)
+	}
+	out, err := yaml.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back cfg
+	if err := yaml.Unmarshal(out, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back.Policy.Rules(), c.Policy.Rules()) {
+		t.Fatalf("YAML round trip changed the policy:\n%s", out)
+	}
+	if err := yaml.Unmarshal([]byte("policy: [\"reject *:0\"]"), &c); !errors.Is(err, ErrBadRule) {
+		t.Fatalf("bad YAML rule: %v, want ErrBadRule", err)
+	}
+}
