@@ -1,0 +1,599 @@
+package circuit
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/co-infuse/co-infuse/circuit/cell"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// HopInfo names one hop of a path: its peer, where to reach it, and its
+// onion key (from its advert).
+type HopInfo struct {
+	Peer     peer.ID
+	Addrs    []ma.Multiaddr
+	OnionKey [32]byte
+}
+
+// clientHop is the client's keys for one hop.
+type clientHop struct {
+	info   HopInfo
+	cookie [cell.CookieLen]byte
+	fwd    *layer // guarded by Circuit.sendMu
+	bwd    *layer // owned by the circuit's goroutine
+}
+
+// Circuit is a circuit this engine built. One goroutine (run) owns its
+// incoming side: it opens every backward cell and dispatches the message;
+// other goroutines send cells under sendMu and wait on channels. All
+// methods are safe for concurrent use.
+type Circuit struct {
+	e      *Engine
+	id     uint64
+	link   *link
+	circID cell.CircID
+	ep     *endpoint
+	want   int // len(path)
+
+	in   chan *cell.Cell // from the link reader to run
+	ctrl chan []byte     // CREATED / EXTENDED handshakes, to Build
+
+	hops  [cell.MaxHops]*clientHop // hops[:nhops] are complete
+	nhops atomic.Int32
+
+	sendMu sync.Mutex // guards the hops' fwd layers and the order of cells sent
+
+	topMu [cell.MaxHops]sync.Mutex  // one TopUp per hop at a time
+	tmu   sync.Mutex                // guards topCh
+	topCh [cell.MaxHops]chan []byte // status | payload, to TopUp
+
+	closeOnce sync.Once
+	done      chan struct{}
+	err       error // set before done is closed
+}
+
+// Build makes a circuit through path (1..8 hops, first hop first): CREATE
+// to the first hop, then one EXTEND per further hop (PROTOCOL.md §2.1, §4,
+// §5). On error nothing is left behind; the error wraps ErrTimeout,
+// ErrUnreachable, ErrProtocol (e.g. a wrong onion key), ErrResourceLimit,
+// ErrPayment or ErrClosed.
+func (e *Engine) Build(ctx context.Context, path []HopInfo) (*Circuit, error) {
+	if len(path) == 0 || len(path) > cell.MaxHops {
+		return nil, fmt.Errorf("build: %d hops: %w", len(path), ErrProtocol)
+	}
+	first := path[0]
+	l, err := e.linkTo(ctx, peer.AddrInfo{ID: first.Peer, Addrs: first.Addrs})
+	if err != nil {
+		return nil, fmt.Errorf("build: %w", err)
+	}
+	c := &Circuit{
+		e:    e,
+		id:   newCircuitID(),
+		want: len(path),
+		link: l,
+		in:   make(chan *cell.Cell, 64),
+		ctrl: make(chan []byte, 1),
+		done: make(chan struct{}),
+	}
+	c.ep = newEndpoint(e, cell.MaxData(len(path)), c.sendToLast)
+	c.ep.pending = make(map[uint16]chan reply)
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil, fmt.Errorf("build: engine: %w", ErrClosed)
+	}
+	id, err := l.register(c)
+	if err != nil {
+		e.mu.Unlock()
+		return nil, fmt.Errorf("build: %w", err)
+	}
+	c.circID = id
+	e.circuits[c] = struct{}{}
+	e.wg.Add(1)
+	e.mu.Unlock()
+	go c.run()
+
+	if err := c.build(ctx, path); err != nil {
+		reason := cell.ReasonRequested
+		if ctx.Err() != nil {
+			reason = cell.ReasonTimeout
+		}
+		c.closeWith(reason, false, true)
+		return nil, fmt.Errorf("build: %w", err)
+	}
+	return c, nil
+}
+
+func (c *Circuit) build(ctx context.Context, path []HopInfo) error {
+	lim := c.e.cfg.Limits
+	for i, hi := range path {
+		hs, msg1, err := startHandshake(hi.OnionKey)
+		if err != nil {
+			return err
+		}
+		wait := lim.CreateTimeout
+		if i == 0 {
+			cl := c.e.pool.Get()
+			cl.SetCircID(c.circID)
+			cl.SetCommand(cell.CmdCreate)
+			if err := (&cell.Create{Depth: 1, Handshake: msg1}).MarshalBody(cl.Body()); err != nil {
+				c.e.pool.Put(cl)
+				return err
+			}
+			c.sendMu.Lock()
+			err = c.link.send(cl)
+			c.sendMu.Unlock()
+			if err != nil {
+				return err
+			}
+		} else {
+			ext := cell.Extend{Peer: []byte(hi.Peer), OnionKey: hi.OnionKey, Handshake: msg1}
+			for _, a := range hi.Addrs {
+				if b := a.Bytes(); len(b) <= cell.MaxAddrLen && len(ext.Addrs) < cell.MaxExtendAddrs {
+					ext.Addrs = append(ext.Addrs, b)
+				}
+			}
+			b, err := ext.AppendBinary(nil)
+			if err != nil {
+				return fmt.Errorf("%w: %w", ErrProtocol, err)
+			}
+			if err := c.sendRelay(i, cell.RelayExtend, 0, b); err != nil {
+				return err
+			}
+			wait += lim.ExtendTimeout
+		}
+		msg2, err := c.waitCtrl(ctx, wait)
+		if err != nil {
+			return err
+		}
+		keys, err := hs.finish(msg2)
+		if err != nil {
+			return err
+		}
+		fwd, err1 := newLayer(keys.fwd)
+		bwd, err2 := newLayer(keys.bwd)
+		keys.wipe()
+		if err1 != nil || err2 != nil {
+			return fmt.Errorf("build: layer: %w %w", err1, err2)
+		}
+		c.sendMu.Lock()
+		c.hops[i] = &clientHop{info: hi, cookie: keys.cookie, fwd: fwd, bwd: bwd}
+		c.nhops.Store(int32(i + 1))
+		c.sendMu.Unlock()
+	}
+	return nil
+}
+
+// waitCtrl waits for the next CREATED or EXTENDED handshake.
+func (c *Circuit) waitCtrl(ctx context.Context, d time.Duration) ([]byte, error) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case b := <-c.ctrl:
+		return b, nil
+	case <-c.done:
+		return nil, c.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
+	case <-t.C:
+		return nil, fmt.Errorf("%w: no answer from hop", ErrTimeout)
+	}
+}
+
+// handleCell implements circEnd; it runs on the link reader.
+func (c *Circuit) handleCell(_ *link, cl *cell.Cell) {
+	select {
+	case c.in <- cl:
+	case <-c.done:
+		c.e.pool.Put(cl)
+	}
+}
+
+// linkClosed implements circEnd.
+func (c *Circuit) linkClosed(*link) { c.closeWith(cell.ReasonLinkClosed, true, false) }
+
+// run is the circuit's owner goroutine.
+func (c *Circuit) run() {
+	defer c.e.wg.Done()
+	for {
+		select {
+		case cl := <-c.in:
+			err := c.handle(cl)
+			c.e.pool.Put(cl)
+			if err != nil {
+				c.e.log.Debug("circuit protocol violation", "err", err)
+				c.closeWith(cell.ReasonProtocol, false, true)
+				return
+			}
+		case <-c.done:
+			return
+		}
+	}
+}
+
+func (c *Circuit) handle(cl *cell.Cell) error {
+	n := int(c.nhops.Load())
+	switch cl.Command() {
+	case cell.CmdDestroy:
+		c.closeWith(parseDestroy(cl), true, false)
+		return nil
+	case cell.CmdCreated:
+		var cd cell.Created
+		if err := cd.UnmarshalBody(cl.Body()); err != nil {
+			return fmt.Errorf("%w: %w", ErrProtocol, err)
+		}
+		if n != 0 {
+			return fmt.Errorf("%w: unexpected CREATED", ErrProtocol)
+		}
+		return c.deliverCtrl(cd.Handshake)
+	case cell.CmdRelay:
+	default:
+		return fmt.Errorf("%w: command %v", ErrProtocol, cl.Command())
+	}
+	// §3.2: peel layers from hop 1 until one says "here".
+	body := cl.Body()
+	for k := 1; k <= n; k++ {
+		h := c.hops[k-1]
+		off, L := onionOff(k), cell.OnionLen(k)
+		if err := h.bwd.open(body[off : off+L]); err != nil {
+			c.e.authFail.Add(1)
+			return err
+		}
+		if !cookieEqual(body[off:off+cell.CookieLen], h.cookie[:]) {
+			return fmt.Errorf("%w: wrong cookie from hop %d", ErrProtocol, k)
+		}
+		switch body[off+cell.CookieLen] {
+		case kindOnward:
+			continue
+		case kindHere:
+			m, err := cell.DecodeRelay(body[off+hdrLen : off+L-cell.TagLen])
+			if err != nil {
+				return fmt.Errorf("%w: %w", ErrProtocol, err)
+			}
+			return c.handleMsg(k, n, m)
+		default:
+			return fmt.Errorf("%w: bad layer kind", ErrProtocol)
+		}
+	}
+	return fmt.Errorf("%w: onion past the last hop", ErrProtocol)
+}
+
+func (c *Circuit) deliverCtrl(hs []byte) error {
+	select {
+	case c.ctrl <- append([]byte(nil), hs...):
+		return nil
+	default:
+		return fmt.Errorf("%w: unexpected handshake", ErrProtocol)
+	}
+}
+
+// handleMsg dispatches a relay message from hop k of n.
+func (c *Circuit) handleMsg(k, n int, m cell.Relay) error {
+	switch m.Cmd {
+	case cell.RelayDrop:
+		return nil
+	case cell.RelayExtended:
+		var x cell.Extended
+		if err := x.UnmarshalBinary(m.Data); err != nil {
+			return fmt.Errorf("%w: %w", ErrProtocol, err)
+		}
+		if k != n {
+			return fmt.Errorf("%w: EXTENDED from hop %d of %d", ErrProtocol, k, n)
+		}
+		return c.deliverCtrl(x.Handshake)
+	case cell.RelayTopUpAck:
+		var a cell.TopUpAck
+		if err := a.UnmarshalBinary(m.Data); err != nil {
+			return fmt.Errorf("%w: %w", ErrProtocol, err)
+		}
+		c.tmu.Lock()
+		ch := c.topCh[k-1]
+		c.topCh[k-1] = nil
+		c.tmu.Unlock()
+		if ch == nil {
+			return fmt.Errorf("%w: unexpected TOPUP_ACK", ErrProtocol)
+		}
+		ch <- append([]byte{a.Status}, a.Payload...)
+		return nil
+	}
+	if k != n || !c.built() {
+		return fmt.Errorf("%w: %v from hop %d of %d", ErrProtocol, m.Cmd, k, n)
+	}
+	switch m.Cmd {
+	case cell.RelayData:
+		return c.ep.onData(m.StreamID, m.Data)
+	case cell.RelaySendme:
+		return c.ep.onSendme(m.StreamID)
+	case cell.RelayEnd:
+		var end cell.End
+		if err := end.UnmarshalBinary(m.Data); err != nil {
+			return fmt.Errorf("%w: %w", ErrProtocol, err)
+		}
+		c.ep.onEnd(m.StreamID, end.Reason)
+		return nil
+	case cell.RelayConnected:
+		var x cell.Connected
+		if err := x.UnmarshalBinary(m.Data); err != nil {
+			return fmt.Errorf("%w: %w", ErrProtocol, err)
+		}
+		return c.ep.onReply(m.StreamID, reply{cmd: m.Cmd, addr: x.Addr})
+	case cell.RelayResolved:
+		var x cell.Resolved
+		if err := x.UnmarshalBinary(m.Data); err != nil {
+			return fmt.Errorf("%w: %w", ErrProtocol, err)
+		}
+		return c.ep.onReply(m.StreamID, reply{cmd: m.Cmd, addr: x.Addr, ttl: x.TTL})
+	}
+	return fmt.Errorf("%w: %v sent to a client", ErrProtocol, m.Cmd)
+}
+
+// built reports whether every hop of the path has answered.
+func (c *Circuit) built() bool { return int(c.nhops.Load()) == c.want }
+
+// sendRelay seals a relay message for hop depth (1-based) in every layer
+// from depth down to 1, in place, and queues it (§3.1).
+func (c *Circuit) sendRelay(depth int, cmd cell.RelayCmd, stream uint16, data []byte) error {
+	cl := c.e.pool.Get()
+	body := cl.Body()
+	off, L := onionOff(depth), cell.OnionLen(depth)
+	if err := cell.EncodeRelay(body[off+hdrLen:off+L-cell.TagLen], cmd, stream, data); err != nil {
+		c.e.pool.Put(cl)
+		return fmt.Errorf("%w: %w", ErrProtocol, err)
+	}
+	cl.SetCircID(c.circID)
+	cl.SetCommand(cell.CmdRelay)
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	select {
+	case <-c.done:
+		c.e.pool.Put(cl)
+		return c.err
+	default:
+	}
+	if depth > int(c.nhops.Load()) {
+		c.e.pool.Put(cl)
+		return fmt.Errorf("%w: no hop %d", ErrProtocol, depth)
+	}
+	for k := depth; k >= 1; k-- {
+		h := c.hops[k-1]
+		o := onionOff(k)
+		copy(body[o:], h.cookie[:])
+		body[o+cell.CookieLen] = kindOnward
+		if k == depth {
+			body[o+cell.CookieLen] = kindHere
+		}
+		if err := h.fwd.seal(body[o : o+cell.OnionLen(k)]); err != nil {
+			c.e.pool.Put(cl)
+			return err
+		}
+	}
+	return c.link.send(cl)
+}
+
+// sendToLast sends to the last hop; it is the endpoint's send function.
+func (c *Circuit) sendToLast(cmd cell.RelayCmd, stream uint16, data []byte) error {
+	return c.sendRelay(int(c.nhops.Load()), cmd, stream, data)
+}
+
+// closeWith tears the circuit down once. remote says a hop did it;
+// sendDestroy sends DESTROY to the first hop.
+func (c *Circuit) closeWith(r cell.Reason, remote, sendDestroy bool) {
+	c.closeOnce.Do(func() {
+		c.sendMu.Lock()
+		c.err = &CloseError{Reason: r, Remote: remote}
+		close(c.done)
+		if sendDestroy {
+			c.link.sendDestroy(c.circID, r)
+		}
+		c.sendMu.Unlock()
+		c.link.unregister(c.circID, c)
+		c.ep.shutdown(c.err)
+		c.e.mu.Lock()
+		delete(c.e.circuits, c)
+		c.e.mu.Unlock()
+	})
+}
+
+// ID returns an identifier for the circuit, unique within the process.
+func (c *Circuit) ID() uint64 { return c.id }
+
+// Path returns a copy of the hops the circuit was built through.
+func (c *Circuit) Path() []HopInfo {
+	n := int(c.nhops.Load())
+	out := make([]HopInfo, n)
+	for i := range n {
+		out[i] = c.hops[i].info
+	}
+	return out
+}
+
+// Cookie returns the session cookie hop i (0-based, as in Path) issued;
+// the zero value if there is no such hop.
+func (c *Circuit) Cookie(i int) [cell.CookieLen]byte {
+	if i < 0 || i >= int(c.nhops.Load()) {
+		return [cell.CookieLen]byte{}
+	}
+	return c.hops[i].cookie
+}
+
+// NumStreams returns the number of open streams.
+func (c *Circuit) NumStreams() int {
+	c.ep.mu.Lock()
+	defer c.ep.mu.Unlock()
+	return len(c.ep.streams)
+}
+
+// Close destroys the circuit (DESTROY reason requested); its streams fail
+// with an error wrapping ErrClosed. Safe to call twice.
+func (c *Circuit) Close() error {
+	c.closeWith(cell.ReasonRequested, false, true)
+	return nil
+}
+
+// Done is closed when the circuit is torn down, by either side.
+func (c *Circuit) Done() <-chan struct{} { return c.done }
+
+// Err returns nil while the circuit is open, then a *CloseError (which
+// wraps ErrClosed and the reason's sentinel).
+func (c *Circuit) Err() error {
+	select {
+	case <-c.done:
+		return c.err
+	default:
+		return nil
+	}
+}
+
+// Dial opens a stream to target ("host:port") through the last hop's
+// service svc. The error wraps an errors.go sentinel: the END reason the
+// last hop sent (ErrExitPolicy, ErrConnRefused, ...), ErrResourceLimit,
+// ErrTimeout when ctx ends, or ErrClosed.
+func (c *Circuit) Dial(ctx context.Context, svc cell.Service, target string) (*Stream, error) {
+	b, err := (&cell.Begin{Service: svc, Target: target}).AppendBinary(nil)
+	if err != nil {
+		return nil, fmt.Errorf("dial: %w: %w", ErrProtocol, err)
+	}
+	ep := c.ep
+	ch := make(chan reply, 1)
+	ep.mu.Lock()
+	id, err := ep.allocIDLocked()
+	var s *Stream
+	if err == nil {
+		s = newStream(ep, id)
+		s.local = StreamAddr{Circuit: c.id, Stream: id}
+		s.remote = s.local
+		err = ep.addLocked(s)
+	}
+	if err != nil {
+		ep.mu.Unlock()
+		return nil, fmt.Errorf("dial: %w", err)
+	}
+	ep.pending[id] = ch
+	ep.mu.Unlock()
+	if err := c.sendToLast(cell.RelayBegin, id, b); err != nil {
+		c.forget(id)
+		_ = s.Close()
+		return nil, fmt.Errorf("dial: %w", err)
+	}
+	select {
+	case r := <-ch:
+		if r.cmd == cell.RelayConnected {
+			s.remote = remoteAddrFor(r.addr, target, s.local)
+			return s, nil
+		}
+		_ = s.Close()
+		if r.end == cell.EndDone {
+			r.end = cell.EndMisc
+		}
+		return nil, fmt.Errorf("dial: %w", &endError{reason: r.end})
+	case <-ctx.Done():
+		c.forget(id)
+		_ = s.Close()
+		return nil, fmt.Errorf("dial: %w: %w", ErrTimeout, ctx.Err())
+	case <-c.done:
+		return nil, fmt.Errorf("dial: %w", c.err)
+	}
+}
+
+// forget drops a pending request.
+func (c *Circuit) forget(id uint16) {
+	c.ep.mu.Lock()
+	delete(c.ep.pending, id)
+	c.ep.mu.Unlock()
+}
+
+// Resolve asks the last hop to resolve host. The error wraps
+// ErrResolveFailed (or another END sentinel), ErrTimeout or ErrClosed.
+func (c *Circuit) Resolve(ctx context.Context, host string) (netip.Addr, error) {
+	b, err := (&cell.Resolve{Host: host}).AppendBinary(nil)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("resolve: %w: %w", ErrProtocol, err)
+	}
+	ep := c.ep
+	ch := make(chan reply, 1)
+	ep.mu.Lock()
+	id, err := ep.allocIDLocked()
+	if err == nil && len(ep.streams)+len(ep.pending) >= ep.maxStreams {
+		err = fmt.Errorf("%w: %d streams on circuit", ErrResourceLimit, ep.maxStreams)
+	}
+	if err == nil && ep.err != nil {
+		err = ep.err
+	}
+	if err != nil {
+		ep.mu.Unlock()
+		return netip.Addr{}, fmt.Errorf("resolve: %w", err)
+	}
+	ep.pending[id] = ch
+	ep.mu.Unlock()
+	if err := c.sendToLast(cell.RelayResolve, id, b); err != nil {
+		c.forget(id)
+		return netip.Addr{}, fmt.Errorf("resolve: %w", err)
+	}
+	select {
+	case r := <-ch:
+		if r.cmd == cell.RelayResolved {
+			return r.addr, nil
+		}
+		if r.end == cell.EndDone {
+			r.end = cell.EndResolveFailed
+		}
+		return netip.Addr{}, fmt.Errorf("resolve: %w", &endError{reason: r.end})
+	case <-ctx.Done():
+		c.forget(id)
+		return netip.Addr{}, fmt.Errorf("resolve: %w: %w", ErrTimeout, ctx.Err())
+	case <-c.done:
+		return netip.Addr{}, fmt.Errorf("resolve: %w", c.err)
+	}
+}
+
+// TopUp sends payload to hop i (0-based, as in Path) in a TOPUP and returns
+// the TOPUP_ACK payload. A non-zero status is an error wrapping ErrPayment.
+// One TopUp per hop runs at a time; others wait.
+func (c *Circuit) TopUp(ctx context.Context, i int, payload []byte) ([]byte, error) {
+	if i < 0 || i >= int(c.nhops.Load()) {
+		return nil, fmt.Errorf("topup: no hop %d: %w", i, ErrProtocol)
+	}
+	b, err := (&cell.TopUp{Payload: payload}).AppendBinary(nil)
+	if err != nil {
+		return nil, fmt.Errorf("topup: %w: %w", ErrProtocol, err)
+	}
+	c.topMu[i].Lock()
+	defer c.topMu[i].Unlock()
+	ch := make(chan []byte, 1)
+	c.tmu.Lock()
+	c.topCh[i] = ch
+	c.tmu.Unlock()
+	clear := func() {
+		c.tmu.Lock()
+		if c.topCh[i] == ch {
+			c.topCh[i] = nil
+		}
+		c.tmu.Unlock()
+	}
+	if err := c.sendRelay(i+1, cell.RelayTopUp, 0, b); err != nil {
+		clear()
+		return nil, fmt.Errorf("topup: %w", err)
+	}
+	select {
+	case ack := <-ch:
+		if ack[0] != TopUpOK {
+			return nil, fmt.Errorf("topup: status %d: %w", ack[0], ErrPayment)
+		}
+		return ack[1:], nil
+	case <-ctx.Done():
+		// The ack may still come; the circuit cannot match it to a later
+		// TopUp, so a timed-out TopUp ruins the circuit for top-ups.
+		clear()
+		c.closeWith(cell.ReasonTimeout, false, true)
+		return nil, fmt.Errorf("topup: %w: %w", ErrTimeout, ctx.Err())
+	case <-c.done:
+		clear()
+		return nil, fmt.Errorf("topup: %w", c.err)
+	}
+}

@@ -1,0 +1,145 @@
+package circuit
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/co-infuse/co-infuse/circuit/cell"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// LinkProtocol is the libp2p protocol ID of link streams (PROTOCOL.md §1).
+const LinkProtocol = "/co-infuse/link/1"
+
+// Flow-control constants (PROTOCOL.md §5.2), counted in DATA cells.
+const (
+	streamWindow    = 512
+	streamIncrement = 64
+	circWindow      = 2048
+	circIncrement   = 256
+)
+
+// Limits caps what peers can make an Engine hold. Zero fields take the
+// default named in their comment.
+type Limits struct {
+	// MaxLinks is the most link streams (both directions) the engine keeps
+	// open at once. Default 1024.
+	MaxLinks int
+	// MaxCircuits is the most circuits this engine relays at once (as a
+	// hop, not as a client). Default 16384.
+	MaxCircuits int
+	// MaxCircuitsPerPeer is the most relayed circuits one neighbour may
+	// have created through us. Default 1024.
+	MaxCircuitsPerPeer int
+	// MaxStreamsPerCircuit is the most open streams on one circuit, at the
+	// client (Dial fails) and at the last hop (BEGIN gets END resource
+	// limit). Default 64. Each stream may buffer up to 512 cells (§5.2).
+	MaxStreamsPerCircuit int
+	// MaxLinkQueue is the length, in cells, of each link's send queue;
+	// senders wait when it is full. Default 256 (1 MiB).
+	MaxLinkQueue int
+	// CreateTimeout bounds the Admit hook and the handshake at a hop, and
+	// how long Build waits for each CREATED or EXTENDED. Default 10s.
+	CreateTimeout time.Duration
+	// ExtendTimeout bounds connecting to the next hop for an EXTEND and
+	// waiting for its CREATED. Default 15s.
+	ExtendTimeout time.Duration
+	// BeginTimeout bounds the Begin and Resolve hooks at the last hop.
+	// Default 20s.
+	BeginTimeout time.Duration
+	// IdleTimeout destroys a relayed circuit that carried no cell for this
+	// long, and closes a link with no circuits after this long. Default 10m.
+	IdleTimeout time.Duration
+	// WriteTimeout bounds each batched write to a link; a neighbour that
+	// stops reading for longer loses the link. Default 30s.
+	WriteTimeout time.Duration
+}
+
+func (l *Limits) setDefaults() {
+	def := func(p *int, v int) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	defd := func(p *time.Duration, v time.Duration) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	def(&l.MaxLinks, 1024)
+	def(&l.MaxCircuits, 16384)
+	def(&l.MaxCircuitsPerPeer, 1024)
+	def(&l.MaxStreamsPerCircuit, 64)
+	def(&l.MaxLinkQueue, 256)
+	defd(&l.CreateTimeout, 10*time.Second)
+	defd(&l.ExtendTimeout, 15*time.Second)
+	defd(&l.BeginTimeout, 20*time.Second)
+	defd(&l.IdleTimeout, 10*time.Minute)
+	defd(&l.WriteTimeout, 30*time.Second)
+}
+
+// BeginRequest is what the last hop of a circuit passes to Config.Begin.
+type BeginRequest struct {
+	// Service is the BEGIN service (PROTOCOL.md §5).
+	Service cell.Service
+	// Target is the validated "host:port" from BEGIN. Never log it.
+	Target string
+	// Cookie is this hop's session cookie for the circuit (§4.3), the key
+	// of the payment session the stream is charged to.
+	Cookie [cell.CookieLen]byte
+	// Peer is the previous hop (the only one this hop knows).
+	Peer peer.ID
+}
+
+// Config configures an Engine. Host is required; every hook may be nil.
+// Hooks run on engine goroutines and must return promptly once ctx is done.
+type Config struct {
+	// Host carries the link streams. The engine registers LinkProtocol on
+	// Start and removes it on Close; it never closes Host.
+	Host host.Host
+	// OnionKey is this node's onion key. Nil makes a client-only engine
+	// that refuses CREATE (DESTROY reason resource limit).
+	OnionKey *OnionKey
+	// Logger receives the engine's logs; nil discards them. The engine adds
+	// subsys=circuit.
+	Logger *slog.Logger
+	// Limits caps resources; zero fields take defaults.
+	Limits Limits
+
+	// Admit, if set, is asked before a CREATE from neighbour from at
+	// position depth is accepted; an error refuses it (DESTROY with the
+	// reason DestroyReasonFor(err)). ctx ends after CreateTimeout.
+	Admit func(ctx context.Context, from peer.ID, depth int) error
+	// Account, if set, is called for every RELAY cell this hop relays or
+	// handles, in either direction, with the session cookie and the cell
+	// size in bytes. An error destroys the circuit with reason payment.
+	// It runs on the link reader: it must not block.
+	Account func(cookie [cell.CookieLen]byte, bytes int) error
+	// TopUp, if set, handles a TOPUP from the client; its result is
+	// returned in TOPUP_ACK status 0, an error in status 1 with an empty
+	// payload. Nil answers every TOPUP with status 1.
+	TopUp func(ctx context.Context, cookie [cell.CookieLen]byte, payload []byte) ([]byte, error)
+	// SessionClosed, if set, is called once when a relayed circuit whose
+	// handshake completed is torn down, with its session cookie.
+	SessionClosed func(cookie [cell.CookieLen]byte)
+	// Begin, if set, opens the destination of a BEGIN at the last hop. Its
+	// error should wrap one of the errors.go sentinels (mapped to END
+	// reasons with EndReasonFor). Nil answers END service-not-offered. The
+	// engine closes the returned conn when the stream ends.
+	Begin func(ctx context.Context, req BeginRequest) (net.Conn, error)
+	// Resolve, if set, answers RESOLVE at the last hop; nil answers END
+	// resolve-failed.
+	Resolve func(ctx context.Context, host string) (netip.Addr, error)
+}
+
+func (c *Config) validate() error {
+	if c.Host == nil {
+		return fmt.Errorf("circuit config: Host is required")
+	}
+	return nil
+}

@@ -1,0 +1,232 @@
+package circuit
+
+import (
+	"fmt"
+	"net/netip"
+	"sync"
+
+	"github.com/co-infuse/co-infuse/circuit/cell"
+)
+
+// endpoint is the stream-carrying end of a circuit: the client side, or
+// the last hop. It owns the stream table and both circuit windows
+// (PROTOCOL.md §5.2). send seals one relay message toward the other end and
+// queues it; it may block while the link queue is full.
+type endpoint struct {
+	e          *Engine
+	send       func(cmd cell.RelayCmd, stream uint16, data []byte) error
+	maxData    int // DATA bytes per cell
+	maxStreams int
+	done       chan struct{} // closed by shutdown
+
+	mu      sync.Mutex // guards everything below, and Stream.sendWin/wErr
+	err     error      // why the circuit closed; set before done is closed
+	streams map[uint16]*Stream
+	pending map[uint16]chan reply // client: BEGIN or RESOLVE awaiting an answer
+	busy    int                   // last hop: RESOLVEs in progress
+	nextID  uint16
+	sendWin int           // circuit DATA cells we may still send
+	recvWin int           // circuit DATA cells the peer may still send
+	recvN   int           // DATA cells received since our last circuit SENDME
+	winCh   chan struct{} // closed and replaced when a send window grows or a stream ends
+}
+
+// reply is the answer to a BEGIN or RESOLVE, copied out of its cell.
+type reply struct {
+	cmd  cell.RelayCmd // RelayConnected, RelayResolved or RelayEnd
+	addr netip.Addr
+	ttl  uint32
+	end  cell.EndReason
+}
+
+func newEndpoint(e *Engine, maxData int, send func(cell.RelayCmd, uint16, []byte) error) *endpoint {
+	return &endpoint{
+		e:          e,
+		send:       send,
+		maxData:    maxData,
+		maxStreams: e.cfg.Limits.MaxStreamsPerCircuit,
+		done:       make(chan struct{}),
+		streams:    make(map[uint16]*Stream),
+		sendWin:    circWindow,
+		recvWin:    circWindow,
+		winCh:      make(chan struct{}),
+	}
+}
+
+// signalLocked wakes every writer waiting for window.
+func (ep *endpoint) signalLocked() {
+	close(ep.winCh)
+	ep.winCh = make(chan struct{})
+}
+
+// closedErr returns the circuit's close error, or nil while it is open.
+func (ep *endpoint) closedErr() error {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	return ep.err
+}
+
+// shutdown ends every stream with err and fails pending requests. Safe to
+// call more than once; the first err wins.
+func (ep *endpoint) shutdown(err error) {
+	ep.mu.Lock()
+	if ep.err != nil {
+		ep.mu.Unlock()
+		return
+	}
+	ep.err = err
+	close(ep.done)
+	streams := ep.streams
+	ep.streams = map[uint16]*Stream{}
+	ep.e.nStreams.Add(-int64(len(streams)))
+	for _, s := range streams {
+		if s.wErr == nil {
+			s.wErr = err
+		}
+	}
+	ep.signalLocked()
+	ep.mu.Unlock()
+	for _, s := range streams {
+		s.remoteEnd(err)
+	}
+}
+
+// addLocked registers s, enforcing MaxStreamsPerCircuit.
+func (ep *endpoint) addLocked(s *Stream) error {
+	if ep.err != nil {
+		return ep.err
+	}
+	if len(ep.streams)+len(ep.pending)+ep.busy >= ep.maxStreams {
+		return fmt.Errorf("%w: %d streams on circuit", ErrResourceLimit, ep.maxStreams)
+	}
+	if _, ok := ep.streams[s.id]; ok {
+		return fmt.Errorf("%w: stream %d in use", ErrProtocol, s.id)
+	}
+	ep.streams[s.id] = s
+	ep.e.nStreams.Add(1)
+	return nil
+}
+
+// removeLocked drops s from the table if it is still there.
+func (ep *endpoint) removeLocked(s *Stream) {
+	if ep.streams[s.id] == s {
+		delete(ep.streams, s.id)
+		ep.e.nStreams.Add(-1)
+	}
+}
+
+// allocIDLocked picks a free non-zero stream id (client side).
+func (ep *endpoint) allocIDLocked() (uint16, error) {
+	for range 1 << 16 {
+		ep.nextID++
+		if ep.nextID == 0 {
+			ep.nextID = 1
+		}
+		id := ep.nextID
+		if _, ok := ep.streams[id]; ok {
+			continue
+		}
+		if _, ok := ep.pending[id]; ok {
+			continue
+		}
+		return id, nil
+	}
+	return 0, fmt.Errorf("%w: no free stream id", ErrResourceLimit)
+}
+
+// onData handles a DATA cell (§5.2). The error is a protocol violation
+// that must destroy the circuit.
+func (ep *endpoint) onData(id uint16, data []byte) error {
+	ep.mu.Lock()
+	ep.recvWin--
+	if ep.recvWin < 0 {
+		ep.mu.Unlock()
+		return fmt.Errorf("%w: circuit window exceeded", ErrProtocol)
+	}
+	ep.recvN++
+	sendme := ep.recvN >= circIncrement
+	if sendme {
+		ep.recvN -= circIncrement
+		ep.recvWin += circIncrement
+	}
+	s := ep.streams[id]
+	ep.mu.Unlock()
+	if sendme {
+		if err := ep.send(cell.RelaySendme, 0, nil); err != nil {
+			return err
+		}
+	}
+	if s == nil {
+		// Data in flight for a stream we closed: dropped.
+		return nil
+	}
+	return s.push(data)
+}
+
+// onSendme handles a SENDME (§5.2): stream 0 is the circuit window.
+func (ep *endpoint) onSendme(id uint16) error {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	if id == 0 {
+		if ep.sendWin+circIncrement > circWindow {
+			return fmt.Errorf("%w: circuit SENDME above window", ErrProtocol)
+		}
+		ep.sendWin += circIncrement
+		ep.signalLocked()
+		return nil
+	}
+	s := ep.streams[id]
+	if s == nil {
+		return nil
+	}
+	if s.sendWin+streamIncrement > streamWindow {
+		return fmt.Errorf("%w: stream SENDME above window", ErrProtocol)
+	}
+	s.sendWin += streamIncrement
+	ep.signalLocked()
+	return nil
+}
+
+// onEnd handles END for stream id: a pending request fails, an open stream
+// reads to EOF (or the reason's error) and stops writing.
+func (ep *endpoint) onEnd(id uint16, r cell.EndReason) {
+	ep.mu.Lock()
+	if ch, ok := ep.pending[id]; ok {
+		delete(ep.pending, id)
+		ch <- reply{cmd: cell.RelayEnd, end: r}
+	}
+	s := ep.streams[id]
+	var err error = &endError{reason: r}
+	if r == cell.EndDone {
+		err = errStreamEnded
+	}
+	if s != nil {
+		ep.removeLocked(s)
+		if s.wErr == nil {
+			s.wErr = err
+		}
+		ep.signalLocked()
+	}
+	ep.mu.Unlock()
+	if s != nil {
+		if r == cell.EndDone {
+			s.remoteEnd(nil)
+		} else {
+			s.remoteEnd(err)
+		}
+	}
+}
+
+// onReply delivers CONNECTED or RESOLVED to a pending request. An answer
+// nobody asked for is a protocol violation.
+func (ep *endpoint) onReply(id uint16, r reply) error {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	ch, ok := ep.pending[id]
+	if !ok {
+		return fmt.Errorf("%w: unexpected %v on stream %d", ErrProtocol, r.cmd, id)
+	}
+	delete(ep.pending, id)
+	ch <- r
+	return nil
+}

@@ -1,0 +1,119 @@
+package circuit
+
+import (
+	"crypto/subtle"
+	"errors"
+	"fmt"
+
+	"github.com/co-infuse/co-infuse/circuit/cell"
+	"github.com/flynn/noise"
+)
+
+// PROTOCOL.md §4: Noise_NK_25519_AESGCM_SHA256 with a fixed prologue.
+var (
+	noiseSuite    = noise.NewCipherSuite(noise.DH25519, noise.CipherAESGCM, noise.HashSHA256)
+	noisePrologue = []byte("co-infuse circuit v1")
+)
+
+// errHandshake is wrapped by every handshake failure; it is a protocol
+// violation by the peer (or a wrong onion key on our side).
+var errHandshake = fmt.Errorf("%w: circuit handshake failed", ErrProtocol)
+
+// hopKeys is what a completed handshake yields for one hop (§4.2, §4.3).
+type hopKeys struct {
+	fwd, bwd [32]byte
+	cookie   [cell.CookieLen]byte
+}
+
+// wipe zeroes the key material once the layers hold their own copies.
+func (k *hopKeys) wipe() {
+	clear(k.fwd[:])
+	clear(k.bwd[:])
+}
+
+// clientHandshake is the initiator's half-finished handshake with one hop.
+type clientHandshake struct {
+	hs *noise.HandshakeState
+}
+
+// startHandshake writes message 1 (-> e, es) to a hop whose onion key is
+// pub. Message 1 carries no payload because it is not forward secret (§4.1).
+func startHandshake(pub [32]byte) (*clientHandshake, []byte, error) {
+	hs, err := noise.NewHandshakeState(noise.Config{
+		CipherSuite: noiseSuite,
+		Pattern:     noise.HandshakeNK,
+		Initiator:   true,
+		Prologue:    noisePrologue,
+		PeerStatic:  pub[:],
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("start handshake: %w", err)
+	}
+	msg, _, _, err := hs.WriteMessage(nil, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("start handshake: %w", err)
+	}
+	return &clientHandshake{hs: hs}, msg, nil
+}
+
+// finish reads message 2 (<- e, ee) and returns the hop's keys and cookie.
+func (c *clientHandshake) finish(msg []byte) (hopKeys, error) {
+	var k hopKeys
+	payload, cs1, cs2, err := c.hs.ReadMessage(nil, msg)
+	c.hs = nil
+	if err != nil {
+		return k, fmt.Errorf("%w: %w", errHandshake, err)
+	}
+	if cs1 == nil || cs2 == nil {
+		return k, fmt.Errorf("%w: handshake not complete", errHandshake)
+	}
+	if len(payload) != cell.CookieLen {
+		return k, fmt.Errorf("%w: cookie of %d bytes", errHandshake, len(payload))
+	}
+	copy(k.cookie[:], payload)
+	k.fwd = cs1.UnsafeKey()
+	k.bwd = cs2.UnsafeKey()
+	return k, nil
+}
+
+// acceptHandshake is the responder side: it reads message 1 with the onion
+// key, and answers with message 2 carrying cookie (§4.1).
+func acceptHandshake(key *OnionKey, msg1 []byte, cookie [cell.CookieLen]byte) (hopKeys, []byte, error) {
+	var k hopKeys
+	if key == nil {
+		return k, nil, errors.New("accept handshake: no onion key")
+	}
+	hs, err := noise.NewHandshakeState(noise.Config{
+		CipherSuite:   noiseSuite,
+		Pattern:       noise.HandshakeNK,
+		Initiator:     false,
+		Prologue:      noisePrologue,
+		StaticKeypair: key.kp,
+	})
+	if err != nil {
+		return k, nil, fmt.Errorf("accept handshake: %w", err)
+	}
+	payload, _, _, err := hs.ReadMessage(nil, msg1)
+	if err != nil {
+		return k, nil, fmt.Errorf("%w: %w", errHandshake, err)
+	}
+	if len(payload) != 0 {
+		return k, nil, fmt.Errorf("%w: message 1 payload of %d bytes", errHandshake, len(payload))
+	}
+	msg2, cs1, cs2, err := hs.WriteMessage(nil, cookie[:])
+	if err != nil {
+		return k, nil, fmt.Errorf("accept handshake: %w", err)
+	}
+	if cs1 == nil || cs2 == nil {
+		return k, nil, errors.New("accept handshake: not complete")
+	}
+	k.cookie = cookie
+	k.fwd = cs1.UnsafeKey()
+	k.bwd = cs2.UnsafeKey()
+	return k, msg2, nil
+}
+
+// cookieEqual compares two session cookies in constant time (§3.1).
+func cookieEqual(a, b []byte) bool {
+	return subtle.ConstantTimeCompare(a, b) == 1
+}

@@ -1,0 +1,587 @@
+package circuit
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/co-infuse/co-infuse/circuit/cell"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// hopState is where a relayed circuit is in its life.
+type hopState uint8
+
+const (
+	hopPending   hopState = iota // CREATE received, handshake not done
+	hopOpen                      // handshake done; this is the last hop
+	hopExtending                 // EXTEND in progress
+	hopExtended                  // next hop attached
+	hopClosed
+)
+
+// hop is this node's part in a circuit it relays (PROTOCOL.md §3). It has
+// no goroutine: the previous link's reader runs the forward direction, the
+// next link's reader the backward one. Its memory is a few hundred bytes
+// plus two AES-GCM states, so idle circuits are cheap.
+type hop struct {
+	e      *Engine
+	prev   *link
+	prevID cell.CircID
+	depth  int
+	cookie [cell.CookieLen]byte // set once, before state leaves hopPending
+	fwd    *layer               // used only by prev's reader, after hopPending
+
+	lastActive atomic.Int64 // unix nanos of the last cell
+
+	mu       sync.Mutex // guards the fields below
+	state    hopState
+	next     *link
+	nextID   cell.CircID
+	extendBy int64 // unix nanos; while hopExtending
+	exit     *exitSide
+	ctx      context.Context // lazily made for hooks; cancelled on destroy
+	cancel   context.CancelFunc
+	topping  bool // a TopUp hook call is running
+
+	bmu     sync.Mutex // guards bwd, bclosed and the order of cells sent to prev
+	bwd     *layer
+	bclosed bool // DESTROY was sent or received on prev: send nothing more
+}
+
+// handleCreate runs on an inbound link's reader for a CREATE (§2.1).
+func (e *Engine) handleCreate(l *link, c *cell.Cell) {
+	id := c.CircID()
+	var cr cell.Create
+	err := cr.UnmarshalBody(c.Body())
+	hs := append([]byte(nil), cr.Handshake...)
+	e.pool.Put(c)
+	if err != nil || id == 0 {
+		l.sendDestroy(id, cell.ReasonProtocol)
+		return
+	}
+	if e.cfg.OnionKey == nil {
+		l.sendDestroy(id, cell.ReasonResource)
+		return
+	}
+	h := &hop{e: e, prev: l, prevID: id, depth: int(cr.Depth)}
+	h.lastActive.Store(time.Now().UnixNano())
+	lim := e.cfg.Limits
+	e.mu.Lock()
+	if e.closed || len(e.hops) >= lim.MaxCircuits || e.perPeer[l.peer] >= lim.MaxCircuitsPerPeer {
+		e.mu.Unlock()
+		l.sendDestroy(id, cell.ReasonResource)
+		return
+	}
+	if err := l.registerID(id, h); err != nil {
+		e.mu.Unlock()
+		if old, ok := l.lookup(id).(*hop); ok {
+			old.destroy(cell.ReasonProtocol, nil)
+		} else {
+			l.sendDestroy(id, cell.ReasonProtocol)
+		}
+		return
+	}
+	e.hops[h] = struct{}{}
+	e.perPeer[l.peer]++
+	e.wg.Add(1)
+	e.mu.Unlock()
+	go h.accept(hs)
+}
+
+// accept asks Admit, runs the responder handshake and answers CREATED.
+func (h *hop) accept(msg1 []byte) {
+	e := h.e
+	defer e.wg.Done()
+	if e.cfg.Admit != nil {
+		ctx, cancel := context.WithTimeout(e.ctx, e.cfg.Limits.CreateTimeout)
+		err := e.cfg.Admit(ctx, h.prev.peer, h.depth)
+		cancel()
+		if err != nil {
+			h.destroy(admitReason(err), nil)
+			return
+		}
+	}
+	var cookie [cell.CookieLen]byte
+	if _, err := rand.Read(cookie[:]); err != nil {
+		h.destroy(cell.ReasonInternal, nil)
+		return
+	}
+	keys, msg2, err := acceptHandshake(e.cfg.OnionKey, msg1, cookie)
+	if err != nil {
+		e.log.Debug("create refused", "peer", h.prev.peer, "err", err)
+		h.destroy(cell.ReasonProtocol, nil)
+		return
+	}
+	fwd, err1 := newLayer(keys.fwd)
+	bwd, err2 := newLayer(keys.bwd)
+	keys.wipe()
+	if err1 != nil || err2 != nil {
+		h.destroy(cell.ReasonInternal, nil)
+		return
+	}
+	c := e.pool.Get()
+	c.SetCircID(h.prevID)
+	c.SetCommand(cell.CmdCreated)
+	if err := (&cell.Created{Handshake: msg2}).MarshalBody(c.Body()); err != nil {
+		e.pool.Put(c)
+		h.destroy(cell.ReasonInternal, nil)
+		return
+	}
+	h.mu.Lock()
+	if h.state != hopPending {
+		h.mu.Unlock()
+		e.pool.Put(c)
+		return
+	}
+	h.cookie = cookie
+	h.fwd = fwd
+	h.state = hopOpen
+	h.mu.Unlock()
+	h.bmu.Lock()
+	h.bwd = bwd
+	if h.bclosed {
+		e.pool.Put(c)
+	} else {
+		_ = h.prev.send(c)
+	}
+	h.bmu.Unlock()
+}
+
+// admitReason maps an Admit error to a DESTROY reason; anything that is not
+// a known sentinel is a resource refusal.
+func admitReason(err error) cell.Reason {
+	r := DestroyReasonFor(err)
+	if r == cell.ReasonInternal {
+		return cell.ReasonResource
+	}
+	return r
+}
+
+// handleCell implements circEnd.
+func (h *hop) handleCell(l *link, c *cell.Cell) {
+	h.lastActive.Store(time.Now().UnixNano())
+	if l == h.prev {
+		h.fromPrev(c)
+	} else {
+		h.fromNext(l, c)
+	}
+}
+
+// linkClosed implements circEnd.
+func (h *hop) linkClosed(l *link) { h.destroy(cell.ReasonLinkClosed, l) }
+
+func (h *hop) fromPrev(c *cell.Cell) {
+	e := h.e
+	switch c.Command() {
+	case cell.CmdDestroy:
+		r := parseDestroy(c)
+		e.pool.Put(c)
+		h.destroy(r, h.prev)
+		return
+	case cell.CmdRelay:
+	default:
+		e.pool.Put(c)
+		h.destroy(cell.ReasonProtocol, nil)
+		return
+	}
+	h.mu.Lock()
+	st, next, nextID := h.state, h.next, h.nextID
+	h.mu.Unlock()
+	if st == hopClosed {
+		e.pool.Put(c)
+		return
+	}
+	if st == hopPending {
+		e.pool.Put(c)
+		h.destroy(cell.ReasonProtocol, nil)
+		return
+	}
+	body := c.Body()
+	n := cell.OnionLen(h.depth)
+	// §3.1: open our layer; check the cookie in constant time.
+	if err := h.fwd.open(body[:n]); err != nil || !cookieEqual(body[:cell.CookieLen], h.cookie[:]) {
+		e.authFail.Add(1)
+		e.pool.Put(c)
+		h.destroy(cell.ReasonProtocol, nil)
+		return
+	}
+	if !h.charge() {
+		e.pool.Put(c)
+		return
+	}
+	switch body[cell.CookieLen] {
+	case kindOnward:
+		if st != hopExtended {
+			e.pool.Put(c)
+			h.destroy(cell.ReasonProtocol, nil)
+			return
+		}
+		inner := cell.OnionLen(h.depth + 1)
+		copy(body, body[hdrLen:hdrLen+inner])
+		clear(body[inner:])
+		c.SetCircID(nextID)
+		if e.testTamper != nil && e.testTamper(c, true) {
+			d := e.pool.Get()
+			*d = *c
+			_ = next.send(d)
+		}
+		_ = next.send(c) // a dead link destroys us through linkClosed
+	case kindHere:
+		msg, err := cell.DecodeRelay(body[hdrLen : n-cell.TagLen])
+		if err == nil {
+			err = h.handleMsg(st, msg)
+		}
+		e.pool.Put(c)
+		if err != nil {
+			e.log.Debug("relay message refused", "err", err)
+			h.destroy(DestroyReasonFor(err), nil)
+		}
+	default:
+		e.pool.Put(c)
+		h.destroy(cell.ReasonProtocol, nil)
+	}
+}
+
+// charge calls the Account hook; false means the circuit was destroyed.
+func (h *hop) charge() bool {
+	if h.e.cfg.Account == nil {
+		return true
+	}
+	if err := h.e.cfg.Account(h.cookie, cell.Size); err != nil {
+		h.destroy(cell.ReasonPayment, nil)
+		return false
+	}
+	return true
+}
+
+func (h *hop) fromNext(l *link, c *cell.Cell) {
+	e := h.e
+	h.mu.Lock()
+	st, next := h.state, h.next
+	h.mu.Unlock()
+	if l != next || st == hopClosed {
+		e.pool.Put(c)
+		return
+	}
+	switch c.Command() {
+	case cell.CmdDestroy:
+		r := parseDestroy(c)
+		e.pool.Put(c)
+		h.destroy(r, l)
+	case cell.CmdCreated:
+		var cd cell.Created
+		err := cd.UnmarshalBody(c.Body())
+		h.mu.Lock()
+		ok := err == nil && h.state == hopExtending
+		if ok {
+			h.state = hopExtended
+		}
+		h.mu.Unlock()
+		if !ok {
+			e.pool.Put(c)
+			h.destroy(cell.ReasonProtocol, nil)
+			return
+		}
+		b, err := (&cell.Extended{Handshake: cd.Handshake}).AppendBinary(nil)
+		e.pool.Put(c)
+		if err == nil {
+			err = h.sendBack(cell.RelayExtended, 0, b)
+		}
+		if err != nil {
+			h.destroy(DestroyReasonFor(err), nil)
+		}
+	case cell.CmdRelay:
+		if st != hopExtended {
+			e.pool.Put(c)
+			h.destroy(cell.ReasonProtocol, nil)
+			return
+		}
+		if !h.charge() {
+			e.pool.Put(c)
+			return
+		}
+		// §3.2: wrap the next hop's onion in our backward layer.
+		body := c.Body()
+		n := cell.OnionLen(h.depth)
+		inner := n - cell.LayerOverhead
+		copy(body[hdrLen:], body[:inner])
+		copy(body, h.cookie[:])
+		body[cell.CookieLen] = kindOnward
+		clear(body[n:])
+		c.SetCircID(h.prevID)
+		dup := e.testTamper != nil && e.testTamper(c, false)
+		h.bmu.Lock()
+		if h.bclosed {
+			h.bmu.Unlock()
+			e.pool.Put(c)
+			return
+		}
+		if err := h.bwd.seal(body[:n]); err != nil {
+			h.bmu.Unlock()
+			e.pool.Put(c)
+			h.destroy(cell.ReasonInternal, nil)
+			return
+		}
+		if dup {
+			d := e.pool.Get()
+			*d = *c
+			_ = h.prev.send(d)
+		}
+		_ = h.prev.send(c)
+		h.bmu.Unlock()
+	default:
+		e.pool.Put(c)
+		h.destroy(cell.ReasonProtocol, nil)
+	}
+}
+
+// sendBack originates a relay message from this hop to the client (§3.2).
+func (h *hop) sendBack(cmd cell.RelayCmd, stream uint16, data []byte) error {
+	e := h.e
+	if !h.charge() {
+		return fmt.Errorf("%w: account refused", ErrPayment)
+	}
+	c := e.pool.Get()
+	body := c.Body()
+	n := cell.OnionLen(h.depth)
+	if err := cell.EncodeRelay(body[hdrLen:n-cell.TagLen], cmd, stream, data); err != nil {
+		e.pool.Put(c)
+		return fmt.Errorf("%w: %w", ErrProtocol, err)
+	}
+	copy(body, h.cookie[:])
+	body[cell.CookieLen] = kindHere
+	c.SetCircID(h.prevID)
+	c.SetCommand(cell.CmdRelay)
+	h.bmu.Lock()
+	defer h.bmu.Unlock()
+	if h.bclosed {
+		e.pool.Put(c)
+		return fmt.Errorf("hop: %w", ErrClosed)
+	}
+	if err := h.bwd.seal(body[:n]); err != nil {
+		e.pool.Put(c)
+		return err
+	}
+	return h.prev.send(c)
+}
+
+// handleMsg handles a relay message addressed to this hop.
+func (h *hop) handleMsg(st hopState, m cell.Relay) error {
+	switch m.Cmd {
+	case cell.RelayDrop:
+		return nil
+	case cell.RelayExtend:
+		return h.startExtend(st, m.Data)
+	case cell.RelayTopUp:
+		return h.startTopUp(m.Data)
+	case cell.RelayBegin, cell.RelayData, cell.RelayEnd, cell.RelaySendme, cell.RelayResolve:
+		if st != hopOpen {
+			return fmt.Errorf("%w: %v at a middle hop", ErrProtocol, m.Cmd)
+		}
+		return h.exitSide().handle(m)
+	}
+	return fmt.Errorf("%w: %v sent to a hop", ErrProtocol, m.Cmd)
+}
+
+// context returns a ctx cancelled when the hop is destroyed or the engine
+// closes.
+func (h *hop) context() context.Context {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ctx == nil {
+		h.ctx, h.cancel = context.WithCancel(h.e.ctx)
+		if h.state == hopClosed {
+			h.cancel()
+		}
+	}
+	return h.ctx
+}
+
+// startExtend handles EXTEND (§5): it attaches a link to the next peer on
+// an engine goroutine; CREATED comes back on that link's reader.
+func (h *hop) startExtend(st hopState, data []byte) error {
+	var ex cell.Extend
+	if err := ex.UnmarshalBinary(data); err != nil {
+		return fmt.Errorf("%w: %w", ErrProtocol, err)
+	}
+	pid, err := peer.IDFromBytes(ex.Peer)
+	if err != nil {
+		return fmt.Errorf("%w: extend peer: %w", ErrProtocol, err)
+	}
+	addrs := make([]ma.Multiaddr, 0, len(ex.Addrs))
+	for _, b := range ex.Addrs {
+		a, err := ma.NewMultiaddrBytes(b)
+		if err != nil {
+			return fmt.Errorf("%w: extend addr: %w", ErrProtocol, err)
+		}
+		addrs = append(addrs, a)
+	}
+	hs := append([]byte(nil), ex.Handshake...)
+	if h.depth >= cell.MaxHops {
+		return fmt.Errorf("%w: extend past %d hops", ErrProtocol, cell.MaxHops)
+	}
+	h.mu.Lock()
+	if h.state != hopOpen || h.exit != nil {
+		h.mu.Unlock()
+		return fmt.Errorf("%w: extend in state %d", ErrProtocol, st)
+	}
+	h.state = hopExtending
+	h.extendBy = time.Now().Add(h.e.cfg.Limits.ExtendTimeout).UnixNano()
+	h.mu.Unlock()
+	if !h.e.goTracked(func() { h.extend(peer.AddrInfo{ID: pid, Addrs: addrs}, hs) }) {
+		return fmt.Errorf("engine: %w", ErrClosed)
+	}
+	return nil
+}
+
+func (h *hop) extend(pi peer.AddrInfo, msg1 []byte) {
+	e := h.e
+	ctx, cancel := context.WithTimeout(h.context(), e.cfg.Limits.ExtendTimeout)
+	defer cancel()
+	l, err := e.linkTo(ctx, pi)
+	if err != nil {
+		e.log.Debug("extend failed", "err", err)
+		h.destroy(cell.ReasonConnectFailed, nil)
+		return
+	}
+	id, err := l.register(h)
+	if err != nil {
+		h.destroy(DestroyReasonFor(err), nil)
+		return
+	}
+	c := e.pool.Get()
+	c.SetCircID(id)
+	c.SetCommand(cell.CmdCreate)
+	if err := (&cell.Create{Depth: uint8(h.depth + 1), Handshake: msg1}).MarshalBody(c.Body()); err != nil {
+		e.pool.Put(c)
+		l.unregister(id, h)
+		h.destroy(cell.ReasonProtocol, nil)
+		return
+	}
+	h.mu.Lock()
+	if h.state != hopExtending {
+		h.mu.Unlock()
+		e.pool.Put(c)
+		l.unregister(id, h)
+		return
+	}
+	h.next, h.nextID = l, id
+	h.mu.Unlock()
+	_ = l.send(c)
+}
+
+// extendExpired reports an EXTEND that got no CREATED in time.
+func (h *hop) extendExpired(now time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.state == hopExtending && now.UnixNano() > h.extendBy
+}
+
+// startTopUp runs the TopUp hook for a TOPUP and answers TOPUP_ACK.
+func (h *hop) startTopUp(data []byte) error {
+	var t cell.TopUp
+	if err := t.UnmarshalBinary(data); err != nil {
+		return fmt.Errorf("%w: %w", ErrProtocol, err)
+	}
+	payload := append([]byte(nil), t.Payload...)
+	h.mu.Lock()
+	busy := h.topping
+	h.topping = true
+	h.mu.Unlock()
+	if busy {
+		return fmt.Errorf("%w: TOPUP while one is running", ErrProtocol)
+	}
+	ok := h.e.goTracked(func() {
+		ack := cell.TopUpAck{Status: TopUpRefused}
+		if f := h.e.cfg.TopUp; f != nil {
+			ctx, cancel := context.WithTimeout(h.context(), h.e.cfg.Limits.BeginTimeout)
+			out, err := f(ctx, h.cookie, payload)
+			cancel()
+			if err == nil {
+				ack = cell.TopUpAck{Status: TopUpOK, Payload: out}
+			}
+		}
+		h.mu.Lock()
+		h.topping = false
+		h.mu.Unlock()
+		b, err := ack.AppendBinary(nil)
+		if err == nil {
+			err = h.sendBack(cell.RelayTopUpAck, 0, b)
+		}
+		if err != nil && !errors.Is(err, ErrClosed) {
+			h.destroy(DestroyReasonFor(err), nil)
+		}
+	})
+	if !ok {
+		return fmt.Errorf("engine: %w", ErrClosed)
+	}
+	return nil
+}
+
+// TOPUP_ACK status values this engine sends (VOUCHERS.md may add more).
+const (
+	TopUpOK      = 0 // the payload was accepted; Payload is the hook's answer
+	TopUpRefused = 1 // no TopUp hook, or it failed
+)
+
+// destroy tears the hop down and sends DESTROY with reason r to every
+// neighbour except from (the one that told us). Safe to call many times.
+func (h *hop) destroy(r cell.Reason, from *link) {
+	e := h.e
+	h.mu.Lock()
+	if h.state == hopClosed {
+		h.mu.Unlock()
+		return
+	}
+	opened := h.state != hopPending
+	h.state = hopClosed
+	next, nextID, ex, cancel := h.next, h.nextID, h.exit, h.cancel
+	h.mu.Unlock()
+
+	h.bmu.Lock()
+	h.bclosed = true
+	if from != h.prev {
+		h.prev.sendDestroy(h.prevID, r)
+	}
+	h.bmu.Unlock()
+	h.prev.unregister(h.prevID, h)
+	if next != nil {
+		if from != next {
+			next.sendDestroy(nextID, r)
+		}
+		next.unregister(nextID, h)
+	}
+	if cancel != nil {
+		cancel()
+	}
+	if ex != nil {
+		ex.ep.shutdown(&CloseError{Reason: r, Remote: from != nil})
+	}
+	e.mu.Lock()
+	if _, ok := e.hops[h]; ok {
+		delete(e.hops, h)
+		if e.perPeer[h.prev.peer]--; e.perPeer[h.prev.peer] <= 0 {
+			delete(e.perPeer, h.prev.peer)
+		}
+	}
+	e.mu.Unlock()
+	if opened && e.cfg.SessionClosed != nil {
+		e.cfg.SessionClosed(h.cookie)
+	}
+}
+
+// parseDestroy reads a DESTROY's reason; a malformed one counts as a
+// protocol violation.
+func parseDestroy(c *cell.Cell) cell.Reason {
+	var d cell.Destroy
+	if err := d.UnmarshalBody(c.Body()); err != nil {
+		return cell.ReasonProtocol
+	}
+	return d.Reason
+}

@@ -1,0 +1,279 @@
+package circuit
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/co-infuse/co-infuse/circuit/cell"
+)
+
+// errStreamEnded is returned by Write after the far end sent END done.
+var errStreamEnded = fmt.Errorf("%w: stream ended by peer", ErrClosed)
+
+// Stream is one TCP-like stream over a circuit. It implements net.Conn.
+// Reads return io.EOF after the far end finished cleanly, or an error
+// wrapping an errors.go sentinel if it failed or the circuit died. Writes
+// wait for flow-control window (PROTOCOL.md §5.2), so a slow far end slows
+// only its own stream. Close sends END; it is safe to call twice.
+type Stream struct {
+	ep     *endpoint
+	id     uint16
+	local  net.Addr
+	remote net.Addr
+
+	wmu sync.Mutex // serialises Write calls
+
+	// Guarded by ep.mu.
+	sendWin int   // DATA cells we may still send on this stream
+	wErr    error // non-nil once writes must fail
+
+	mu        sync.Mutex // guards the receive side below
+	chunks    [][]byte   // received DATA not yet read
+	recvWin   int        // DATA cells the peer may still send
+	delivered int        // cells fully read since our last stream SENDME
+	rErr      error      // returned once chunks are drained
+	rClosed   bool       // Close was called
+	notify    chan struct{}
+
+	closeOnce sync.Once
+	rdl, wdl  deadline
+}
+
+var _ net.Conn = (*Stream)(nil)
+
+func newStream(ep *endpoint, id uint16) *Stream {
+	s := &Stream{
+		ep:      ep,
+		id:      id,
+		sendWin: streamWindow,
+		recvWin: streamWindow,
+		notify:  make(chan struct{}, 1),
+	}
+	s.rdl.init()
+	s.wdl.init()
+	return s
+}
+
+func (s *Stream) wake() {
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+// push appends one DATA cell's bytes; a peer that overruns the stream
+// window breaks the protocol.
+func (s *Stream) push(data []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.recvWin--
+	if s.recvWin < 0 {
+		return fmt.Errorf("%w: stream window exceeded", ErrProtocol)
+	}
+	if s.rClosed || s.rErr != nil {
+		return nil
+	}
+	s.chunks = append(s.chunks, append([]byte(nil), data...))
+	s.wake()
+	return nil
+}
+
+// remoteEnd makes reads end after the buffered data with err (nil = EOF).
+func (s *Stream) remoteEnd(err error) {
+	if err == nil {
+		err = io.EOF
+	}
+	s.mu.Lock()
+	if s.rErr == nil {
+		s.rErr = err
+	}
+	s.mu.Unlock()
+	s.wake()
+}
+
+// Read reads stream data; see Stream.
+func (s *Stream) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		s.mu.Lock()
+		if s.rClosed {
+			s.mu.Unlock()
+			return 0, net.ErrClosed
+		}
+		if len(s.chunks) > 0 {
+			n, sendmes := 0, 0
+			for n < len(p) && len(s.chunks) > 0 {
+				k := copy(p[n:], s.chunks[0])
+				n += k
+				if k < len(s.chunks[0]) {
+					s.chunks[0] = s.chunks[0][k:]
+					break
+				}
+				s.chunks[0] = nil
+				s.chunks = s.chunks[1:]
+				s.delivered++
+				if s.delivered >= streamIncrement {
+					s.delivered -= streamIncrement
+					s.recvWin += streamIncrement
+					sendmes++
+				}
+			}
+			s.mu.Unlock()
+			for range sendmes {
+				// A failed send means the circuit is dying; the next
+				// Read reports it.
+				_ = s.ep.send(cell.RelaySendme, s.id, nil)
+			}
+			return n, nil
+		}
+		if s.rErr != nil {
+			err := s.rErr
+			s.mu.Unlock()
+			return 0, err
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.notify:
+		case <-s.rdl.wait():
+			return 0, os.ErrDeadlineExceeded
+		}
+	}
+}
+
+// acquire takes one cell of stream and circuit window, waiting for it.
+func (s *Stream) acquire() error {
+	ep := s.ep
+	for {
+		ep.mu.Lock()
+		if s.wErr != nil {
+			err := s.wErr
+			ep.mu.Unlock()
+			return err
+		}
+		if s.sendWin > 0 && ep.sendWin > 0 {
+			s.sendWin--
+			ep.sendWin--
+			ep.mu.Unlock()
+			return nil
+		}
+		ch := ep.winCh
+		ep.mu.Unlock()
+		select {
+		case <-ch:
+		case <-s.wdl.wait():
+			return os.ErrDeadlineExceeded
+		case <-ep.done:
+		}
+	}
+}
+
+// Write sends p as DATA cells; see Stream.
+func (s *Stream) Write(p []byte) (int, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	n := 0
+	for len(p) > 0 {
+		if err := s.acquire(); err != nil {
+			return n, err
+		}
+		k := min(len(p), s.ep.maxData)
+		if err := s.ep.send(cell.RelayData, s.id, p[:k]); err != nil {
+			if cerr := s.ep.closedErr(); cerr != nil {
+				err = cerr
+			}
+			return n, fmt.Errorf("stream write: %w", err)
+		}
+		n += k
+		p = p[k:]
+	}
+	return n, nil
+}
+
+// Close ends the stream: it sends END (reason done) unless the far end
+// already ended it, and discards unread data. Safe to call twice.
+func (s *Stream) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.rClosed = true
+		s.chunks = nil
+		s.mu.Unlock()
+		s.wake()
+		ep := s.ep
+		ep.mu.Lock()
+		sendEnd := s.wErr == nil && ep.err == nil
+		if s.wErr == nil {
+			s.wErr = net.ErrClosed
+		}
+		ep.removeLocked(s)
+		ep.signalLocked()
+		ep.mu.Unlock()
+		if sendEnd {
+			b, _ := (&cell.End{Reason: cell.EndDone}).AppendBinary(nil)
+			_ = ep.send(cell.RelayEnd, s.id, b)
+		}
+	})
+	return nil
+}
+
+// LocalAddr returns an address naming the circuit and stream.
+func (s *Stream) LocalAddr() net.Addr { return s.local }
+
+// RemoteAddr returns the destination address the last hop reported in
+// CONNECTED (IP and the target's port), or a StreamAddr if it reported none.
+func (s *Stream) RemoteAddr() net.Addr { return s.remote }
+
+// SetDeadline sets both deadlines.
+func (s *Stream) SetDeadline(t time.Time) error {
+	s.rdl.set(t)
+	s.wdl.set(t)
+	return nil
+}
+
+// SetReadDeadline sets the read deadline; expired reads fail with
+// os.ErrDeadlineExceeded.
+func (s *Stream) SetReadDeadline(t time.Time) error { s.rdl.set(t); return nil }
+
+// SetWriteDeadline sets the write deadline; writes waiting for window fail
+// with os.ErrDeadlineExceeded.
+func (s *Stream) SetWriteDeadline(t time.Time) error { s.wdl.set(t); return nil }
+
+// StreamAddr is the net.Addr of a stream end that has no IP address.
+type StreamAddr struct {
+	Circuit uint64
+	Stream  uint16
+}
+
+// Network returns "co-infuse".
+func (a StreamAddr) Network() string { return "co-infuse" }
+
+func (a StreamAddr) String() string { return fmt.Sprintf("circuit-%x/%d", a.Circuit, a.Stream) }
+
+// remoteAddrFor builds RemoteAddr from CONNECTED's address and the port of
+// the BEGIN target.
+func remoteAddrFor(addr netip.Addr, target string, fallback net.Addr) net.Addr {
+	if !addr.IsValid() {
+		return fallback
+	}
+	_, port, err := net.SplitHostPort(target)
+	if err != nil {
+		return fallback
+	}
+	ap, err := netip.ParseAddrPort(net.JoinHostPort(addr.String(), port))
+	if err != nil {
+		return fallback
+	}
+	return net.TCPAddrFromAddrPort(ap)
+}
+
+// isClosedErr reports errors that mean "this end is gone".
+func isClosedErr(err error) bool {
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, ErrClosed) || errors.Is(err, io.EOF)
+}
