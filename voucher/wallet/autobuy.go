@@ -1,0 +1,88 @@
+package wallet
+
+import (
+	"context"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// run is the wallet's one background goroutine: it resumes unfinished
+// purchases, then (with AutoBuy) tops up nodes in use every
+// AutoBuyInterval or when Reserve finds a balance short.
+func (w *Wallet) run() {
+	defer w.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// Stop closes quit; turn that into ctx cancellation for in-flight
+	// purchases. The callback is unregistered when run returns.
+	go func() { // owned by run: ends when quit closes or run's deferred cancel fires
+		select {
+		case <-w.quit:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if err := w.Resume(ctx); err != nil {
+		w.log.Warn("resuming purchases", "err", err)
+	}
+	t := time.NewTicker(w.cfg.AutoBuyInterval)
+	defer t.Stop()
+	for {
+		if w.cfg.AutoBuy {
+			w.topUp(ctx)
+		}
+		select {
+		case <-w.quit:
+			return
+		case <-t.C:
+			if err := w.Resume(ctx); err != nil {
+				w.log.Debug("resuming purchases", "err", err)
+			}
+		case <-w.kick:
+		}
+	}
+}
+
+// topUp buys for every node in use whose available balance is below
+// RefillBelowSat, up to TargetBalanceSat, within the budget.
+func (w *Wallet) topUp(ctx context.Context) {
+	now := w.cfg.Now()
+	w.mu.Lock()
+	var nodes []peer.ID
+	for n, until := range w.inUse {
+		if now.Before(until) {
+			nodes = append(nodes, n)
+		} else {
+			delete(w.inUse, n)
+		}
+	}
+	w.mu.Unlock()
+	if len(nodes) == 0 {
+		return
+	}
+	bals, err := w.Balances()
+	if err != nil {
+		w.log.Warn("auto-buy: balances", "err", err)
+		return
+	}
+	for _, n := range nodes {
+		if ctx.Err() != nil {
+			return
+		}
+		b := bals[n]
+		have := b.Available + b.Pending
+		if b.Available >= w.cfg.RefillBelowSat || have >= w.cfg.TargetBalanceSat || w.inBackoff(n) {
+			continue
+		}
+		want := w.cfg.TargetBalanceSat - have
+		used, limit, err := w.BudgetUsed()
+		if err != nil || used >= limit {
+			return
+		}
+		want = min(want, limit-used)
+		if _, err := w.Buy(ctx, n, want); err != nil {
+			w.log.Info("auto-buy failed", "node", n, "sats", want, "err", err)
+		}
+	}
+}

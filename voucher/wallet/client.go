@@ -1,0 +1,111 @@
+package wallet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/co-infuse/co-infuse/voucher"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+)
+
+// errTransport marks failures to reach the node or garbled answers, as
+// opposed to refusals the node stated.
+var errTransport = errors.New("wallet: mint stream failed")
+
+// roundTrip sends one request on a fresh /co-infuse/mint/1 stream and reads
+// one response (VOUCHERS.md §3.1). A refusal comes back as an error wrapping
+// the code's sentinel.
+func (w *Wallet) roundTrip(ctx context.Context, node peer.ID, req []byte, want voucher.MsgType) ([]byte, error) {
+	if w.cfg.Host == nil {
+		return nil, fmt.Errorf("%w: no host", errTransport)
+	}
+	ctx, cancel := context.WithTimeout(ctx, w.cfg.StreamTimeout)
+	defer cancel()
+	s, err := w.cfg.Host.NewStream(ctx, node, protocol.ID(voucher.ProtocolID))
+	if err != nil {
+		return nil, fmt.Errorf("%w: open: %v", errTransport, err)
+	}
+	deadline, _ := ctx.Deadline()
+	s.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { s.Reset() })
+	defer stop()
+	if err := voucher.WriteMessage(s, req); err != nil {
+		s.Reset()
+		return nil, fmt.Errorf("%w: write: %v", errTransport, err)
+	}
+	resp, err := voucher.ReadMessage(s)
+	if err != nil {
+		s.Reset()
+		return nil, fmt.Errorf("%w: read: %v", errTransport, err)
+	}
+	s.Close()
+	switch voucher.MsgType(resp[0]) {
+	case want:
+		return resp, nil
+	case voucher.MsgError:
+		e, err := voucher.ParseErrorResponse(resp)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", errTransport, err)
+		}
+		return nil, fmt.Errorf("node refused: %w", e.Code.Err())
+	}
+	return nil, fmt.Errorf("%w: %w: unexpected message type %d", errTransport, voucher.ErrMalformed, resp[0])
+}
+
+func (w *Wallet) requestQuote(ctx context.Context, node peer.ID, sats uint64) (voucher.Quote, error) {
+	req := voucher.QuoteRequest{Amount: sats}
+	b, err := req.MarshalBinary()
+	if err != nil {
+		return voucher.Quote{}, err
+	}
+	resp, err := w.roundTrip(ctx, node, b, voucher.MsgQuote)
+	if err != nil {
+		return voucher.Quote{}, fmt.Errorf("quote: %w", err)
+	}
+	q, err := voucher.ParseQuote(resp)
+	if err != nil {
+		return voucher.Quote{}, fmt.Errorf("quote: %w: %w", errTransport, err)
+	}
+	return q, nil
+}
+
+// requestMint sends the mint request, retrying while the node reports the
+// invoice unsettled, for up to SettleWait.
+func (w *Wallet) requestMint(ctx context.Context, node peer.ID, req *voucher.MintRequest) (voucher.MintResponse, error) {
+	b, err := req.MarshalBinary()
+	if err != nil {
+		return voucher.MintResponse{}, err
+	}
+	give := time.Now().Add(w.cfg.SettleWait)
+	wait := 100 * time.Millisecond
+	for {
+		resp, err := w.roundTrip(ctx, node, b, voucher.MsgMintResponse)
+		if err == nil {
+			r, err := voucher.ParseMintResponse(resp)
+			if err != nil {
+				return voucher.MintResponse{}, fmt.Errorf("mint: %w: %w", errTransport, err)
+			}
+			if len(r.Sigs) != len(req.Blinded) {
+				return voucher.MintResponse{}, fmt.Errorf("mint: %w: %d signatures for %d messages", errTransport, len(r.Sigs), len(req.Blinded))
+			}
+			return r, nil
+		}
+		if !errors.Is(err, voucher.ErrNotPaid) || time.Now().Add(wait).After(give) {
+			return voucher.MintResponse{}, fmt.Errorf("mint: %w", err)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return voucher.MintResponse{}, fmt.Errorf("mint: %w", ctx.Err())
+		case <-w.quit:
+			t.Stop()
+			return voucher.MintResponse{}, ErrClosed
+		case <-t.C:
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}

@@ -1,0 +1,164 @@
+package wallet
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/co-infuse/co-infuse/voucher"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Invoice is what DecodeInvoice reports about a BOLT 11 payment request.
+type Invoice struct {
+	AmountSat int64
+	Payee     string // hex of the payee's 33-byte node key
+	PayHash   [32]byte
+	Expiry    time.Time // absolute: creation time + expiry
+}
+
+// Published is what a node publishes in its signed advert, as far as the
+// wallet is concerned.
+type Published struct {
+	// Payee is the hex of the node's LND key: every invoice must pay it.
+	Payee string
+	// Keysets are the node's published keysets.
+	Keysets []*voucher.Keyset
+	// PriceMsatPerMB is the advertised service price.
+	PriceMsatPerMB uint64
+}
+
+// Config configures a Wallet. Zero values take the defaults on each field.
+type Config struct {
+	// Host opens mint streams. Required for buying.
+	Host host.Host
+	// Path is the wallet's bbolt file (created 0600). Required.
+	Path string
+
+	// DecodeInvoice decodes a payment request with the user's LND.
+	// Required for buying.
+	DecodeInvoice func(ctx context.Context, payReq string) (Invoice, error)
+	// PayInvoice pays a payment request from the user's LND with at most
+	// feeLimitSat in fees and returns the preimage. It must be safe to
+	// call again for the same invoice: an invoice that is already paid is
+	// reported as success with its preimage. Required for buying.
+	PayInvoice func(ctx context.Context, payReq string, feeLimitSat int64) (preimage [32]byte, err error)
+	// Published returns what node publishes in its advert (verified by
+	// discovery/). Required for Buy and automatic purchase.
+	Published func(ctx context.Context, node peer.ID) (Published, error)
+
+	// MaxPriceMsatPerMB is the highest service price the wallet buys
+	// vouchers for. Default 100000 msat/MB.
+	MaxPriceMsatPerMB uint64
+	// DailyBudgetSat caps the sats spent on vouchers (fees not included) in
+	// any rolling 24 hours. Default 10000.
+	DailyBudgetSat uint64
+	// FeeLimitPPM is the routing fee limit as parts per million of the
+	// amount. Default 10000 (1 %).
+	FeeLimitPPM uint64
+	// MinFeeLimitSat is the fee limit floor. Default 10 sats.
+	MinFeeLimitSat int64
+	// TargetBalanceSat is the balance automatic purchase keeps per node in
+	// use. Default 1000 sats; 0 after defaults only if AutoBuy is false.
+	TargetBalanceSat uint64
+	// RefillBelowSat triggers a purchase when a node's available balance
+	// drops below it. Default TargetBalanceSat/2.
+	RefillBelowSat uint64
+	// AutoBuy turns automatic purchase on. Default off.
+	AutoBuy bool
+	// AutoBuyInterval is how often automatic purchase checks balances.
+	// Default 30 s.
+	AutoBuyInterval time.Duration
+	// InUseFor is how long a node counts as in use after Track or Reserve.
+	// Default 10 min.
+	InUseFor time.Duration
+	// BackoffMin and BackoffMax bound the exponential backoff after a node
+	// misbehaves or fails. Defaults 1 min and 1 h.
+	BackoffMin, BackoffMax time.Duration
+	// MaxKeysetsPerNode is the most keysets a node may have mintable at
+	// once; more is treated as an attempt to tag clients. Default 2.
+	MaxKeysetsPerNode int
+	// MinInvoiceLeft is the least time an invoice must have before expiry
+	// to be paid. Default 30 s.
+	MinInvoiceLeft time.Duration
+	// MaxInvoiceExpiry is the latest an invoice may expire. Default 1 h.
+	MaxInvoiceExpiry time.Duration
+	// StreamTimeout bounds one mint stream. Default 30 s.
+	StreamTimeout time.Duration
+	// SettleWait is how long a mint request keeps retrying while the node
+	// does not yet see the payment as settled. Default 20 s.
+	SettleWait time.Duration
+
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Logger is the logger. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	def := func(p *time.Duration, d time.Duration) {
+		if *p == 0 {
+			*p = d
+		}
+	}
+	if c.MaxPriceMsatPerMB == 0 {
+		c.MaxPriceMsatPerMB = 100000
+	}
+	if c.DailyBudgetSat == 0 {
+		c.DailyBudgetSat = 10000
+	}
+	if c.FeeLimitPPM == 0 {
+		c.FeeLimitPPM = 10000
+	}
+	if c.MinFeeLimitSat == 0 {
+		c.MinFeeLimitSat = 10
+	}
+	if c.TargetBalanceSat == 0 {
+		c.TargetBalanceSat = 1000
+	}
+	if c.RefillBelowSat == 0 {
+		c.RefillBelowSat = c.TargetBalanceSat / 2
+	}
+	if c.MaxKeysetsPerNode == 0 {
+		c.MaxKeysetsPerNode = 2
+	}
+	def(&c.AutoBuyInterval, 30*time.Second)
+	def(&c.InUseFor, 10*time.Minute)
+	def(&c.BackoffMin, time.Minute)
+	def(&c.BackoffMax, time.Hour)
+	def(&c.MinInvoiceLeft, 30*time.Second)
+	def(&c.MaxInvoiceExpiry, time.Hour)
+	def(&c.StreamTimeout, 30*time.Second)
+	def(&c.SettleWait, 20*time.Second)
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate checks the configuration and names the first bad field.
+func (c *Config) Validate() error {
+	switch {
+	case c.Path == "":
+		return errors.New("wallet config: Path is required")
+	case c.AutoBuy && (c.Host == nil || c.DecodeInvoice == nil || c.PayInvoice == nil || c.Published == nil):
+		return errors.New("wallet config: AutoBuy needs Host, DecodeInvoice, PayInvoice and Published")
+	case c.RefillBelowSat > c.TargetBalanceSat:
+		return errors.New("wallet config: RefillBelowSat above TargetBalanceSat")
+	case c.TargetBalanceSat > c.DailyBudgetSat:
+		return errors.New("wallet config: TargetBalanceSat above DailyBudgetSat")
+	case c.BackoffMin <= 0 || c.BackoffMax < c.BackoffMin:
+		return errors.New("wallet config: BackoffMin/BackoffMax out of order")
+	case c.MaxKeysetsPerNode < 1:
+		return errors.New("wallet config: MaxKeysetsPerNode must be positive")
+	case c.MinFeeLimitSat < 0:
+		return errors.New("wallet config: MinFeeLimitSat negative")
+	case c.AutoBuyInterval <= 0 || c.InUseFor <= 0 || c.StreamTimeout <= 0 || c.SettleWait < 0:
+		return errors.New("wallet config: AutoBuyInterval, InUseFor and StreamTimeout must be positive")
+	}
+	return nil
+}

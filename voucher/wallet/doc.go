@@ -1,0 +1,27 @@
+// Package wallet is the client's side of co-infuse vouchers: a durable
+// wallet (bbolt, 0600) of vouchers per node and keyset with their states
+// (quoted, paid, signed, reserved, spent), purchases over the
+// /co-infuse/mint/1 protocol paid from the user's own LND, and automatic
+// purchase that keeps a balance at every node in use within a price cap
+// and a daily budget.
+//
+// A purchase is persisted before each irreversible step: the quote and the
+// voucher seeds before paying, the payment before minting, the vouchers
+// before they are reported. Blinding is derived from the stored seeds, so
+// after a crash at any point Resume re-sends the very same mint request and
+// the node returns the very same signatures: no paid sat is lost and no
+// invoice is paid twice (a second PayInvoice of the same invoice is refused
+// by LND and reported as success by the Lightning func).
+//
+// Trust rules: the wallet mints only with a keyset the node has published
+// (Config.Published, from the node's signed advert), refuses a node that
+// publishes more mintable keysets than MaxKeysetsPerNode (a node could
+// otherwise tag a client with a key of its own), and checks every invoice
+// (amount, payee, payment hash, expiry) before paying it.
+//
+// What is left to others: Lightning is reached only through DecodeInvoice
+// and PayInvoice in Config (node/ wires them to lightning/); adverts are
+// discovery/'s; presenting vouchers to a hop is circuit/'s, which takes
+// them from Reserve and reports back with MarkSpent or Release; the CLI
+// (cmd/) shows Balances, BudgetUsed and RecentPurchases and calls Buy.
+package wallet

@@ -1,0 +1,385 @@
+package wallet
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/co-infuse/co-infuse/voucher"
+	"github.com/libp2p/go-libp2p/core/peer"
+	bolt "go.etcd.io/bbolt"
+)
+
+// maxTrackedNodes bounds the in-use and backoff maps.
+const maxTrackedNodes = 1024
+
+// budgetWindow is the rolling window of the daily budget.
+const budgetWindow = 24 * time.Hour
+
+// Wallet is the client's voucher wallet. New opens the store; Start
+// resumes unfinished purchases and starts automatic purchase; Stop stops it
+// and closes the store. All methods are safe for concurrent use.
+type Wallet struct {
+	cfg Config
+	log *slog.Logger
+	db  *bolt.DB
+
+	mu       sync.Mutex
+	inUse    map[peer.ID]time.Time // guarded by mu; node → in use until
+	backoff  map[peer.ID]*backoff  // guarded by mu
+	inflight map[string]bool       // guarded by mu; purchases being advanced
+
+	// buyMu serialises the budget check and the quote's store, so two
+	// concurrent purchases cannot both fit into the same remaining budget.
+	buyMu sync.Mutex
+
+	lifeMu  sync.Mutex
+	started bool // guarded by lifeMu
+	stopped bool // guarded by lifeMu
+	quit    chan struct{}
+	kick    chan struct{} // buffered 1: wake the auto-buyer
+	wg      sync.WaitGroup
+
+	// Test hooks: run after the named step is persisted; an error aborts
+	// the purchase there, like a crash.
+	afterQuote, afterPay, afterMintResponse func() error
+}
+
+type backoff struct {
+	until time.Time
+	delay time.Duration
+}
+
+// New opens (or creates) the wallet file.
+func New(cfg Config) (*Wallet, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("wallet: open store: %w", err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketPurchases, bucketVouchers, bucketKeysets} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("wallet: create buckets: %w", err)
+	}
+	return &Wallet{
+		cfg:      cfg,
+		log:      cfg.Logger.With("subsys", "voucher/wallet"),
+		db:       db,
+		inUse:    map[peer.ID]time.Time{},
+		backoff:  map[peer.ID]*backoff{},
+		inflight: map[string]bool{},
+		quit:     make(chan struct{}),
+		kick:     make(chan struct{}, 1),
+	}, nil
+}
+
+// Start starts the owner goroutine that resumes unfinished purchases and,
+// with Config.AutoBuy, keeps balances topped up. Safe to call twice; fails
+// after Stop.
+func (w *Wallet) Start() error {
+	w.lifeMu.Lock()
+	defer w.lifeMu.Unlock()
+	if w.stopped {
+		return ErrClosed
+	}
+	if w.started {
+		return nil
+	}
+	w.started = true
+	w.wg.Add(1)
+	go w.run()
+	return nil
+}
+
+// Stop stops the background goroutine, waits for it and closes the store.
+// Calls in progress on other goroutines must have returned. Safe to call
+// twice.
+func (w *Wallet) Stop() error {
+	w.lifeMu.Lock()
+	if w.stopped {
+		w.lifeMu.Unlock()
+		return nil
+	}
+	w.stopped = true
+	w.lifeMu.Unlock()
+	close(w.quit)
+	w.wg.Wait()
+	return w.db.Close()
+}
+
+// Track marks node as in use (automatic purchase keeps a balance there)
+// for Config.InUseFor.
+func (w *Wallet) Track(node peer.ID) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.trackLocked(node)
+}
+
+func (w *Wallet) trackLocked(node peer.ID) {
+	now := w.cfg.Now()
+	if _, ok := w.inUse[node]; !ok && len(w.inUse) >= maxTrackedNodes {
+		for n, until := range w.inUse {
+			if until.Before(now) {
+				delete(w.inUse, n)
+			}
+		}
+		if len(w.inUse) >= maxTrackedNodes {
+			return
+		}
+	}
+	w.inUse[node] = now.Add(w.cfg.InUseFor)
+}
+
+// penalize puts node into (longer) backoff.
+func (w *Wallet) penalize(node peer.ID, why error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	now := w.cfg.Now()
+	b := w.backoff[node]
+	if b == nil {
+		if len(w.backoff) >= maxTrackedNodes {
+			for n, bo := range w.backoff {
+				if bo.until.Before(now) {
+					delete(w.backoff, n)
+				}
+			}
+		}
+		b = &backoff{}
+		w.backoff[node] = b
+	}
+	b.delay = min(max(2*b.delay, w.cfg.BackoffMin), w.cfg.BackoffMax)
+	b.until = now.Add(b.delay)
+	w.log.Info("node in backoff", "node", node, "for", b.delay, "why", why)
+}
+
+func (w *Wallet) inBackoff(node peer.ID) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	b := w.backoff[node]
+	return b != nil && w.cfg.Now().Before(b.until)
+}
+
+// forgive resets node's backoff after a clean purchase.
+func (w *Wallet) forgive(node peer.ID) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.backoff, node)
+}
+
+// Balances returns every node's balance.
+func (w *Wallet) Balances() (map[peer.ID]Balance, error) {
+	now := w.cfg.Now()
+	out := map[peer.ID]Balance{}
+	err := w.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketVouchers).ForEach(func(k, _ []byte) error {
+			var r voucherRecord
+			if _, err := getJSON(tx.Bucket(bucketVouchers), k, &r); err != nil {
+				return err
+			}
+			b := out[r.Node]
+			switch r.State {
+			case VoucherSigned:
+				if now.Before(r.RedeemUntil) {
+					b.Available += r.Amount
+				}
+			case VoucherReserved:
+				b.Reserved += r.Amount
+			case VoucherQuoted, VoucherPaid:
+				b.Pending += r.Amount
+			default:
+				return nil
+			}
+			out[r.Node] = b
+			return nil
+		})
+	})
+	return out, err
+}
+
+// BudgetUsed returns the sats committed to purchases in the last 24 hours
+// (quoted, paid or done; expired purchases do not count) and the limit.
+func (w *Wallet) BudgetUsed() (usedSat, limitSat uint64, err error) {
+	err = w.db.View(func(tx *bolt.Tx) error {
+		usedSat, err = w.budgetUsedTx(tx)
+		return err
+	})
+	return usedSat, w.cfg.DailyBudgetSat, err
+}
+
+func (w *Wallet) budgetUsedTx(tx *bolt.Tx) (uint64, error) {
+	since := w.cfg.Now().Add(-budgetWindow)
+	var used uint64
+	b := tx.Bucket(bucketPurchases)
+	err := b.ForEach(func(k, _ []byte) error {
+		var r purchaseRecord
+		if _, err := getJSON(b, k, &r); err != nil {
+			return err
+		}
+		if r.State != PurchaseExpired && r.Created.After(since) {
+			used += r.Amount
+		}
+		return nil
+	})
+	return used, err
+}
+
+// RecentPurchases returns up to n purchases, newest first.
+func (w *Wallet) RecentPurchases(n int) ([]Purchase, error) {
+	var out []Purchase
+	err := w.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketPurchases)
+		return b.ForEach(func(k, _ []byte) error {
+			var r purchaseRecord
+			if _, err := getJSON(b, k, &r); err != nil {
+				return err
+			}
+			out = append(out, r.public(k))
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out, func(a, b Purchase) int { return b.Created.Compare(a.Created) })
+	if n >= 0 && len(out) > n {
+		out = out[:n]
+	}
+	return out, nil
+}
+
+// Reserve takes signed, unexpired vouchers of node worth at least sats
+// (largest first, then the smallest that covers the rest) and marks them
+// reserved. The caller presents them and then calls MarkSpent or Release.
+// It fails with ErrInsufficient (and wakes automatic purchase) if the node's
+// balance is short. Reserving marks node as in use.
+func (w *Wallet) Reserve(node peer.ID, sats uint64) ([]voucher.Voucher, error) {
+	w.Track(node)
+	now := w.cfg.Now()
+	var out []voucher.Voucher
+	err := w.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketVouchers)
+		type cand struct {
+			key []byte
+			rec voucherRecord
+		}
+		var cands []cand
+		var total uint64
+		err := b.ForEach(func(k, _ []byte) error {
+			var r voucherRecord
+			if _, err := getJSON(b, k, &r); err != nil {
+				return err
+			}
+			if r.Node == node && r.State == VoucherSigned && now.Before(r.RedeemUntil) {
+				cands = append(cands, cand{key: append([]byte(nil), k...), rec: r})
+				total += r.Amount
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if total < sats || sats == 0 {
+			return ErrInsufficient
+		}
+		slices.SortFunc(cands, func(a, b cand) int {
+			if a.rec.Amount != b.rec.Amount {
+				if a.rec.Amount > b.rec.Amount {
+					return -1
+				}
+				return 1
+			}
+			return bytes.Compare(a.key, b.key)
+		})
+		var picked []cand
+		rest := sats
+		used := make([]bool, len(cands))
+		for i, c := range cands {
+			if c.rec.Amount <= rest {
+				picked, used[i] = append(picked, c), true
+				rest -= c.rec.Amount
+			}
+		}
+		if rest > 0 { // the smallest unused voucher that covers the rest
+			for i := len(cands) - 1; i >= 0; i-- {
+				if !used[i] && cands[i].rec.Amount >= rest {
+					picked, rest = append(picked, cands[i]), 0
+					break
+				}
+			}
+		}
+		if rest > 0 {
+			return ErrInsufficient
+		}
+		for _, c := range picked {
+			c.rec.State, c.rec.Updated = VoucherReserved, now
+			if err := putJSON(b, c.key, &c.rec); err != nil {
+				return err
+			}
+			out = append(out, c.rec.voucher())
+		}
+		return nil
+	})
+	if err != nil {
+		if err == ErrInsufficient {
+			w.wake()
+			return nil, fmt.Errorf("reserve %d sats: %w", sats, ErrInsufficient)
+		}
+		return nil, fmt.Errorf("reserve: %w", err)
+	}
+	return out, nil
+}
+
+// MarkSpent records that the node accepted the reserved vouchers.
+func (w *Wallet) MarkSpent(vs []voucher.Voucher) error {
+	return w.settleReserved(vs, VoucherSpent)
+}
+
+// Release returns reserved vouchers that were never presented (or that the
+// node provably did not take) to the spendable state.
+func (w *Wallet) Release(vs []voucher.Voucher) error {
+	return w.settleReserved(vs, VoucherSigned)
+}
+
+func (w *Wallet) settleReserved(vs []voucher.Voucher, to VoucherState) error {
+	now := w.cfg.Now()
+	return w.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketVouchers)
+		for i := range vs {
+			id := vs[i].SpendID()
+			var r voucherRecord
+			ok, err := getJSON(b, id[:], &r)
+			if err != nil {
+				return err
+			}
+			if !ok || r.State != VoucherReserved || r.Keyset != vs[i].Keyset {
+				return fmt.Errorf("%w: %x", ErrUnknownVoucher, id[:4])
+			}
+			r.State, r.Updated = to, now
+			if err := putJSON(b, id[:], &r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (w *Wallet) wake() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
