@@ -1,28 +1,12 @@
 package cell
 
-import "encoding/binary"
+import "bytes"
 
-// allZero reports whether every byte of b is zero. It ORs eight-byte words
-// (32 bytes per round) instead of testing bytes one by one; padding is not
-// secret, so it need not run in constant time.
+// allZero reports whether every byte of b is zero. Rather than testing bytes
+// one by one, it checks that the first byte is zero and that every byte
+// equals the one before it (b[1:] == b[:len-1]); bytes.Equal runs that
+// comparison with wide vector loads and needs no zero buffer. Padding is not
+// secret, so this need not run in constant time.
 func allZero(b []byte) bool {
-	var acc uint64
-	for len(b) >= 32 {
-		acc |= binary.LittleEndian.Uint64(b[0:8]) |
-			binary.LittleEndian.Uint64(b[8:16]) |
-			binary.LittleEndian.Uint64(b[16:24]) |
-			binary.LittleEndian.Uint64(b[24:32])
-		if acc != 0 {
-			return false
-		}
-		b = b[32:]
-	}
-	for len(b) >= 8 {
-		acc |= binary.LittleEndian.Uint64(b[:8])
-		b = b[8:]
-	}
-	for _, x := range b {
-		acc |= uint64(x)
-	}
-	return acc == 0
+	return len(b) == 0 || (b[0] == 0 && bytes.Equal(b[1:], b[:len(b)-1]))
 }
