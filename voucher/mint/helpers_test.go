@@ -1,0 +1,123 @@
+package mint
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/co-infuse/co-infuse/voucher"
+	"github.com/co-infuse/co-infuse/voucher/internal/lnfake"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var testAmounts = []uint64{1, 2, 4, 8, 16}
+
+// keyPool hands out RSA-2048 keys generated once per test binary, in turn.
+type keyPool struct {
+	once sync.Once
+	mu   sync.Mutex
+	keys []*rsa.PrivateKey
+	next int
+}
+
+var pool keyPool // test fixture
+
+func (p *keyPool) gen(bits int) (*rsa.PrivateKey, error) {
+	p.once.Do(func() {
+		for range len(testAmounts) {
+			k, err := rsa.GenerateKey(rand.Reader, 2048)
+			if err != nil {
+				panic(err) // test fixture only
+			}
+			p.keys = append(p.keys, k)
+		}
+	})
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := p.keys[p.next%len(p.keys)]
+	p.next++
+	return k, nil
+}
+
+// clock is a settable test clock.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+type fixture struct {
+	clk  *clock
+	ln   *lnfake.Network
+	path string
+	cfg  Config
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	f := &fixture{clk: newClock(), path: filepath.Join(t.TempDir(), "mint.db")}
+	f.ln = lnfake.New([33]byte{2, 0xaa, 0xbb}, f.clk.Now)
+	f.cfg = Config{
+		Path:           f.path,
+		CreateInvoice:  f.ln.CreateInvoice,
+		InvoiceSettled: f.ln.InvoiceSettled,
+		Payee:          f.ln.PayeeKey,
+		PriceMsatPerMB: 2000,
+		Denominations:  testAmounts,
+		KeyGen:         pool.gen,
+		KeysetLifetime: 24 * time.Hour,
+		Grace:          6 * time.Hour,
+		Now:            f.clk.Now,
+	}
+	return f
+}
+
+func (f *fixture) open(t *testing.T) *Mint {
+	t.Helper()
+	m, err := New(f.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Stop() })
+	return m
+}
+
+// blindAll blinds fresh seeds for amounts under ks.
+func blindAll(t *testing.T, ks *voucher.Keyset, quote [voucher.QuoteIDSize]byte, amounts []uint64) ([]*voucher.Blinded, voucher.MintRequest) {
+	t.Helper()
+	req := voucher.MintRequest{Quote: quote, Keyset: ks.ID()}
+	var bs []*voucher.Blinded
+	for _, a := range amounts {
+		var seed voucher.Seed
+		rand.Read(seed[:])
+		key, ok := ks.Key(a)
+		if !ok {
+			t.Fatalf("no key for %d", a)
+		}
+		b, err := voucher.Blind(seed, a, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bs = append(bs, b)
+		req.Blinded = append(req.Blinded, voucher.BlindedMsg{Amount: a, Msg: b.Msg})
+	}
+	return bs, req
+}
