@@ -1,6 +1,7 @@
 package cell
 
 import (
+	"bytes"
 	"strconv"
 	"sync"
 	"testing"
@@ -256,5 +257,36 @@ func TestNoAllocs(t *testing.T) {
 		if n := testing.AllocsPerRun(100, tt.f); n != 0 {
 			t.Errorf("%s: %v allocs per run, want 0", tt.name, n)
 		}
+	}
+}
+
+func TestCreateMarshalInPlace(t *testing.T) {
+	t.Parallel()
+	// Re-encoding a parsed body into the same buffer must not corrupt the
+	// aliased handshake, whatever the overlap.
+	c := new(Cell)
+	hs := []byte{9, 8, 7, 6, 5}
+	if err := (&Create{Depth: 3, Handshake: hs}).MarshalBody(c.Body()); err != nil {
+		t.Fatal(err)
+	}
+	var m Create
+	if err := m.UnmarshalBody(c.Body()); err != nil {
+		t.Fatal(err)
+	}
+	m.Depth = 4
+	if err := m.MarshalBody(c.Body()); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(c.Body(), []byte{4, 0, 5, 9, 8, 7, 6, 5}) || !allZero(c.Body()[8:]) {
+		t.Fatalf("in-place CREATE body %x", c.Body()[:10])
+	}
+	// Handshake taken from the very front of the body overlaps the header.
+	m2 := Created{Handshake: c.Body()[:4]}
+	want := append([]byte{0, 4}, c.Body()[:4]...)
+	if err := m2.MarshalBody(c.Body()); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(c.Body(), want) || !allZero(c.Body()[len(want):]) {
+		t.Fatalf("in-place CREATED body %x, want %x", c.Body()[:8], want)
 	}
 }

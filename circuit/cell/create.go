@@ -20,7 +20,8 @@ type Create struct {
 }
 
 // MarshalBody writes m into body, which must be exactly BodyLen bytes, and
-// zero-fills the rest. Handshake may not overlap body.
+// zero-fills the rest. Handshake may alias body (as it does after
+// UnmarshalBody), so a cell can be re-encoded in place.
 func (m *Create) MarshalBody(body []byte) error {
 	if len(body) != BodyLen {
 		return fmt.Errorf("create: body is %d bytes: %w", len(body), ErrBadLength)
@@ -31,9 +32,9 @@ func (m *Create) MarshalBody(body []byte) error {
 	if err := checkHandshake("create", len(m.Handshake), MaxCreateHandshake); err != nil {
 		return err
 	}
+	n := copy(body[3:], m.Handshake) // first: Handshake may alias body
 	body[0] = m.Depth
-	binary.BigEndian.PutUint16(body[1:3], uint16(len(m.Handshake)))
-	n := copy(body[3:], m.Handshake)
+	binary.BigEndian.PutUint16(body[1:3], uint16(n))
 	clear(body[3+n:])
 	return nil
 }

@@ -19,7 +19,8 @@ type Created struct {
 }
 
 // MarshalBody writes m into body, which must be exactly BodyLen bytes, and
-// zero-fills the rest. Handshake may not overlap body.
+// zero-fills the rest. Handshake may alias body (as it does after
+// UnmarshalBody), so a cell can be re-encoded in place.
 func (m *Created) MarshalBody(body []byte) error {
 	if len(body) != BodyLen {
 		return fmt.Errorf("created: body is %d bytes: %w", len(body), ErrBadLength)
@@ -27,8 +28,8 @@ func (m *Created) MarshalBody(body []byte) error {
 	if err := checkHandshake("created", len(m.Handshake), MaxCreatedHandshake); err != nil {
 		return err
 	}
-	binary.BigEndian.PutUint16(body[0:2], uint16(len(m.Handshake)))
-	n := copy(body[2:], m.Handshake)
+	n := copy(body[2:], m.Handshake) // first: Handshake may alias body
+	binary.BigEndian.PutUint16(body[0:2], uint16(n))
 	clear(body[2+n:])
 	return nil
 }
