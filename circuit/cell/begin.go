@@ -2,6 +2,7 @@ package cell
 
 import (
 	"net"
+	"net/netip"
 	"strconv"
 )
 
@@ -36,9 +37,10 @@ func (s Service) String() string {
 //	service(1) | target_len(1) | target
 type Begin struct {
 	Service Service
-	// Target is "host:port": 1..MaxTargetLen bytes of printable ASCII without
-	// spaces, a non-empty host (IPv6 in brackets) and a decimal port in
-	// 1..65535 without leading zeros.
+	// Target is "host:port": 1..MaxTargetLen bytes of printable ASCII
+	// without spaces, a non-empty host (an IPv6 literal without zone goes in
+	// brackets, nothing else does) and a decimal port in 1..65535 without
+	// leading zeros.
 	Target string
 }
 
@@ -88,6 +90,13 @@ func validTarget(t string) bool {
 			return false
 		}
 	}
-	p, err := strconv.ParseUint(port, 10, 16)
-	return err == nil && p >= 1
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p < 1 {
+		return false
+	}
+	if t[0] == '[' {
+		// Brackets only around an IPv6 literal without a zone.
+		a, err := netip.ParseAddr(host)
+		return err == nil && a.Is6() && a.Zone() == ""
+	}
+	return true
 }
