@@ -1,0 +1,69 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"syscall"
+
+	"github.com/co-infuse/co-infuse/circuit"
+)
+
+// SOCKS5 reply codes (RFC 1928 §6).
+const (
+	repSucceeded           byte = 0x00
+	repGeneralFailure      byte = 0x01
+	repNotAllowed          byte = 0x02
+	repNetworkUnreachable  byte = 0x03
+	repHostUnreachable     byte = 0x04
+	repConnectionRefused   byte = 0x05
+	repTTLExpired          byte = 0x06
+	repCommandNotSupported byte = 0x07
+	repAddrTypeNotSupport  byte = 0x08
+)
+
+// replyCode maps a Dial or Resolve error to the SOCKS5 reply code a client
+// gets (docs/PROXY.md, INTEROP.md §1.5).
+func replyCode(err error) byte {
+	switch {
+	case err == nil:
+		return repSucceeded
+	case errors.Is(err, ErrBadTarget):
+		return repGeneralFailure
+	case errors.Is(err, circuit.ErrExitPolicy):
+		return repNotAllowed
+	case errors.Is(err, circuit.ErrConnRefused):
+		return repConnectionRefused
+	case errors.Is(err, circuit.ErrUnreachable):
+		if errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.ENETDOWN) {
+			return repNetworkUnreachable
+		}
+		return repHostUnreachable
+	case errors.Is(err, circuit.ErrResolveFailed):
+		return repHostUnreachable
+	case errors.Is(err, circuit.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		return repTTLExpired
+	default:
+		return repGeneralFailure
+	}
+}
+
+// appendReply appends a SOCKS5 reply (RFC 1928 §6) with code rep and bound
+// address addr, port 0. An invalid addr is sent as 0.0.0.0: we never reveal
+// the address of the stream's far end, which a circuit does not have anyway.
+func appendReply(b []byte, rep byte, addr netip.Addr) []byte {
+	b = append(b, socksVersion, rep, 0x00)
+	switch {
+	case addr.Is6() && !addr.Is4In6():
+		a := addr.As16()
+		b = append(b, atypIPv6)
+		b = append(b, a[:]...)
+	case addr.IsValid():
+		a := addr.Unmap().As4()
+		b = append(b, atypIPv4)
+		b = append(b, a[:]...)
+	default:
+		b = append(b, atypIPv4, 0, 0, 0, 0)
+	}
+	return append(b, 0, 0)
+}
