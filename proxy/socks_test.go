@@ -79,9 +79,9 @@ func TestSOCKSXNetProxy(t *testing.T) {
 	addr := startSOCKS(t, f, nil)
 	cases := []struct{ target, want string }{
 		{"peer.example:9735", "peer.example:9735"},
-		{"93.184.216.34:9735", "93.184.216.34:9735"},        // ATYP 1
-		{"[2001:db8::7]:9735", "[2001:db8::7]:9735"},        // ATYP 4
-		{"[::ffff:1.2.3.4]:9735", "1.2.3.4:9735"},           // x/net sends it as IPv4
+		{"93.184.216.34:9735", "93.184.216.34:9735"}, // ATYP 1
+		{"[2001:db8::7]:9735", "[2001:db8::7]:9735"}, // ATYP 4
+		{"[::ffff:1.2.3.4]:9735", "1.2.3.4:9735"},    // x/net sends it as IPv4
 		{"abcdefghijklmnop.onion:9735", "abcdefghijklmnop.onion:9735"},
 	}
 	for _, tc := range cases {
