@@ -1,0 +1,277 @@
+// Command co-infuse runs a co-infuse node: a paid onion-routing network that
+// bitcoind, lnd and curl reach through a Tor-compatible SOCKS5 port.
+//
+//	co-infuse init    [--datadir D] [--roles client,relay,exit]
+//	co-infuse run     [--datadir D]
+//	co-infuse devnet  [--datadir D]
+//	co-infuse peers   [--datadir D] [--json]
+//	co-infuse version
+//
+// The command only turns flags, YAML and signals into calls on package node.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/co-infuse/co-infuse/discovery"
+	"github.com/co-infuse/co-infuse/node"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "co-infuse:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: co-infuse <command> [flags]
+
+commands:
+  init     write a commented config.yaml and identity keys into the data dir
+  run      start the node the config describes
+  devnet   run a whole local network on loopback (3 relays, 2 exits, a client)
+  peers    list the nodes a running node knows (roles, prices, last result)
+  version  print the version
+
+Every command takes --datadir (default ~/.co-infuse). Run 'co-infuse <command> -h' for its flags.
+`
+
+func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command given")
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "init":
+		return cmdInit(rest, stdout, stderr)
+	case "run":
+		return cmdRun(rest, stderr)
+	case "devnet":
+		return cmdDevnet(rest, stdout, stderr)
+	case "peers":
+		return cmdPeers(rest, stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "co-infuse", node.Version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+}
+
+func defaultDataDir() string {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ".co-infuse"
+	}
+	return filepath.Join(home, ".co-infuse")
+}
+
+func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("co-infuse "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dd := fs.String("datadir", defaultDataDir(), "data directory (config.yaml, keys, stores)")
+	return fs, dd
+}
+
+func cmdInit(args []string, stdout, stderr io.Writer) error {
+	fs, dd := newFlags("init", stderr)
+	roles := fs.String("roles", "client", "comma-separated roles: client, relay, exit")
+	force := fs.Bool("force", false, "overwrite an existing config.yaml (keys are kept)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg := node.DefaultConfig(*dd)
+	cfg.Roles = nil
+	for _, r := range strings.Split(*roles, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			cfg.Roles = append(cfg.Roles, node.Role(r))
+		}
+	}
+	on := cfg.Has(node.RoleClient)
+	cfg.SOCKS.Enabled = &on
+	cfg.ApplyDefaults()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	path := filepath.Join(*dd, node.ConfigFile)
+	if _, err := os.Stat(path); err == nil && !*force {
+		return fmt.Errorf("%s exists; edit it, or pass --force to replace it", path)
+	}
+	if err := os.MkdirAll(*dd, 0o700); err != nil {
+		return err
+	}
+	raw, err := node.RenderConfig(cfg)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		return err
+	}
+	id, err := node.LoadIdentity(*dd)
+	if err != nil {
+		return err
+	}
+	if cfg.Has(node.RoleRelay) || cfg.Has(node.RoleExit) {
+		if _, err := node.LoadOnionKey(*dd); err != nil {
+			return err
+		}
+	}
+	pid, err := peerIDOf(id)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s\npeer id %s\nnext: edit discovery.bootstrap, then `co-infuse run --datadir %s`\n", path, pid, *dd)
+	return nil
+}
+
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+func cmdRun(args []string, stderr io.Writer) error {
+	fs, dd := newFlags("run", stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := node.LoadConfig(*dd)
+	if err != nil {
+		return err
+	}
+	n, err := node.New(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	if err := n.Start(ctx); err != nil {
+		return err
+	}
+	if a := n.SOCKSAddr(); a != nil {
+		fmt.Fprintf(stderr, "SOCKS5 on %s\n", a)
+	}
+	if a := n.HTTPAddr(); a != nil {
+		fmt.Fprintf(stderr, "HTTP CONNECT on %s\n", a)
+	}
+	<-ctx.Done()
+	fmt.Fprintln(stderr, "stopping...")
+	return n.Close()
+}
+
+func cmdDevnet(args []string, stdout, stderr io.Writer) error {
+	fs, dd := newFlags("devnet", stderr)
+	relays := fs.Int("relays", 3, "relays to run")
+	exits := fs.Int("exits", 2, "exits to run")
+	socks := fs.String("socks", "127.0.0.1:9350", "client SOCKS5 listen address")
+	httpAddr := fs.String("http", "127.0.0.1:9380", "client HTTP CONNECT listen address")
+	web := fs.String("web", "127.0.0.1:8088", "demo web server address, or off")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if !isFlagSet(fs, "datadir") {
+		*dd = filepath.Join(defaultDataDir(), "devnet")
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	start := time.Now()
+	d, err := node.StartDevnet(ctx, node.DevnetOptions{
+		Dir: *dd, Relays: *relays, Exits: *exits,
+		SOCKSListen: *socks, HTTPListen: *httpAddr, WebListen: *web,
+		Progress: stdout,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\ndevnet up in %s: %d nodes, data under %s\n", time.Since(start).Round(time.Millisecond), len(d.Nodes), *dd)
+	fmt.Fprintf(stdout, "SOCKS5       %s\nHTTP CONNECT %s\n", d.Client.SOCKSAddr(), d.Client.HTTPAddr())
+	if d.WebAddr != nil {
+		fmt.Fprintf(stdout, "\ntry:\n  curl --socks5-hostname %s http://%s/\n  curl -p -x http://%s http://%s/\n  curl --socks5-hostname %s -o /dev/null http://%s/bytes/52428800\n",
+			d.Client.SOCKSAddr(), d.WebAddr, d.Client.HTTPAddr(), d.WebAddr, d.Client.SOCKSAddr(), d.WebAddr)
+	}
+	fmt.Fprintf(stdout, "  co-infuse peers --datadir %s\n\nCtrl-C stops the network.\n", filepath.Join(*dd, "client"))
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "stopping devnet...")
+	return d.Close()
+}
+
+func isFlagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			set = true
+		}
+	})
+	return set
+}
+
+func cmdPeers(args []string, stdout, stderr io.Writer) error {
+	fs, dd := newFlags("peers", stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var peers []discovery.PeerStatus
+	if err := node.NewAdminClient(*dd).Get(ctx, "/v1/peers", &peers); err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(peers)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PEER\tROLES\tPRICES (sat/MB)\tFIRST SEEN\tLAST RESULT")
+	for _, p := range peers {
+		fmt.Fprintln(tw, formatPeer(p))
+	}
+	return tw.Flush()
+}
+
+func peerIDOf(k crypto.PrivKey) (peer.ID, error) { return peer.IDFromPrivateKey(k) }
+
+func formatPeer(p discovery.PeerStatus) string {
+	roles := make([]string, len(p.Roles))
+	prices := make([]string, 0, len(p.Prices))
+	for i, r := range p.Roles {
+		roles[i] = string(r)
+		if pr, ok := p.Prices[r]; ok {
+			prices = append(prices, fmt.Sprintf("%s=%d", r, pr))
+		}
+	}
+	first := "-"
+	if !p.FirstSeen.IsZero() {
+		first = time.Since(p.FirstSeen).Round(time.Second).String() + " ago"
+	}
+	last := p.LastResult
+	if last == "" {
+		last = "unused"
+	} else {
+		last += fmt.Sprintf(" (%d ok, %d failed)", p.OK, p.Fail)
+	}
+	guard := ""
+	if p.Guard {
+		guard = " [guard]"
+	}
+	return fmt.Sprintf("%s%s\t%s\t%s\t%s\t%s", p.Peer, guard, strings.Join(roles, ","), strings.Join(prices, " "), first, last)
+}

@@ -1,0 +1,217 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/co-infuse/co-infuse/discovery"
+)
+
+// DevnetOptions shapes a local network. Zero values take the defaults shown.
+type DevnetOptions struct {
+	// Dir holds one data directory per node (Dir/relay1, Dir/exit1, ...),
+	// each with its own config.yaml and keys. Required.
+	Dir string
+	// Relays and Exits are how many of each to run. Default 3 and 2.
+	Relays, Exits int
+	// SOCKSListen and HTTPListen are the client's front ends. Default
+	// 127.0.0.1:9350 and 127.0.0.1:9380 (not Tor's 9050, so devnet runs
+	// beside a local Tor).
+	SOCKSListen, HTTPListen string
+	// WebListen serves a demo page and test downloads on loopback, so that
+	// a newcomer has something to fetch through the network. Default
+	// 127.0.0.1:8088; "off" disables it.
+	WebListen string
+	// ExitsDefaultPolicy keeps the exits' default policy (refusing loopback).
+	// Default false: devnet exits allow loopback targets, since loopback is
+	// all these networks can reach.
+	ExitsDefaultPolicy bool
+	// Progress receives one line per step. Default io.Discard.
+	Progress io.Writer
+	// Logger for every node. Default: warnings to stderr.
+	Logger *slog.Logger
+}
+
+// Devnet is a whole co-infuse network on loopback: relays, exits and one
+// client, each a real libp2p host with its own data directory.
+type Devnet struct {
+	Nodes  []*Node // bootstrap relay first, client last
+	Client *Node
+	// WebAddr is the demo web server's address, or nil.
+	WebAddr net.Addr
+
+	web   *http.Server
+	webWG sync.WaitGroup
+}
+
+// StartDevnet starts the network and waits until the client has discovered
+// every relay and exit. On error it stops what it started.
+func StartDevnet(ctx context.Context, o DevnetOptions) (_ *Devnet, err error) {
+	if o.Dir == "" {
+		return nil, errors.New("devnet: no directory")
+	}
+	if o.Relays == 0 {
+		o.Relays = 3
+	}
+	if o.Exits == 0 {
+		o.Exits = 2
+	}
+	if o.SOCKSListen == "" {
+		o.SOCKSListen = "127.0.0.1:9350"
+	}
+	if o.HTTPListen == "" {
+		o.HTTPListen = "127.0.0.1:9380"
+	}
+	if o.WebListen == "" {
+		o.WebListen = "127.0.0.1:8088"
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	if o.Logger == nil {
+		o.Logger = NewLogger(os.Stderr, "warn")
+	}
+	d := &Devnet{}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	if o.WebListen != "off" {
+		if err := d.startWeb(o.WebListen); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(o.Progress, "demo web server on http://%s/\n", d.WebAddr)
+	}
+
+	type spec struct {
+		name  string
+		roles []Role
+	}
+	var specs []spec
+	for i := 1; i <= o.Relays; i++ {
+		specs = append(specs, spec{"relay" + strconv.Itoa(i), []Role{RoleRelay}})
+	}
+	for i := 1; i <= o.Exits; i++ {
+		specs = append(specs, spec{"exit" + strconv.Itoa(i), []Role{RoleExit}})
+	}
+	specs = append(specs, spec{"client", []Role{RoleClient}})
+
+	var bootstrap []string
+	for i, s := range specs {
+		cfg := DefaultConfig(filepath.Join(o.Dir, s.name))
+		cfg.Roles = s.roles
+		off := false
+		cfg.SOCKS.Enabled = &off
+		cfg.Discovery.AllowSameNetwork = true
+		cfg.Discovery.Bootstrap = bootstrap
+		cfg.Log.Level = "warn"
+		if s.name == "client" {
+			on := true
+			cfg.SOCKS.Enabled = &on
+			cfg.SOCKS.Listen = o.SOCKSListen
+			cfg.HTTP.Enabled = true
+			cfg.HTTP.Listen = o.HTTPListen
+		}
+		if cfg.Has(RoleExit) && !o.ExitsDefaultPolicy {
+			cfg.Exit.AllowLoopback = true
+		}
+		cfg.ApplyDefaults()
+		raw, err := RenderConfig(cfg)
+		if err != nil {
+			return nil, err
+		}
+		if err := writeFileAtomic(filepath.Join(cfg.DataDir, ConfigFile), raw, 0o600); err != nil {
+			return nil, fmt.Errorf("write %s config: %w", s.name, err)
+		}
+		n, err := New(cfg, WithLogger(o.Logger.With("node", s.name)))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", s.name, err)
+		}
+		if err := n.Start(ctx); err != nil {
+			return nil, fmt.Errorf("start %s: %w", s.name, err)
+		}
+		d.Nodes = append(d.Nodes, n)
+		fmt.Fprintf(o.Progress, "[%d/%d] %-7s %s\n", i+1, len(specs), s.name, n.ID())
+		if i == 0 {
+			for _, a := range n.P2PAddrs() {
+				bootstrap = append(bootstrap, a.String())
+			}
+		}
+	}
+	d.Client = d.Nodes[len(d.Nodes)-1]
+	fmt.Fprintf(o.Progress, "waiting for the client to discover %d relays and %d exits...\n", o.Relays, o.Exits)
+	if err := d.waitDiscovered(ctx, o.Relays, o.Exits); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// waitDiscovered polls the client's discovery until it sees enough nodes.
+func (d *Devnet) waitDiscovered(ctx context.Context, relays, exits int) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	disc := d.Client.Discovery()
+	for {
+		r, err1 := disc.Find(ctx, discovery.RoleRelay, relays)
+		e, err2 := disc.Find(ctx, discovery.RoleExit, exits)
+		if err1 == nil && err2 == nil && len(r) >= relays && len(e) >= exits {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("devnet: client found %d/%d relays and %d/%d exits before timing out (last errors: %v, %v)", len(r), relays, len(e), exits, err1, err2)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// Node returns the node with peer ID id, or nil.
+func (d *Devnet) Node(id string) *Node {
+	for _, n := range d.Nodes {
+		if n.ID().String() == id {
+			return n
+		}
+	}
+	return nil
+}
+
+// Close stops every node (client first) and the web server.
+func (d *Devnet) Close() error {
+	var errs []error
+	for i := len(d.Nodes) - 1; i >= 0; i-- {
+		errs = append(errs, d.Nodes[i].Close())
+	}
+	if d.web != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		d.web.Shutdown(ctx)
+		cancel()
+		d.webWG.Wait()
+	}
+	return errors.Join(errs...)
+}
+
+func (d *Devnet) startWeb(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("demo web server on %s: %w (pass --web to choose another address)", addr, err)
+	}
+	d.WebAddr = ln.Addr()
+	d.web = &http.Server{Handler: DemoHandler(), ReadHeaderTimeout: 10 * time.Second}
+	d.webWG.Add(1)
+	go func() {
+		defer d.webWG.Done()
+		d.web.Serve(ln)
+	}()
+	return nil
+}
