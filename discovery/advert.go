@@ -59,13 +59,13 @@ type Advert struct {
 }
 
 // HasRole reports whether the advert offers role r.
-func (a *Advert) HasRole(r Role) bool { return slices.Contains(a.Roles, r) }
+func (a Advert) HasRole(r Role) bool { return slices.Contains(a.Roles, r) }
 
 // Price returns the advert's price for role r in sat/MB.
-func (a *Advert) Price(r Role) uint64 { return a.Prices[r] }
+func (a Advert) Price(r Role) uint64 { return a.Prices[r] }
 
 // AllowsPort reports whether the exit policy summary may allow port.
-func (a *Advert) AllowsPort(port uint16) bool {
+func (a Advert) AllowsPort(port uint16) bool {
 	for _, r := range a.ExitPorts {
 		if r.Contains(port) {
 			return true
@@ -75,7 +75,7 @@ func (a *Advert) AllowsPort(port uint16) bool {
 }
 
 // Fresh reports whether the advert has not expired at now.
-func (a *Advert) Fresh(now time.Time) bool { return now.Before(a.Expiry) }
+func (a Advert) Fresh(now time.Time) bool { return now.Before(a.Expiry) }
 
 // Clone returns a deep copy, so callers may keep or change adverts handed out
 // by the Service without racing it.

@@ -185,3 +185,10 @@ func findAll(ctx context.Context, s *Service, role Role, want map[peer.ID]bool) 
 		}
 	}
 }
+
+type (
+	hostT = host.Host
+	privT = crypto.PrivKey
+)
+
+func newBandwidthCounter() *metrics.BandwidthCounter { return metrics.NewBandwidthCounter() }

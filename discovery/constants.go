@@ -58,6 +58,9 @@ const (
 	// DefaultGuardLifetime is how long an entry guard is kept before it is
 	// rotated out even if it keeps working.
 	DefaultGuardLifetime = 60 * 24 * time.Hour
+	// bootstrapWait bounds how long Start waits for the first routing
+	// table entry after connecting to bootstrap peers.
+	bootstrapWait = 10 * time.Second
 	// DefaultGuardUnlisted is how long a guard may be without a fresh advert
 	// before it is dropped.
 	DefaultGuardUnlisted = 7 * 24 * time.Hour

@@ -209,10 +209,37 @@ func (s *Service) Start(ctx context.Context) error {
 		return fmt.Errorf("discovery: no bootstrap peer reachable: %w", lastErr)
 	}
 	if ok > 0 {
+		// Connected peers enter the routing table once identify confirms
+		// they speak the DHT protocol; wait for that, then refresh.
+		if err := waitRoutingTable(ctx, d); err != nil {
+			return fmt.Errorf("discovery: bootstrap: %w", err)
+		}
 		select {
 		case <-d.RefreshRoutingTable():
 		case <-ctx.Done():
 			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// waitRoutingTable waits until d has a peer in its routing table, ctx ends,
+// or bootstrapWait passes (then it returns nil: the DHT keeps trying).
+func waitRoutingTable(ctx context.Context, d *dht.IpfsDHT) error {
+	if d.RoutingTable().Size() > 0 {
+		return nil
+	}
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	limit := time.NewTimer(bootstrapWait)
+	defer limit.Stop()
+	for d.RoutingTable().Size() == 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-limit.C:
+			return nil
+		case <-t.C:
 		}
 	}
 	return nil

@@ -1,0 +1,118 @@
+package discovery
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+)
+
+// TestMocknetFiftyNodes: on a 50-node mocknet every node's advert is found
+// by a fresh client, which can then select paths.
+func TestMocknetFiftyNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("large network")
+	}
+	ctx := testCtx(t, 3*time.Minute)
+	mn, nodes := mocknetCluster(t, ctx, 50)
+	publishAll(t, ctx, nodes)
+	client := freshMocknetClient(t, ctx, mn, nodes[0].info())
+	want := map[peer.ID]bool{}
+	for _, nd := range nodes {
+		want[nd.h.ID()] = true
+	}
+	if _, err := findAll(ctx, client, RoleRelay, want); err != nil {
+		t.Fatal(err)
+	}
+	exits, err := client.FindExits(ctx, 9735, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(exits) != 17 { // i%3 == 0 for i < 50
+		t.Fatalf("found %d exits, want 17", len(exits))
+	}
+	for i := 0; i < 100; i++ {
+		path, err := client.SelectPath(ctx, PathRequest{Hops: 3, Final: RoleMempool, MaxPriceSat: 50})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !path[2].HasRole(RoleMempool) {
+			t.Fatal("last hop is not a mempool node")
+		}
+	}
+}
+
+func freshMocknetClient(t testing.TB, ctx context.Context, mn mocknet.Mocknet, boot peer.AddrInfo) *Service {
+	t.Helper()
+	h, err := mn.GenPeer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	return startService(t, ctx, h, h.Peerstore().PrivKey(h.ID()), Config{Bootstrap: []peer.AddrInfo{boot}})
+}
+
+// BenchmarkFreshClientFindsRelaysAndExits: time for a fresh client on the
+// 50-node mocknet to find >= 20 usable relays and >= 3 exits.
+func BenchmarkFreshClientFindsRelaysAndExits(b *testing.B) {
+	ctx := testCtx(b, 10*time.Minute)
+	mn, nodes := mocknetCluster(b, ctx, 50)
+	publishAll(b, ctx, nodes)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		h, err := mn.GenPeer()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := mn.LinkAll(); err != nil {
+			b.Fatal(err)
+		}
+		s, err := New(h, nil, Config{Bootstrap: []peer.AddrInfo{nodes[0].info()}, DisableAutoRefresh: true, Logger: testLogger()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Start(ctx); err != nil {
+			b.Fatal(err)
+		}
+		relays, err := s.Find(ctx, RoleRelay, 20)
+		if err != nil || len(relays) < 20 {
+			b.Fatalf("found %d relays: %v", len(relays), err)
+		}
+		exits, err := s.FindExits(ctx, 8333, 3)
+		if err != nil || len(exits) < 3 {
+			b.Fatalf("found %d exits: %v", len(exits), err)
+		}
+		b.StopTimer()
+		s.Close()
+		h.Close()
+		b.StartTimer()
+	}
+}
+
+// BenchmarkPublishDHTBytes: DHT protocol bytes sent per advert publication
+// (provider records for relay + exit + 2 port classes = 4 keys) in a
+// 12-host loopback network, reported as dht-bytes/publish.
+func BenchmarkPublishDHTBytes(b *testing.B) {
+	ctx := testCtx(b, 10*time.Minute)
+	nodes := cluster(b, ctx, 12, ModePrivate, func() (hostT, privT) { return loopbackHost(b, nil) })
+	publishAll(b, ctx, nodes)
+	bw := newBandwidthCounter()
+	h, priv := loopbackHost(b, bw)
+	s := startService(b, ctx, h, priv, Config{DHTServer: true, Bootstrap: []peer.AddrInfo{nodes[0].info()}})
+	kad := protocol.ID(string(ProtocolPrefix) + "/kad/1.0.0")
+	start := bw.GetBandwidthForProtocol(kad).TotalOut
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := s.Publish(ctx, testAdvert(0, uint64(i+1))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	sent := bw.GetBandwidthForProtocol(kad).TotalOut - start
+	b.ReportMetric(float64(sent)/float64(b.N), "dht-bytes/publish")
+}
