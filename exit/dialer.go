@@ -170,7 +170,7 @@ func (d *Dialer) Dial(ctx context.Context, target string) (net.Conn, error) {
 			break
 		}
 	}
-	err = classifyDial(first)
+	err = classifyDial(withheld(first))
 	d.log.Debug("dial failed", "addrs", len(allowed), "err", err)
 	return nil, err
 }
@@ -231,6 +231,7 @@ func (d *Dialer) lookup(ctx context.Context, t target) ([]netip.Addr, error) {
 	}
 	addrs, err := d.resolve(ctx, t.name)
 	if err != nil {
+		err = withheld(err)
 		if errors.Is(err, context.DeadlineExceeded) || ctx.Err() == context.DeadlineExceeded {
 			return nil, fmt.Errorf("resolve: %w: %w", circuit.ErrTimeout, err)
 		}
@@ -268,4 +269,22 @@ func classifyDial(err error) error {
 	default:
 		return fmt.Errorf("dial: %w", err)
 	}
+}
+
+// withheld strips the destination from an error before it leaves the
+// exit, since callers may log it: a *net.OpError is replaced by the error
+// it wraps (the syscall error), a *net.DNSError by a copy without the name
+// or server. Sentinels and errno values stay matchable with errors.Is.
+func withheld(err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		return withheld(oe.Err)
+	}
+	var de *net.DNSError
+	if errors.As(err, &de) {
+		c := *de
+		c.Name, c.Server = "(withheld)", ""
+		return &c
+	}
+	return err
 }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -324,5 +325,30 @@ func BenchmarkPolicyCheckDefault(b *testing.B) {
 		if err := p.Check(ap); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestErrorsWithholdDestination: errors leaving the exit may be logged by
+// its callers, so they must not name the address or host.
+func TestErrorsWithholdDestination(t *testing.T) {
+	t.Parallel()
+	port := strconv.Itoa(closedPort(t))
+	_, err := mustDialer(t, loopbackPolicy(t)).Dial(t.Context(), "127.0.0.1:"+port)
+	if !errors.Is(err, circuit.ErrConnRefused) || !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("Dial = %v, want ErrConnRefused wrapping ECONNREFUSED", err)
+	}
+	if strings.Contains(err.Error(), port) {
+		t.Fatalf("error %q names the destination", err)
+	}
+	nx := func(context.Context, string) ([]netip.Addr, error) {
+		return nil, &net.OpError{Op: "dial", Err: &net.DNSError{Err: "no such host", Name: "secret.example", Server: "10.0.0.53:53", IsNotFound: true}}
+	}
+	_, err = mustDialer(t, DefaultPolicy(), WithResolver(nx)).Dial(t.Context(), "secret.example:443")
+	var de *net.DNSError
+	if !errors.Is(err, circuit.ErrResolveFailed) || !errors.As(err, &de) || !de.IsNotFound {
+		t.Fatalf("Dial = %v, want ErrResolveFailed wrapping a not-found DNSError", err)
+	}
+	if strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), "10.0.0.53") {
+		t.Fatalf("error %q names the destination", err)
 	}
 }

@@ -79,7 +79,7 @@ func (s *HTTPConnectServer) tunnel(ctx context.Context, c net.Conn) error {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return err
 		}
-		return httpError(c, http.StatusBadRequest, "malformed request", err)
+		return httpError(c, http.StatusBadRequest, "malformed request", errors.New("proxy: malformed HTTP request"))
 	}
 	if req.Method != http.MethodConnect {
 		return httpError(c, http.StatusMethodNotAllowed,
@@ -88,7 +88,7 @@ func (s *HTTPConnectServer) tunnel(ctx context.Context, c net.Conn) error {
 	}
 	target, err := splitAuthority(req.RequestURI)
 	if err != nil {
-		return httpError(c, http.StatusBadRequest, "CONNECT target must be host:port", err)
+		return httpError(c, http.StatusBadRequest, "CONNECT target must be host:port", ErrBadTarget)
 	}
 	iso, err := proxyAuthorization(req.Header)
 	if err != nil {
@@ -100,8 +100,9 @@ func (s *HTTPConnectServer) tunnel(ctx context.Context, c net.Conn) error {
 	up, err := s.cfg.Dial(dctx, iso, target)
 	cancel()
 	if err != nil {
+		// Dial errors may name the destination; only the status is logged.
 		code, reason := httpStatus(err)
-		return httpError(c, code, reason, fmt.Errorf("connect: %w", err))
+		return httpError(c, code, reason, fmt.Errorf("%w: status %d", errStreamFailed, code))
 	}
 	defer up.Close()
 	if _, err := io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {

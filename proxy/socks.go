@@ -84,11 +84,7 @@ func (s *SOCKSServer) serveConn(ctx context.Context, c net.Conn) {
 	_ = c.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	err := s.lib.ServeConn(&socksConn{Conn: c, ctx: ctx})
 	switch {
-	case err == nil:
-	case errors.Is(err, errResolveServed):
-		if err = errors.Unwrap(err); err != nil {
-			s.log.Debug("RESOLVE ended", "err", err)
-		}
+	case err == nil, errors.Is(err, errResolveServed):
 	default:
 		s.log.Debug("SOCKS connection ended", "err", err)
 	}
@@ -104,7 +100,7 @@ func (s *SOCKSServer) handleConnect(_ context.Context, w io.Writer, req *socks5.
 	}
 	target, err := requestTarget(req.RawDestAddr)
 	if err != nil {
-		return writeReply(sc, replyCode(err), netip.Addr{}, err)
+		return writeReply(sc, replyCode(err), netip.Addr{}, ErrBadTarget)
 	}
 	// The handshake is over; the dial has its own timeout.
 	_ = sc.SetDeadline(time.Time{})
@@ -112,7 +108,9 @@ func (s *SOCKSServer) handleConnect(_ context.Context, w io.Writer, req *socks5.
 	up, err := s.cfg.Dial(ctx, isolationOf(req.AuthContext), target)
 	cancel()
 	if err != nil {
-		return writeReply(sc, replyCode(err), netip.Addr{}, fmt.Errorf("connect: %w", err))
+		// Dial errors may name the destination; only the code is logged.
+		code := replyCode(err)
+		return writeReply(sc, code, netip.Addr{}, fmt.Errorf("%w: reply 0x%02x", errStreamFailed, code))
 	}
 	defer up.Close()
 	if err := writeReply(sc, repSucceeded, netip.Addr{}, nil); err != nil {

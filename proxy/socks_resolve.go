@@ -27,6 +27,10 @@ const (
 // RESOLVE request this package has already answered; it is not a failure.
 var errResolveServed = errors.New("proxy: RESOLVE answered")
 
+// errStreamFailed is what the logs see of a failed Dial or Resolve: the
+// reply code, never the error text, which may name the destination.
+var errStreamFailed = errors.New("proxy: stream failed")
+
 // errMalformed marks a RESOLVE request that breaks the wire format.
 var errMalformed = errors.New("proxy: malformed SOCKS request")
 
@@ -161,7 +165,7 @@ func (a resolvingAuth) Authenticate(r io.Reader, w io.Writer, userAddr string) (
 		return nil, errors.New("proxy: internal: SOCKS writer is not ours")
 	}
 	if err := a.srv.serveResolve(sc, br, isolationOf(ac)); err != nil {
-		return nil, fmt.Errorf("%w: %w", errResolveServed, err)
+		a.srv.log.Debug("RESOLVE failed", "err", err)
 	}
 	return nil, errResolveServed
 }
@@ -185,7 +189,7 @@ func (s *SOCKSServer) serveResolve(sc *socksConn, br *bufio.Reader, iso Isolatio
 		return writeReply(sc, repSucceeded, netip.MustParseAddr(req.Host), nil)
 	}
 	if _, err := checkHost(req.Host); err != nil {
-		return writeReply(sc, replyCode(err), netip.Addr{}, err)
+		return writeReply(sc, replyCode(err), netip.Addr{}, ErrBadTarget)
 	}
 	if a, err := netip.ParseAddr(req.Host); err == nil {
 		return writeReply(sc, repSucceeded, a, nil)
@@ -198,8 +202,8 @@ func (s *SOCKSServer) serveResolve(sc *socksConn, br *bufio.Reader, iso Isolatio
 		err = errors.New("proxy: Resolve returned no address")
 	}
 	if err != nil {
-		s.log.Debug("RESOLVE failed", "err", err)
-		return writeReply(sc, replyCode(err), netip.Addr{}, err)
+		code := replyCode(err)
+		return writeReply(sc, code, netip.Addr{}, fmt.Errorf("%w: RESOLVE reply 0x%02x", errStreamFailed, code))
 	}
 	return writeReply(sc, repSucceeded, addr, nil)
 }

@@ -30,7 +30,7 @@ func checkHost(h string) (string, error) {
 	for i := 0; i < len(h); i++ {
 		c := h[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
-			return "", fmt.Errorf("%w: character %q in host", ErrBadTarget, c)
+			return "", fmt.Errorf("%w: character not allowed in host", ErrBadTarget)
 		}
 	}
 	return h, nil
