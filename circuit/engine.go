@@ -32,8 +32,9 @@ type Engine struct {
 	authFail atomic.Int64 // cells that failed a layer's authentication
 
 	// testTamper, if set by a test, sees every RELAY cell this engine is
-	// about to forward and may change it.
-	testTamper func(c *cell.Cell, forward bool) (dup bool)
+	// about to forward (forward: toward the last hop) and may change it; if
+	// it returns true the cell is sent twice.
+	testTamper atomic.Pointer[func(c *cell.Cell, forward bool) (dup bool)]
 
 	mu        sync.Mutex // guards everything below
 	started   bool

@@ -226,7 +226,7 @@ func (h *hop) fromPrev(c *cell.Cell) {
 		copy(body, body[hdrLen:hdrLen+inner])
 		clear(body[inner:])
 		c.SetCircID(nextID)
-		if e.testTamper != nil && e.testTamper(c, true) {
+		if f := e.testTamper.Load(); f != nil && (*f)(c, true) {
 			d := e.pool.Get()
 			*d = *c
 			_ = next.send(d)
@@ -315,7 +315,8 @@ func (h *hop) fromNext(l *link, c *cell.Cell) {
 		body[cell.CookieLen] = kindOnward
 		clear(body[n:])
 		c.SetCircID(h.prevID)
-		dup := e.testTamper != nil && e.testTamper(c, false)
+		f := e.testTamper.Load()
+		dup := f != nil && (*f)(c, false)
 		h.bmu.Lock()
 		if h.bclosed {
 			h.bmu.Unlock()
