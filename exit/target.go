@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/co-infuse/co-infuse/circuit"
@@ -131,4 +132,13 @@ func numericLabel(l string) bool {
 		}
 	}
 	return true
+}
+
+// String renders t in the form parseTarget accepts.
+func (t target) String() string {
+	host := t.name
+	if t.addr.IsValid() {
+		host = t.addr.String()
+	}
+	return net.JoinHostPort(host, strconv.Itoa(int(t.port)))
 }
