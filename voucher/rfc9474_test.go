@@ -158,8 +158,11 @@ func TestRFC9474Vectors(t *testing.T) {
 			if v == variant {
 				pub := ks.Public()
 				i := pub.index(1)
-				if err := pub.verifiers[i].Verify(input, sig); err != nil {
+				if err := pub.verifyMsg(i, input, sig); err != nil {
 					t.Fatalf("keyset verifier: %v", err)
+				}
+				if pub.verifyMsg(i, input, bad) == nil {
+					t.Fatal("keyset verifier accepted a tampered signature")
 				}
 			}
 		})
