@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/metrics"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 	"go.uber.org/goleak"
 )
@@ -191,4 +193,38 @@ type (
 	privT = crypto.PrivKey
 )
 
-func newBandwidthCounter() *metrics.BandwidthCounter { return metrics.NewBandwidthCounter() }
+// byteCounter is a metrics.Reporter that counts bytes written to streams of
+// one protocol, synchronously (libp2p's BandwidthCounter only totals on a
+// one-second sweep).
+type byteCounter struct {
+	proto protocol.ID
+	mu    sync.Mutex
+	out   int64 // guarded by mu
+}
+
+var _ metrics.Reporter = (*byteCounter)(nil)
+
+func (c *byteCounter) LogSentMessageStream(n int64, p protocol.ID, _ peer.ID) {
+	if p == c.proto {
+		c.mu.Lock()
+		c.out += n
+		c.mu.Unlock()
+	}
+}
+
+func (c *byteCounter) sent() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.out
+}
+
+func (*byteCounter) LogSentMessage(int64)                                  {}
+func (*byteCounter) LogRecvMessage(int64)                                  {}
+func (*byteCounter) LogRecvMessageStream(int64, protocol.ID, peer.ID)      {}
+func (*byteCounter) GetBandwidthForPeer(peer.ID) metrics.Stats             { return metrics.Stats{} }
+func (*byteCounter) GetBandwidthForProtocol(protocol.ID) metrics.Stats     { return metrics.Stats{} }
+func (*byteCounter) GetBandwidthTotals() metrics.Stats                     { return metrics.Stats{} }
+func (*byteCounter) GetBandwidthByPeer() map[peer.ID]metrics.Stats         { return nil }
+func (*byteCounter) GetBandwidthByProtocol() map[protocol.ID]metrics.Stats { return nil }
+func (*byteCounter) Reset()                                                {}
+func (*byteCounter) TrimIdle(time.Time)                                    {}
