@@ -103,8 +103,8 @@ func conflicts(a, b *candidate, r *selectRules) bool {
 //   - age: time since this client first saw the node, ramping from 5% to
 //     100% over ageRamp, so a fresh batch of Sybils starts nearly weightless;
 //   - observed success: (ok+1)/(ok+fail+2);
-//   - capacity: 0.25..1 by self-reported capacity, capped at capacityCapKBps
-//     so a lie buys at most 4x;
+//   - capacity: 0.5..1 by self-reported capacity, capped at capacityCapKBps
+//     so a lie buys at most 2x;
 //   - price: 0.5..1, cheaper is better but undercutting buys at most 2x.
 func (c *candidate) weight(role Role, req *PathRequest, r *selectRules) float64 {
 	age := r.now.Sub(c.firstSeen)
@@ -113,7 +113,7 @@ func (c *candidate) weight(role Role, req *PathRequest, r *selectRules) float64 
 		ageF = min(max(float64(age)/float64(r.ageRamp), 0.05), 1)
 	}
 	succF := float64(c.ok+1) / float64(c.ok+c.fail+2)
-	capF := 0.25 + 0.75*float64(min(c.ad.CapacityKBps, capacityCapKBps))/capacityCapKBps
+	capF := 0.5 + 0.5*float64(min(c.ad.CapacityKBps, capacityCapKBps))/capacityCapKBps
 	priceF := 1.0
 	if req.MaxPriceSat > 0 {
 		priceF = 1 - 0.5*float64(min(c.ad.Price(role), req.MaxPriceSat))/float64(req.MaxPriceSat)
