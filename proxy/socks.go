@@ -102,6 +102,11 @@ func (s *SOCKSServer) handleConnect(_ context.Context, w io.Writer, req *socks5.
 	if err != nil {
 		return writeReply(sc, replyCode(err), netip.Addr{}, ErrBadTarget)
 	}
+	onion := req.RawDestAddr.AddrType == statute.ATYPDomain && isOnion(req.RawDestAddr.FQDN)
+	if onion && !validOnionV3(req.RawDestAddr.FQDN) {
+		// Tor refuses a malformed onion address before building anything.
+		return writeReply(sc, repOnionBadAddress, netip.Addr{}, ErrBadTarget)
+	}
 	// The handshake is over; the dial has its own timeout.
 	_ = sc.SetDeadline(time.Time{})
 	ctx, cancel := context.WithTimeout(sc.ctx, s.cfg.ConnectTimeout)
@@ -110,6 +115,9 @@ func (s *SOCKSServer) handleConnect(_ context.Context, w io.Writer, req *socks5.
 	if err != nil {
 		// Dial errors may name the destination; only the code is logged.
 		code := replyCode(err)
+		if oc, ok := onionReplyCode(err); ok && onion {
+			code = oc
+		}
 		return writeReply(sc, code, netip.Addr{}, fmt.Errorf("%w: reply 0x%02x", errStreamFailed, code))
 	}
 	defer up.Close()

@@ -28,7 +28,7 @@ func TestSOCKSBitcoindBytes(t *testing.T) {
 		name, host, want string
 		auth             bool
 	}{
-		{"isolated onion", "abcdefghijklmnopqrstuvwxyz234567abcdefghijklmnopqrstuvwx.onion", "abcdefghijklmnopqrstuvwxyz234567abcdefghijklmnopqrstuvwx.onion:8333", true},
+		{"isolated onion", testOnion(7), testOnion(7) + ":8333", true},
 		{"isolated ipv4 text", "1.2.3.4", "1.2.3.4:8333", true},
 		{"isolated ipv6 text", "2001:db8::1", "[2001:db8::1]:8333", true},
 		{"no auth name", "seed.bitcoin.example", "seed.bitcoin.example:8333", false},
@@ -82,7 +82,7 @@ func TestSOCKSXNetProxy(t *testing.T) {
 		{"93.184.216.34:9735", "93.184.216.34:9735"}, // ATYP 1
 		{"[2001:db8::7]:9735", "[2001:db8::7]:9735"}, // ATYP 4
 		{"[::ffff:1.2.3.4]:9735", "1.2.3.4:9735"},    // x/net sends it as IPv4
-		{"abcdefghijklmnop.onion:9735", "abcdefghijklmnop.onion:9735"},
+		{testOnion(8) + ":9735", testOnion(8) + ":9735"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.target, func(t *testing.T) {

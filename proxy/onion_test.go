@@ -1,0 +1,83 @@
+package proxy
+
+import (
+	"crypto/ed25519"
+	"crypto/sha3"
+	"encoding/base32"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/co-infuse/co-infuse/circuit"
+)
+
+// testOnion derives the v3 onion host of a fixed-seed ed25519 key.
+func testOnion(seed byte) string {
+	s := make([]byte, ed25519.SeedSize)
+	s[0] = seed
+	pk := ed25519.NewKeyFromSeed(s).Public().(ed25519.PublicKey)
+	sum := sha3.Sum256(append(append([]byte(".onion checksum"), pk...), 3))
+	raw := append(append(append([]byte{}, pk...), sum[:2]...), 3)
+	return strings.ToLower(base32.StdEncoding.EncodeToString(raw)) + ".onion"
+}
+
+func TestValidOnionV3(t *testing.T) {
+	t.Parallel()
+	good := testOnion(1)
+	cases := []struct {
+		host string
+		want bool
+	}{
+		{"duckduckgogg42xjoc72x3sjasowoarfbgcmvfimaftt6twagswzczad.onion", true},
+		{"2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion", true},
+		{"www.2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion", true},
+		{strings.ToUpper(good[:56]) + ".ONION", true},
+		{good, true},
+		{"2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wie.onion", false}, // checksum
+		{"expyuzz4wqqyqhjn.onion", false},                                         // retired v2
+		{"abcdefghijklmnopqrstuvwxyz234567abcdefghijklmnopqrstuvwx.onion", false},
+		{"2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wi1.onion", false}, // not base32
+	}
+	for _, tc := range cases {
+		if got := validOnionV3(tc.host); got != tc.want {
+			t.Errorf("validOnionV3(%q) = %v, want %v", tc.host, got, tc.want)
+		}
+	}
+}
+
+// TestSOCKSOnionReplyCodes: .onion targets get Tor's extended codes.
+func TestSOCKSOnionReplyCodes(t *testing.T) {
+	t.Parallel()
+	f := newFakeNet(echoBackend(t))
+	nodesc, slow, refused, ok := testOnion(2), testOnion(3), testOnion(4), testOnion(5)
+	f.setErr(nodesc, fmt.Errorf("x: %w", circuit.ErrResolveFailed))
+	f.setErr(slow, fmt.Errorf("x: %w", circuit.ErrTimeout))
+	f.setErr(refused, fmt.Errorf("x: %w", circuit.ErrConnRefused))
+	addr := startSOCKS(t, f, nil)
+	cases := []struct {
+		name, host string
+		rep        byte
+	}{
+		{"ok", ok, 0x00},
+		{"descriptor not found", nodesc, 0xF0},
+		{"intro timed out", slow, 0xF7},
+		{"refused keeps standard code", refused, 0x05},
+		{"bad checksum", ok[:55] + "a.onion", 0xF6},
+		{"v2", "expyuzz4wqqyqhjn.onion", 0xF6},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := dialRaw(t, addr)
+			c.send(5, 1, 0)
+			c.expect(5, 0)
+			c.send(socksDomain(1, tc.host, 8333)...)
+			c.expect(5, tc.rep, 0, 1, 0, 0, 0, 0, 0, 0)
+		})
+	}
+	for _, call := range f.got() {
+		if strings.HasPrefix(call.target, "expyuzz4") || strings.HasPrefix(call.target, ok[:55]+"a") {
+			t.Fatalf("invalid onion %q reached Dial", call.target)
+		}
+	}
+}
