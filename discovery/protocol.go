@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -82,7 +83,8 @@ func (s *Service) fetch(ctx context.Context, ai peer.AddrInfo) (Advert, error) {
 // exit port class its policy touches). Zero fields are filled in: Peer (the
 // host), Seq (above every earlier one, time-based so it survives restarts),
 // Expiry (now + AdvertTTL, renewed on republish) and Addrs (the host's).
-// The advert is re-signed and re-provided every Republish until Close; a
+// Self and duplicates are dropped from Family, and Addrs beyond the caps
+// are dropped. The advert is re-signed and re-provided every Republish until Close; a
 // later Publish replaces it (e.g. with a new price). It returns an error if
 // no DHT peer accepted a provider record for some key; the advert is served
 // and republished even then.
@@ -100,6 +102,14 @@ func (s *Service) Publish(ctx context.Context, ad Advert) error {
 	if ad.Peer != s.h.ID() {
 		return fmt.Errorf("publish: %w", ErrKeyMismatch)
 	}
+	// Operators list their whole family, often including this node.
+	var fam []peer.ID
+	for _, f := range ad.Family {
+		if f != ad.Peer && !slices.Contains(fam, f) && len(fam) < MaxFamily {
+			fam = append(fam, f)
+		}
+	}
+	ad.Family = fam
 	s.mu.Lock()
 	own := &ownAdvert{tmpl: ad, autoSeq: ad.Seq == 0, autoExpiry: ad.Expiry.IsZero()}
 	if err := s.signLocked(own); err != nil {
@@ -136,11 +146,14 @@ func (s *Service) signLocked(o *ownAdvert) error {
 	if o.autoExpiry {
 		ad.Expiry = now.Add(s.cfg.AdvertTTL).Truncate(time.Second)
 	}
-	if len(ad.Addrs) == 0 {
-		for _, a := range s.h.Addrs() {
-			if len(ad.Addrs) < MaxAddrs && len(a.Bytes()) <= MaxAddrLen {
-				ad.Addrs = append(ad.Addrs, a)
-			}
+	addrs := ad.Addrs
+	if len(addrs) == 0 {
+		addrs = s.h.Addrs()
+	}
+	ad.Addrs = nil
+	for _, a := range addrs {
+		if a != nil && len(ad.Addrs) < MaxAddrs && len(a.Bytes()) <= MaxAddrLen {
+			ad.Addrs = append(ad.Addrs, a)
 		}
 	}
 	env, err := SignAdvert(&ad, s.priv)

@@ -152,9 +152,10 @@ func (s *Service) load() error {
 }
 
 // Start brings up the DHT (server mode if Config.DHTServer), registers the
-// advert protocol handler, and connects to the bootstrap peers. It returns
-// an error only if the DHT cannot be built or no bootstrap peer could be
-// reached (when some are configured). Calling it again is a no-op.
+// advert protocol handler, connects to the bootstrap peers and refreshes the
+// routing table. Unreachable bootstrap peers are logged, not fatal (the DHT
+// retries them). It fails if the DHT cannot be built or ctx ends. Calling it
+// again is a no-op; after Close it returns ErrClosed.
 func (s *Service) Start(ctx context.Context) error {
 	s.life.Lock()
 	defer s.life.Unlock()
@@ -206,7 +207,9 @@ func (s *Service) Start(ctx context.Context) error {
 		ok++
 	}
 	if len(boot) > 0 && ok == 0 && lastErr != nil {
-		return fmt.Errorf("discovery: no bootstrap peer reachable: %w", lastErr)
+		// Not fatal: the DHT retries its bootstrap peers every two minutes
+		// while its routing table is empty.
+		s.log.Warn("no bootstrap peer reachable yet; the DHT keeps retrying", "peers", len(boot), "err", lastErr)
 	}
 	if ok > 0 {
 		// Connected peers enter the routing table once identify confirms
