@@ -3,6 +3,8 @@ package mint
 import (
 	"crypto/rand"
 	"crypto/rsa"
+	"io"
+	"log/slog"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -14,6 +16,8 @@ import (
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 var testAmounts = []uint64{1, 2, 4, 8, 16}
 
@@ -86,6 +90,7 @@ func newFixture(t *testing.T) *fixture {
 		KeysetLifetime: 24 * time.Hour,
 		Grace:          6 * time.Hour,
 		Now:            f.clk.Now,
+		Logger:         quiet,
 	}
 	return f
 }
