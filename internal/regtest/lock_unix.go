@@ -15,6 +15,9 @@ import (
 // lockFileWait takes an exclusive flock on path, polling under ctx so a
 // caller can give up, and returns the unlock function.
 func lockFileWait(ctx context.Context, path string, progress io.Writer) (func(), error) {
+	if progress == nil {
+		progress = io.Discard
+	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open build lock: %w", err)
