@@ -76,8 +76,9 @@ func (s *HTTPConnectServer) tunnel(ctx context.Context, c net.Conn) error {
 		if lr.N == 0 {
 			return httpError(c, http.StatusRequestHeaderFieldsTooLarge, "request head too large", err)
 		}
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return err
+		var ne net.Error
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &ne) && ne.Timeout() {
+			return errors.New("proxy: client left or stalled during the request head")
 		}
 		return httpError(c, http.StatusBadRequest, "malformed request", errors.New("proxy: malformed HTTP request"))
 	}

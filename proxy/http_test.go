@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -105,4 +106,50 @@ func TestHTTPConnectTunnel(t *testing.T) {
 	if len(calls) != 1 || calls[0].target != "[2001:db8::1]:8333" || calls[0].iso != (Isolation{"u1", "p1"}) {
 		t.Fatalf("Dial calls %+v", calls)
 	}
+}
+
+// TestHTTPConnectHandshakeTimeout: a client that stalls in its request head
+// is dropped after HandshakeTimeout without an answer.
+func TestHTTPConnectHandshakeTimeout(t *testing.T) {
+	t.Parallel()
+	f := newFakeNet(echoBackend(t))
+	addr := startHTTP(t, f, func(c *Config) { c.HandshakeTimeout = 200 * time.Millisecond })
+	for _, partial := range []string{"", "CONNECT x.example:443 HTTP/1.1\r\nHost: x"} {
+		c := dialRaw(t, addr)
+		if partial != "" {
+			if _, err := io.WriteString(c, partial); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := c.expectClosed(0); len(got) != 0 {
+			t.Fatalf("stalled client got %q", got)
+		}
+	}
+	if len(f.got()) != 0 {
+		t.Fatalf("Dial called for a stalled client: %+v", f.got())
+	}
+}
+
+// TestServeIPv6Loopback: the front ends serve on [::1] as well.
+func TestServeIPv6Loopback(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	}
+	f := newFakeNet(echoBackend(t))
+	s, err := NewSOCKS(Config{Dial: f.dial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(l) }()
+	t.Cleanup(func() { _ = s.Close(); <-served })
+	c := dialRaw(t, l.Addr().String())
+	c.send(5, 1, 0)
+	c.expect(5, 0)
+	c.send(socksDomain(1, "v6.example", 80)...)
+	c.expect(5, 0, 0, 1, 0, 0, 0, 0, 0, 0)
+	c.send('x')
+	c.expect('x')
 }
