@@ -25,6 +25,7 @@ var errCounter = errors.New("circuit: layer counter exhausted")
 type layer struct {
 	aead cipher.AEAD
 	ctr  uint64
+	n    [12]byte // nonce scratch, kept here so Seal/Open do not allocate
 }
 
 func newLayer(key [32]byte) (*layer, error) {
@@ -40,23 +41,23 @@ func newLayer(key [32]byte) (*layer, error) {
 }
 
 // nonce is 4 zero bytes then the big-endian counter (§3).
-func (l *layer) nonce(n *[12]byte) error {
+func (l *layer) nonce() ([]byte, error) {
 	if l.ctr == ^uint64(0) {
-		return errCounter
+		return nil, errCounter
 	}
-	binary.BigEndian.PutUint64(n[4:], l.ctr)
+	binary.BigEndian.PutUint64(l.n[4:], l.ctr)
 	l.ctr++
-	return nil
+	return l.n[:], nil
 }
 
 // seal encrypts buf[:len(buf)-TagLen] in place and writes the tag into the
 // last TagLen bytes of buf.
 func (l *layer) seal(buf []byte) error {
-	var n [12]byte
-	if err := l.nonce(&n); err != nil {
+	n, err := l.nonce()
+	if err != nil {
 		return err
 	}
-	l.aead.Seal(buf[:0], n[:], buf[:len(buf)-cell.TagLen], nil)
+	l.aead.Seal(buf[:0], n, buf[:len(buf)-cell.TagLen], nil)
 	return nil
 }
 
@@ -64,14 +65,14 @@ func (l *layer) seal(buf []byte) error {
 // buf[:len(buf)-TagLen]. The counter advances even on failure: a circuit
 // whose layer fails is destroyed anyway.
 func (l *layer) open(buf []byte) error {
-	var n [12]byte
-	if err := l.nonce(&n); err != nil {
+	n, err := l.nonce()
+	if err != nil {
 		return err
 	}
 	if len(buf) < cell.TagLen {
 		return errAuth
 	}
-	if _, err := l.aead.Open(buf[:0], n[:], buf, nil); err != nil {
+	if _, err := l.aead.Open(buf[:0], n, buf, nil); err != nil {
 		return errAuth
 	}
 	return nil
