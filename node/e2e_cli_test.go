@@ -1,0 +1,158 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// buildCLI builds cmd/co-infuse into the test's temp dir.
+func buildCLI(ctx context.Context, t *testing.T) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	bin := filepath.Join(t.TempDir(), "co-infuse")
+	cmd := exec.CommandContext(ctx, goBin, "build", "-o", bin, "github.com/co-infuse/co-infuse/cmd/co-infuse")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build cmd/co-infuse: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// runCLI runs the binary and returns its exit code, stdout and stderr.
+func runCLI(ctx context.Context, t *testing.T, bin string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = []string{"HOME=" + t.TempDir(), "PATH=/usr/bin:/bin"}
+	cmd.WaitDelay = 5 * time.Second
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, out.String(), errOut.String()
+	case errors.As(err, &ee) && ctx.Err() == nil:
+		return ee.ExitCode(), out.String(), errOut.String()
+	default:
+		t.Fatalf("co-infuse %v: %v (stderr %q)", args, err, errOut.String())
+		return -1, "", ""
+	}
+}
+
+// TestE2ECLI smoke-tests the co-infuse binary: init writes a config that
+// parses back with the asked-for roles and secret files only the owner can
+// read, and bad input is refused with an error naming the field.
+func TestE2ECLI(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	// Subtests run in parallel after this function returns: the deadline
+	// ends with the test, not with the function.
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	t.Cleanup(cancel)
+	bin := buildCLI(ctx, t)
+
+	t.Run("init relay exit", func(t *testing.T) {
+		t.Parallel()
+		dir := filepath.Join(t.TempDir(), "data")
+		code, stdout, stderr := runCLI(ctx, t, bin, "init", "--datadir", dir, "--roles", "relay,exit")
+		if code != 0 {
+			t.Fatalf("init: exit %d: %s", code, stderr)
+		}
+		cfg, err := LoadConfig(dir)
+		if err != nil {
+			t.Fatalf("config.yaml written by init does not load: %v", err)
+		}
+		if want := []Role{RoleRelay, RoleExit}; !reflect.DeepEqual(cfg.Roles, want) {
+			t.Fatalf("roles %v, want %v", cfg.Roles, want)
+		}
+		if cfg.SOCKSEnabled() || cfg.HTTP.Enabled {
+			t.Fatalf("a relay/exit-only config enables front ends: socks %v http %v", cfg.SOCKSEnabled(), cfg.HTTP.Enabled)
+		}
+		for _, f := range []string{ConfigFile, IdentityKeyFile, OnionKeyFile} {
+			fi, err := os.Stat(filepath.Join(dir, f))
+			if err != nil {
+				t.Fatalf("init did not write %s: %v", f, err)
+			}
+			if m := fi.Mode().Perm(); m != 0o600 {
+				t.Fatalf("%s has mode %v, want 0600", f, m)
+			}
+		}
+		if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+			t.Fatalf("data dir mode %v (%v), want 0700", fi.Mode().Perm(), err)
+		}
+		// The peer ID printed is the one the identity key gives.
+		id, err := LoadIdentity(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid, err := peer.IDFromPrivateKey(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(stdout, "peer id "+pid.String()) {
+			t.Fatalf("init printed %q, want peer id %s", stdout, pid)
+		}
+		// A second init keeps the existing config and keys.
+		key, _ := os.ReadFile(filepath.Join(dir, IdentityKeyFile))
+		code, _, stderr = runCLI(ctx, t, bin, "init", "--datadir", dir, "--roles", "client")
+		if code == 0 || !strings.Contains(stderr, "exists") {
+			t.Fatalf("second init without --force: exit %d, stderr %q; want a refusal", code, stderr)
+		}
+		if again, _ := os.ReadFile(filepath.Join(dir, IdentityKeyFile)); !bytes.Equal(again, key) {
+			t.Fatal("second init replaced the identity key")
+		}
+	})
+
+	t.Run("bad roles flag", func(t *testing.T) {
+		t.Parallel()
+		dir := filepath.Join(t.TempDir(), "data")
+		code, _, stderr := runCLI(ctx, t, bin, "init", "--datadir", dir, "--roles", "relay,wizard")
+		if code == 0 || !strings.Contains(stderr, "roles[1]") {
+			t.Fatalf("init --roles relay,wizard: exit %d, stderr %q; want an error naming roles[1]", code, stderr)
+		}
+		if _, err := os.Stat(filepath.Join(dir, ConfigFile)); err == nil {
+			t.Fatal("init wrote a config for bad roles")
+		}
+	})
+
+	// run refuses a config with one bad field and names it. Listen
+	// addresses stay on loopback so that a config wrongly accepted would
+	// reach nothing but this machine (and the test would time out).
+	bad := []struct{ name, yaml, field string }{
+		{"hops", "roles: [relay]\ncircuit:\n  hops: 99\n", "circuit.hops"},
+		{"log level", "roles: [relay]\nlog:\n  level: shouty\n", "log.level"},
+		{"unknown key", "roles: [relay]\ncircut:\n  hops: 3\n", "config.yaml"},
+		{"socks listen", "roles: [client]\nsocks:\n  listen: \"loopback please\"\n", "socks.listen"},
+		{"bootstrap", "roles: [relay]\ndiscovery:\n  bootstrap: [\"/ip4/127.0.0.1/tcp/1\"]\n", "discovery.bootstrap[0]"},
+		{"max conns", "roles: [relay]\nnetwork:\n  max_conns: 2\n", "network.max_conns"},
+		{"exit policy", "roles: [exit]\nexit:\n  policy: [\"accept everything please\"]\n", "exit.policy"},
+	}
+	for _, tc := range bad {
+		t.Run("run bad "+tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(tc.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			runCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			code, _, stderr := runCLI(runCtx, t, bin, "run", "--datadir", dir)
+			if code == 0 || !strings.Contains(stderr, tc.field) {
+				t.Fatalf("run with %q: exit %d, stderr %q; want an error naming %s", tc.yaml, code, stderr, tc.field)
+			}
+		})
+	}
+}
