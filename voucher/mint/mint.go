@@ -318,6 +318,19 @@ func (m *Mint) reserveOpen(from peer.ID, now, expires time.Time) bool {
 	return true
 }
 
+// releaseOpen gives back a slot taken by reserveOpen for a quote that was
+// never made.
+func (m *Mint) releaseOpen(from peer.ID, expires time.Time) {
+	m.openMu.Lock()
+	defer m.openMu.Unlock()
+	for i, o := range m.open {
+		if o.peer == from && o.expires.Equal(expires) {
+			m.open = append(m.open[:i], m.open[i+1:]...)
+			return
+		}
+	}
+}
+
 // quote creates an invoice for amount and stores the quote before
 // returning it (VOUCHERS.md §3.3).
 func (m *Mint) quote(ctx context.Context, from peer.ID, amount uint64) ([]byte, error) {
@@ -338,6 +351,7 @@ func (m *Mint) quote(ctx context.Context, from peer.ID, amount uint64) ([]byte, 
 	}
 	payReq, payHash, err := m.cfg.CreateInvoice(ctx, int64(amount), invoiceMemo, m.cfg.InvoiceExpiry)
 	if err != nil {
+		m.releaseOpen(from, expires)
 		return nil, fmt.Errorf("%w: create invoice: %v", voucher.ErrUnavailable, err)
 	}
 	q := voucher.Quote{

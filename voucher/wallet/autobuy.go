@@ -2,6 +2,7 @@ package wallet
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -82,6 +83,11 @@ func (w *Wallet) topUp(ctx context.Context) {
 		}
 		want = min(want, limit-used)
 		if _, err := w.Buy(ctx, n, want); err != nil {
+			// Misbehaviour was penalised inside Buy; a node that refuses
+			// or prices itself out is not asked again every interval.
+			if errors.Is(err, errRefused) || errors.Is(err, ErrPrice) {
+				w.penalize(n, err)
+			}
 			w.log.Info("auto-buy failed", "node", n, "sats", want, "err", err)
 		}
 	}

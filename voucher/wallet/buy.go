@@ -8,11 +8,16 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/co-infuse/co-infuse/voucher"
 	"github.com/libp2p/go-libp2p/core/peer"
 	bolt "go.etcd.io/bbolt"
 )
+
+// quoteExpirySlack is how far the invoice's expiry may be from the
+// quote's (the node stamps them at slightly different moments).
+const quoteExpirySlack = time.Minute
 
 // Buy buys sats worth of vouchers from node, using what the node publishes
 // (Config.Published) for its payee, keysets and price. It returns once the
@@ -103,6 +108,8 @@ func (w *Wallet) BuyFrom(ctx context.Context, node peer.ID, pub Published, sats 
 		err = fmt.Errorf("%w: invoice expires too soon", ErrInvoiceMismatch)
 	case inv.Expiry.Sub(now) > w.cfg.MaxInvoiceExpiry:
 		err = fmt.Errorf("%w: invoice expires too late", ErrInvoiceMismatch)
+	case inv.Expiry.Sub(q.Expires).Abs() > quoteExpirySlack:
+		err = fmt.Errorf("%w: invoice expiry differs from the quote's", ErrInvoiceMismatch)
 	}
 	if err != nil {
 		w.penalize(node, err)
@@ -297,7 +304,7 @@ func (w *Wallet) advance(ctx context.Context, id []byte) (Purchase, error) {
 			if !w.cfg.Now().Before(r.Expires) {
 				// Too late to pay. Whether an earlier attempt paid is the
 				// node's to say: try to mint; unpaid means void.
-				err := w.mint(ctx, id, r)
+				err := w.mint(ctx, id, r, false)
 				if errors.Is(err, voucher.ErrNotPaid) {
 					if err := w.setState(id, PurchaseExpired, VoucherVoid, nil, nil); err != nil {
 						return r.public(id), err
@@ -326,7 +333,7 @@ func (w *Wallet) advance(ctx context.Context, id []byte) (Purchase, error) {
 			}
 
 		case PurchasePaid:
-			if err := w.mint(ctx, id, r); err != nil {
+			if err := w.mint(ctx, id, r, true); err != nil {
 				return r.public(id), err
 			}
 		default:
@@ -338,7 +345,11 @@ func (w *Wallet) advance(ctx context.Context, id []byte) (Purchase, error) {
 // mint rebuilds the blinded messages from the stored seeds, sends the
 // mint request, unblinds and verifies the signatures and stores the
 // vouchers as signed.
-func (w *Wallet) mint(ctx context.Context, id []byte, r *purchaseRecord) error {
+//
+// With waitSettle the request is retried while the node reports the
+// invoice unsettled (for up to SettleWait); without, one "not settled"
+// answer is final.
+func (w *Wallet) mint(ctx context.Context, id []byte, r *purchaseRecord, waitSettle bool) error {
 	var ks *voucher.Keyset
 	var vrecs []voucherRecord
 	err := w.db.View(func(tx *bolt.Tx) error {
@@ -375,7 +386,7 @@ func (w *Wallet) mint(ctx context.Context, id []byte, r *purchaseRecord) error {
 		}
 		req.Blinded = append(req.Blinded, voucher.BlindedMsg{Amount: v.Amount, Msg: blinded[i].Msg})
 	}
-	resp, err := w.requestMint(ctx, r.Node, &req)
+	resp, err := w.requestMint(ctx, r.Node, &req, waitSettle)
 	if err != nil {
 		if errors.Is(err, errTransport) || errors.Is(err, voucher.ErrQuoteIssued) || errors.Is(err, voucher.ErrQuoteUnknown) {
 			w.penalize(r.Node, err)

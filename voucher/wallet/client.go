@@ -15,6 +15,9 @@ import (
 // opposed to refusals the node stated.
 var errTransport = errors.New("wallet: mint stream failed")
 
+// errRefused marks a refusal the node stated with an error code.
+var errRefused = errors.New("wallet: node refused")
+
 // roundTrip sends one request on a fresh /co-infuse/mint/1 stream and reads
 // one response (VOUCHERS.md §3.1). A refusal comes back as an error wrapping
 // the code's sentinel.
@@ -50,7 +53,7 @@ func (w *Wallet) roundTrip(ctx context.Context, node peer.ID, req []byte, want v
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", errTransport, err)
 		}
-		return nil, fmt.Errorf("node refused: %w", e.Code.Err())
+		return nil, fmt.Errorf("%w: %w", errRefused, e.Code.Err())
 	}
 	return nil, fmt.Errorf("%w: %w: unexpected message type %d", errTransport, voucher.ErrMalformed, resp[0])
 }
@@ -74,7 +77,7 @@ func (w *Wallet) requestQuote(ctx context.Context, node peer.ID, sats uint64) (v
 
 // requestMint sends the mint request, retrying while the node reports the
 // invoice unsettled, for up to SettleWait.
-func (w *Wallet) requestMint(ctx context.Context, node peer.ID, req *voucher.MintRequest) (voucher.MintResponse, error) {
+func (w *Wallet) requestMint(ctx context.Context, node peer.ID, req *voucher.MintRequest, waitSettle bool) (voucher.MintResponse, error) {
 	b, err := req.MarshalBinary()
 	if err != nil {
 		return voucher.MintResponse{}, err
@@ -93,7 +96,7 @@ func (w *Wallet) requestMint(ctx context.Context, node peer.ID, req *voucher.Min
 			}
 			return r, nil
 		}
-		if !errors.Is(err, voucher.ErrNotPaid) || time.Now().Add(wait).After(give) {
+		if !waitSettle || !errors.Is(err, voucher.ErrNotPaid) || time.Now().Add(wait).After(give) {
 			return voucher.MintResponse{}, fmt.Errorf("mint: %w", err)
 		}
 		t := time.NewTimer(wait)

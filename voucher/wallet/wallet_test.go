@@ -91,6 +91,7 @@ func TestBadInvoicesNeverPaid(t *testing.T) {
 		{"payment hash", func(i *lnfake.Invoice) { i.PayHash[0] ^= 1 }},
 		{"expires too soon", func(i *lnfake.Invoice) { i.Expiry = i.Expiry.Add(-599 * time.Second) }},
 		{"expires too late", func(i *lnfake.Invoice) { i.Expiry = i.Expiry.Add(48 * time.Hour) }},
+		{"expiry differs from quote", func(i *lnfake.Invoice) { i.Expiry = i.Expiry.Add(5 * time.Minute) }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
