@@ -30,7 +30,7 @@ func ExampleNewPolicy() {
 	// 10.8.1.2:8333            refused=false <nil>
 	// 10.9.1.2:8333            refused=true  exit policy: refused by rule 5 "reject 10.0.0.0/8:*"
 	// [::ffff:192.168.1.1]:80  refused=true  exit policy: refused by rule 13 "reject 192.168.0.0/16:*"
-	// 1.1.1.1:25               refused=true  exit policy: refused by rule 32 "reject *:25"
+	// 1.1.1.1:25               refused=true  exit policy: refused by rule 33 "reject *:25"
 	// 1.1.1.1:443              refused=false <nil>
 	// port 25: true default policy port 25: false
 }

@@ -56,6 +56,7 @@ func TestDefaultPolicyDecisions(t *testing.T) {
 		{"v4-mapped loopback", "[::ffff:127.0.0.1]:80", false, true},
 		{"v4-mapped public", "[::ffff:1.1.1.1]:443", true, true},
 		{"v4-compatible", "[::10.0.0.1]:80", false, false},
+		{"v4-translated", "[::ffff:0:a00:1]:80", false, false},
 		{"nat64 private", "[64:ff9b::a00:1]:80", false, false},
 		{"nat64 public", "[64:ff9b::101:101]:443", true, true},
 		{"6to4 private", "[2002:c0a8:101::1]:80", false, false},
