@@ -12,6 +12,8 @@ import (
 	"time"
 
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/co-infuse/co-infuse/exit"
 	"gopkg.in/yaml.v3"
 )
 
@@ -279,6 +281,9 @@ func (c *Config) Validate() error {
 		if d.v < 0 {
 			return fieldErr(d.name, "must not be negative")
 		}
+	}
+	if _, err := exit.NewPolicy(c.Exit.Policy, c.Exit.AllowLoopback); err != nil {
+		return fieldErr("exit.policy", "%v", err)
 	}
 	if c.Circuit.MaxIsolated < 1 {
 		return fieldErr("circuit.max_isolated", "must be at least 1")

@@ -41,6 +41,7 @@ func TestConfigValidateNamesField(t *testing.T) {
 		{"bootstrap without p2p", "discovery:\n  bootstrap: [\"/ip4/127.0.0.1/tcp/1\"]", "discovery.bootstrap[0]"},
 		{"socks without client", "roles: [relay]\nsocks:\n  enabled: true", "roles"},
 		{"level", "log:\n  level: loud", "log.level"},
+		{"exit policy", "exit:\n  policy: [\"allow everything\"]", "exit.policy"},
 		{"unknown key", "sock:\n  listen: 1", "config.yaml"},
 		{"negative timeout", "circuit:\n  build_timeout: -1s", "circuit.build_timeout"},
 	}

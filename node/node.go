@@ -128,7 +128,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if n.cfg.Has(RoleExit) {
 		pol, err := exit.NewPolicy(n.cfg.Exit.Policy, n.cfg.Exit.AllowLoopback)
 		if err != nil {
-			return fieldErr("exit.policy", "%v", err)
+			return fieldErr("exit.policy", "%v", err) // unreachable after Validate
 		}
 		n.exitd, err = exit.New(pol, exit.WithDialTimeout(n.cfg.Exit.DialTimeout), exit.WithLogger(log.With("subsys", "exit")))
 		if err != nil {
