@@ -30,8 +30,9 @@ const (
 	// MaxVouchersPerBatch caps the vouchers in one redemption batch (a
 	// TOPUP payload); 12 vouchers of 2048-bit keys fit one relay message.
 	MaxVouchersPerBatch = 12
-	// MaxPayReqLen caps a BOLT 11 payment request in a quote.
-	MaxPayReqLen = 4096
+	// MaxPayReqLen caps a BOLT 11 payment request in a quote (LND's own
+	// decoder limit).
+	MaxPayReqLen = 7089
 	// MaxMessageSize caps one mint protocol message (the length prefix).
 	MaxMessageSize = 1 + QuoteIDSize + KeysetIDSize + 1 + MaxVouchersPerMint*(1+2+MaxModulusBytes)
 	// MaxKeysetSize caps an encoded keyset.

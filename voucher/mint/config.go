@@ -3,6 +3,7 @@ package mint
 import (
 	"context"
 	"crypto/rsa"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -163,4 +164,16 @@ func (c *Config) Validate() error {
 		return errors.New("mint config: StreamTimeout, IssuedRetention and HousekeepingInterval must be positive")
 	}
 	return nil
+}
+
+// PayeeFromHex converts a node key in hex (as LND's GetInfo reports it) to
+// Config.Payee.
+func PayeeFromHex(s string) ([voucher.PayeeSize]byte, error) {
+	var out [voucher.PayeeSize]byte
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != voucher.PayeeSize || (b[0] != 2 && b[0] != 3) {
+		return out, fmt.Errorf("mint: payee %q is not a compressed public key", s)
+	}
+	copy(out[:], b)
+	return out, nil
 }

@@ -1,6 +1,7 @@
 package wallet
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -100,6 +101,8 @@ func (w *Wallet) BuyFrom(ctx context.Context, node peer.ID, pub Published, sats 
 	switch {
 	case inv.AmountSat <= 0 || uint64(inv.AmountSat) != sats:
 		err = fmt.Errorf("%w: invoice for %d sats, quote for %d", ErrInvoiceMismatch, inv.AmountSat, sats)
+	case inv.AmountMsat != 0 && inv.AmountMsat != inv.AmountSat*1000:
+		err = fmt.Errorf("%w: invoice for %d msat, quote for %d sats", ErrInvoiceMismatch, inv.AmountMsat, sats)
 	case strings.ToLower(inv.Payee) != payee:
 		err = fmt.Errorf("%w: invoice payee is not the advertised one", ErrInvoiceMismatch)
 	case inv.PayHash != q.PayHash:
@@ -133,6 +136,9 @@ func (w *Wallet) BuyFrom(ctx context.Context, node peer.ID, pub Published, sats 
 			Quote: q.ID, RedeemUntil: ks.RedeemUntil(), Updated: now}
 		v := vrecs[i].voucher()
 		rec.Vouchers = append(rec.Vouchers, v.SpendID())
+	}
+	if err := checkReproducible(ks, vrecs); err != nil {
+		return Purchase{}, err
 	}
 	if err := w.storeQuote(q.ID, &rec, vrecs, ks); err != nil {
 		return Purchase{}, err
@@ -412,5 +418,31 @@ func (w *Wallet) mint(ctx context.Context, id []byte, r *purchaseRecord, waitSet
 	}
 	w.forgive(r.Node)
 	w.log.Info("vouchers bought", "node", r.Node, "sats", r.Amount, "vouchers", len(sigs))
+	return nil
+}
+
+// checkReproducible blinds every voucher twice and compares, before
+// anything is paid. Crash recovery re-derives the mint request from the
+// stored seeds; if blinding ever stopped being a function of the seed (a
+// change in a dependency), a resumed purchase would present different
+// messages and the node would refuse them, so refuse to start instead.
+func checkReproducible(ks *voucher.Keyset, vrecs []voucherRecord) error {
+	for _, v := range vrecs {
+		key, ok := ks.Key(v.Amount)
+		if !ok {
+			return fmt.Errorf("buy: %w", voucher.ErrDenomination)
+		}
+		a, err := voucher.Blind(v.Seed, v.Amount, key)
+		if err != nil {
+			return fmt.Errorf("buy: %w", err)
+		}
+		b, err := voucher.Blind(v.Seed, v.Amount, key)
+		if err != nil {
+			return fmt.Errorf("buy: %w", err)
+		}
+		if !bytes.Equal(a.Msg, b.Msg) {
+			return errors.New("wallet: buy: blinding is not reproducible from the seed; refusing to pay")
+		}
+	}
 	return nil
 }

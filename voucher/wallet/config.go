@@ -13,10 +13,11 @@ import (
 
 // Invoice is what DecodeInvoice reports about a BOLT 11 payment request.
 type Invoice struct {
-	AmountSat int64
-	Payee     string // hex of the payee's 33-byte node key
-	PayHash   [32]byte
-	Expiry    time.Time // absolute: creation time + expiry
+	AmountSat  int64
+	AmountMsat int64  // if non-zero, must be exactly AmountSat·1000
+	Payee      string // hex of the payee's 33-byte node key
+	PayHash    [32]byte
+	Expiry     time.Time // absolute: creation time + expiry
 }
 
 // Published is what a node publishes in its signed advert, as far as the

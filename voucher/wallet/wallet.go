@@ -383,3 +383,26 @@ func (w *Wallet) wake() {
 	default:
 	}
 }
+
+// ReserveBatch reserves vouchers worth at least sats, as Reserve does, and
+// encodes them as one redemption batch (a TOPUP payload, VOUCHERS.md
+// §2.1). If they do not fit one batch they are released and the call fails
+// with voucher.ErrAmount: ask for less.
+func (w *Wallet) ReserveBatch(node peer.ID, sats uint64) ([]byte, []voucher.Voucher, error) {
+	vs, err := w.Reserve(node, sats)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(vs) > voucher.MaxVouchersPerBatch {
+		if err := w.Release(vs); err != nil {
+			return nil, nil, err
+		}
+		return nil, nil, fmt.Errorf("reserve %d sats: %d vouchers: %w", sats, len(vs), voucher.ErrAmount)
+	}
+	payload, err := voucher.EncodeBatch(vs)
+	if err != nil {
+		w.Release(vs)
+		return nil, nil, err
+	}
+	return payload, vs, nil
+}

@@ -18,18 +18,18 @@ func TestBuyReserveRedeem(t *testing.T) {
 	w := e.wallet(t)
 	ctx := ctxT(t)
 
-	p, err := w.Buy(ctx, e.node, 13)
+	p, err := w.Buy(ctx, e.node, 15)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.State != PurchaseDone || p.AmountSat != 13 || p.PriceMsatPerMB != e.price {
+	if p.State != PurchaseDone || p.AmountSat != 15 || p.PriceMsatPerMB != e.price {
 		t.Fatalf("purchase %+v", p)
 	}
 	if paid, calls := e.ln.Payments(); paid != 1 || calls != 1 {
 		t.Fatalf("payments %d, calls %d", paid, calls)
 	}
 	bals, err := w.Balances()
-	if err != nil || bals[e.node].Available != 13 {
+	if err != nil || bals[e.node].Available != 15 {
 		t.Fatalf("balance %+v, %v", bals[e.node], err)
 	}
 	vs, err := w.Reserve(e.node, 5)
@@ -50,8 +50,21 @@ func TestBuyReserveRedeem(t *testing.T) {
 		t.Fatalf("second MarkSpent: %v", err)
 	}
 	bals, _ = w.Balances()
-	if b := bals[e.node]; b.Available != 13-sum(vs) || b.Reserved != 0 {
+	if b := bals[e.node]; b.Available != 15-sum(vs) || b.Reserved != 0 {
 		t.Fatalf("balance after spend %+v", b)
+	}
+	// A TOPUP payload redeems as a batch.
+	payload, bvs, err := w.ReserveBatch(e.node, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := e.mint.RedeemPayload(ctx, payload); err != nil || got != sum(bvs) {
+		t.Fatalf("redeem payload: %d, %v", got, err)
+	}
+	w.MarkSpent(bvs)
+	bals, _ = w.Balances()
+	if b := bals[e.node]; b.Available != 15-sum(vs)-sum(bvs) {
+		t.Fatalf("balance after batch %+v", b)
 	}
 	// Release puts vouchers back.
 	vs2, err := w.Reserve(e.node, 1)
@@ -65,7 +78,7 @@ func TestBuyReserveRedeem(t *testing.T) {
 		t.Fatalf("overdraw: %v", err)
 	}
 	used, limit, _ := w.BudgetUsed()
-	if used != 13 || limit != 200 {
+	if used != 15 || limit != 200 {
 		t.Fatalf("budget %d/%d", used, limit)
 	}
 	recent, _ := w.RecentPurchases(10)
@@ -87,6 +100,7 @@ func TestBadInvoicesNeverPaid(t *testing.T) {
 		tamper func(*lnfake.Invoice)
 	}{
 		{"amount", func(i *lnfake.Invoice) { i.AmountSat++ }},
+		{"msat amount", func(i *lnfake.Invoice) { i.AmountMsat = i.AmountSat*1000 + 1 }},
 		{"payee", func(i *lnfake.Invoice) { i.Payee = "02" + i.Payee[2:] }},
 		{"payment hash", func(i *lnfake.Invoice) { i.PayHash[0] ^= 1 }},
 		{"expires too soon", func(i *lnfake.Invoice) { i.Expiry = i.Expiry.Add(-599 * time.Second) }},

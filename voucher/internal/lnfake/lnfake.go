@@ -15,10 +15,11 @@ var ErrNoInvoice = errors.New("lnfake: no such invoice")
 
 // Invoice mirrors wallet.Invoice without importing it.
 type Invoice struct {
-	AmountSat int64
-	Payee     string
-	PayHash   [32]byte
-	Expiry    time.Time
+	AmountSat  int64
+	AmountMsat int64
+	Payee      string
+	PayHash    [32]byte
+	Expiry     time.Time
 }
 
 type invoice struct {
@@ -126,7 +127,7 @@ func (n *Network) DecodeInvoice(ctx context.Context, payReq string) (Invoice, er
 	if inv == nil {
 		return Invoice{}, ErrNoInvoice
 	}
-	out := Invoice{AmountSat: inv.amount, Payee: n.PayeeHex(), PayHash: inv.hash, Expiry: inv.expiry}
+	out := Invoice{AmountSat: inv.amount, AmountMsat: inv.amount * 1000, Payee: n.PayeeHex(), PayHash: inv.hash, Expiry: inv.expiry}
 	if n.tamper != nil {
 		n.tamper(&out)
 	}
