@@ -3,6 +3,7 @@ package exit
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -236,4 +237,42 @@ func embeddedIPv4(a netip.Addr) (netip.Addr, bool) {
 		return netip.AddrFrom4([4]byte{b[2], b[3], b[4], b[5]}), true
 	}
 	return netip.Addr{}, false
+}
+
+// PortRange is an inclusive range of ports.
+type PortRange struct{ Lo, Hi uint16 }
+
+// AllowedPorts is AllowsPort for every port at once, as sorted, disjoint,
+// non-adjacent ranges: the exit-port summary an advert carries. The default
+// policy gives [{1 24} {26 65535}].
+func (p *Policy) AllowedPorts() []PortRange {
+	// AllowsPort can only change where some rule's range starts or ends.
+	cuts := map[uint32]struct{}{1: {}}
+	for _, r := range p.rules {
+		cuts[uint32(r.PortLo)] = struct{}{}
+		cuts[uint32(r.PortHi)+1] = struct{}{}
+	}
+	starts := make([]uint32, 0, len(cuts))
+	for c := range cuts {
+		if c >= 1 && c <= 65535 {
+			starts = append(starts, c)
+		}
+	}
+	slices.Sort(starts)
+	var out []PortRange
+	for i, lo := range starts {
+		hi := uint32(65535)
+		if i+1 < len(starts) {
+			hi = starts[i+1] - 1
+		}
+		if !p.AllowsPort(uint16(lo)) {
+			continue
+		}
+		if n := len(out); n > 0 && uint32(out[n-1].Hi)+1 == lo {
+			out[n-1].Hi = uint16(hi)
+			continue
+		}
+		out = append(out, PortRange{uint16(lo), uint16(hi)})
+	}
+	return out
 }

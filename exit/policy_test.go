@@ -239,3 +239,49 @@ func TestPolicyYAMLRoundTrip(t *testing.T) {
 		t.Fatalf("bad YAML rule: %v, want ErrBadRule", err)
 	}
 }
+
+func TestAllowedPorts(t *testing.T) {
+	t.Parallel()
+	parse := func(lines ...string) *Policy {
+		p, err := ParsePolicy(lines)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cases := []struct {
+		name string
+		p    *Policy
+		want []PortRange
+	}{
+		{"default", DefaultPolicy(), []PortRange{{1, 24}, {26, 65535}}},
+		{"nothing", parse(), nil},
+		{"web only", parse("accept *:80", "accept *:443", "accept *:81-442"), []PortRange{{80, 443}}},
+		{"bitcoin and lightning", parse("reject 10.0.0.0/8:*", "accept *:8333", "accept *:9735", "reject *:*"), []PortRange{{8333, 8333}, {9735, 9735}}},
+		{"top port", parse("reject *:1-65534", "accept *:*"), []PortRange{{65535, 65535}}},
+		{"v6 still open", parse("reject *4:443", "accept *:443"), []PortRange{{443, 443}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got := tc.p.AllowedPorts()
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("AllowedPorts() = %v, want %v", got, tc.want)
+			}
+			// Agrees with AllowsPort on every port.
+			in := func(port uint16) bool {
+				for _, r := range got {
+					if r.Lo <= port && port <= r.Hi {
+						return true
+					}
+				}
+				return false
+			}
+			for port := 1; port <= 65535; port++ {
+				if in(uint16(port)) != tc.p.AllowsPort(uint16(port)) {
+					t.Fatalf("port %d: ranges say %v, AllowsPort says %v", port, in(uint16(port)), !in(uint16(port)))
+				}
+			}
+		})
+	}
+}
