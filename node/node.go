@@ -125,20 +125,24 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	var exitPorts []discovery.PortRange
 	if n.cfg.Has(RoleExit) {
 		pol, err := exit.NewPolicy(n.cfg.Exit.Policy, n.cfg.Exit.AllowLoopback)
 		if err != nil {
 			return fieldErr("exit.policy", "%v", err) // unreachable after Validate
 		}
-		n.exitd, err = exit.New(pol, exit.WithDialTimeout(n.cfg.Exit.DialTimeout), exit.WithLogger(log.With("subsys", "exit")))
+		n.exitd, err = exit.New(pol, exit.WithDialTimeout(n.cfg.Exit.DialTimeout), exit.WithLogger(log))
 		if err != nil {
 			return fmt.Errorf("exit: %w", err)
+		}
+		for _, r := range pol.AllowedPorts() {
+			exitPorts = append(exitPorts, discovery.PortRange{Lo: r.Lo, Hi: r.Hi})
 		}
 	}
 	ecfg := circuit.Config{
 		Host:     n.host,
 		OnionKey: onion,
-		Logger:   log.With("subsys", "circuit"),
+		Logger:   log,
 	}
 	if n.exitd != nil {
 		ecfg.Begin = func(ctx context.Context, req circuit.BeginRequest) (net.Conn, error) {
@@ -166,7 +170,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		CacheDir:         filepath.Join(n.cfg.DataDir, "discovery"),
 		AllowSameNetwork: n.cfg.Discovery.AllowSameNetwork,
 		DHTServer:        relay,
-		Logger:           log.With("subsys", "discovery"),
+		Logger:           log,
 	})
 	if err != nil {
 		return fmt.Errorf("discovery: %w", err)
@@ -175,7 +179,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("discovery: %w", err)
 	}
 	if relay {
-		ad := n.advert(onion)
+		ad := n.advert(onion, exitPorts)
 		if err := n.disc.Publish(ctx, ad); err != nil {
 			// The first node of a network has nobody to store its
 			// provider records yet; keep trying while others join.
@@ -190,7 +194,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		n.wg.Add(1)
 		go n.idleLoop()
 	}
-	pcfg := proxy.Config{Dial: n.Dial, Resolve: n.Resolve, Logger: log.With("subsys", "proxy")}
+	pcfg := proxy.Config{Dial: n.Dial, Resolve: n.Resolve, Logger: log}
 	if n.cfg.SOCKSEnabled() {
 		if n.socks, err = proxy.NewSOCKS(pcfg); err != nil {
 			return fmt.Errorf("socks: %w", err)
@@ -448,7 +452,7 @@ func (n *Node) buildCircuit(ctx context.Context, port uint16) (*circuit.Circuit,
 }
 
 // advert describes this node for discovery.
-func (n *Node) advert(onion *circuit.OnionKey) discovery.Advert {
+func (n *Node) advert(onion *circuit.OnionKey, exitPorts []discovery.PortRange) discovery.Advert {
 	ad := discovery.Advert{
 		Peer:     n.host.ID(),
 		OnionKey: onion.Public(),
@@ -462,7 +466,7 @@ func (n *Node) advert(onion *circuit.OnionKey) discovery.Advert {
 	if n.cfg.Has(RoleExit) {
 		ad.Roles = append(ad.Roles, discovery.RoleExit)
 		ad.Prices[discovery.RoleExit] = n.cfg.Discovery.PriceSatPerMB[RoleExit]
-		ad.ExitPorts = []discovery.PortRange{{Lo: 1, Hi: 24}, {Lo: 26, Hi: 65535}}
+		ad.ExitPorts = exitPorts
 	}
 	for _, s := range n.cfg.Discovery.Family {
 		if id, err := peer.Decode(s); err == nil {
