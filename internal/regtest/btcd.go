@@ -1,6 +1,7 @@
 package regtest
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -13,10 +14,12 @@ import (
 	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/btcsuite/btcd/rpcclient"
+	"github.com/btcsuite/btcd/txscript"
+	"github.com/btcsuite/btcd/wire"
 )
 
-// btcdNode is the regtest btcd. Its fields are fixed at Start except d and
-// rpc, which restart replaces; Network.mu guards them.
+// btcdNode is the regtest btcd. Its fields are fixed before start; rpc is
+// cleared by stop. Network.mu serializes use after Start.
 type btcdNode struct {
 	bin      string
 	dir      string
@@ -26,6 +29,11 @@ type btcdNode struct {
 	pass     string
 	certPath string
 	logPath  string
+
+	// minerKey owns every coinbase; the harness spends coinbases to fund
+	// LND wallets (btcd has no wallet and no generatetoaddress).
+	minerKey  *btcec.PrivateKey
+	minerAddr btcutil.Address
 
 	d   *daemon
 	rpc *rpcclient.Client
@@ -39,20 +47,32 @@ func newBtcdNode(bin, dir string, p2pPort, rpcPort int) (*btcdNode, error) {
 	if _, err := rand.Read(pass); err != nil {
 		return nil, err
 	}
+	key, err := btcec.NewPrivateKey()
+	if err != nil {
+		return nil, err
+	}
+	addr, err := btcutil.NewAddressWitnessPubKeyHash(
+		btcutil.Hash160(key.PubKey().SerializeCompressed()), &chaincfg.RegressionNetParams)
+	if err != nil {
+		return nil, err
+	}
 	return &btcdNode{
-		bin:      bin,
-		dir:      dir,
-		p2pPort:  p2pPort,
-		rpcPort:  rpcPort,
-		user:     "coinfuse",
-		pass:     hex.EncodeToString(pass),
-		certPath: filepath.Join(dir, "rpc.cert"),
-		logPath:  filepath.Join(dir, "btcd.log"),
+		minerKey:  key,
+		minerAddr: addr,
+		bin:       bin,
+		dir:       dir,
+		p2pPort:   p2pPort,
+		rpcPort:   rpcPort,
+		user:      "coinfuse",
+		pass:      hex.EncodeToString(pass),
+		certPath:  filepath.Join(dir, "rpc.cert"),
+		logPath:   filepath.Join(dir, "btcd.log"),
 	}, nil
 }
 
-// start launches btcd mining to miningAddr and waits for its RPC port.
-func (b *btcdNode) start(ctx context.Context, miningAddr string) error {
+// start launches btcd, mining to the miner key, and waits for its RPC port.
+// btcd wipes its regtest chain at every start, so it is started only once.
+func (b *btcdNode) start(ctx context.Context) error {
 	args := []string{
 		"--regtest",
 		"--datadir=" + filepath.Join(b.dir, "data"),
@@ -65,7 +85,7 @@ func (b *btcdNode) start(ctx context.Context, miningAddr string) error {
 		"--rpcpass=" + b.pass,
 		"--txindex",
 		"--nobanning",
-		"--miningaddr=" + miningAddr,
+		"--miningaddr=" + b.minerAddr.EncodeAddress(),
 		"--debuglevel=info",
 	}
 	d, err := startDaemon("btcd", b.bin, b.logPath, args)
@@ -148,17 +168,54 @@ func (b *btcdNode) generate(ctx context.Context, n int) (int64, error) {
 	return h, nil
 }
 
-// throwawayAddress is a fresh regtest P2WKH address whose key is discarded:
-// the first block goes there only to make btcd consider itself current.
-func throwawayAddress() (string, error) {
-	k, err := btcec.NewPrivateKey()
+// fundFee is the fee of a funding transaction (one P2WKH input and output,
+// about 110 vbytes), well above btcd's minimum relay fee.
+const fundFee = 10_000
+
+// fund sends the coinbase output of the block at height, minus fundFee, to
+// addr and returns the amount sent. The coinbase must be mature and unspent;
+// the caller mines to confirm it.
+func (b *btcdNode) fund(height int64, addr string) (int64, error) {
+	to, err := btcutil.DecodeAddress(addr, &chaincfg.RegressionNetParams)
 	if err != nil {
-		return "", err
+		return 0, fmt.Errorf("fund: address %q: %w", addr, err)
 	}
-	a, err := btcutil.NewAddressWitnessPubKeyHash(
-		btcutil.Hash160(k.PubKey().SerializeCompressed()), &chaincfg.RegressionNetParams)
+	toScript, err := txscript.PayToAddrScript(to)
 	if err != nil {
-		return "", err
+		return 0, fmt.Errorf("fund: %w", err)
 	}
-	return a.EncodeAddress(), nil
+	hash, err := b.rpc.GetBlockHash(height)
+	if err != nil {
+		return 0, b.d.failure("getblockhash %d: %v", height, err)
+	}
+	block, err := b.rpc.GetBlock(hash)
+	if err != nil {
+		return 0, b.d.failure("getblock %d: %v", height, err)
+	}
+	cb := block.Transactions[0]
+	prev := cb.TxOut[0]
+	minerScript, err := txscript.PayToAddrScript(b.minerAddr)
+	if err != nil {
+		return 0, fmt.Errorf("fund: %w", err)
+	}
+	if !bytes.Equal(prev.PkScript, minerScript) {
+		return 0, fmt.Errorf("fund: coinbase at height %d does not pay the miner key", height)
+	}
+	amount := prev.Value - fundFee
+	tx := wire.NewMsgTx(2)
+	tx.AddTxIn(wire.NewTxIn(wire.NewOutPoint(ptr(cb.TxHash()), 0), nil, nil))
+	tx.AddTxOut(wire.NewTxOut(amount, toScript))
+	hashes := txscript.NewTxSigHashes(tx, txscript.NewCannedPrevOutputFetcher(prev.PkScript, prev.Value))
+	wit, err := txscript.WitnessSignature(tx, hashes, 0, prev.Value, prev.PkScript,
+		txscript.SigHashAll, b.minerKey, true)
+	if err != nil {
+		return 0, fmt.Errorf("fund: sign: %w", err)
+	}
+	tx.TxIn[0].Witness = wit
+	if _, err := b.rpc.SendRawTransaction(tx, false); err != nil {
+		return 0, b.d.failure("sendrawtransaction: %v", err)
+	}
+	return amount, nil
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -109,15 +109,13 @@ func Start(ctx context.Context, opts Options) (_ *Network, err error) {
 		return nil, err
 	}
 	n.say("starting btcd (regtest) in %s", n.dir)
-	burn, err := throwawayAddress()
-	if err != nil {
+	if err := n.btcd.start(ctx); err != nil {
 		return nil, err
 	}
-	if err := n.btcd.start(ctx, burn); err != nil {
-		return nil, err
-	}
-	// One fresh block makes btcd "current", which lnd waits for.
-	if _, err := n.btcd.generate(ctx, 1); err != nil {
+	// Mine before lnd starts: lnd waits for a current chain tip, segwit
+	// needs three 144-block windows on regtest, coinbases need 100 more.
+	n.say("mining %d blocks (segwit activation, coinbase maturity)", segwitBlocks)
+	if _, err := n.btcd.generate(ctx, segwitBlocks); err != nil {
 		return nil, err
 	}
 
@@ -155,27 +153,22 @@ func Start(ctx context.Context, opts Options) (_ *Network, err error) {
 		return nil, errors.Join(errs...)
 	}
 
-	// Mine to Alice: btcd has no generatetoaddress, so restart it with
-	// Alice's address as its mining address.
 	addr, err := n.alice.client.NewAddress(ctx)
 	if err != nil {
 		return nil, n.alice.d.failure("new address: %v", err)
 	}
-	n.say("restarting btcd to mine to Alice")
-	if err := n.btcd.stop(); err != nil {
+	sent, err := n.btcd.fund(1, addr)
+	if err != nil {
 		return nil, err
 	}
-	if err := n.btcd.start(ctx, addr); err != nil {
-		return nil, err
-	}
-	n.say("mining %d blocks (segwit activation, coinbase maturity)", segwitBlocks)
-	if _, err := n.mineLocked(ctx, segwitBlocks); err != nil {
+	n.say("sent %d sat to Alice", sent)
+	if _, err := n.mineLocked(ctx, 1); err != nil {
 		return nil, err
 	}
 	n.say("waiting for Alice's wallet balance")
 	if err := poll(ctx, func() (bool, error) {
 		bal, err := n.alice.client.WalletBalance(ctx)
-		return bal > 2*opts.ChannelSat, err
+		return bal >= sent, err
 	}); err != nil {
 		return nil, n.alice.d.failure("wallet not funded: %v", err)
 	}
@@ -236,8 +229,8 @@ func (n *Network) BtcdRPC() (host, user, pass, certPath string) {
 	return loopback(n.btcd.rpcPort), n.btcd.user, n.btcd.pass, n.btcd.certPath
 }
 
-// Mine mines n blocks (their coinbases pay Alice) and waits until both LND
-// nodes have seen the new tip.
+// Mine mines n blocks (their coinbases pay a harness key, not the nodes)
+// and waits until both LND nodes have seen the new tip.
 func (n *Network) Mine(ctx context.Context, blocks int) error {
 	if blocks <= 0 {
 		return nil
