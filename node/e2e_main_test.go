@@ -74,6 +74,10 @@ func startTestDevnet(t *testing.T, o DevnetOptions) *Devnet {
 	if o.WebListen == "" {
 		o.WebListen = "127.0.0.1:0"
 	}
+	// E2E_LOG=debug (or info) shows the nodes' logs while chasing a failure.
+	if lv := os.Getenv("E2E_LOG"); lv != "" {
+		o.Logger = NewLogger(os.Stderr, lv)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	start := time.Now()
