@@ -75,7 +75,7 @@ type fixture struct {
 	cfg  Config
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	f := &fixture{clk: newClock(), path: filepath.Join(t.TempDir(), "mint.db")}
 	f.ln = lnfake.New([33]byte{2, 0xaa, 0xbb}, f.clk.Now)
@@ -95,7 +95,7 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-func (f *fixture) open(t *testing.T) *Mint {
+func (f *fixture) open(t testing.TB) *Mint {
 	t.Helper()
 	m, err := New(f.cfg)
 	if err != nil {

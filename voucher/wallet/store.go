@@ -130,6 +130,7 @@ type Balance struct {
 	Available uint64 // signed, unexpired
 	Reserved  uint64 // handed out, outcome unknown
 	Pending   uint64 // quoted or paid, not yet signed
+	Expired   uint64 // signed but past the keyset's redemption window
 }
 
 func getJSON(b *bolt.Bucket, k []byte, v any) (bool, error) {

@@ -195,6 +195,8 @@ func (w *Wallet) Balances() (map[peer.ID]Balance, error) {
 			case VoucherSigned:
 				if now.Before(r.RedeemUntil) {
 					b.Available += r.Amount
+				} else {
+					b.Expired += r.Amount
 				}
 			case VoucherReserved:
 				b.Reserved += r.Amount

@@ -85,6 +85,12 @@ func TestBuyReserveRedeem(t *testing.T) {
 	if len(recent) != 1 || recent[0].ID != p.ID {
 		t.Fatalf("recent %+v", recent)
 	}
+	// Past the keyset's redemption window the rest is reported as expired.
+	e.clk.Advance(31 * time.Hour)
+	bals, _ = w.Balances()
+	if b := bals[e.node]; b.Available != 0 || b.Expired != 15-sum(vs)-sum(bvs) {
+		t.Fatalf("balance after expiry %+v", b)
+	}
 	st, err := os.Stat(e.wcfg.Path)
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("wallet file mode %v, %v", st.Mode(), err)
