@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -22,6 +23,14 @@ import (
 
 // writeCert writes a self-signed PEM certificate for 127.0.0.1.
 func writeCert(t *testing.T, dir string) string {
+	t.Helper()
+	p, _ := writeCertKey(t, dir)
+	return p
+}
+
+// writeCertKey writes a self-signed PEM certificate for 127.0.0.1 and
+// returns its path and the TLS certificate with key for a server.
+func writeCertKey(t *testing.T, dir string) (string, tls.Certificate) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -42,7 +51,7 @@ func writeCert(t *testing.T, dir string) string {
 	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return p
+	return p, tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
 // writeMacaroon writes a syntactically valid binary macaroon.
