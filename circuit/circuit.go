@@ -2,6 +2,7 @@ package circuit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -21,12 +22,11 @@ type HopInfo struct {
 	OnionKey [32]byte
 }
 
-// clientHop is the client's keys for one hop.
+// clientHop is the client's keys for one hop; fwd is guarded by
+// Circuit.sendMu, bwd is owned by the circuit's goroutine.
 type clientHop struct {
-	info   HopInfo
-	cookie [cell.CookieLen]byte
-	fwd    *layer // guarded by Circuit.sendMu
-	bwd    *layer // owned by the circuit's goroutine
+	info HopInfo
+	onionKeys
 }
 
 // Circuit is a circuit this engine built. One goroutine (run) owns its
@@ -45,6 +45,7 @@ type Circuit struct {
 	ctrl chan []byte     // CREATED / EXTENDED handshakes, to Build
 
 	hops  [cell.MaxHops]*clientHop // hops[:nhops] are complete
+	keys  [cell.MaxHops]*onionKeys // &hops[i].onionKeys
 	nhops atomic.Int32
 
 	sendMu sync.Mutex // guards the hops' fwd layers and the order of cells sent
@@ -163,7 +164,8 @@ func (c *Circuit) build(ctx context.Context, path []HopInfo) error {
 			return fmt.Errorf("build: layer: %w %w", err1, err2)
 		}
 		c.sendMu.Lock()
-		c.hops[i] = &clientHop{info: hi, cookie: keys.cookie, fwd: fwd, bwd: bwd}
+		ch := &clientHop{info: hi, onionKeys: onionKeys{cookie: keys.cookie, fwd: fwd, bwd: bwd}}
+		c.hops[i], c.keys[i] = ch, &ch.onionKeys
 		c.nhops.Store(int32(i + 1))
 		c.sendMu.Unlock()
 	}
@@ -237,31 +239,18 @@ func (c *Circuit) handle(cl *cell.Cell) error {
 		return fmt.Errorf("%w: command %v", ErrProtocol, cl.Command())
 	}
 	// §3.2: peel layers from hop 1 until one says "here".
-	body := cl.Body()
-	for k := 1; k <= n; k++ {
-		h := c.hops[k-1]
-		off, L := onionOff(k), cell.OnionLen(k)
-		if err := h.bwd.open(body[off : off+L]); err != nil {
+	k, region, err := openBackward(c.keys[:n], cl.Body())
+	if err != nil {
+		if errors.Is(err, errAuth) {
 			c.e.authFail.Add(1)
-			return err
 		}
-		if !cookieEqual(body[off:off+cell.CookieLen], h.cookie[:]) {
-			return fmt.Errorf("%w: wrong cookie from hop %d", ErrProtocol, k)
-		}
-		switch body[off+cell.CookieLen] {
-		case kindOnward:
-			continue
-		case kindHere:
-			m, err := cell.DecodeRelay(body[off+hdrLen : off+L-cell.TagLen])
-			if err != nil {
-				return fmt.Errorf("%w: %w", ErrProtocol, err)
-			}
-			return c.handleMsg(k, n, m)
-		default:
-			return fmt.Errorf("%w: bad layer kind", ErrProtocol)
-		}
+		return err
 	}
-	return fmt.Errorf("%w: onion past the last hop", ErrProtocol)
+	m, err := cell.DecodeRelay(region)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrProtocol, err)
+	}
+	return c.handleMsg(k, n, m)
 }
 
 func (c *Circuit) deliverCtrl(hs []byte) error {
@@ -360,18 +349,9 @@ func (c *Circuit) sendRelay(depth int, cmd cell.RelayCmd, stream uint16, data []
 		c.e.pool.Put(cl)
 		return fmt.Errorf("%w: no hop %d", ErrProtocol, depth)
 	}
-	for k := depth; k >= 1; k-- {
-		h := c.hops[k-1]
-		o := onionOff(k)
-		copy(body[o:], h.cookie[:])
-		body[o+cell.CookieLen] = kindOnward
-		if k == depth {
-			body[o+cell.CookieLen] = kindHere
-		}
-		if err := h.fwd.seal(body[o : o+cell.OnionLen(k)]); err != nil {
-			c.e.pool.Put(cl)
-			return err
-		}
+	if err := sealForward(c.keys[:depth], depth, body); err != nil {
+		c.e.pool.Put(cl)
+		return err
 	}
 	return c.link.send(cl)
 }

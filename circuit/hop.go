@@ -203,10 +203,12 @@ func (h *hop) fromPrev(c *cell.Cell) {
 		return
 	}
 	body := c.Body()
-	n := cell.OnionLen(h.depth)
-	// §3.1: open our layer; check the cookie in constant time.
-	if err := h.fwd.open(body[:n]); err != nil || !cookieEqual(body[:cell.CookieLen], h.cookie[:]) {
-		e.authFail.Add(1)
+	// §3.1: open our layer, check the cookie, move the inner onion up.
+	kind, err := peelForward(h.fwd, &h.cookie, h.depth, body)
+	if err != nil {
+		if errors.Is(err, errAuth) {
+			e.authFail.Add(1)
+		}
 		e.pool.Put(c)
 		h.destroy(cell.ReasonProtocol, nil)
 		return
@@ -215,16 +217,13 @@ func (h *hop) fromPrev(c *cell.Cell) {
 		e.pool.Put(c)
 		return
 	}
-	switch body[cell.CookieLen] {
+	switch kind {
 	case kindOnward:
 		if st != hopExtended {
 			e.pool.Put(c)
 			h.destroy(cell.ReasonProtocol, nil)
 			return
 		}
-		inner := cell.OnionLen(h.depth + 1)
-		copy(body, body[hdrLen:hdrLen+inner])
-		clear(body[inner:])
 		c.SetCircID(nextID)
 		if f := e.testTamper.Load(); f != nil && (*f)(c, true) {
 			d := e.pool.Get()
@@ -233,7 +232,7 @@ func (h *hop) fromPrev(c *cell.Cell) {
 		}
 		_ = next.send(c) // a dead link destroys us through linkClosed
 	case kindHere:
-		msg, err := cell.DecodeRelay(body[hdrLen : n-cell.TagLen])
+		msg, err := cell.DecodeRelay(body[hdrLen : cell.OnionLen(h.depth)-cell.TagLen])
 		if err == nil {
 			err = h.handleMsg(st, msg)
 		}
@@ -306,14 +305,6 @@ func (h *hop) fromNext(l *link, c *cell.Cell) {
 			e.pool.Put(c)
 			return
 		}
-		// §3.2: wrap the next hop's onion in our backward layer.
-		body := c.Body()
-		n := cell.OnionLen(h.depth)
-		inner := n - cell.LayerOverhead
-		copy(body[hdrLen:], body[:inner])
-		copy(body, h.cookie[:])
-		body[cell.CookieLen] = kindOnward
-		clear(body[n:])
 		c.SetCircID(h.prevID)
 		f := e.testTamper.Load()
 		dup := f != nil && (*f)(c, false)
@@ -323,7 +314,8 @@ func (h *hop) fromNext(l *link, c *cell.Cell) {
 			e.pool.Put(c)
 			return
 		}
-		if err := h.bwd.seal(body[:n]); err != nil {
+		// §3.2: wrap the next hop's onion in our backward layer.
+		if err := wrapBackward(h.bwd, &h.cookie, h.depth, c.Body()); err != nil {
 			h.bmu.Unlock()
 			e.pool.Put(c)
 			h.destroy(cell.ReasonInternal, nil)
@@ -355,8 +347,6 @@ func (h *hop) sendBack(cmd cell.RelayCmd, stream uint16, data []byte) error {
 		e.pool.Put(c)
 		return fmt.Errorf("%w: %w", ErrProtocol, err)
 	}
-	copy(body, h.cookie[:])
-	body[cell.CookieLen] = kindHere
 	c.SetCircID(h.prevID)
 	c.SetCommand(cell.CmdRelay)
 	h.bmu.Lock()
@@ -365,7 +355,7 @@ func (h *hop) sendBack(cmd cell.RelayCmd, stream uint16, data []byte) error {
 		e.pool.Put(c)
 		return fmt.Errorf("hop: %w", ErrClosed)
 	}
-	if err := h.bwd.seal(body[:n]); err != nil {
+	if err := sealHere(h.bwd, &h.cookie, h.depth, body); err != nil {
 		e.pool.Put(c)
 		return err
 	}

@@ -1,0 +1,132 @@
+package circuit
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"github.com/co-infuse/co-infuse/circuit/cell"
+)
+
+func TestHandshake(t *testing.T) {
+	t.Parallel()
+	key, err := GenerateOnionKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := GenerateOnionKey()
+	cookie := [cell.CookieLen]byte{1, 2, 3, 4, 5, 6, 7, 8}
+	for _, tc := range []struct {
+		name    string
+		pub     [32]byte
+		mangle  func(m []byte) []byte
+		wantErr bool
+	}{
+		{"ok", key.Public(), nil, false},
+		{"wrong onion key", other.Public(), nil, true},
+		{"truncated", key.Public(), func(m []byte) []byte { return m[:len(m)-1] }, true},
+		{"flipped", key.Public(), func(m []byte) []byte { m[40] ^= 1; return m }, true},
+		{"empty", key.Public(), func([]byte) []byte { return nil }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			hs, msg1, err := startHandshake(tc.pub)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.mangle != nil {
+				msg1 = tc.mangle(msg1)
+			}
+			hk, msg2, err := acceptHandshake(key, msg1, cookie)
+			if tc.wantErr {
+				if !errors.Is(err, ErrProtocol) {
+					t.Fatalf("accept = %v, want ErrProtocol", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			ck, err := hs.finish(msg2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ck.cookie != cookie || ck.fwd != hk.fwd || ck.bwd != hk.bwd {
+				t.Fatal("client and hop disagree on keys or cookie")
+			}
+			if ck.fwd == ck.bwd {
+				t.Fatal("forward and backward keys are equal")
+			}
+		})
+	}
+}
+
+func TestHandshakeBadReply(t *testing.T) {
+	t.Parallel()
+	key, _ := GenerateOnionKey()
+	hs, msg1, _ := startHandshake(key.Public())
+	_, msg2, err := acceptHandshake(key, msg1, [cell.CookieLen]byte{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg2[len(msg2)-1] ^= 1
+	if _, err := hs.finish(msg2); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("finish = %v, want ErrProtocol", err)
+	}
+}
+
+func TestOnionKey(t *testing.T) {
+	t.Parallel()
+	k, err := GenerateOnionKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := ParseOnionKey(k.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k2.Public() != k.Public() || !bytes.Equal(k2.Bytes(), k.Bytes()) {
+		t.Fatal("parsed key differs")
+	}
+	b := k.Bytes()
+	b[0] ^= 1
+	if bytes.Equal(k.Bytes(), b) {
+		t.Fatal("Bytes returned internal storage")
+	}
+	for _, bad := range [][]byte{nil, make([]byte, 31), make([]byte, 33)} {
+		if _, err := ParseOnionKey(bad); err == nil {
+			t.Fatalf("ParseOnionKey(%d bytes) succeeded", len(bad))
+		}
+	}
+}
+
+func TestReasonMapping(t *testing.T) {
+	t.Parallel()
+	for _, s := range []error{ErrExitPolicy, ErrResolveFailed, ErrConnRefused, ErrUnreachable, ErrTimeout, ErrServiceNotOffered, ErrPayment, ErrResourceLimit, ErrProtocol} {
+		r := EndReasonFor(wrapf(s))
+		if got := ErrorForEnd(r); got != s {
+			t.Errorf("%v → END %v → %v", s, r, got)
+		}
+	}
+	if EndReasonFor(nil) != cell.EndDone || ErrorForEnd(cell.EndDone) != nil {
+		t.Error("nil ⇄ EndDone")
+	}
+	if ErrorForEnd(cell.EndReason(200)) != ErrProtocol {
+		t.Error("unknown END reason is not a protocol error")
+	}
+	for _, s := range []error{ErrProtocol, ErrResourceLimit, ErrPayment, ErrTimeout, ErrUnreachable} {
+		r := DestroyReasonFor(wrapf(s))
+		if got := ErrorForDestroy(r); got != s {
+			t.Errorf("%v → DESTROY %v → %v", s, r, got)
+		}
+		ce := &CloseError{Reason: r}
+		if !errors.Is(ce, ErrClosed) || !errors.Is(ce, s) {
+			t.Errorf("CloseError{%v} does not match ErrClosed and %v", r, s)
+		}
+	}
+	if DestroyReasonFor(errors.New("x")) != cell.ReasonInternal {
+		t.Error("unknown error is not internal")
+	}
+}
+
+func wrapf(err error) error { return errors.Join(errors.New("context"), err) }
