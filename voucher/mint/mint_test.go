@@ -361,3 +361,46 @@ func TestRotation(t *testing.T) {
 		t.Fatalf("OnKeysets called %d times", len(published))
 	}
 }
+
+// TestPruneQuotes: signed quotes go after IssuedRetention, unpaid quotes
+// an hour after their invoice expired; a paid but unsigned quote stays.
+func TestPruneQuotes(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.cfg.KeysetLifetime, f.cfg.IssuedRetention = 90*24*time.Hour, 24*time.Hour
+	m := f.open(t)
+	ctx := context.Background()
+	unpaid := getQuote(t, m, 1)
+	paid := getQuote(t, m, 2)
+	f.ln.PayInvoice(ctx, paid.PayReq, 10)
+	issued := getQuote(t, m, 4)
+	f.ln.PayInvoice(ctx, issued.PayReq, 10)
+	_, mr := blindAll(t, m.keysetByID(t, issued.Keyset), issued.ID, []uint64{4})
+	if _, err := call(t, m, alice, mustMarshal(t, &mr)); err != nil {
+		t.Fatal(err)
+	}
+	exists := func(q voucher.Quote) bool {
+		_, err := m.loadQuote(q.ID)
+		return err == nil
+	}
+
+	f.clk.Advance(2 * time.Hour)
+	if err := m.pruneQuotes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if exists(unpaid) || !exists(paid) || !exists(issued) {
+		t.Fatalf("after 2 h: unpaid %v paid %v issued %v", exists(unpaid), exists(paid), exists(issued))
+	}
+	f.clk.Advance(23 * time.Hour)
+	if err := m.pruneQuotes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !exists(paid) || exists(issued) {
+		t.Fatalf("after 25 h: paid %v issued %v", exists(paid), exists(issued))
+	}
+	// The paid quote can still be minted.
+	_, mr = blindAll(t, m.keysetByID(t, paid.Keyset), paid.ID, []uint64{2})
+	if _, err := call(t, m, alice, mustMarshal(t, &mr)); err != nil {
+		t.Fatalf("late mint of a paid quote: %v", err)
+	}
+}

@@ -40,6 +40,9 @@ func (w *Wallet) run() {
 			if err := w.Resume(ctx); err != nil {
 				w.log.Debug("resuming purchases", "err", err)
 			}
+			if _, err := w.Prune(); err != nil {
+				w.log.Warn("pruning wallet", "err", err)
+			}
 		case <-w.kick:
 		}
 	}

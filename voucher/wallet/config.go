@@ -92,6 +92,11 @@ type Config struct {
 	// does not yet see the payment as settled. Default 20 s.
 	SettleWait time.Duration
 
+	// Retention is how long finished records (spent or void vouchers,
+	// done or expired purchases, expired vouchers past their window) are
+	// kept before the wallet deletes them. Default 30 days.
+	Retention time.Duration
+
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Logger is the logger. Default slog.Default().
@@ -133,6 +138,7 @@ func (c *Config) setDefaults() {
 	def(&c.MaxInvoiceExpiry, time.Hour)
 	def(&c.StreamTimeout, 30*time.Second)
 	def(&c.SettleWait, 20*time.Second)
+	def(&c.Retention, 30*24*time.Hour)
 	if c.Now == nil {
 		c.Now = time.Now
 	}

@@ -408,3 +408,61 @@ func (w *Wallet) ReserveBatch(node peer.ID, sats uint64) ([]byte, []voucher.Vouc
 	}
 	return payload, vs, nil
 }
+
+// Prune deletes finished records older than Config.Retention and returns
+// how many it deleted. Unfinished purchases and spendable or reserved
+// vouchers are never deleted. The background goroutine calls it every
+// AutoBuyInterval.
+func (w *Wallet) Prune() (int, error) {
+	cutoff := w.cfg.Now().Add(-w.cfg.Retention)
+	n := 0
+	err := w.db.Update(func(tx *bolt.Tx) error {
+		vb, pb := tx.Bucket(bucketVouchers), tx.Bucket(bucketPurchases)
+		var dead [][]byte
+		err := vb.ForEach(func(k, _ []byte) error {
+			var r voucherRecord
+			if _, err := getJSON(vb, k, &r); err != nil {
+				return err
+			}
+			finished := r.State == VoucherSpent || r.State == VoucherVoid
+			if finished && r.Updated.Before(cutoff) || r.State == VoucherSigned && r.RedeemUntil.Before(cutoff) {
+				dead = append(dead, append([]byte(nil), k...))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range dead {
+			if err := vb.Delete(k); err != nil {
+				return err
+			}
+		}
+		n += len(dead)
+		dead = dead[:0]
+		err = pb.ForEach(func(k, _ []byte) error {
+			var r purchaseRecord
+			if _, err := getJSON(pb, k, &r); err != nil {
+				return err
+			}
+			if (r.State == PurchaseDone || r.State == PurchaseExpired) && r.Created.Before(cutoff) {
+				dead = append(dead, append([]byte(nil), k...))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range dead {
+			if err := pb.Delete(k); err != nil {
+				return err
+			}
+		}
+		n += len(dead)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("wallet: prune: %w", err)
+	}
+	return n, nil
+}

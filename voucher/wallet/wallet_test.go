@@ -206,3 +206,42 @@ func TestRefusals(t *testing.T) {
 		}
 	})
 }
+
+func TestPrune(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := e.wallet(t)
+	if _, err := w.Buy(ctxT(t), e.node, 6); err != nil {
+		t.Fatal(err)
+	}
+	vs, err := w.Reserve(e.node, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.MarkSpent(vs)
+	e.ln.SetFailures(nil, nil, errors.New("lnd down")) // an unfinished purchase
+	if _, err := w.Buy(ctxT(t), e.node, 3); !errors.Is(err, ErrPayment) {
+		t.Fatal(err)
+	}
+	if n, err := w.Prune(); n != 0 || err != nil {
+		t.Fatalf("early prune: %d, %v", n, err)
+	}
+	e.clk.Advance(32 * 24 * time.Hour)
+	n, err := w.Prune()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Gone: the done purchase, the spent voucher, the expired signed one.
+	// Kept: the unfinished purchase and its three quoted vouchers.
+	if n != 3 {
+		t.Fatalf("pruned %d records, want 3", n)
+	}
+	ps, _ := w.RecentPurchases(-1)
+	if len(ps) != 1 || ps[0].State != PurchaseQuoted {
+		t.Fatalf("purchases left %+v", ps)
+	}
+	bals, _ := w.Balances()
+	if b := bals[e.node]; b.Pending != 3 || b.Available != 0 || b.Expired != 0 {
+		t.Fatalf("balance %+v", b)
+	}
+}
