@@ -228,3 +228,29 @@ func harnessErrors(ctx context.Context, t *testing.T, net *regtest.Network, alic
 		}
 	})
 }
+
+// BenchmarkHarnessPayment measures one voucher-sized purchase over a direct
+// channel on regtest: Bob creates a 1000 sat invoice, Alice decodes and pays
+// it, Bob sees it settled.
+func BenchmarkHarnessPayment(b *testing.B) {
+	net := startNetwork(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	alice := dial(ctx, b, net.Alice())
+	bob := dial(ctx, b, net.Bob())
+	for b.Loop() {
+		payReq, hash, err := bob.CreateInvoice(ctx, 1000, "bench", time.Hour)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := alice.DecodeInvoice(ctx, payReq); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := alice.PayInvoice(ctx, payReq, 10); err != nil {
+			b.Fatal(err)
+		}
+		if ok, err := bob.InvoiceSettled(ctx, hash); err != nil || !ok {
+			b.Fatalf("settled = %v, %v", ok, err)
+		}
+	}
+}
