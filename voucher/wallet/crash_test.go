@@ -102,6 +102,34 @@ func TestCrashRecovery(t *testing.T) {
 	}
 }
 
+// TestNodeRestartsAfterPayment: the node goes down right after the client
+// paid; the client's mint request fails; the node comes back from its store
+// and the resumed purchase completes with one payment.
+func TestNodeRestartsAfterPayment(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := e.wallet(t)
+	w.afterPay = func() error { return e.mint.Stop() }
+	if _, err := w.Buy(ctxT(t), e.node, 9); err == nil {
+		t.Fatal("Buy succeeded against a stopped node")
+	}
+	bals, _ := w.Balances()
+	if b := bals[e.node]; b.Pending != 9 {
+		t.Fatalf("balance while the node is down %+v", b)
+	}
+	e.startMint(t)
+	if err := w.Resume(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	bals, _ = w.Balances()
+	if b := bals[e.node]; b.Available != 9 || b.Pending != 0 {
+		t.Fatalf("balance %+v", b)
+	}
+	if paid, _ := e.ln.Payments(); paid != 1 {
+		t.Fatalf("%d payments", paid)
+	}
+}
+
 // TestUnpaidQuoteExpires: our LND is down until the invoice expires; the
 // purchase becomes void, nothing is paid and the budget is released.
 func TestUnpaidQuoteExpires(t *testing.T) {

@@ -99,6 +99,7 @@ type env struct {
 	node       peer.ID
 	dir        string
 	wcfg       Config
+	mcfg       mint.Config
 	price      uint64
 }
 
@@ -113,7 +114,7 @@ func newEnvAt(t *testing.T, offset time.Duration) *env {
 	e.mintHost = newHost(t)
 	e.clientHost = newHost(t)
 	e.node = e.mintHost.ID()
-	m, err := mint.New(mint.Config{
+	e.mcfg = mint.Config{
 		Host:           e.mintHost,
 		Path:           filepath.Join(e.dir, "mint.db"),
 		CreateInvoice:  e.ln.CreateInvoice,
@@ -126,15 +127,8 @@ func newEnvAt(t *testing.T, offset time.Duration) *env {
 		Grace:          6 * time.Hour,
 		Now:            e.clk.Now,
 		Logger:         quiet,
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
-	if err := m.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Stop() })
-	e.mint = m
+	e.startMint(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := e.clientHost.Connect(ctx, peer.AddrInfo{ID: e.node, Addrs: e.mintHost.Addrs()}); err != nil {
@@ -158,6 +152,20 @@ func newEnvAt(t *testing.T, offset time.Duration) *env {
 		Logger:           quiet,
 	}
 	return e
+}
+
+// startMint opens the mint's store (again) and serves the protocol.
+func (e *env) startMint(t *testing.T) {
+	t.Helper()
+	m, err := mint.New(e.mcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Stop() })
+	e.mint = m
 }
 
 func (e *env) wallet(t *testing.T) *Wallet {
