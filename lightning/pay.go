@@ -40,6 +40,9 @@ func (c *Client) PayInvoice(ctx context.Context, payReq string, feeLimitSat int6
 	if err != nil {
 		return zero, fmt.Errorf("pay invoice: %w", err)
 	}
+	if inv.AmountMsat == 0 {
+		return zero, fmt.Errorf("pay invoice: %w: invoice has no amount", ErrBadInvoice)
+	}
 	if c.closed.Load() {
 		return zero, ErrClosed
 	}
