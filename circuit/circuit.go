@@ -102,8 +102,13 @@ func (e *Engine) Build(ctx context.Context, path []HopInfo) (*Circuit, error) {
 
 	if err := c.build(ctx, path); err != nil {
 		reason := cell.ReasonRequested
-		if ctx.Err() != nil {
+		switch {
+		case errors.Is(err, ErrClosed):
+			// A hop tore it down; closeWith already ran.
+		case errors.Is(err, ErrTimeout):
 			reason = cell.ReasonTimeout
+		case errors.Is(err, ErrProtocol):
+			reason = cell.ReasonProtocol
 		}
 		c.closeWith(reason, false, true)
 		return nil, fmt.Errorf("build: %w", err)
