@@ -49,6 +49,14 @@ func (s *Service) fetch(ctx context.Context, ai peer.AddrInfo) (Advert, error) {
 	defer cancel()
 	if len(ai.Addrs) > 0 {
 		s.h.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.TempAddrTTL)
+	} else if len(s.h.Peerstore().Addrs(ai.ID)) == 0 && s.h.Network().Connectedness(ai.ID) != network.Connected {
+		// A provider record may come without addresses (they expire
+		// sooner than the record); ask the DHT for the peer.
+		if d, err := s.running(); err == nil {
+			if _, err := d.FindPeer(ctx, ai.ID); err != nil {
+				return Advert{}, fmt.Errorf("fetch advert: find peer: %w", err)
+			}
+		}
 	}
 	st, err := s.h.NewStream(ctx, ai.ID, ProtocolAdvert)
 	if err != nil {

@@ -1,0 +1,172 @@
+package discovery
+
+import (
+	"errors"
+	"go/parser"
+	"go/token"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		cfg   Config
+		field string // "" = valid
+	}{
+		{"zero", Config{}, ""},
+		{"ipfs", Config{Mode: ModeIPFS}, ""},
+		{"bad mode", Config{Mode: "tor"}, "discovery.mode"},
+		{"negative guards", Config{Guards: -1}, "discovery.guards"},
+		{"ttl too long", Config{AdvertTTL: MaxAdvertLifetime + time.Second}, "discovery.advert_ttl"},
+		{"republish not below ttl", Config{AdvertTTL: time.Hour, Republish: time.Hour}, "discovery.republish"},
+		{"bootstrap without addrs", Config{Bootstrap: []peer.AddrInfo{{ID: "x"}}}, "discovery.bootstrap[0]"},
+		{"negative max known", Config{MaxKnown: -1}, "discovery.max_known"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			err := tc.cfg.Validate()
+			if tc.field == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrBadConfig) || !strings.Contains(err.Error(), tc.field) {
+				t.Fatalf("err = %v, want one naming %s", err, tc.field)
+			}
+		})
+	}
+}
+
+// TestLifecycle: Start and Close are safe twice; calls after Close fail
+// with ErrClosed; calls before Start with ErrNotStarted.
+func TestLifecycle(t *testing.T) {
+	t.Parallel()
+	h, priv := loopbackHost(t, nil)
+	s, err := New(h, priv, Config{Logger: testLogger(), DisableAutoRefresh: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t, 20*time.Second)
+	if err := s.Publish(ctx, testAdvert(1, 1)); !errors.Is(err, ErrNotStarted) {
+		t.Fatalf("publish before start: %v", err)
+	}
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(ctx); err != nil {
+		t.Fatal("second Start:", err)
+	}
+	for i := 0; i < 2; i++ {
+		if err := s.Close(); err != nil {
+			t.Fatalf("Close %d: %v", i, err)
+		}
+	}
+	if _, err := s.Find(ctx, RoleRelay, 1); !errors.Is(err, ErrClosed) {
+		t.Fatalf("find after close: %v", err)
+	}
+	if err := s.Start(ctx); !errors.Is(err, ErrClosed) {
+		t.Fatalf("start after close: %v", err)
+	}
+	if _, err := New(h, nil, Config{}); err != nil {
+		t.Fatal("nil key (client only):", err)
+	}
+	otherPriv, _ := testKey(t, "not the host")
+	if _, err := New(h, otherPriv, Config{}); !errors.Is(err, ErrBadConfig) {
+		t.Fatalf("foreign key: %v", err)
+	}
+}
+
+// TestRepublishAndReport: the advert is re-signed with a higher seq on the
+// republish schedule and a client sees it; Report feeds Known.
+func TestRepublishAndReport(t *testing.T) {
+	ctx := testCtx(t, 60*time.Second)
+	nodes := cluster(t, ctx, 3, ModePrivate, func() (host.Host, crypto.PrivKey) { return loopbackHost(t, nil) })
+	pub := nodes[1] // named in the family list only
+	h, priv := loopbackHost(t, nil)
+	s := startService(t, ctx, h, priv, Config{
+		DHTServer: true, Bootstrap: []peer.AddrInfo{nodes[0].info()},
+		AdvertTTL: time.Hour, Republish: 50 * time.Millisecond,
+	})
+	ad := testAdvert(2, 5)
+	ad.Family = []peer.ID{h.ID(), pub.h.ID(), pub.h.ID()} // self and a duplicate: dropped
+	if err := s.Publish(ctx, ad); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	seq0, fam := s.own.signed.Seq, s.own.signed.Family
+	s.mu.Unlock()
+	if len(fam) != 1 || fam[0] != pub.h.ID() {
+		t.Fatalf("family %v, want just %s", fam, pub.h.ID())
+	}
+	ch, cpriv := loopbackHost(t, nil)
+	client := startService(t, ctx, ch, cpriv, Config{Bootstrap: []peer.AddrInfo{nodes[0].info()}})
+	for {
+		got, err := findAll(ctx, client, RoleRelay, map[peer.ID]bool{h.ID(): true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[h.ID()].Seq > seq0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("no republished advert seen")
+		}
+	}
+	client.Report(h.ID(), true)
+	client.Report(h.ID(), false)
+	client.Report("unknown-peer", false) // ignored
+	var st PeerStatus
+	for _, ps := range client.Known() {
+		if ps.Peer == h.ID() {
+			st = ps
+		}
+	}
+	if st.OK != 1 || st.Fail != 1 || st.LastResult != "fail" || st.Prices[RoleRelay] != 5 {
+		t.Fatalf("status %+v", st)
+	}
+	// Only the republishing node has published, and it is no mempool.
+	if _, err := client.SelectPath(ctx, PathRequest{Hops: 1, Final: RoleMempool}); !errors.Is(err, ErrNoPath) {
+		t.Fatal("selected a mempool node where none exists")
+	}
+}
+
+// TestImportsOneWay: discovery imports no other co-infuse package.
+func TestImportsOneWay(t *testing.T) {
+	t.Parallel()
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		af, err := parser.ParseFile(fset, f, src, parser.ImportsOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, im := range af.Imports {
+			p, _ := strconv.Unquote(im.Path.Value)
+			if strings.HasPrefix(p, "github.com/co-infuse/co-infuse/") {
+				t.Errorf("%s imports %s", f, p)
+			}
+		}
+	}
+}
