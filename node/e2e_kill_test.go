@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/co-infuse/co-infuse/proxy"
 )
 
 // TestE2EKillMiddleRelay closes the node in the middle of a circuit while
@@ -86,7 +89,14 @@ func TestE2EKillMiddleRelay(t *testing.T) {
 	r := runCurl(ctx, t, "--max-time", "60", "--socks5-hostname", socks, "--proxy-user", "kill:1",
 		"-o", next, fmt.Sprintf("http://%s/bytes/%d", d.WebAddr, small))
 	if r.code != 0 {
-		t.Fatalf("request after the relay died: %v; circuits now %+v", r, d.Client.Circuits())
+		// Ask the client directly for the error the SOCKS reply hides,
+		// and show what discovery now thinks of each node.
+		_, derr := d.Client.Dial(ctx, proxy.Isolation{Username: "kill", Password: "1"}, d.WebAddr.String())
+		var peers []string
+		for _, p := range d.Client.Discovery().Known() {
+			peers = append(peers, fmt.Sprintf("%s %v dead=%v last=%s", p.Peer, p.Roles, p.Peer.String() == middle, p.LastResult))
+		}
+		t.Fatalf("request after the relay died: %v; a direct Dial then says: %v\ndiscovery:\n  %s", r, derr, strings.Join(peers, "\n  "))
 	}
 	if got, n := fileSum(t, next); n != small || got != demoSum(t, small) {
 		t.Fatalf("request after the relay died: %d bytes, sha256 %x; want %d bytes of DemoBytes", n, got, small)
