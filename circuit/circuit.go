@@ -554,7 +554,7 @@ func (c *Circuit) TopUp(ctx context.Context, i int, payload []byte) ([]byte, err
 	c.tmu.Lock()
 	c.topCh[i] = ch
 	c.tmu.Unlock()
-	clear := func() {
+	drop := func() {
 		c.tmu.Lock()
 		if c.topCh[i] == ch {
 			c.topCh[i] = nil
@@ -562,7 +562,7 @@ func (c *Circuit) TopUp(ctx context.Context, i int, payload []byte) ([]byte, err
 		c.tmu.Unlock()
 	}
 	if err := c.sendRelay(i+1, cell.RelayTopUp, 0, b); err != nil {
-		clear()
+		drop()
 		return nil, fmt.Errorf("topup: %w", err)
 	}
 	select {
@@ -574,11 +574,11 @@ func (c *Circuit) TopUp(ctx context.Context, i int, payload []byte) ([]byte, err
 	case <-ctx.Done():
 		// The ack may still come; the circuit cannot match it to a later
 		// TopUp, so a timed-out TopUp ruins the circuit for top-ups.
-		clear()
+		drop()
 		c.closeWith(cell.ReasonTimeout, false, true)
 		return nil, fmt.Errorf("topup: %w: %w", ErrTimeout, ctx.Err())
 	case <-c.done:
-		clear()
+		drop()
 		return nil, fmt.Errorf("topup: %w", c.err)
 	}
 }

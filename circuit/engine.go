@@ -61,6 +61,9 @@ type Stats struct {
 	ClientCircuits int // circuits built by this engine
 	Links          int // open link streams, both directions
 	Streams        int // open streams, client and last-hop
+	// AuthFailures counts cells, since New, that failed a layer's
+	// authentication or cookie check: tampering, replay or a broken peer.
+	AuthFailures int64
 }
 
 // New returns an engine for cfg; it does nothing until Start.
@@ -165,6 +168,7 @@ func (e *Engine) Stats() Stats {
 		ClientCircuits: len(e.circuits),
 		Links:          len(e.out) + len(e.in),
 		Streams:        int(e.nStreams.Load()),
+		AuthFailures:   e.authFail.Load(),
 	}
 }
 
@@ -322,7 +326,7 @@ func (e *Engine) sweepOnce(now time.Time) {
 	e.mu.Lock()
 	for h := range e.hops {
 		switch {
-		case h.lastActive.Load() < idleBefore:
+		case h.lastActive.Load() < idleBefore && !h.hasStreams():
 			idle = append(idle, h)
 		case h.extendExpired(now):
 			stuck = append(stuck, h)
