@@ -58,13 +58,15 @@ func (s *Service) SelectPath(ctx context.Context, req PathRequest) ([]Advert, er
 	}
 	relays, finals := s.countUsable(req)
 	if _, err := s.running(); err == nil {
-		if relays < 2*req.Hops+s.cfg.Guards {
+		if relays < 2*req.Hops+s.cfg.Guards && s.findDue("relay") {
 			_, _ = s.Find(ctx, RoleRelay, 0)
 		}
 		if finals < 1 {
 			if req.Final == RoleExit {
-				_, _ = s.FindExits(ctx, req.Port, 0)
-			} else if req.Final != RoleRelay {
+				if s.findDue("exit/" + portClass(req.Port)) {
+					_, _ = s.FindExits(ctx, req.Port, 0)
+				}
+			} else if req.Final != RoleRelay && s.findDue(string(req.Final)) {
 				_, _ = s.Find(ctx, req.Final, 0)
 			}
 		}
@@ -91,6 +93,20 @@ func (s *Service) SelectPath(ctx context.Context, req PathRequest) ([]Advert, er
 		out[i] = c.ad.Clone()
 	}
 	return out, nil
+}
+
+// findDue reports whether SelectPath may run its own Find for what (a role
+// or exit port class) now, at most once per refindInterval, so a small
+// network does not turn every path selection into a DHT query.
+func (s *Service) findDue(what string) bool {
+	now := s.cfg.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if last, ok := s.lastFind[what]; ok && now.Sub(last) < refindInterval {
+		return false
+	}
+	s.lastFind[what] = now // few keys: roles and port classes
+	return true
 }
 
 // countUsable counts cached relays and final-role nodes usable for req.

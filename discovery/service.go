@@ -60,6 +60,7 @@ type Service struct {
 	guards       []guardEntry           // bounded by 2*cfg.Guards
 	bad          map[peer.ID]time.Time  // negative cache, bounded by maxBadPeers
 	own          *ownAdvert
+	lastFind     map[string]time.Time // SelectPath's own Finds; keys are roles and port classes only
 	ownSeq       uint64
 	republishing bool
 	rng          *rand.Rand
@@ -92,14 +93,15 @@ func New(h host.Host, priv crypto.PrivKey, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{
-		h:     h,
-		priv:  priv,
-		cfg:   cfg,
-		log:   cfg.Logger.With("subsys", "discovery"),
-		peers: map[peer.ID]*peerState{},
-		bad:   map[peer.ID]time.Time{},
-		rng:   rand.New(rand.NewChaCha8(seed)),
-		cache: c,
+		h:        h,
+		priv:     priv,
+		cfg:      cfg,
+		log:      cfg.Logger.With("subsys", "discovery"),
+		peers:    map[peer.ID]*peerState{},
+		bad:      map[peer.ID]time.Time{},
+		lastFind: map[string]time.Time{},
+		rng:      rand.New(rand.NewChaCha8(seed)),
+		cache:    c,
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.load(); err != nil {
