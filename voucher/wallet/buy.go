@@ -307,11 +307,13 @@ func (w *Wallet) advance(ctx context.Context, id []byte) (Purchase, error) {
 			return r.public(id), nil
 
 		case PurchaseQuoted:
-			if !w.cfg.Now().Before(r.Expires) {
+			if now := w.cfg.Now(); !now.Before(r.Expires) {
 				// Too late to pay. Whether an earlier attempt paid is the
-				// node's to say: try to mint; unpaid means void.
+				// node's to say: try to mint. A payment in flight at expiry
+				// can still settle, so "not settled" voids the purchase
+				// only VoidAfter past the expiry.
 				err := w.mint(ctx, id, r, false)
-				if errors.Is(err, voucher.ErrNotPaid) {
+				if errors.Is(err, voucher.ErrNotPaid) && now.Sub(r.Expires) >= w.cfg.VoidAfter {
 					if err := w.setState(id, PurchaseExpired, VoucherVoid, nil, nil); err != nil {
 						return r.public(id), err
 					}

@@ -92,6 +92,10 @@ type Config struct {
 	// does not yet see the payment as settled. Default 20 s.
 	SettleWait time.Duration
 
+	// VoidAfter is how long after its invoice expired an unpaid purchase is
+	// declared void. Until then Resume keeps asking the node, since a
+	// payment that was in flight at expiry may still settle. Default 24 h.
+	VoidAfter time.Duration
 	// Retention is how long finished records (spent or void vouchers,
 	// done or expired purchases, expired vouchers past their window) are
 	// kept before the wallet deletes them. Default 30 days.
@@ -139,6 +143,7 @@ func (c *Config) setDefaults() {
 	def(&c.StreamTimeout, 30*time.Second)
 	def(&c.SettleWait, 20*time.Second)
 	def(&c.Retention, 30*24*time.Hour)
+	def(&c.VoidAfter, 24*time.Hour)
 	if c.Now == nil {
 		c.Now = time.Now
 	}

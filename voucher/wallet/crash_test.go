@@ -130,6 +130,35 @@ func TestNodeRestartsAfterPayment(t *testing.T) {
 	}
 }
 
+// TestPaymentInFlightAtExpiry: the payment is still in flight when the
+// invoice expires and the node says "not settled"; the purchase is not
+// voided, and once the payment settles Resume mints the vouchers.
+func TestPaymentInFlightAtExpiry(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := e.wallet(t)
+	e.ln.SetHold(true)
+	if _, err := w.Buy(ctxT(t), e.node, 5); !errors.Is(err, ErrPayment) {
+		t.Fatalf("Buy: %v", err)
+	}
+	e.clk.Advance(11 * time.Minute)
+	if err := w.Resume(ctxT(t)); !errors.Is(err, voucher.ErrNotPaid) {
+		t.Fatalf("Resume with payment in flight: %v", err)
+	}
+	e.ln.Release()
+	e.clk.Advance(time.Hour)
+	if err := w.Resume(ctxT(t)); err != nil {
+		t.Fatalf("Resume after settlement: %v", err)
+	}
+	bals, _ := w.Balances()
+	if b := bals[e.node]; b.Available != 5 || b.Pending != 0 {
+		t.Fatalf("balance %+v", b)
+	}
+	if paid, _ := e.ln.Payments(); paid != 1 {
+		t.Fatalf("%d payments", paid)
+	}
+}
+
 // TestUnpaidQuoteExpires: our LND is down until the invoice expires; the
 // purchase becomes void, nothing is paid and the budget is released.
 func TestUnpaidQuoteExpires(t *testing.T) {
@@ -142,6 +171,13 @@ func TestUnpaidQuoteExpires(t *testing.T) {
 	}
 	e.ln.SetFailures(nil, nil, nil)
 	e.clk.Advance(11 * time.Minute)
+	if err := w.Resume(ctxT(t)); !errors.Is(err, voucher.ErrNotPaid) {
+		t.Fatalf("Resume just after expiry: %v, want ErrNotPaid", err)
+	}
+	if used, _, _ := w.BudgetUsed(); used != 3 {
+		t.Fatalf("budget used %d before the purchase is void", used)
+	}
+	e.clk.Advance(24 * time.Hour)
 	if err := w.Resume(ctxT(t)); !errors.Is(err, ErrInvoiceExpired) {
 		t.Fatalf("Resume: %v, want ErrInvoiceExpired", err)
 	}

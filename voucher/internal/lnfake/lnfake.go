@@ -29,6 +29,7 @@ type invoice struct {
 	hash     [32]byte
 	expiry   time.Time
 	settled  bool
+	held     bool // in flight: paid by the payer, not yet settled
 }
 
 // Network is the fake. The zero value is not usable; call New.
@@ -47,6 +48,7 @@ type Network struct {
 	// Failure injection, guarded by mu (set with Set*).
 	failCreate, failSettled, failPay error
 	payThenFail                      bool // pay, then report an error (LND dies after paying)
+	hold                             bool // payments stay in flight until Release
 	tamper                           func(*Invoice)
 }
 
@@ -72,6 +74,25 @@ func (n *Network) SetPayThenFail(on bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.payThenFail = on
+}
+
+// SetHold makes PayInvoice leave payments in flight (an HTLC that neither
+// settles nor fails) and report an error, until Release.
+func (n *Network) SetHold(on bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.hold = on
+}
+
+// Release settles every payment held in flight.
+func (n *Network) Release() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, inv := range n.byHash {
+		if inv.held {
+			inv.held, inv.settled = false, true
+		}
+	}
 }
 
 // SetTamper installs a func that alters what DecodeInvoice reports.
@@ -151,11 +172,18 @@ func (n *Network) PayInvoice(ctx context.Context, payReq string, feeLimitSat int
 	if inv.settled {
 		return inv.preimage, nil
 	}
+	if inv.held {
+		return [32]byte{}, errors.New("lnfake: payment in transition")
+	}
 	if !n.Now().Before(inv.expiry) {
 		return [32]byte{}, errors.New("lnfake: invoice expired")
 	}
-	inv.settled = true
 	n.payments++
+	if n.hold {
+		inv.held = true
+		return [32]byte{}, errors.New("lnfake: payment in flight")
+	}
+	inv.settled = true
 	if n.payThenFail {
 		return [32]byte{}, errors.New("lnfake: connection lost after payment")
 	}
