@@ -1,0 +1,39 @@
+package discovery
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+// BenchmarkOpenAdvert: parse and verify one full Ed25519-signed advert.
+func BenchmarkOpenAdvert(b *testing.B) {
+	priv, id := testKey(b, "bench")
+	ad := sampleAdvert(b, id)
+	env, err := SignAdvert(&ad, priv)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(env)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := OpenAdvert(env, testEpoch); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSelectPath: one 3-hop exit path among 1,000 candidates, a third
+// of them in one /16 and family, with the network and family rules on.
+func BenchmarkSelectPath(b *testing.B) {
+	pool, _ := synthPool(b, 1000, true, true)
+	rng := rand.New(rand.NewPCG(1, 1))
+	r := &selectRules{now: testEpoch, failBackoff: time.Minute, ageRamp: DefaultAgeRamp}
+	guards := pickGuards(rng, pool, nil, 3, PathRequest{}, r)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := pickPath(rng, pool, guards, PathRequest{Final: RoleExit, Port: 8333}, r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
