@@ -28,32 +28,14 @@ import (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if code == 0 {
-		if err := goleak.Find(leakIgnores()...); err != nil {
+		// No ignores: once every devnet is closed, no goroutine of libp2p,
+		// the DHT, quic-go or ours is left running.
+		if err := goleak.Find(); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: goroutines left after every node was closed: %v\n", err)
 			code = 1
 		}
 	}
 	os.Exit(code)
-}
-
-// leakIgnores lists goroutines that libp2p's dependencies start once per
-// process and never stop, whatever we close. Each was observed still running
-// after every Node.Close and Devnet.Close returned:
-//   - go-log's MirrorWriter fans log lines out for the process's lifetime;
-//   - opencensus' view worker is started by an init() in a metrics package
-//     that libp2p's resource manager imports;
-//   - quic-go's reuse garbage collector belongs to the process-wide
-//     connection manager's socket cache and exits on its own timer after the
-//     last transport closes, which is later than Close returns.
-func leakIgnores() []goleak.Option {
-	if os.Getenv("E2E_LEAK_STRICT") != "" {
-		return nil
-	}
-	return []goleak.Option{
-		goleak.IgnoreAnyFunction("github.com/ipfs/go-log/v2/writer.(*MirrorWriter).logRoutine"),
-		goleak.IgnoreAnyFunction("go.opencensus.io/stats/view.(*worker).start"),
-		goleak.IgnoreAnyFunction("github.com/libp2p/go-libp2p/p2p/transport/quicreuse.(*reuse).gc"),
-	}
 }
 
 // skipShort skips an end-to-end test under -short.
