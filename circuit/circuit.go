@@ -48,7 +48,8 @@ type Circuit struct {
 	keys  [cell.MaxHops]*onionKeys // &hops[i].onionKeys
 	nhops atomic.Int32
 
-	sendMu sync.Mutex // guards the hops' fwd layers and the order of cells sent
+	sendMu   sync.Mutex   // guards the hops' fwd layers and the order of cells sent
+	lastSent atomic.Int64 // unix nanos of the last RELAY cell sent
 
 	topMu [cell.MaxHops]sync.Mutex  // one TopUp per hop at a time
 	tmu   sync.Mutex                // guards topCh
@@ -202,8 +203,16 @@ func (c *Circuit) handleCell(_ *link, cl *cell.Cell) {
 	}
 }
 
-// linkClosed implements circEnd.
-func (c *Circuit) linkClosed(*link) { c.closeWith(cell.ReasonLinkClosed, true, false) }
+// linkClosed implements circEnd. It queues a nil cell behind the cells
+// the link already delivered, so that a DESTROY that came just before the
+// link closed gives the reason; if the queue is full it closes at once.
+func (c *Circuit) linkClosed(*link) {
+	select {
+	case c.in <- nil:
+	default:
+		c.closeWith(cell.ReasonLinkClosed, true, false)
+	}
+}
 
 // run is the circuit's owner goroutine.
 func (c *Circuit) run() {
@@ -211,6 +220,10 @@ func (c *Circuit) run() {
 	for {
 		select {
 		case cl := <-c.in:
+			if cl == nil {
+				c.closeWith(cell.ReasonLinkClosed, true, false)
+				return
+			}
 			err := c.handle(cl)
 			c.e.pool.Put(cl)
 			if err != nil {
@@ -358,6 +371,7 @@ func (c *Circuit) sendRelay(depth int, cmd cell.RelayCmd, stream uint16, data []
 		c.e.pool.Put(cl)
 		return err
 	}
+	c.lastSent.Store(time.Now().UnixNano())
 	return c.link.send(cl)
 }
 

@@ -55,6 +55,11 @@ type Limits struct {
 	// IdleTimeout destroys a relayed circuit that carried no cell for this
 	// long, and closes a link with no circuits after this long. Default 10m.
 	IdleTimeout time.Duration
+	// KeepAlive is how long a client circuit with open streams may send
+	// nothing before it sends a DROP to its last hop, so that relays do not
+	// destroy it as idle. Keep it well below relays' IdleTimeout (10m by
+	// default). Default 2m.
+	KeepAlive time.Duration
 	// WriteTimeout bounds each batched write to a link; a neighbour that
 	// stops reading for longer loses the link. Default 30s.
 	WriteTimeout time.Duration
@@ -81,6 +86,7 @@ func (l *Limits) setDefaults() {
 	defd(&l.BeginTimeout, 20*time.Second)
 	defd(&l.IdleTimeout, 10*time.Minute)
 	defd(&l.WriteTimeout, 30*time.Second)
+	defd(&l.KeepAlive, 2*time.Minute)
 }
 
 // BeginRequest is what the last hop of a circuit passes to Config.Begin.

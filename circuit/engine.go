@@ -304,7 +304,7 @@ func newCircuitID() uint64 {
 func (e *Engine) sweep() {
 	defer e.wg.Done()
 	lim := e.cfg.Limits
-	every := min(lim.IdleTimeout, lim.ExtendTimeout) / 4
+	every := min(lim.IdleTimeout, lim.ExtendTimeout, lim.KeepAlive) / 4
 	every = max(every, 10*time.Millisecond)
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -326,10 +326,17 @@ func (e *Engine) sweepOnce(now time.Time) {
 	e.mu.Lock()
 	for h := range e.hops {
 		switch {
-		case h.lastActive.Load() < idleBefore && !h.hasStreams():
+		case h.lastActive.Load() < idleBefore:
 			idle = append(idle, h)
 		case h.extendExpired(now):
 			stuck = append(stuck, h)
+		}
+	}
+	var quiet []*Circuit
+	keepBefore := now.Add(-lim.KeepAlive).UnixNano()
+	for c := range e.circuits {
+		if c.lastSent.Load() < keepBefore && c.NumStreams() > 0 {
+			quiet = append(quiet, c)
 		}
 	}
 	for _, m := range []map[peer.ID]*link{e.out, e.in} {
@@ -340,6 +347,11 @@ func (e *Engine) sweepOnce(now time.Time) {
 	e.mu.Unlock()
 	for _, h := range idle {
 		h.destroy(cell.ReasonTimeout, nil)
+	}
+	for _, c := range quiet {
+		// Keep-alive (PROTOCOL.md §3.4): an error means the circuit is
+		// closing anyway.
+		_ = c.sendToLast(cell.RelayDrop, 0, nil)
 	}
 	for _, h := range stuck {
 		h.destroy(cell.ReasonTimeout, nil)

@@ -3,7 +3,9 @@ package circuit
 import (
 	"errors"
 	"io"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/co-infuse/co-infuse/circuit/cell"
 )
@@ -75,5 +77,61 @@ func TestNewRequiresHost(t *testing.T) {
 	t.Parallel()
 	if _, err := New(Config{}); err == nil {
 		t.Fatal("New without Host succeeded")
+	}
+}
+
+// The sweeper destroys idle relayed circuits with reason timeout.
+func TestIdleSweep(t *testing.T) {
+	t.Parallel()
+	tn := newTestNet(t, 3, nil)
+	ctx := testCtx(t)
+	c := tn.build(ctx, 1, 2)
+	tn.engines[2].sweepOnce(time.Now().Add(time.Hour))
+	select {
+	case <-c.Done():
+	case <-ctx.Done():
+		t.Fatal("idle circuit survived the sweep")
+	}
+	if !errors.Is(c.Err(), ErrTimeout) {
+		t.Fatalf("circuit Err = %v, want ErrTimeout", c.Err())
+	}
+	waitFor(ctx, t, "relays to let go", func() bool {
+		return tn.engines[1].Stats().RelayCircuits == 0 && tn.engines[2].Stats().RelayCircuits == 0
+	})
+}
+
+// A client keeps a circuit with a quiet stream alive with DROP cells, so
+// relays with a short idle timeout do not reap it.
+func TestKeepAlive(t *testing.T) {
+	t.Parallel()
+	const idle = 400 * time.Millisecond
+	var drops atomic.Int32
+	tn := newTestNet(t, 3, func(i int, cfg *Config) {
+		cfg.Limits.IdleTimeout = idle
+		cfg.Limits.KeepAlive = idle / 8
+		if i == 2 {
+			cfg.Account = func([cell.CookieLen]byte, int) error { drops.Add(1); return nil }
+		}
+	})
+	srv := newTCPServer(t, echo)
+	ctx := testCtx(t)
+	c := tn.build(ctx, 1, 2)
+	s, err := c.Dial(ctx, cell.ServiceExit, srv.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	start := drops.Load()
+	// Wait for enough keep-alives to span three idle timeouts.
+	waitFor(ctx, t, "keep-alives", func() bool { return c.Err() != nil || drops.Load()-start >= 24 })
+	if c.Err() != nil {
+		t.Fatalf("quiet circuit was reaped: %v", c.Err())
+	}
+	if _, err := s.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(s, got); err != nil {
+		t.Fatal(err)
 	}
 }

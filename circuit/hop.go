@@ -467,20 +467,6 @@ func (h *hop) extend(pi peer.AddrInfo, msg1 []byte) {
 	_ = l.send(c)
 }
 
-// hasStreams reports whether the hop has open streams to destinations;
-// such a circuit is not idle however long its streams are quiet.
-func (h *hop) hasStreams() bool {
-	h.mu.Lock()
-	x := h.exit
-	h.mu.Unlock()
-	if x == nil {
-		return false
-	}
-	x.ep.mu.Lock()
-	defer x.ep.mu.Unlock()
-	return len(x.ep.streams) > 0 || x.ep.busy > 0
-}
-
 // extendExpired reports an EXTEND that got no CREATED in time.
 func (h *hop) extendExpired(now time.Time) bool {
 	h.mu.Lock()
