@@ -61,6 +61,8 @@ const (
 	// bootstrapWait bounds how long Start waits for the first routing
 	// table entry after connecting to bootstrap peers.
 	bootstrapWait = 10 * time.Second
+	// flushInterval is how often changed peer records are written to disk.
+	flushInterval = 5 * time.Second
 	// refindInterval spaces the DHT queries SelectPath makes on its own.
 	refindInterval = 30 * time.Second
 	// DefaultGuardUnlisted is how long a guard may be without a fresh advert

@@ -61,6 +61,7 @@ type Service struct {
 	bad          map[peer.ID]time.Time  // negative cache, bounded by maxBadPeers
 	own          *ownAdvert
 	lastFind     map[string]time.Time // SelectPath's own Finds; keys are roles and port classes only
+	dirty        map[peer.ID]bool     // peers to write (or delete) at the next flush; ⊆ peers ∪ evicted
 	ownSeq       uint64
 	republishing bool
 	rng          *rand.Rand
@@ -100,6 +101,7 @@ func New(h host.Host, priv crypto.PrivKey, cfg Config) (*Service, error) {
 		peers:    map[peer.ID]*peerState{},
 		bad:      map[peer.ID]time.Time{},
 		lastFind: map[string]time.Time{},
+		dirty:    map[peer.ID]bool{},
 		rng:      rand.New(rand.NewChaCha8(seed)),
 		cache:    c,
 	}
@@ -108,7 +110,53 @@ func New(h host.Host, priv crypto.PrivKey, cfg Config) (*Service, error) {
 		c.close()
 		return nil, err
 	}
+	if c != nil {
+		s.wg.Add(1)
+		go s.flushLoop()
+	}
 	return s, nil
+}
+
+// flushLoop writes dirty peer records to the cache every flushInterval and
+// once more when Close cancels s.ctx, so Report and accept never wait for
+// the disk while holding s.mu. Owned by the Service.
+func (s *Service) flushLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(flushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			s.flush()
+			return
+		case <-t.C:
+			s.flush()
+		}
+	}
+}
+
+// flush writes the dirty records in one transaction.
+func (s *Service) flush() {
+	s.mu.Lock()
+	if len(s.dirty) == 0 {
+		s.mu.Unlock()
+		return
+	}
+	batch := make(map[peer.ID]*peerRecord, len(s.dirty))
+	for id := range s.dirty {
+		if st := s.peers[id]; st != nil {
+			r := st.rec
+			batch[id] = &r
+		} else {
+			batch[id] = nil
+		}
+	}
+	clear(s.dirty)
+	c := s.cache
+	s.mu.Unlock()
+	if err := c.writePeers(batch); err != nil {
+		s.log.Warn("discovery cache write failed", "err", err)
+	}
 }
 
 // load fills peers and guards from the cache, re-verifying every advert.
@@ -328,9 +376,7 @@ func (s *Service) accept(env []byte, from peer.ID, observed ma.Multiaddr) (Adver
 	}
 	st.ad = &ad
 	delete(s.bad, ad.Peer)
-	if err := s.cache.putPeer(ad.Peer, &st.rec); err != nil {
-		s.log.Warn("discovery cache write failed", "err", err)
-	}
+	s.dirty[ad.Peer] = true
 	return ad.Clone(), nil
 }
 
@@ -360,9 +406,7 @@ func (s *Service) evictLocked() {
 		}
 	}
 	delete(s.peers, victim)
-	if err := s.cache.deletePeer(victim); err != nil {
-		s.log.Warn("discovery cache delete failed", "err", err)
-	}
+	s.dirty[victim] = true // absent from peers: deleted at the next flush
 }
 
 func (s *Service) isGuardLocked(id peer.ID) bool {
@@ -420,9 +464,7 @@ func (s *Service) Report(p peer.ID, ok bool) {
 		st.rec.Fail++
 		st.rec.LastFail = now
 	}
-	if err := s.cache.putPeer(p, &st.rec); err != nil {
-		s.log.Warn("discovery cache write failed", "err", err)
-	}
+	s.dirty[p] = true
 }
 
 // PeerStatus is what Known reports of one peer (for `co-infuse peers`).

@@ -103,22 +103,31 @@ func (c *cache) loadPeers() (map[peer.ID]*peerRecord, error) {
 	return out, err
 }
 
-func (c *cache) putPeer(id peer.ID, r *peerRecord) error {
+// writePeers stores each record, or deletes the peer where it is nil, in one
+// transaction.
+func (c *cache) writePeers(recs map[peer.ID]*peerRecord) error {
 	if c == nil {
 		return nil
 	}
-	v, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	return c.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketPeers).Put([]byte(id), v) })
-}
-
-func (c *cache) deletePeer(id peer.ID) error {
-	if c == nil {
+	return c.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketPeers)
+		for id, r := range recs {
+			if r == nil {
+				if err := b.Delete([]byte(id)); err != nil {
+					return err
+				}
+				continue
+			}
+			v, err := json.Marshal(r)
+			if err != nil {
+				return err
+			}
+			if err := b.Put([]byte(id), v); err != nil {
+				return err
+			}
+		}
 		return nil
-	}
-	return c.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketPeers).Delete([]byte(id)) })
+	})
 }
 
 func (c *cache) loadGuards() ([]guardEntry, error) {
