@@ -52,6 +52,8 @@ type Mint struct {
 	// afterSign, if set (tests), runs after signing and before the
 	// signatures are stored; an error aborts the request like a crash.
 	afterSign func() error
+	// beforeRead, if set (tests), runs when a handler starts reading.
+	beforeRead func()
 }
 
 type openQuote struct {
@@ -249,7 +251,14 @@ func (m *Mint) handleStream(s network.Stream) {
 	s.SetDeadline(time.Now().Add(m.cfg.StreamTimeout))
 	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.StreamTimeout)
 	defer cancel()
+	// Stop cancels m.ctx: reset the stream so a read or write blocked on a
+	// slow peer ends now, not at the deadline.
+	stop := context.AfterFunc(m.ctx, func() { s.Reset() })
+	defer stop()
 
+	if m.beforeRead != nil {
+		m.beforeRead()
+	}
 	req, err := voucher.ReadMessage(s)
 	if err != nil {
 		m.log.Debug("bad mint request", "err", err)

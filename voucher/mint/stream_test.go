@@ -90,3 +90,47 @@ func TestStreams(t *testing.T) {
 		t.Fatal("stopped mint answered")
 	}
 }
+
+// TestStopResetsSlowStreams: a peer that opens a stream and sends nothing
+// does not hold Stop until the stream deadline.
+func TestStopResetsSlowStreams(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	srv, cli := loopbackHost(t), loopbackHost(t)
+	f.cfg.Host = srv
+	f.cfg.StreamTimeout = time.Hour
+	m := f.open(t)
+	reading := make(chan struct{}, 1)
+	m.beforeRead = func() { reading <- struct{}{} }
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := cli.Connect(ctx, peer.AddrInfo{ID: srv.ID(), Addrs: srv.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := cli.NewStream(ctx, srv.ID(), protocol.ID(voucher.ProtocolID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Reset()
+	if _, err := s.Write([]byte{0, 0}); err != nil { // half a length prefix
+		t.Fatal(err)
+	}
+	select { // the handler is blocked reading
+	case <-reading:
+	case <-ctx.Done():
+		t.Fatal("handler never ran")
+	}
+	done := make(chan error, 1)
+	go func() { done <- m.Stop() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Stop blocked on a silent stream")
+	}
+}
