@@ -51,6 +51,27 @@ func testIsolation(t *testing.T, d *Devnet) {
 		checkPath(t, d, b, 3)
 	})
 
+	// HTTP CONNECT isolates on Proxy-Authorization the same way.
+	t.Run("curl http connect", func(t *testing.T) {
+		t.Parallel()
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		px := "http://" + d.Client.HTTPAddr().String()
+		var ids []uint64
+		for _, cred := range []string{"iso-h:1", "iso-h:1", "iso-i:2"} {
+			mustCurl(ctx, t, "--max-time", "50", "-p", "-x", px, "--proxy-user", cred, url)
+			user := cred[:len(cred)-2]
+			c, ok := circuitFor(d.Client, user)
+			if !ok {
+				t.Fatalf("no circuit for %q after its CONNECT; table: %+v", user, d.Client.Circuits())
+			}
+			ids = append(ids, c.ID)
+		}
+		if ids[0] != ids[1] || ids[2] == ids[0] {
+			t.Fatalf("circuits for iso-h:1, iso-h:1, iso-i:2 were %v; want the first two equal and the third different", ids)
+		}
+	})
+
 	// Streams held open show on the circuit of their own pair, and a pair
 	// differing only in the password is isolated too (Tor's
 	// IsolateSOCKSAuth keys on both).

@@ -286,7 +286,7 @@ func socksConnect(ctx context.Context, addr, user, pass, host string, port uint1
 }
 
 // hostPort splits a loopback address into host and numeric port.
-func hostPort(t *testing.T, a net.Addr) (string, uint16) {
+func hostPort(t testing.TB, a net.Addr) (string, uint16) {
 	t.Helper()
 	h, p, err := net.SplitHostPort(a.String())
 	if err != nil {
