@@ -104,11 +104,11 @@ func TestIdleSweep(t *testing.T) {
 // relays with a short idle timeout do not reap it.
 func TestKeepAlive(t *testing.T) {
 	t.Parallel()
-	const idle = 400 * time.Millisecond
+	const idle = time.Second
 	var drops atomic.Int32
 	tn := newTestNet(t, 3, func(i int, cfg *Config) {
 		cfg.Limits.IdleTimeout = idle
-		cfg.Limits.KeepAlive = idle / 8
+		cfg.Limits.KeepAlive = idle / 10
 		if i == 2 {
 			cfg.Account = func([cell.CookieLen]byte, int) error { drops.Add(1); return nil }
 		}
@@ -122,8 +122,8 @@ func TestKeepAlive(t *testing.T) {
 	}
 	defer s.Close()
 	start := drops.Load()
-	// Wait for enough keep-alives to span three idle timeouts.
-	waitFor(ctx, t, "keep-alives", func() bool { return c.Err() != nil || drops.Load()-start >= 24 })
+	// Wait for enough keep-alives to span 2.5 idle timeouts.
+	waitFor(ctx, t, "keep-alives", func() bool { return c.Err() != nil || drops.Load()-start >= 25 })
 	if c.Err() != nil {
 		t.Fatalf("quiet circuit was reaped: %v", c.Err())
 	}
