@@ -15,17 +15,9 @@ func (s *Service) snapshotLocked(now time.Time) []*candidate {
 		if st.ad == nil || !st.ad.Fresh(now) {
 			continue
 		}
-		c := &candidate{
-			ad:        st.ad,
-			firstSeen: st.rec.FirstSeen,
-			ok:        st.rec.OK,
-			fail:      st.rec.Fail,
-			lastFail:  st.rec.LastFail,
-		}
-		c.groups = groupsOf(st.ad.Addrs...)
-		if st.observed != nil {
-			c.groups = append(c.groups, groupsOf(st.observed)...)
-		}
+		c := newCandidate(st.ad, st.observed)
+		c.firstSeen = st.rec.FirstSeen
+		c.ok, c.fail, c.lastFail = st.rec.OK, st.rec.Fail, st.rec.LastFail
 		out = append(out, c)
 	}
 	return out

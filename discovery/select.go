@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 )
 
 // PathRequest asks SelectPath for a path.
@@ -27,6 +28,24 @@ type PathRequest struct {
 	Exclude []peer.ID
 }
 
+// newCandidate builds the selection view of ad; observed is the address we
+// reached the node on (nil if unknown).
+func newCandidate(ad *Advert, observed ma.Multiaddr) *candidate {
+	c := &candidate{ad: ad, groups: groupsOf(ad.Addrs...)}
+	if observed != nil {
+		if g, ok := groupOf(observed); ok {
+			c.home, c.hasHome = g, true
+			if !slices.Contains(c.groups, g) {
+				c.groups = append(c.groups, g)
+			}
+		}
+	}
+	if !c.hasHome && len(c.groups) > 0 {
+		c.home, c.hasHome = c.groups[0], true
+	}
+	return c
+}
+
 // candidate is one verified advert plus what this client observed of it.
 // Values are snapshots owned by the selection call.
 type candidate struct {
@@ -34,6 +53,13 @@ type candidate struct {
 	// groups are the /16 (/32) networks of the advertised addresses and of
 	// the address we actually reached the node on.
 	groups []netGroup
+	// home is the network the weight split counts the node in: the one we
+	// reached it on if known (it cannot lie about that), else its first
+	// advertised one. A node advertising addresses in other networks thus
+	// only excludes itself from paths, and cannot dilute others' weight.
+	home netGroup
+	// hasHome tells whether home is set.
+	hasHome bool
 	// firstSeen is when this client first verified an advert of the peer.
 	firstSeen time.Time
 	// ok and fail count Report results.
@@ -122,7 +148,7 @@ func (c *candidate) weight(role Role, req *PathRequest, r *selectRules) float64 
 }
 
 // pickWeighted picks one of pool for role, not conflicting with chosen. The
-// weights of nodes sharing a network are split between them (unless the
+// weights of nodes sharing a home network are split between them (unless the
 // same-network rule is off), so a thousand nodes in one /16 weigh as one.
 func pickWeighted(rng *rand.Rand, pool []*candidate, role Role, req *PathRequest, r *selectRules, chosen []*candidate) *candidate {
 	var elig []*candidate
@@ -147,8 +173,8 @@ func pickWeighted(rng *rand.Rand, pool []*candidate, role Role, req *PathRequest
 	share := map[netGroup]int{}
 	if !r.allowSameNetwork {
 		for _, c := range elig {
-			for _, g := range c.groups {
-				share[g]++
+			if c.hasHome {
+				share[c.home]++
 			}
 		}
 	}
@@ -156,11 +182,9 @@ func pickWeighted(rng *rand.Rand, pool []*candidate, role Role, req *PathRequest
 	var sum float64
 	for i, c := range elig {
 		w[i] = c.weight(role, req, r)
-		n := 1
-		for _, g := range c.groups {
-			n = max(n, share[g])
+		if c.hasHome && share[c.home] > 1 {
+			w[i] /= float64(share[c.home])
 		}
-		w[i] /= float64(n)
 		sum += w[i]
 	}
 	x := rng.Float64() * sum

@@ -43,12 +43,10 @@ func synthPool(t testing.TB, n int, sameNet, sameFam bool) (pool []*candidate, g
 			roles = append(roles, RoleExit)
 		}
 		ad, _ := synthAdvert(t, i, ip, roles, fam)
-		pool = append(pool, &candidate{
-			ad:        &ad,
-			groups:    groupsOf(ad.Addrs...),
-			firstSeen: testEpoch.Add(-time.Duration(i%30) * 24 * time.Hour),
-			ok:        uint32(i % 7),
-		})
+		c := newCandidate(&ad, nil)
+		c.firstSeen = testEpoch.Add(-time.Duration(i%30) * 24 * time.Hour)
+		c.ok = uint32(i % 7)
+		pool = append(pool, c)
 	}
 	return pool, group
 }
@@ -120,7 +118,7 @@ func TestPathRules(t *testing.T) {
 		narrow := pool[0]
 		ad := narrow.ad.Clone()
 		ad.ExitPorts = []PortRange{{8333, 8333}}
-		narrow = &candidate{ad: &ad, groups: narrow.groups, firstSeen: narrow.firstSeen}
+		narrow = newCandidate(&ad, nil)
 		p2 := append([]*candidate{narrow}, pool[1:]...)
 		for _, c := range p2[1:] {
 			if c.ad.HasRole(RoleExit) {
@@ -147,7 +145,8 @@ func TestPathRules(t *testing.T) {
 	})
 	t.Run("price cap and failures", func(t *testing.T) {
 		failed := pool[5]
-		failed = &candidate{ad: failed.ad, groups: failed.groups, firstSeen: failed.firstSeen, fail: 1, lastFail: testEpoch.Add(-time.Minute)}
+		failed = newCandidate(failed.ad, nil)
+		failed.fail, failed.lastFail = 1, testEpoch.Add(-time.Minute)
 		p2 := slices.Clone(pool)
 		p2[5] = failed
 		rng := rand.New(rand.NewPCG(3, 3))
@@ -214,5 +213,39 @@ func TestGroupOf(t *testing.T) {
 	}
 	if _, ok := groupOf(ma.StringCast("/dns4/example.invalid/tcp/1")); ok {
 		t.Fatal("dns address has a group")
+	}
+}
+
+// TestWeightSplitUsesObservedNetwork: a node that advertises an address in
+// an honest node's /16 does not dilute that node's weight; nodes really in
+// one /16 (by the address we reached them on) share one node's weight.
+func TestWeightSplitUsesObservedNetwork(t *testing.T) {
+	t.Parallel()
+	r := &selectRules{now: testEpoch, failBackoff: time.Minute}
+	honestAd, _ := synthAdvert(t, 1, "50.1.0.1", []Role{RoleRelay}, nil)
+	honest := newCandidate(&honestAd, ma.StringCast("/ip4/50.1.0.1/tcp/4001"))
+	pool := []*candidate{honest}
+	for i := 0; i < 9; i++ {
+		ad, _ := synthAdvert(t, 100+i, "60.1.0.1", []Role{RoleRelay}, nil)
+		// Claims the honest node's /16 too, but lives in 60.1/16.
+		ad.Addrs = append(ad.Addrs, ma.StringCast("/ip4/50.1.9.9/tcp/1"))
+		ad.CapacityKBps = honestAd.CapacityKBps
+		pool = append(pool, newCandidate(&ad, ma.StringCast("/ip4/60.1.0.2/tcp/4001")))
+	}
+	rng := rand.New(rand.NewPCG(5, 5))
+	hits := 0
+	const n = 4000
+	for i := 0; i < n; i++ {
+		if pickWeighted(rng, pool, RoleRelay, &PathRequest{}, r, nil) == honest {
+			hits++
+		}
+	}
+	// Honest weight 1 against nine liars sharing one weight: about half.
+	if hits < n*40/100 || hits > n*60/100 {
+		t.Fatalf("honest node picked %d of %d times, want about half", hits, n)
+	}
+	// And the liars never share a path with it.
+	if !conflicts(honest, pool[1], r) {
+		t.Fatal("a node claiming the honest node's /16 may share its path")
 	}
 }

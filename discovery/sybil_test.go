@@ -30,7 +30,7 @@ func sybilNet(t testing.TB, oneNet bool, attackerAge time.Duration) (pool []*can
 			roles = append(roles, RoleExit)
 		}
 		ad, _ := synthAdvert(t, 1000+i, ip, roles, nil)
-		c := &candidate{ad: &ad, groups: groupsOf(ad.Addrs...)}
+		c := newCandidate(&ad, nil)
 		if attacker {
 			bad[ad.Peer] = true
 			for _, r := range roles {
