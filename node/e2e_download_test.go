@@ -77,3 +77,17 @@ func checkPath(t *testing.T, d *Devnet, c CircuitInfo, hops int) {
 		t.Fatalf("circuit %d ends at %s with roles %v, not an exit", c.ID, c.Path[hops-1], last.cfg.Roles)
 	}
 }
+
+// testNameResolvedAtExit fetches the demo page by the name "localhost" over
+// SOCKS5 with remote resolution: the exit resolves it (devnet exits allow
+// loopback), the client never does.
+func testNameResolvedAtExit(t *testing.T, d *Devnet) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	_, port := hostPort(t, d.WebAddr)
+	r := mustCurl(ctx, t, "--max-time", "50", "--socks5-hostname", d.Client.SOCKSAddr().String(),
+		"--proxy-user", "by-name:1", fmt.Sprintf("http://localhost:%d/", port))
+	if !strings.HasPrefix(r.stdout, "Hello from the co-infuse devnet") {
+		t.Fatalf("page for localhost: %q", r.stdout)
+	}
+}

@@ -50,6 +50,17 @@ func TestE2EExitPolicyRefusesLoopback(t *testing.T) {
 		}
 	})
 
+	// A name that resolves to loopback at the exit is refused too: the
+	// policy applies to the resolved address, not only to IP literals.
+	t.Run("curl socks5 localhost name", func(t *testing.T) {
+		_, port := hostPort(t, d.WebAddr)
+		r := runCurl(ctx, t, "--max-time", "60", "--socks5-hostname", socks, "--proxy-user", "pol-name:1",
+			fmt.Sprintf("http://localhost:%d/", port))
+		if r.code != 97 || !strings.Contains(r.stderr, "(2)") {
+			t.Fatalf("curl to localhost by name: %v; want exit 97 and SOCKS reply (2)", r)
+		}
+	})
+
 	t.Run("raw socks5 reply", func(t *testing.T) {
 		host, port := hostPort(t, d.WebAddr)
 		for _, user := range []string{"", "pol-raw"} {

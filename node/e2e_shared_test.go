@@ -14,6 +14,7 @@ func TestE2EDevnet(t *testing.T) {
 		t.Fatalf("devnet has %d nodes, want at least 6", len(d.Nodes))
 	}
 	t.Run("Download50MiB", func(t *testing.T) { t.Parallel(); testDownload50MiB(t, d) })
+	t.Run("NameResolvedAtExit", func(t *testing.T) { t.Parallel(); testNameResolvedAtExit(t, d) })
 	t.Run("Isolation", func(t *testing.T) { t.Parallel(); testIsolation(t, d) })
 	t.Run("Garbage", func(t *testing.T) { t.Parallel(); testGarbage(t, d) })
 	t.Run("BtcdThroughProxy", func(t *testing.T) { t.Parallel(); testBtcdThroughProxy(t, d) })
