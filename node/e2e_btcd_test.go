@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -84,7 +87,33 @@ func testBtcdThroughProxy(t *testing.T, d *Devnet) {
 		t.Fatalf("no circuit with an open stream for btcd B's proxy user: %+v", d.Client.Circuits())
 	}
 	checkPath(t, d, c, 3)
+	// Neither daemon mentions an address off loopback in its log: no
+	// seeds, no discovered peers, no external address. (B's log does name
+	// its peer A, so the scan reads the right text.)
+	if !strings.Contains(b.logTail(), loopbackAddr(aP2P)) {
+		t.Fatalf("btcd B's log never names its peer %s:\n%s", loopbackAddr(aP2P), b.logTail())
+	}
+	for _, p := range []*btcdProc{a, b} {
+		if ips := offLoopbackIPs(p.logTail()); len(ips) > 0 {
+			t.Fatalf("btcd log %s mentions non-loopback addresses %v", p.logPath, ips)
+		}
+	}
 	t.Logf("btcd B synced %d blocks from A over circuit %d %v", got, c.ID, c.Path)
+}
+
+// ipv4Re finds dotted IPv4 addresses in log text.
+var ipv4Re = regexp.MustCompile(`\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b`)
+
+// offLoopbackIPs returns the IP addresses in log that are neither loopback
+// nor unspecified.
+func offLoopbackIPs(log string) []string {
+	var out []string
+	for _, s := range ipv4Re.FindAllString(log, -1) {
+		if a, err := netip.ParseAddr(s); err == nil && !a.IsLoopback() && !a.IsUnspecified() {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // btcdProc is one btcd process owned by a test; Cleanup stops it.
@@ -100,8 +129,8 @@ func (p *btcdProc) logTail() string {
 	if err != nil {
 		return err.Error()
 	}
-	if len(b) > 3000 {
-		b = b[len(b)-3000:]
+	if len(b) > 64<<10 {
+		b = b[len(b)-64<<10:]
 	}
 	return string(b)
 }
