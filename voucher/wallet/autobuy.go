@@ -84,7 +84,14 @@ func (w *Wallet) topUp(ctx context.Context) {
 		if err != nil || used >= limit {
 			return
 		}
-		want = min(want, limit-used)
+		rem := limit - used
+		want = min(want, rem)
+		for want > 0 && want+uint64(w.feeLimit(want)) > rem {
+			want--
+		}
+		if want == 0 {
+			return
+		}
 		if _, err := w.Buy(ctx, n, want); err != nil {
 			// Misbehaviour was penalised inside Buy; a node that refuses
 			// or prices itself out is not asked again every interval.

@@ -160,7 +160,7 @@ func (w *Wallet) checkBudget(sats uint64) error {
 	if err != nil {
 		return fmt.Errorf("buy: %w", err)
 	}
-	if used+sats > limit {
+	if used+sats+uint64(w.feeLimit(sats)) > limit {
 		return fmt.Errorf("buy %d sats with %d of %d used: %w", sats, used, limit, ErrBudget)
 	}
 	return nil
@@ -177,7 +177,7 @@ func (w *Wallet) storeQuote(id [voucher.QuoteIDSize]byte, rec *purchaseRecord, v
 		if err != nil {
 			return err
 		}
-		if used+rec.Amount > w.cfg.DailyBudgetSat {
+		if used+rec.cost() > w.cfg.DailyBudgetSat {
 			return fmt.Errorf("buy %d sats with %d of %d used: %w", rec.Amount, used, w.cfg.DailyBudgetSat, ErrBudget)
 		}
 		pb := tx.Bucket(bucketPurchases)

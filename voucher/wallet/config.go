@@ -53,8 +53,9 @@ type Config struct {
 	// MaxPriceMsatPerMB is the highest service price the wallet buys
 	// vouchers for. Default 100000 msat/MB.
 	MaxPriceMsatPerMB uint64
-	// DailyBudgetSat caps the sats spent on vouchers (fees not included) in
-	// any rolling 24 hours. Default 10000.
+	// DailyBudgetSat caps the sats spent on vouchers in any rolling 24
+	// hours, counting each purchase at its amount plus its routing-fee
+	// limit (the most it can cost). Default 10000.
 	DailyBudgetSat uint64
 	// FeeLimitPPM is the routing fee limit as parts per million of the
 	// amount. Default 10000 (1 %).

@@ -66,8 +66,8 @@ func TestCrashRecovery(t *testing.T) {
 			if _, err := w.Buy(ctxT(t), e.node, 11); !errors.Is(err, tc.wantErr) {
 				t.Fatalf("Buy: %v, want %v", err, tc.wantErr)
 			}
-			if used, _, _ := w.BudgetUsed(); used != 11 {
-				t.Fatalf("interrupted purchase counts %d against the budget, want 11", used)
+			if used, _, _ := w.BudgetUsed(); used != 11+1 { // amount + fee limit
+				t.Fatalf("interrupted purchase counts %d against the budget, want 12", used)
 			}
 			w.Stop()
 			if tc.heal != nil {
@@ -174,7 +174,7 @@ func TestUnpaidQuoteExpires(t *testing.T) {
 	if err := w.Resume(ctxT(t)); !errors.Is(err, voucher.ErrNotPaid) {
 		t.Fatalf("Resume just after expiry: %v, want ErrNotPaid", err)
 	}
-	if used, _, _ := w.BudgetUsed(); used != 3 {
+	if used, _, _ := w.BudgetUsed(); used != 3+1 {
 		t.Fatalf("budget used %d before the purchase is void", used)
 	}
 	e.clk.Advance(24 * time.Hour)
@@ -216,7 +216,8 @@ func TestAutoBuy(t *testing.T) {
 		b, _ := w.Balances()
 		return b[e.node].Available == 20
 	})
-	// Spend 15: the balance drops below 10 and is topped up to 20 again.
+	// Spend 15 (the vouchers are 16+4, so all 20 go): the balance drops
+	// below 10 and is topped up to 20 again.
 	vs, err := w.Reserve(e.node, 15)
 	if err != nil {
 		t.Fatal(err)
@@ -228,7 +229,8 @@ func TestAutoBuy(t *testing.T) {
 		b, _ := w.Balances()
 		return b[e.node].Available == 20
 	})
-	// Spend everything: only 50-40 = 10 sats of budget are left.
+	// Spend everything: of the budget, 50-(20+1)-(20+1) = 8 sats are left,
+	// enough for 7 sats plus a 1-sat fee limit.
 	vs, err = w.Reserve(e.node, 20)
 	if err != nil {
 		t.Fatal(err)
@@ -236,7 +238,7 @@ func TestAutoBuy(t *testing.T) {
 	w.MarkSpent(vs)
 	waitFor(t, func() bool {
 		b, _ := w.Balances()
-		return b[e.node].Available == 10 && b[e.node].Pending == 0
+		return b[e.node].Available == 7 && b[e.node].Pending == 0
 	})
 	if used, _, _ := w.BudgetUsed(); used != 50 {
 		t.Fatalf("budget used %d, want 50", used)

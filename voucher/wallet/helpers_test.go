@@ -146,6 +146,7 @@ func newEnvAt(t *testing.T, offset time.Duration) *env {
 			return Published{Payee: e.ln.PayeeHex(), Keysets: e.mint.Keysets(), PriceMsatPerMB: e.price}, nil
 		},
 		DailyBudgetSat:   200,
+		MinFeeLimitSat:   1, // fee limit 1 sat for small test amounts
 		TargetBalanceSat: 20,
 		Now:              e.clk.Now,
 		SettleWait:       5 * time.Second,

@@ -94,6 +94,10 @@ type purchaseRecord struct {
 	FeeLimitSat int64
 }
 
+// cost is what the purchase may take from the budget: the amount plus the
+// routing-fee limit (PayInvoice does not report the fee actually paid).
+func (r *purchaseRecord) cost() uint64 { return r.Amount + uint64(max(r.FeeLimitSat, 0)) }
+
 type voucherRecord struct {
 	State       VoucherState
 	Node        peer.ID

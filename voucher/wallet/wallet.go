@@ -213,7 +213,8 @@ func (w *Wallet) Balances() (map[peer.ID]Balance, error) {
 }
 
 // BudgetUsed returns the sats committed to purchases in the last 24 hours
-// (quoted, paid or done; expired purchases do not count) and the limit.
+// (quoted, paid or done, each at amount plus fee limit; expired purchases
+// do not count) and the limit.
 func (w *Wallet) BudgetUsed() (usedSat, limitSat uint64, err error) {
 	err = w.db.View(func(tx *bolt.Tx) error {
 		usedSat, err = w.budgetUsedTx(tx)
@@ -232,7 +233,7 @@ func (w *Wallet) budgetUsedTx(tx *bolt.Tx) (uint64, error) {
 			return err
 		}
 		if r.State != PurchaseExpired && r.Created.After(since) {
-			used += r.Amount
+			used += r.cost()
 		}
 		return nil
 	})

@@ -78,7 +78,7 @@ func TestBuyReserveRedeem(t *testing.T) {
 		t.Fatalf("overdraw: %v", err)
 	}
 	used, limit, _ := w.BudgetUsed()
-	if used != 15 || limit != 200 {
+	if used != 15+1 || limit != 200 { // amount + fee limit
 		t.Fatalf("budget %d/%d", used, limit)
 	}
 	recent, _ := w.RecentPurchases(10)
