@@ -274,3 +274,28 @@ func mustHex(s string) []byte {
 	}
 	return b
 }
+
+// FuzzOpenBackward feeds arbitrary bodies to a client with three hops: it
+// must never panic, and anything it accepts must name a hop of the path
+// and a region inside the body.
+func FuzzOpenBackward(f *testing.F) {
+	for _, v := range defaultVectors() {
+		if v.Direction == "backward" {
+			f.Add(mustHex(v.Body))
+		}
+	}
+	f.Add(make([]byte, cell.BodyLen))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		body = append(bytes.Clone(body), make([]byte, max(0, cell.BodyLen-len(body)))...)[:cell.BodyLen]
+		k, region, err := openBackward(vectorKeys(3), body)
+		if err != nil {
+			if !errors.Is(err, ErrProtocol) {
+				t.Fatalf("error %v is not a protocol error", err)
+			}
+			return
+		}
+		if k < 1 || k > 3 || len(region) != cell.PayloadLen(k) {
+			t.Fatalf("accepted hop %d with a %d-byte region", k, len(region))
+		}
+	})
+}
