@@ -36,6 +36,10 @@ type Limits struct {
 	// MaxCircuitsPerPeer is the most relayed circuits one neighbour may
 	// have created through us. Default 1024.
 	MaxCircuitsPerPeer int
+	// MaxPendingCreates is the most CREATEs being admitted and
+	// handshaken at once (each holds a goroutine); more are refused with
+	// DESTROY reason resource limit. Default 256.
+	MaxPendingCreates int
 	// MaxStreamsPerCircuit is the most open streams on one circuit, at the
 	// client (Dial fails) and at the last hop (BEGIN gets END resource
 	// limit). Default 64. Each stream may buffer up to 512 cells (§5.2).
@@ -80,6 +84,7 @@ func (l *Limits) setDefaults() {
 	def(&l.MaxCircuits, 16384)
 	def(&l.MaxCircuitsPerPeer, 1024)
 	def(&l.MaxStreamsPerCircuit, 64)
+	def(&l.MaxPendingCreates, 256)
 	def(&l.MaxLinkQueue, 256)
 	defd(&l.CreateTimeout, 10*time.Second)
 	defd(&l.ExtendTimeout, 15*time.Second)

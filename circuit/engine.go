@@ -44,6 +44,7 @@ type Engine struct {
 	dials     map[peer.ID]*linkDial
 	hops      map[*hop]struct{}
 	perPeer   map[peer.ID]int // relayed circuits by previous hop
+	creating  int             // CREATEs in accept
 	circuits  map[*Circuit]struct{}
 	sweepDone chan struct{}
 }

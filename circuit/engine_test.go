@@ -1,6 +1,7 @@
 package circuit
 
 import (
+	"context"
 	"errors"
 	"io"
 	"sync/atomic"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/co-infuse/co-infuse/circuit/cell"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // Closing engines in the middle of transfers leaves nothing behind (the
@@ -133,5 +135,44 @@ func TestKeepAlive(t *testing.T) {
 	got := make([]byte, 4)
 	if _, err := io.ReadFull(s, got); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// CREATEs waiting in Admit are capped: one more is refused at once.
+func TestPendingCreatesCapped(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	tn := newTestNet(t, 2, func(i int, cfg *Config) {
+		cfg.Limits.MaxPendingCreates = 1
+		cfg.Admit = func(ctx context.Context, _ peer.ID, depth int) error {
+			if depth != 1 {
+				return ErrProtocol
+			}
+			entered <- struct{}{}
+			select {
+			case <-release:
+				return nil
+			case <-ctx.Done():
+				return ErrTimeout
+			}
+		}
+	})
+	ctx := testCtx(t)
+	first := make(chan error, 1)
+	go func() {
+		c, err := tn.engines[0].Build(ctx, tn.path(1))
+		if err == nil {
+			_ = c.Close()
+		}
+		first <- err
+	}()
+	<-entered
+	if _, err := tn.engines[0].Build(ctx, tn.path(1)); !errors.Is(err, ErrResourceLimit) {
+		t.Fatalf("second build = %v, want ErrResourceLimit", err)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatalf("first build = %v", err)
 	}
 }

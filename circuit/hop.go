@@ -73,7 +73,8 @@ func (e *Engine) handleCreate(l *link, c *cell.Cell) {
 	h.lastActive.Store(time.Now().UnixNano())
 	lim := e.cfg.Limits
 	e.mu.Lock()
-	if e.closed || len(e.hops) >= lim.MaxCircuits || e.perPeer[l.peer] >= lim.MaxCircuitsPerPeer {
+	if e.closed || len(e.hops) >= lim.MaxCircuits || e.perPeer[l.peer] >= lim.MaxCircuitsPerPeer ||
+		e.creating >= lim.MaxPendingCreates {
 		e.mu.Unlock()
 		l.sendDestroy(id, cell.ReasonResource)
 		return
@@ -89,6 +90,7 @@ func (e *Engine) handleCreate(l *link, c *cell.Cell) {
 	}
 	e.hops[h] = struct{}{}
 	e.perPeer[l.peer]++
+	e.creating++
 	e.wg.Add(1)
 	e.mu.Unlock()
 	go h.accept(hs)
@@ -98,6 +100,11 @@ func (e *Engine) handleCreate(l *link, c *cell.Cell) {
 func (h *hop) accept(msg1 []byte) {
 	e := h.e
 	defer e.wg.Done()
+	defer func() {
+		e.mu.Lock()
+		e.creating--
+		e.mu.Unlock()
+	}()
 	if e.cfg.Admit != nil {
 		ctx, cancel := context.WithTimeout(e.ctx, e.cfg.Limits.CreateTimeout)
 		err := e.cfg.Admit(ctx, h.prev.peer, h.depth)

@@ -149,6 +149,7 @@ func TestIdleCircuitMemory(t *testing.T) {
 			tn := newTestNet(t, 3, func(i int, cfg *Config) {
 				cfg.Limits.MaxCircuits = 2 * n
 				cfg.Limits.MaxCircuitsPerPeer = 2 * n
+				cfg.Limits.MaxPendingCreates = 2 * n
 				cfg.Limits.ExtendTimeout = 5 * time.Minute
 				cfg.Limits.CreateTimeout = 5 * time.Minute
 			})
