@@ -24,6 +24,7 @@ const (
 	rpcListChannels   = "/lnrpc.Lightning/ListChannels"
 	rpcChannelBalance = "/lnrpc.Lightning/ChannelBalance"
 	rpcWalletBalance  = "/lnrpc.Lightning/WalletBalance"
+	rpcQueryRoutes    = "/lnrpc.Lightning/QueryRoutes"
 )
 
 // permissionFor is the macaroon permission LND requires for each RPC we use
@@ -36,7 +37,7 @@ func permissionFor(method string) string {
 		return "invoices:write"
 	case rpcLookupInvoice:
 		return "invoices:read"
-	case rpcDecodePayReq, rpcTrackPaymentV2, rpcListChannels, rpcChannelBalance:
+	case rpcDecodePayReq, rpcTrackPaymentV2, rpcListChannels, rpcChannelBalance, rpcQueryRoutes:
 		return "offchain:read"
 	case rpcSendPaymentV2:
 		return "offchain:write"
@@ -119,6 +120,13 @@ func classify(method string, cfg Config, err error) error {
 
 	case st.Code() == codes.NotFound && method == rpcLookupInvoice:
 		return fmt.Errorf("lnd %s: %w", name, ErrInvoiceNotFound)
+
+	case method == rpcQueryRoutes && strings.Contains(lower, "insufficient local balance"):
+		return fmt.Errorf("lnd %s: %w: %s", name, ErrInsufficientBalance, msg)
+
+	case method == rpcQueryRoutes && (strings.Contains(lower, "unable to find a path") ||
+		strings.Contains(lower, "no route")):
+		return fmt.Errorf("lnd %s: %w: %s", name, ErrNoRoute, msg)
 
 	case method == rpcDecodePayReq:
 		return fmt.Errorf("lnd %s: %w: %s", name, ErrBadInvoice, msg)

@@ -68,10 +68,14 @@ func TestClassify(t *testing.T) {
 		{"bad payreq", rpcDecodePayReq,
 			status.Error(codes.Unknown, "invoice not for current active network 'regtest'"),
 			ErrBadInvoice, []string{"regtest"}},
+		{"query no path", rpcQueryRoutes,
+			status.Error(codes.Unknown, "unable to find a path to destination"), ErrNoRoute, nil},
+		{"query no balance", rpcQueryRoutes,
+			status.Error(codes.Unknown, "insufficient local balance"), ErrInsufficientBalance, nil},
 		{"other", rpcAddInvoice, status.Error(codes.Internal, "boom"), nil, []string{"AddInvoice", "boom"}},
 		{"not grpc", rpcAddInvoice, errors.New("plain"), nil, []string{"AddInvoice", "plain"}},
 	}
-	sentinels := []error{ErrWalletLocked, ErrNotReady, ErrPermissionDenied, ErrMacaroon, ErrTLSCert,
+	sentinels := []error{ErrNoRoute, ErrInsufficientBalance, ErrWalletLocked, ErrNotReady, ErrPermissionDenied, ErrMacaroon, ErrTLSCert,
 		ErrUnreachable, ErrInvoiceNotFound, ErrBadInvoice, context.DeadlineExceeded, context.Canceled}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -104,7 +108,7 @@ func TestPermissionForEveryRPC(t *testing.T) {
 	t.Parallel()
 	for _, m := range []string{rpcGetInfo, rpcAddInvoice, rpcLookupInvoice, rpcDecodePayReq,
 		rpcSendPaymentV2, rpcTrackPaymentV2, rpcNewAddress, rpcConnectPeer, rpcOpenChannel,
-		rpcListChannels, rpcChannelBalance, rpcWalletBalance} {
+		rpcListChannels, rpcChannelBalance, rpcWalletBalance, rpcQueryRoutes} {
 		if permissionFor(m) == "" {
 			t.Errorf("no permission listed for %s", m)
 		}

@@ -165,15 +165,19 @@ func harnessErrors(ctx context.Context, t *testing.T, net *regtest.Network, alic
 	}
 	t.Run("decode garbage", func(t *testing.T) {
 		t.Parallel()
-		if _, err := alice.DecodeInvoice(ctx, "lnbcrt1garbage"); !errors.Is(err, lightning.ErrBadInvoice) {
+		_, err := alice.DecodeInvoice(ctx, "lnbcrt1garbage")
+		if !errors.Is(err, lightning.ErrBadInvoice) {
 			t.Fatalf("DecodeInvoice(garbage) = %v, want ErrBadInvoice", err)
 		}
+		t.Log(err)
 	})
 	t.Run("unknown invoice", func(t *testing.T) {
 		t.Parallel()
-		if _, err := bob.InvoiceSettled(ctx, [32]byte{1}); !errors.Is(err, lightning.ErrInvoiceNotFound) {
+		_, err := bob.InvoiceSettled(ctx, [32]byte{1})
+		if !errors.Is(err, lightning.ErrInvoiceNotFound) {
 			t.Fatalf("InvoiceSettled(unknown) = %v, want ErrInvoiceNotFound", err)
 		}
+		t.Log(err)
 	})
 	t.Run("too large", func(t *testing.T) {
 		t.Parallel()
@@ -185,6 +189,7 @@ func harnessErrors(ctx context.Context, t *testing.T, net *regtest.Network, alic
 		if !errors.Is(err, lightning.ErrNoRoute) && !errors.Is(err, lightning.ErrInsufficientBalance) {
 			t.Fatalf("PayInvoice(5M sat over a 1M channel) = %v, want ErrNoRoute or ErrInsufficientBalance", err)
 		}
+		t.Log(err)
 	})
 	t.Run("readonly macaroon", func(t *testing.T) {
 		t.Parallel()
@@ -199,6 +204,7 @@ func harnessErrors(ctx context.Context, t *testing.T, net *regtest.Network, alic
 		if !errors.Is(err, lightning.ErrPermissionDenied) || !strings.Contains(err.Error(), "invoices:write") {
 			t.Fatalf("CreateInvoice with readonly.macaroon = %v, want ErrPermissionDenied naming invoices:write", err)
 		}
+		t.Log(err)
 	})
 	t.Run("invoice macaroon cannot get info", func(t *testing.T) {
 		t.Parallel()
@@ -208,6 +214,7 @@ func harnessErrors(ctx context.Context, t *testing.T, net *regtest.Network, alic
 		if !errors.Is(err, lightning.ErrPermissionDenied) || !strings.Contains(err.Error(), "info:read") {
 			t.Fatalf("Dial with invoice.macaroon = %v, want ErrPermissionDenied naming info:read", err)
 		}
+		t.Log(err)
 	})
 	t.Run("foreign macaroon", func(t *testing.T) {
 		t.Parallel()
@@ -217,6 +224,7 @@ func harnessErrors(ctx context.Context, t *testing.T, net *regtest.Network, alic
 		if !errors.Is(err, lightning.ErrMacaroon) {
 			t.Fatalf("Dial Bob with Alice's macaroon = %v, want ErrMacaroon", err)
 		}
+		t.Log(err)
 	})
 	t.Run("foreign cert", func(t *testing.T) {
 		t.Parallel()
@@ -226,6 +234,7 @@ func harnessErrors(ctx context.Context, t *testing.T, net *regtest.Network, alic
 		if !errors.Is(err, lightning.ErrTLSCert) {
 			t.Fatalf("Dial Bob with Alice's cert = %v, want ErrTLSCert", err)
 		}
+		t.Log(err)
 	})
 }
 

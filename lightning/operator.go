@@ -158,3 +158,26 @@ func (c *Client) ChannelBalance(ctx context.Context) (Balance, error) {
 	}
 	return b, nil
 }
+
+// QueryRoute asks LND for a route that can carry amtSat satoshis to the node
+// destPubkey now, counting the live outbound capacity of our own channels, and
+// returns the route's total fee in satoshis. No route gives ErrNoRoute or
+// ErrInsufficientBalance. Nothing is paid. Needs offchain:read.
+func (c *Client) QueryRoute(ctx context.Context, destPubkey string, amtSat int64) (int64, error) {
+	if amtSat <= 0 {
+		return 0, fmt.Errorf("query route: amount %d sat: must be positive", amtSat)
+	}
+	ctx, cancel, err := c.rpcContext(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer cancel()
+	resp, err := c.ln.QueryRoutes(ctx, &lnrpc.QueryRoutesRequest{PubKey: destPubkey, Amt: amtSat})
+	if err != nil {
+		return 0, classify(rpcQueryRoutes, c.cfg, err)
+	}
+	if len(resp.Routes) == 0 {
+		return 0, fmt.Errorf("lnd QueryRoutes: %w", ErrNoRoute)
+	}
+	return resp.Routes[0].TotalFees, nil
+}

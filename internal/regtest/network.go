@@ -209,6 +209,16 @@ func Start(ctx context.Context, opts Options) (_ *Network, err error) {
 			return nil, side.d.failure("channel not active: %v", err)
 		}
 	}
+	// An active link is not yet routable: Alice's path finding only counts
+	// the channel once it is in her graph. Wait until a route exists.
+	var lastRouteErr error
+	if err := poll(ctx, func() (bool, error) {
+		_, err := n.alice.client.QueryRoute(ctx, n.bob.info.Pubkey, opts.ChannelSat/10)
+		lastRouteErr = err
+		return err == nil, nil
+	}); err != nil {
+		return nil, n.alice.d.failure("no route to Bob: %v (last error: %v)", err, lastRouteErr)
+	}
 	n.say("regtest network ready in %v", time.Since(begin).Round(time.Second))
 	return n, nil
 }
