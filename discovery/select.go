@@ -31,7 +31,8 @@ type PathRequest struct {
 // newCandidate builds the selection view of ad; observed is the address we
 // reached the node on (nil if unknown).
 func newCandidate(ad *Advert, observed ma.Multiaddr) *candidate {
-	c := &candidate{ad: ad, groups: groupsOf(ad.Addrs...)}
+	c := &candidate{ad: ad, groups: groupsOf(ad.Addrs...), family: slices.Clone(ad.Family)}
+	slices.Sort(c.family)
 	if observed != nil {
 		if g, ok := groupOf(observed); ok {
 			c.home, c.hasHome = g, true
@@ -60,6 +61,8 @@ type candidate struct {
 	home netGroup
 	// hasHome tells whether home is set.
 	hasHome bool
+	// family is ad.Family, sorted.
+	family []peer.ID
 	// firstSeen is when this client first verified an advert of the peer.
 	firstSeen time.Time
 	// ok and fail count Report results.
@@ -95,15 +98,28 @@ func (c *candidate) usable(role Role, req *PathRequest, r *selectRules) bool {
 }
 
 // sameFamily reports whether a and b are one operator's: their declared
-// families (each including itself) intersect. A node can only exclude itself
-// by declaring others, never pull two honest nodes together.
-func sameFamily(a, b *Advert) bool {
-	if slices.Contains(a.Family, b.Peer) || slices.Contains(b.Family, a.Peer) {
+// families, each including the node itself, intersect. A node can only
+// exclude itself by declaring others, never pull two honest nodes together.
+// Both family lists are sorted (newCandidate), so this is one merge.
+func sameFamily(a, b *candidate) bool {
+	if len(a.family) == 0 && len(b.family) == 0 {
+		return false
+	}
+	if _, ok := slices.BinarySearch(a.family, b.ad.Peer); ok {
 		return true
 	}
-	for _, f := range a.Family {
-		if slices.Contains(b.Family, f) {
+	if _, ok := slices.BinarySearch(b.family, a.ad.Peer); ok {
+		return true
+	}
+	i, j := 0, 0
+	for i < len(a.family) && j < len(b.family) {
+		switch {
+		case a.family[i] == b.family[j]:
 			return true
+		case a.family[i] < b.family[j]:
+			i++
+		default:
+			j++
 		}
 	}
 	return false
@@ -122,7 +138,7 @@ func conflicts(a, b *candidate, r *selectRules) bool {
 			return true
 		}
 	}
-	return sameFamily(a.ad, b.ad)
+	return sameFamily(a, b)
 }
 
 // weight is the selection weight of c for role: better than price alone.

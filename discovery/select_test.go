@@ -249,3 +249,41 @@ func TestWeightSplitUsesObservedNetwork(t *testing.T) {
 		t.Fatal("a node claiming the honest node's /16 may share its path")
 	}
 }
+
+func TestSameFamily(t *testing.T) {
+	t.Parallel()
+	ids := make([]peer.ID, 4)
+	for i := range ids {
+		_, ids[i] = testKey(t, fmt.Sprintf("fam-%d", i))
+	}
+	mk := func(i int, fam ...int) *candidate {
+		ad, _ := synthAdvert(t, i, "1.2.3.4", []Role{RoleRelay}, nil)
+		ad.Peer = ids[i]
+		for _, f := range fam {
+			ad.Family = append(ad.Family, ids[f])
+		}
+		return newCandidate(&ad, nil)
+	}
+	tests := []struct {
+		name string
+		a, b *candidate
+		want bool
+	}{
+		{"strangers", mk(0), mk(1), false},
+		{"a lists b", mk(0, 1), mk(1), true},
+		{"b lists a", mk(0), mk(1, 0), true},
+		{"both list a third", mk(0, 3, 2), mk(1, 2), true},
+		{"disjoint families", mk(0, 2), mk(1, 3), false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := sameFamily(tc.a, tc.b); got != tc.want {
+				t.Fatalf("sameFamily = %v, want %v", got, tc.want)
+			}
+			if got := sameFamily(tc.b, tc.a); got != tc.want {
+				t.Fatal("not symmetric")
+			}
+		})
+	}
+}
