@@ -13,14 +13,27 @@ import (
 	"github.com/co-infuse/co-infuse/proxy"
 )
 
-// TestE2EKillMiddleRelay closes the node in the middle of a circuit while
-// curl downloads 1 GiB through it. curl must fail promptly (the broken
-// circuit reaches the SOCKS client as a closed connection, not a hang), and
-// the next request of the same isolation pair must succeed on a new circuit
-// that avoids the dead node.
-func TestE2EKillMiddleRelay(t *testing.T) {
+// TestE2EKillHopMidDownload closes one node of a circuit (the middle relay,
+// and in turn the guard and the exit, each in its own devnet) while curl
+// downloads 1 GiB through it. curl must fail promptly (the broken circuit
+// reaches the SOCKS client as a closed connection, not a hang), and the next
+// request of the same isolation pair must succeed on a new circuit that
+// avoids the dead node.
+func TestE2EKillHopMidDownload(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		hop  int
+	}{{"middle", 1}, {"guard", 0}, {"exit", 2}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			killHop(t, tc.hop)
+		})
+	}
+}
+
+func killHop(t *testing.T, hop int) {
 	d := startTestDevnet(t, DevnetOptions{Relays: 3, Exits: 2})
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
@@ -53,13 +66,13 @@ func TestE2EKillMiddleRelay(t *testing.T) {
 		return true
 	})
 	checkPath(t, d, before, 3)
-	middle := before.Path[1]
-	victim := d.Node(middle)
+	dead := before.Path[hop]
+	victim := d.Node(dead)
 	fi, _ := os.Stat(out)
-	t.Logf("closing middle relay %s of circuit %d after %d bytes", middle, before.ID, fi.Size())
+	t.Logf("closing hop %d (%s) of circuit %d after %d bytes", hop, dead, before.ID, fi.Size())
 	killed := time.Now()
 	if err := victim.Close(); err != nil {
-		t.Logf("close middle relay: %v", err)
+		t.Logf("close hop %d: %v", hop, err)
 	}
 
 	// A download of 1 GiB at loopback speeds lasts far longer than this
@@ -71,7 +84,7 @@ func TestE2EKillMiddleRelay(t *testing.T) {
 		done <- err // for the deferred wait
 		code := exitCode(t, err, cmd.Args)
 		if code == 0 {
-			t.Fatalf("curl succeeded although the middle relay was closed")
+			t.Fatalf("curl succeeded although hop %d was closed", hop)
 		}
 		fi, _ := os.Stat(out)
 		if fi.Size() >= size {
@@ -80,7 +93,7 @@ func TestE2EKillMiddleRelay(t *testing.T) {
 		t.Logf("curl exited %d after %v with %d bytes: %s", code, time.Since(killed).Round(time.Millisecond), fi.Size(), bytes.TrimSpace(errOut.Bytes()))
 	case <-failCtx.Done():
 		fi, _ := os.Stat(out)
-		t.Fatalf("curl still running %v after the middle relay closed (%d bytes so far); the broken circuit did not reach the SOCKS client", time.Since(killed).Round(time.Millisecond), fi.Size())
+		t.Fatalf("curl still running %v after hop %d closed (%d bytes so far); the broken circuit did not reach the SOCKS client", time.Since(killed).Round(time.Millisecond), hop, fi.Size())
 	}
 
 	// The same pair asks again: a fresh circuit without the dead node.
@@ -94,12 +107,12 @@ func TestE2EKillMiddleRelay(t *testing.T) {
 		_, derr := d.Client.Dial(ctx, proxy.Isolation{Username: "kill", Password: "1"}, d.WebAddr.String())
 		var peers []string
 		for _, p := range d.Client.Discovery().Known() {
-			peers = append(peers, fmt.Sprintf("%s %v dead=%v last=%s", p.Peer, p.Roles, p.Peer.String() == middle, p.LastResult))
+			peers = append(peers, fmt.Sprintf("%s %v dead=%v last=%s", p.Peer, p.Roles, p.Peer.String() == dead, p.LastResult))
 		}
-		t.Fatalf("request after the relay died: %v; a direct Dial then says: %v\ndiscovery:\n  %s", r, derr, strings.Join(peers, "\n  "))
+		t.Fatalf("request after the hop died: %v; a direct Dial then says: %v\ndiscovery:\n  %s", r, derr, strings.Join(peers, "\n  "))
 	}
 	if got, n := fileSum(t, next); n != small || got != demoSum(t, small) {
-		t.Fatalf("request after the relay died: %d bytes, sha256 %x; want %d bytes of DemoBytes", n, got, small)
+		t.Fatalf("request after the hop died: %d bytes, sha256 %x; want %d bytes of DemoBytes", n, got, small)
 	}
 	after, ok := circuitFor(d.Client, "kill")
 	if !ok {
@@ -108,8 +121,8 @@ func TestE2EKillMiddleRelay(t *testing.T) {
 	if after.ID == before.ID {
 		t.Fatalf("the pair still uses circuit %d through the dead relay", after.ID)
 	}
-	if slices.Contains(after.Path, middle) {
-		t.Fatalf("new circuit %d goes through the closed relay %s: %v", after.ID, middle, after.Path)
+	if slices.Contains(after.Path, dead) {
+		t.Fatalf("new circuit %d goes through the closed node %s: %v", after.ID, dead, after.Path)
 	}
 	checkPath(t, d, after, 3)
 }
