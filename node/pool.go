@@ -80,9 +80,11 @@ func (p *pool) get(ctx context.Context, iso proxy.Isolation, port uint16) (*circ
 	}
 }
 
-// evictLocked removes the least recently used finished entry when the pool
-// is over its cap and returns its circuit for the caller to close outside
-// the lock.
+// evictLocked removes the least recently used finished entry with no open
+// stream when the pool is over its cap, and returns its circuit for the
+// caller to close outside the lock. Circuits carrying streams are never
+// evicted (that would cut a user's connection); the cap is then exceeded
+// until they finish, which the front ends' connection limit bounds.
 func (p *pool) evictLocked() *circuit.Circuit {
 	if len(p.entries) <= p.max {
 		return nil
@@ -93,6 +95,9 @@ func (p *pool) evictLocked() *circuit.Circuit {
 		case <-e.ready:
 		default:
 			continue // still building
+		}
+		if e.circ != nil && e.circ.Err() == nil && e.circ.NumStreams() > 0 {
+			continue
 		}
 		if oldest == nil || e.used.Before(oldest.used) {
 			oldest = e
