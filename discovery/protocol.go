@@ -89,10 +89,11 @@ func (s *Service) fetch(ctx context.Context, ai peer.AddrInfo) (Advert, error) {
 // Publish signs ad with the host key, serves it over ProtocolAdvert and
 // provides it in the DHT under the key of each role (and, for exits, each
 // exit port class its policy touches). Zero fields are filled in: Peer (the
-// host), Seq (above every earlier one, time-based so it survives restarts),
-// Expiry (now + AdvertTTL, renewed on republish) and Addrs (the host's).
-// Self and duplicates are dropped from Family, and Addrs beyond the caps
-// are dropped. The advert is re-signed and re-provided every Republish until Close; a
+// host), Seq (above every earlier one, also across restarts: it is
+// time-based and the last one is kept in the cache), Expiry (now +
+// AdvertTTL, renewed on republish) and Addrs (the host's). Self and
+// duplicates are dropped from Family, and Addrs beyond the caps are dropped.
+// The advert is re-signed and re-provided every Republish until Close; a
 // later Publish replaces it (e.g. with a new price). It returns an error if
 // no DHT peer accepted a provider record for some key; the advert is served
 // and republished even then.
@@ -171,6 +172,11 @@ func (s *Service) signLocked(o *ownAdvert) error {
 	signed, err := openUnchecked(env)
 	if err != nil {
 		return err
+	}
+	// Persist the seq before serving it, so a restart with a clock that
+	// went backwards still publishes above it (clients refuse lower ones).
+	if err := s.cache.putOwnSeq(ad.Seq); err != nil {
+		return fmt.Errorf("persist seq: %w", err)
 	}
 	s.ownSeq = ad.Seq
 	o.signed, o.env = signed, env

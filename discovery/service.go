@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -198,6 +200,7 @@ func (s *Service) load() error {
 		g = g[:2*s.cfg.Guards]
 	}
 	s.guards = g
+	s.ownSeq = s.cache.loadOwnSeq()
 	return nil
 }
 
@@ -488,7 +491,7 @@ type PeerStatus struct {
 	Guard bool
 }
 
-// Known returns the status of every peer the service knows, in no order.
+// Known returns the status of every peer the service knows, by peer ID.
 func (s *Service) Known() []PeerStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -511,5 +514,6 @@ func (s *Service) Known() []PeerStatus {
 		}
 		out = append(out, ps)
 	}
+	slices.SortFunc(out, func(a, b PeerStatus) int { return strings.Compare(string(a.Peer), string(b.Peer)) })
 	return out
 }

@@ -170,3 +170,43 @@ func TestImportsOneWay(t *testing.T) {
 		}
 	}
 }
+
+// TestOwnSeqSurvivesRestart: a node restarted with its clock set back
+// still publishes a seq above its last one.
+func TestOwnSeqSurvivesRestart(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	nodes := cluster(t, ctx, 2, ModePrivate, func() (host.Host, crypto.PrivKey) { return loopbackHost(t, nil) })
+	dir := t.TempDir()
+	h, priv := loopbackHost(t, nil)
+	boot := []peer.AddrInfo{nodes[0].info()}
+	clock := time.Now()
+	s1, err := New(h, priv, Config{CacheDir: dir, Bootstrap: boot, DisableAutoRefresh: true, Logger: testLogger(), Now: func() time.Time { return clock }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s1.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s1.Publish(ctx, testAdvert(1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	seq1 := s1.own.signed.Seq
+	if err := s1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	back := clock.Add(-time.Hour)
+	s2, err := New(h, priv, Config{CacheDir: dir, Bootstrap: boot, DisableAutoRefresh: true, Logger: testLogger(), Now: func() time.Time { return back }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s2.Close() })
+	if err := s2.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Publish(ctx, testAdvert(1, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if seq2 := s2.own.signed.Seq; seq2 <= seq1 {
+		t.Fatalf("seq after restart %d, before %d", seq2, seq1)
+	}
+}

@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -18,6 +19,7 @@ var (
 	bucketPeers  = []byte("peers")
 	bucketGuards = []byte("guards")
 	keyGuardList = []byte("list")
+	keyOwnSeq    = []byte("own_seq") // in bucketGuards: our last published seq
 )
 
 // peerRecord is what the cache keeps per peer (DISCOVERY.md §5). Env is the
@@ -154,4 +156,29 @@ func (c *cache) putGuards(g []guardEntry) error {
 		return err
 	}
 	return c.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketGuards).Put(keyGuardList, v) })
+}
+
+// loadOwnSeq returns the highest seq this node has published (0 if none).
+func (c *cache) loadOwnSeq() uint64 {
+	if c == nil {
+		return 0
+	}
+	var seq uint64
+	_ = c.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketGuards).Get(keyOwnSeq); len(v) == 8 {
+			seq = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	return seq
+}
+
+// putOwnSeq records seq as the highest this node has published.
+func (c *cache) putOwnSeq(seq uint64) error {
+	if c == nil {
+		return nil
+	}
+	return c.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketGuards).Put(keyOwnSeq, binary.BigEndian.AppendUint64(nil, seq))
+	})
 }
