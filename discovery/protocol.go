@@ -22,12 +22,18 @@ const (
 	ProtocolAdvert protocol.ID = "/co-infuse/advert/1"
 	// ProtocolPrefix is the DHT protocol prefix in private mode.
 	ProtocolPrefix protocol.ID = "/co-infuse"
+	// serviceName is the resource-manager service of advert streams.
+	serviceName = "co-infuse.discovery"
 )
 
 // handleAdvert answers one advert request: len(4) | envelope, len 0 when no
 // advert is published. The requester sends nothing.
 func (s *Service) handleAdvert(st network.Stream) {
 	defer st.Close()
+	if err := st.Scope().SetService(serviceName); err != nil {
+		_ = st.Reset()
+		return
+	}
 	_ = st.SetDeadline(time.Now().Add(s.cfg.FetchTimeout))
 	s.mu.Lock()
 	var env []byte
@@ -63,6 +69,7 @@ func (s *Service) fetch(ctx context.Context, ai peer.AddrInfo) (Advert, error) {
 		return Advert{}, fmt.Errorf("fetch advert: %w", err)
 	}
 	defer st.Close()
+	_ = st.Scope().SetService(serviceName)
 	_ = st.SetDeadline(time.Now().Add(s.cfg.FetchTimeout))
 	_ = st.CloseWrite()
 	var hdr [4]byte
@@ -78,6 +85,12 @@ func (s *Service) fetch(ctx context.Context, ai peer.AddrInfo) (Advert, error) {
 		_ = st.Reset()
 		return Advert{}, fmt.Errorf("fetch advert: %w: %d bytes", ErrTooLarge, n)
 	}
+	// Account the buffer to the resource manager before allocating it.
+	if err := st.Scope().ReserveMemory(int(n), network.ReservationPriorityLow); err != nil {
+		_ = st.Reset()
+		return Advert{}, fmt.Errorf("fetch advert: reserve memory: %w", err)
+	}
+	defer st.Scope().ReleaseMemory(int(n))
 	env := make([]byte, n)
 	if _, err := io.ReadFull(st, env); err != nil {
 		_ = st.Reset()
