@@ -121,6 +121,9 @@ func classify(method string, cfg Config, err error) error {
 	case st.Code() == codes.NotFound && method == rpcLookupInvoice:
 		return fmt.Errorf("lnd %s: %w", name, ErrInvoiceNotFound)
 
+	case method == rpcSendPaymentV2 && strings.Contains(lower, "invoice expired"):
+		return fmt.Errorf("lnd %s: %w: ask the payee for a new invoice (%s)", name, ErrInvoiceExpired, msg)
+
 	case method == rpcQueryRoutes && strings.Contains(lower, "insufficient local balance"):
 		return fmt.Errorf("lnd %s: %w: %s", name, ErrInsufficientBalance, msg)
 

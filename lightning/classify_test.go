@@ -68,6 +68,8 @@ func TestClassify(t *testing.T) {
 		{"bad payreq", rpcDecodePayReq,
 			status.Error(codes.Unknown, "invoice not for current active network 'regtest'"),
 			ErrBadInvoice, []string{"regtest"}},
+		{"expired", rpcSendPaymentV2,
+			status.Error(codes.Unknown, "invoice expired. Valid until 2026-01-01 00:00:00 +0000 UTC"), ErrInvoiceExpired, []string{"new invoice"}},
 		{"query no path", rpcQueryRoutes,
 			status.Error(codes.Unknown, "unable to find a path to destination"), ErrNoRoute, nil},
 		{"query no balance", rpcQueryRoutes,
@@ -75,7 +77,7 @@ func TestClassify(t *testing.T) {
 		{"other", rpcAddInvoice, status.Error(codes.Internal, "boom"), nil, []string{"AddInvoice", "boom"}},
 		{"not grpc", rpcAddInvoice, errors.New("plain"), nil, []string{"AddInvoice", "plain"}},
 	}
-	sentinels := []error{ErrNoRoute, ErrInsufficientBalance, ErrWalletLocked, ErrNotReady, ErrPermissionDenied, ErrMacaroon, ErrTLSCert,
+	sentinels := []error{ErrInvoiceExpired, ErrNoRoute, ErrInsufficientBalance, ErrWalletLocked, ErrNotReady, ErrPermissionDenied, ErrMacaroon, ErrTLSCert,
 		ErrUnreachable, ErrInvoiceNotFound, ErrBadInvoice, context.DeadlineExceeded, context.Canceled}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

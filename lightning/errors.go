@@ -39,6 +39,10 @@ var (
 	// another network.
 	ErrBadInvoice = errors.New("invalid payment request")
 
+	// ErrInvoiceExpired means the invoice can no longer be paid; ask the
+	// payee for a new one.
+	ErrInvoiceExpired = errors.New("invoice expired")
+
 	// ErrNoRoute means LND found no route to the payee.
 	ErrNoRoute = errors.New("no route to payee")
 

@@ -128,8 +128,8 @@ func TestHarnessPayment(t *testing.T) {
 		t.Fatalf("Bob balance after second pay = %+v, %v; want %d", b, err, bobAfter.LocalSat)
 	}
 
-	t.Run("errors", func(t *testing.T) {
-		harnessErrors(ctx, t, net, alice, bob)
+	t.Run("cases", func(t *testing.T) {
+		harnessCases(ctx, t, net, alice, bob)
 	})
 }
 
@@ -158,8 +158,9 @@ func waitBalance(ctx context.Context, t *testing.T, c *lightning.Client, want in
 	}
 }
 
-// harnessErrors checks error classification against real lnd answers.
-func harnessErrors(ctx context.Context, t *testing.T, net *regtest.Network, alice, bob *lightning.Client) {
+// harnessCases checks concurrent payment and error classification against
+// real lnd answers.
+func harnessCases(ctx context.Context, t *testing.T, net *regtest.Network, alice, bob *lightning.Client) {
 	macDir := func(n regtest.NodeInfo, name string) string {
 		return strings.TrimSuffix(n.MacaroonPath, "admin.macaroon") + name
 	}
@@ -188,6 +189,64 @@ func harnessErrors(ctx context.Context, t *testing.T, net *regtest.Network, alic
 		_, err = alice.PayInvoice(ctx, payReq, 10)
 		if !errors.Is(err, lightning.ErrNoRoute) && !errors.Is(err, lightning.ErrInsufficientBalance) {
 			t.Fatalf("PayInvoice(5M sat over a 1M channel) = %v, want ErrNoRoute or ErrInsufficientBalance", err)
+		}
+		t.Log(err)
+	})
+	t.Run("concurrent pay once", func(t *testing.T) {
+		t.Parallel()
+		before, err := bob.ChannelBalance(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		payReq, hash, err := bob.CreateInvoice(ctx, 2000, "race", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const payers = 3
+		type result struct {
+			pre [32]byte
+			err error
+		}
+		results := make(chan result, payers) // one per payer goroutine
+		for range payers {
+			go func() {
+				pre, err := alice.PayInvoice(ctx, payReq, 10)
+				results <- result{pre, err}
+			}()
+		}
+		for range payers {
+			r := <-results
+			if r.err != nil {
+				t.Errorf("concurrent PayInvoice: %v", r.err)
+				continue
+			}
+			if sha256.Sum256(r.pre[:]) != hash {
+				t.Error("concurrent PayInvoice returned a wrong preimage")
+			}
+		}
+		waitBalance(ctx, t, bob, before.LocalSat+2000)
+	})
+	t.Run("expired", func(t *testing.T) {
+		t.Parallel()
+		payReq, _, err := bob.CreateInvoice(ctx, 1, "short", time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inv, err := alice.DecodeInvoice(ctx, payReq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Wait for the expiry to pass on the wall clock LND checks.
+		timer := time.NewTimer(time.Until(inv.Expiry) + 1100*time.Millisecond)
+		defer timer.Stop()
+		select {
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-timer.C:
+		}
+		_, err = alice.PayInvoice(ctx, payReq, 10)
+		if !errors.Is(err, lightning.ErrInvoiceExpired) {
+			t.Fatalf("PayInvoice(expired) = %v, want ErrInvoiceExpired", err)
 		}
 		t.Log(err)
 	})

@@ -29,7 +29,7 @@ type paymentStream interface {
 // or a payment for it is in flight, PayInvoice follows the existing payment
 // with TrackPaymentV2 and returns its preimage; it never pays twice. A failed
 // payment wraps ErrNoRoute, ErrInsufficientBalance, ErrPaymentTimeout or
-// ErrPaymentFailed. LND stops routing after cfg.PaymentTimeout; ctx bounds the
+// ErrPaymentFailed; an expired invoice gives ErrInvoiceExpired. LND stops routing after cfg.PaymentTimeout; ctx bounds the
 // wait for the result. Needs offchain:read and offchain:write.
 func (c *Client) PayInvoice(ctx context.Context, payReq string, feeLimitSat int64) ([32]byte, error) {
 	var zero [32]byte
