@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
@@ -111,7 +112,8 @@ func (s *Service) fetch(ctx context.Context, ai peer.AddrInfo) (Advert, error) {
 // no DHT peer accepted a provider record for some key; the advert is served
 // and republished even then.
 func (s *Service) Publish(ctx context.Context, ad Advert) error {
-	if _, err := s.running(); err != nil {
+	d, err := s.running()
+	if err != nil {
 		return err
 	}
 	if s.priv == nil {
@@ -148,11 +150,11 @@ func (s *Service) Publish(ctx context.Context, ad Advert) error {
 		s.life.Lock()
 		if !s.closed {
 			s.wg.Add(1)
-			go s.republishLoop()
+			go s.republishLoop(d)
 		}
 		s.life.Unlock()
 	}
-	return s.provide(ctx, &signed)
+	return s.provide(ctx, d, &signed)
 }
 
 // signLocked fills the automatic fields of o.tmpl and signs it into o.
@@ -210,12 +212,9 @@ func provideKeys(ad *Advert) []cid.Cid {
 	return keys
 }
 
-// provide announces ad under its keys.
-func (s *Service) provide(ctx context.Context, ad *Advert) error {
-	d, err := s.running()
-	if err != nil {
-		return err
-	}
+// provide announces ad under its keys through d. It must not take s.life:
+// the republish loop calls it while Close holds s.life waiting for it.
+func (s *Service) provide(ctx context.Context, d *dht.IpfsDHT, ad *Advert) error {
 	var errs []error
 	for _, k := range provideKeys(ad) {
 		if err := d.Provide(ctx, k, true); err != nil {
@@ -230,7 +229,7 @@ func (s *Service) provide(ctx context.Context, ad *Advert) error {
 
 // republishLoop re-signs and re-provides the own advert every Republish.
 // Owned by the Service: it stops when Close cancels s.ctx.
-func (s *Service) republishLoop() {
+func (s *Service) republishLoop(d *dht.IpfsDHT) {
 	defer s.wg.Done()
 	t := time.NewTicker(s.cfg.Republish)
 	defer t.Stop()
@@ -249,7 +248,7 @@ func (s *Service) republishLoop() {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Republish/2)
-		if err := s.provide(ctx, &signed); err != nil {
+		if err := s.provide(ctx, d, &signed); err != nil {
 			s.log.Debug("advert republish incomplete", "err", err)
 		}
 		cancel()

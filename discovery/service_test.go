@@ -6,6 +6,7 @@ import (
 	"go/token"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -208,5 +209,51 @@ func TestOwnSeqSurvivesRestart(t *testing.T) {
 	}
 	if seq2 := s2.own.signed.Seq; seq2 <= seq1 {
 		t.Fatalf("seq after restart %d, before %d", seq2, seq1)
+	}
+}
+
+// TestCloseDuringRepublish: Close returns while the republish loop is busy
+// providing. (The loop once took the lifecycle lock that Close holds while
+// waiting for it; that window was narrow, so this is a liveness check more
+// than a reliable reproducer.)
+func TestCloseDuringRepublish(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	nodes := cluster(t, ctx, 3, ModePrivate, func() (host.Host, crypto.PrivKey) { return loopbackHost(t, nil) })
+	h, priv := loopbackHost(t, nil)
+	s, err := New(h, priv, Config{Bootstrap: []peer.AddrInfo{nodes[0].info()}, DisableAutoRefresh: true,
+		Logger: testLogger(), AdvertTTL: time.Hour, Republish: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Publish(ctx, testAdvert(1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	seq0 := s.ownSeq
+	s.mu.Unlock()
+	for { // wait until the loop has republished at least twice
+		s.mu.Lock()
+		n := s.ownSeq - seq0
+		s.mu.Unlock()
+		if n >= 2 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("republish loop did not run")
+		}
+		runtime.Gosched()
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Close hung while republishing")
 	}
 }
