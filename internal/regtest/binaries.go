@@ -141,7 +141,7 @@ func EnsureBinaries(ctx context.Context, cacheDir string, progress io.Writer) (B
 	fmt.Fprintf(progress, "built btcd in %v\n", time.Since(start).Round(time.Second))
 
 	lndStart := time.Now()
-	fmt.Fprintf(progress, "building lnd %s and lncli (about 4 minutes on 2 cores)…\n", LndVersion)
+	fmt.Fprintf(progress, "building lnd %s and lncli (about 15 CPU-minutes: 8+ minutes on 2 idle cores, more on a busy machine; once per machine)…\n", LndVersion)
 	if err := buildLnd(ctx, goBin, work, filepath.Join(cacheDir, "bin")); err != nil {
 		return Bins{}, fmt.Errorf("build lnd: %w", err)
 	}

@@ -11,6 +11,11 @@
 // Network, logs to a file under Options.Dir, and is stopped by Close; error
 // messages carry the tail of the failing daemon's log.
 //
+// The first build takes minutes (lnd is large), longer than go test's
+// default 10-minute timeout on a busy machine: run `go test -timeout 60m`
+// the first time, or build ahead with EnsureBinaries (co-infuse devnet
+// does). Tests that need the network should skip under testing.Short().
+//
 // Left to others: what the channel is used for. Callers reach the nodes
 // through the lightning package with the paths in NodeInfo.
 package regtest
