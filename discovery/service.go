@@ -219,25 +219,7 @@ func (s *Service) Start(ctx context.Context) error {
 		return nil
 	}
 	s.store = newBoundedStore(s.cfg.MaxDHTRecords)
-	boot := s.cfg.Bootstrap
-	opts := []dht.Option{dht.Datastore(s.store)}
-	switch s.cfg.Mode {
-	case ModeIPFS:
-		if boot == nil {
-			boot = dht.GetDefaultBootstrapPeerAddrInfos()
-		}
-	default:
-		opts = append(opts, dht.ProtocolPrefix(ProtocolPrefix), dht.DisableValues())
-	}
-	opts = append(opts, dht.BootstrapPeers(boot...))
-	if s.cfg.DHTServer {
-		opts = append(opts, dht.Mode(dht.ModeServer))
-	} else {
-		opts = append(opts, dht.Mode(dht.ModeClient))
-	}
-	if s.cfg.DisableAutoRefresh {
-		opts = append(opts, dht.DisableAutoRefresh())
-	}
+	opts, boot := dhtOptions(&s.cfg, s.store)
 	d, err := dht.New(s.h, opts...)
 	if err != nil {
 		return fmt.Errorf("discovery: start dht: %w", err)
@@ -299,6 +281,32 @@ func waitRoutingTable(ctx context.Context, d *dht.IpfsDHT) error {
 		}
 	}
 	return nil
+}
+
+// dhtOptions returns the DHT options and bootstrap list for cfg: private
+// mode uses the /co-infuse prefix with values off; ipfs mode keeps the Amino
+// defaults and, when cfg.Bootstrap is nil, the public bootstrap peers.
+func dhtOptions(cfg *Config, store *boundedStore) ([]dht.Option, []peer.AddrInfo) {
+	boot := cfg.Bootstrap
+	opts := []dht.Option{dht.Datastore(store)}
+	switch cfg.Mode {
+	case ModeIPFS:
+		if boot == nil {
+			boot = dht.GetDefaultBootstrapPeerAddrInfos()
+		}
+	default:
+		opts = append(opts, dht.ProtocolPrefix(ProtocolPrefix), dht.DisableValues())
+	}
+	opts = append(opts, dht.BootstrapPeers(boot...))
+	if cfg.DHTServer {
+		opts = append(opts, dht.Mode(dht.ModeServer))
+	} else {
+		opts = append(opts, dht.Mode(dht.ModeClient))
+	}
+	if cfg.DisableAutoRefresh {
+		opts = append(opts, dht.DisableAutoRefresh())
+	}
+	return opts, boot
 }
 
 // Close stops republishing, the DHT and the advert handler, and closes the

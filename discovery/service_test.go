@@ -257,3 +257,20 @@ func TestCloseDuringRepublish(t *testing.T) {
 		t.Fatal("Close hung while republishing")
 	}
 }
+
+// TestBootstrapLists: ipfs mode falls back to the public bootstrap list
+// only when none is configured (tests always configure one); private mode
+// never does. Nothing is dialled here.
+func TestBootstrapLists(t *testing.T) {
+	t.Parallel()
+	store := newBoundedStore(1)
+	if _, boot := dhtOptions(&Config{Mode: ModeIPFS}, store); len(boot) == 0 {
+		t.Fatal("ipfs mode without bootstrap has no public peers")
+	}
+	if _, boot := dhtOptions(&Config{Mode: ModeIPFS, Bootstrap: []peer.AddrInfo{}}, store); len(boot) != 0 {
+		t.Fatal("explicit empty list replaced")
+	}
+	if _, boot := dhtOptions(&Config{Mode: ModePrivate}, store); len(boot) != 0 {
+		t.Fatal("private mode got public peers")
+	}
+}
