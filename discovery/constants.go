@@ -61,6 +61,11 @@ const (
 	// bootstrapWait bounds how long Start waits for the first routing
 	// table entry after connecting to bootstrap peers.
 	bootstrapWait = 10 * time.Second
+	// equivocationBackoff is how long a node caught equivocating is
+	// ignored.
+	equivocationBackoff = 7 * 24 * time.Hour
+	// defaultWitnesses is how many known peers CrossCheck asks by default.
+	defaultWitnesses = 5
 	// flushInterval is how often changed peer records are written to disk.
 	flushInterval = 5 * time.Second
 	// refindInterval spaces the DHT queries SelectPath makes on its own.

@@ -26,6 +26,10 @@ var (
 	ErrReplay = errors.New("discovery: replayed or stale advert sequence")
 	// ErrNoAdvert: the peer answered but has no advert published.
 	ErrNoAdvert = errors.New("discovery: peer has no advert")
+	// ErrEquivocation: the node signed two different adverts with the same
+	// sequence number, i.e. it shows different adverts to different
+	// clients (CrossCheck).
+	ErrEquivocation = errors.New("discovery: node shows different adverts to different clients")
 )
 
 // Service-level errors.

@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	ma "github.com/multiformats/go-multiaddr"
 )
 
 const (
@@ -27,8 +28,13 @@ const (
 	serviceName = "co-infuse.discovery"
 )
 
-// handleAdvert answers one advert request: len(4) | envelope, len 0 when no
-// advert is published. The requester sends nothing.
+// maxRequest bounds an advert request: 0x01 | peer_len(1) | peer_id.
+const maxRequest = 2 + MaxPeerIDLen
+
+// handleAdvert answers one advert request (DISCOVERY.md §4) with
+// len(4) | envelope, len 0 when there is none. An empty request asks for
+// our own advert; 0x01 | peer_len | peer_id asks for our cached copy of that
+// peer's advert (for CrossCheck).
 func (s *Service) handleAdvert(st network.Stream) {
 	defer st.Close()
 	if err := st.Scope().SetService(serviceName); err != nil {
@@ -36,10 +42,28 @@ func (s *Service) handleAdvert(st network.Stream) {
 		return
 	}
 	_ = st.SetDeadline(time.Now().Add(s.cfg.FetchTimeout))
-	s.mu.Lock()
+	req := make([]byte, maxRequest+1)
+	n, err := io.ReadFull(st, req)
+	if err == nil || (err != io.EOF && err != io.ErrUnexpectedEOF) {
+		_ = st.Reset() // over-long request or a read error
+		return
+	}
+	req = req[:n]
 	var env []byte
-	if s.own != nil {
-		env = s.own.env
+	s.mu.Lock()
+	switch {
+	case len(req) == 0:
+		if s.own != nil {
+			env = s.own.env
+		}
+	case req[0] == 1 && len(req) >= 2 && int(req[1]) == len(req)-2:
+		if st := s.peers[peer.ID(req[2:])]; st != nil && st.ad != nil && st.ad.Fresh(s.cfg.Now()) {
+			env = st.rec.Env
+		}
+	default:
+		s.mu.Unlock()
+		_ = st.Reset()
+		return
 	}
 	s.mu.Unlock()
 	var hdr [4]byte
@@ -52,6 +76,17 @@ func (s *Service) handleAdvert(st network.Stream) {
 
 // fetch gets and verifies the advert of ai.ID over ProtocolAdvert.
 func (s *Service) fetch(ctx context.Context, ai peer.AddrInfo) (Advert, error) {
+	env, observed, err := s.request(ctx, ai, "")
+	if err != nil {
+		return Advert{}, fmt.Errorf("fetch advert: %w", err)
+	}
+	return s.accept(env, ai.ID, observed)
+}
+
+// request asks ai for its own advert (about == "") or for its cached copy
+// of about's, and returns the raw envelope and the address ai was reached
+// on. The envelope is not verified.
+func (s *Service) request(ctx context.Context, ai peer.AddrInfo, about peer.ID) ([]byte, ma.Multiaddr, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.FetchTimeout)
 	defer cancel()
 	if len(ai.Addrs) > 0 {
@@ -61,43 +96,49 @@ func (s *Service) fetch(ctx context.Context, ai peer.AddrInfo) (Advert, error) {
 		// sooner than the record); ask the DHT for the peer.
 		if d, err := s.running(); err == nil {
 			if _, err := d.FindPeer(ctx, ai.ID); err != nil {
-				return Advert{}, fmt.Errorf("fetch advert: find peer: %w", err)
+				return nil, nil, fmt.Errorf("find peer: %w", err)
 			}
 		}
 	}
 	st, err := s.h.NewStream(ctx, ai.ID, ProtocolAdvert)
 	if err != nil {
-		return Advert{}, fmt.Errorf("fetch advert: %w", err)
+		return nil, nil, err
 	}
 	defer st.Close()
 	_ = st.Scope().SetService(serviceName)
 	_ = st.SetDeadline(time.Now().Add(s.cfg.FetchTimeout))
+	if about != "" {
+		if _, err := st.Write(append([]byte{1, byte(len(about))}, about...)); err != nil {
+			_ = st.Reset()
+			return nil, nil, err
+		}
+	}
 	_ = st.CloseWrite()
 	var hdr [4]byte
 	if _, err := io.ReadFull(st, hdr[:]); err != nil {
 		_ = st.Reset()
-		return Advert{}, fmt.Errorf("fetch advert: %w", err)
+		return nil, nil, err
 	}
 	n := binary.BigEndian.Uint32(hdr[:])
 	if n == 0 {
-		return Advert{}, fmt.Errorf("fetch advert: %w", ErrNoAdvert)
+		return nil, nil, ErrNoAdvert
 	}
 	if n > MaxEnvelopeSize {
 		_ = st.Reset()
-		return Advert{}, fmt.Errorf("fetch advert: %w: %d bytes", ErrTooLarge, n)
+		return nil, nil, fmt.Errorf("%w: %d bytes", ErrTooLarge, n)
 	}
 	// Account the buffer to the resource manager before allocating it.
 	if err := st.Scope().ReserveMemory(int(n), network.ReservationPriorityLow); err != nil {
 		_ = st.Reset()
-		return Advert{}, fmt.Errorf("fetch advert: reserve memory: %w", err)
+		return nil, nil, fmt.Errorf("reserve memory: %w", err)
 	}
 	defer st.Scope().ReleaseMemory(int(n))
 	env := make([]byte, n)
 	if _, err := io.ReadFull(st, env); err != nil {
 		_ = st.Reset()
-		return Advert{}, fmt.Errorf("fetch advert: %w", err)
+		return nil, nil, err
 	}
-	return s.accept(env, ai.ID, st.Conn().RemoteMultiaddr())
+	return env, st.Conn().RemoteMultiaddr(), nil
 }
 
 // Publish signs ad with the host key, serves it over ProtocolAdvert and

@@ -430,7 +430,10 @@ func (s *Service) isGuardLocked(id peer.ID) bool {
 }
 
 // markBad keeps p out of fetches for FailBackoff after a failed fetch.
-func (s *Service) markBad(p peer.ID) {
+func (s *Service) markBad(p peer.ID) { s.markBadFor(p, s.cfg.FailBackoff) }
+
+// markBadFor keeps p out of fetches for d.
+func (s *Service) markBadFor(p peer.ID, d time.Duration) {
 	now := s.cfg.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -447,7 +450,7 @@ func (s *Service) markBad(p peer.ID) {
 			delete(s.bad, id)
 		}
 	}
-	s.bad[p] = now.Add(s.cfg.FailBackoff)
+	s.bad[p] = now.Add(d)
 }
 
 func (s *Service) isBad(p peer.ID) bool {
