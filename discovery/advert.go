@@ -18,6 +18,9 @@ type Keyset struct {
 	// PublicKeys are DER/PKIX keys, at most MaxKeysetKeys of at most
 	// MaxMintKeySize bytes each; their meaning is the voucher package's.
 	PublicKeys [][]byte
+	// NotBefore is when the keyset starts minting and redeeming, MintUntil
+	// when it stops minting (second precision).
+	NotBefore, MintUntil time.Time
 	// NotAfter is when the mint stops redeeming the keyset (second precision).
 	NotAfter time.Time
 }
@@ -38,6 +41,11 @@ type Advert struct {
 	// OnionKey is the node's X25519 static key for circuit handshakes
 	// (PROTOCOL.md §4).
 	OnionKey [32]byte
+	// Payee is the node's Lightning node key (66 hex digits), the payee
+	// every voucher invoice must name; empty when the node sells no
+	// vouchers. Signed with the rest, so a client pays only the key the
+	// node published to everyone.
+	Payee string
 	// Keysets of the node's voucher mint.
 	Keysets []Keyset
 	// ExitPorts summarises the exit policy: ports it may allow. Empty means
@@ -93,6 +101,8 @@ func (a Advert) Clone() Advert {
 		c.Keysets[i] = Keyset{
 			ID:            slices.Clone(k.ID),
 			Denominations: slices.Clone(k.Denominations),
+			NotBefore:     k.NotBefore,
+			MintUntil:     k.MintUntil,
 			NotAfter:      k.NotAfter,
 		}
 		for _, pk := range k.PublicKeys {

@@ -3,6 +3,7 @@ package discovery
 import (
 	"bytes"
 	"cmp"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"time"
@@ -37,6 +38,9 @@ func encodeBody(ad *Advert) ([]byte, error) {
 	}
 	b.AddUint64(ad.MinPrepaySat)
 	b.AddBytes(ad.OnionKey[:])
+	// §3.2 payee: 0 or 33 bytes (compressed secp256k1 key)
+	payee, _ := hex.DecodeString(ad.Payee) // checked by checkAdvert
+	b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(payee) })
 	// §3.2 keysets
 	b.AddUint8(uint8(len(ad.Keysets)))
 	for _, k := range ad.Keysets {
@@ -49,6 +53,8 @@ func encodeBody(ad *Advert) ([]byte, error) {
 		for _, pk := range k.PublicKeys {
 			b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(pk) })
 		}
+		b.AddUint64(uint64(k.NotBefore.Unix()))
+		b.AddUint64(uint64(k.MintUntil.Unix()))
 		b.AddUint64(uint64(k.NotAfter.Unix()))
 	}
 	// §3.2 exit ports
@@ -132,6 +138,14 @@ func checkAdvert(ad *Advert) error {
 			if len(pk) == 0 || len(pk) > MaxMintKeySize {
 				return big("keyset %d key %d: %d bytes", i, j, len(pk))
 			}
+		}
+		if k.NotBefore.Unix() < 0 || k.MintUntil.Before(k.NotBefore) || k.NotAfter.Before(k.MintUntil) {
+			return bad("keyset %d: validity window not ordered not-before <= mint-until <= not-after", i)
+		}
+	}
+	if ad.Payee != "" {
+		if b, err := hex.DecodeString(ad.Payee); err != nil || len(b) != PayeeLen || hex.EncodeToString(b) != ad.Payee {
+			return bad("payee is not %d bytes of lowercase hex", PayeeLen)
 		}
 	}
 	if len(ad.ExitPorts) > MaxPortRanges {
@@ -219,6 +233,13 @@ func decodeBody(body []byte) (Advert, error) {
 	if !s.ReadUint64(&ad.MinPrepaySat) || !s.CopyBytes(ad.OnionKey[:]) {
 		return fail("prepay or onion key")
 	}
+	var payee cryptobyte.String
+	if !s.ReadUint8LengthPrefixed(&payee) || (len(payee) != 0 && len(payee) != PayeeLen) {
+		return fail("payee")
+	}
+	if len(payee) > 0 {
+		ad.Payee = hex.EncodeToString(payee)
+	}
 
 	if !s.ReadUint8(&n) || int(n) > MaxKeysets {
 		return fail("keyset count")
@@ -252,11 +273,11 @@ func decodeBody(body []byte) (Advert, error) {
 			}
 			k.PublicKeys = append(k.PublicKeys, bytes.Clone(pk))
 		}
-		var na uint64
-		if !s.ReadUint64(&na) {
-			return fail("keyset not-after")
+		var nb, mu, na uint64
+		if !s.ReadUint64(&nb) || !s.ReadUint64(&mu) || !s.ReadUint64(&na) || nb > mu || mu > na {
+			return fail("keyset validity window")
 		}
-		k.NotAfter = unixTime(na)
+		k.NotBefore, k.MintUntil, k.NotAfter = unixTime(nb), unixTime(mu), unixTime(na)
 		ad.Keysets = append(ad.Keysets, k)
 	}
 

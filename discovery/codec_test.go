@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -322,4 +323,29 @@ func bodyOf(env []byte) []byte {
 		return nil
 	}
 	return env[off+2 : off+2+n]
+}
+
+func TestPayeeAndKeysetWindowChecked(t *testing.T) {
+	t.Parallel()
+	priv, id := testKey(t, "payee-window")
+	cases := []struct {
+		name string
+		mut  func(*Advert)
+	}{
+		{"payee not hex", func(a *Advert) { a.Payee = "zz" + a.Payee[2:] }},
+		{"payee short", func(a *Advert) { a.Payee = a.Payee[:64] }},
+		{"payee upper case", func(a *Advert) { a.Payee = strings.ToUpper(a.Payee) }},
+		{"mint window after redeem window", func(a *Advert) { a.Keysets[0].MintUntil = a.Keysets[0].NotAfter.Add(time.Second) }},
+		{"not-before after mint-until", func(a *Advert) { a.Keysets[0].NotBefore = a.Keysets[0].MintUntil.Add(time.Second) }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ad := sampleAdvert(t, id)
+			tc.mut(&ad)
+			if _, err := SignAdvert(&ad, priv); !errors.Is(err, ErrMalformed) {
+				t.Fatalf("SignAdvert = %v, want ErrMalformed", err)
+			}
+		})
+	}
 }

@@ -25,6 +25,8 @@ const (
 	MaxDenominations = 32
 	// MaxKeysetKeys bounds public keys per keyset.
 	MaxKeysetKeys = 32
+	// PayeeLen is the size of a Lightning node key (compressed secp256k1).
+	PayeeLen = 33
 	// MaxMintKeySize bounds one mint public key (DER/PKIX, RSA-4096 fits).
 	MaxMintKeySize = 1024
 	// MaxPortRanges bounds exit policy ranges.

@@ -29,7 +29,7 @@ func TestCrossCheckCatchesSplitView(t *testing.T) {
 	rogue.s.mu.Unlock()
 	view := func(id string) []byte {
 		ad := base.Clone()
-		ad.Keysets = []Keyset{{ID: []byte(id), Denominations: []uint64{1}, PublicKeys: [][]byte{[]byte(id)}, NotAfter: time.Now().Add(time.Hour)}}
+		ad.Keysets = []Keyset{{ID: []byte(id), Denominations: []uint64{1}, PublicKeys: [][]byte{[]byte(id)}, NotBefore: time.Unix(0, 0), MintUntil: time.Now().Add(time.Hour), NotAfter: time.Now().Add(time.Hour)}}
 		env, err := SignAdvert(&ad, rogue.priv)
 		if err != nil {
 			t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,10 +40,13 @@ func sampleAdvert(t testing.TB, id peer.ID, fam ...peer.ID) Advert {
 		Prices:       map[Role]uint64{RoleRelay: 10, RoleExit: 25},
 		MinPrepaySat: 100,
 		OnionKey:     [32]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32},
+		Payee:        "02" + strings.Repeat("ab", 32),
 		Keysets: []Keyset{{
 			ID:            []byte("ks-2026-11"),
 			Denominations: []uint64{1, 2, 4, 8},
 			PublicKeys:    [][]byte{[]byte("pk-one"), []byte("pk-two")},
+			NotBefore:     testEpoch,
+			MintUntil:     testEpoch.Add(23 * 24 * time.Hour),
 			NotAfter:      testEpoch.Add(30 * 24 * time.Hour),
 		}},
 		ExitPorts:    []PortRange{{80, 80}, {443, 443}, {8333, 8333}, {9735, 9735}},
