@@ -17,6 +17,7 @@ func TestE2EDevnet(t *testing.T) {
 	t.Run("NameResolvedAtExit", func(t *testing.T) { t.Parallel(); testNameResolvedAtExit(t, d) })
 	t.Run("ConcurrentDownloads", func(t *testing.T) { t.Parallel(); testConcurrentDownloads(t, d) })
 	t.Run("ErrorMapping", func(t *testing.T) { t.Parallel(); testErrorMapping(t, d) })
+	t.Run("Upload32MiB", func(t *testing.T) { t.Parallel(); testUpload(t, d) })
 	t.Run("Isolation", func(t *testing.T) { t.Parallel(); testIsolation(t, d) })
 	t.Run("Garbage", func(t *testing.T) { t.Parallel(); testGarbage(t, d) })
 	t.Run("BtcdThroughProxy", func(t *testing.T) { t.Parallel(); testBtcdThroughProxy(t, d) })
