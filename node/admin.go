@@ -1,16 +1,21 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // AdminSocket is the node's local admin endpoint inside the data directory:
@@ -62,6 +67,32 @@ func startAdmin(n *Node) (*adminServer, error) {
 	mux.HandleFunc("GET /v1/circuits", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, n.Circuits())
 	})
+	mux.HandleFunc("GET /v1/wallet", func(w http.ResponseWriter, r *http.Request) {
+		st, err := n.WalletStatus()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
+		writeJSON(w, st)
+	})
+	mux.HandleFunc("POST /v1/wallet/buy", func(w http.ResponseWriter, r *http.Request) {
+		var req BuyRequest
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
+			http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		id, err := peer.Decode(req.Node)
+		if err != nil || req.Sats == 0 {
+			http.Error(w, "want {\"node\": <peer id>, \"sats\": N>0}", http.StatusBadRequest)
+			return
+		}
+		p, err := n.Buy(r.Context(), id, req.Sats)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		writeJSON(w, p)
+	})
 	a := &adminServer{
 		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second},
 		ln:   ln,
@@ -99,6 +130,12 @@ type Status struct {
 	HTTPTunnel string   `json:"httptunnel,omitempty"`
 }
 
+// BuyRequest is the body of POST /v1/wallet/buy.
+type BuyRequest struct {
+	Node string `json:"node"`
+	Sats uint64 `json:"sats"`
+}
+
 // AdminClient talks to a running node's admin socket.
 type AdminClient struct {
 	c *http.Client
@@ -127,8 +164,32 @@ func (a *AdminClient) Get(ctx context.Context, path string, v any) error {
 		return fmt.Errorf("no node answers on the admin socket (is `co-infuse run` running with this --datadir?): %w", err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("admin %s: %s", path, resp.Status)
+	return decodeAdmin(resp, path, v)
+}
+
+// Post sends body as JSON to path and decodes the answer into v.
+func (a *AdminClient) Post(ctx context.Context, path string, body, v any) error {
+	raw, err := json.Marshal(body)
+	if err != nil {
+		return err
 	}
-	return json.NewDecoder(http.MaxBytesReader(nil, resp.Body, 16<<20)).Decode(v)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://co-infuse"+path, bytes.NewReader(raw))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := a.c.Do(req)
+	if err != nil {
+		return fmt.Errorf("no node answers on the admin socket (is `co-infuse run` running with this --datadir?): %w", err)
+	}
+	defer resp.Body.Close()
+	return decodeAdmin(resp, path, v)
+}
+
+func decodeAdmin(resp *http.Response, path string, v any) error {
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("%s: %s", path, strings.TrimSpace(string(msg)))
+	}
+	return json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(v)
 }

@@ -14,6 +14,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/co-infuse/co-infuse/exit"
+	"github.com/co-infuse/co-infuse/lightning"
 	"gopkg.in/yaml.v3"
 )
 
@@ -45,7 +46,10 @@ type Config struct {
 	Circuit   CircuitConfig   `yaml:"circuit"`
 	Exit      ExitConfig      `yaml:"exit"`
 	Discovery DiscoveryConfig `yaml:"discovery"`
-	Log       LogConfig       `yaml:"log"`
+	Payments  PaymentsConfig  `yaml:"payments"`
+	// LND is the user's (or operator's) LND, used when payments are on.
+	LND lightning.Config `yaml:"lnd"`
+	Log LogConfig        `yaml:"log"`
 }
 
 // NetworkConfig is the libp2p host.
@@ -205,6 +209,7 @@ func (c *Config) ApplyDefaults() {
 	if c.Discovery.MaxPriceSatPerMB == 0 {
 		c.Discovery.MaxPriceSatPerMB = 10
 	}
+	c.Payments.applyDefaults()
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -305,6 +310,11 @@ func (c *Config) Validate() error {
 	for r := range c.Discovery.PriceSatPerMB {
 		if r != RoleRelay && r != RoleExit {
 			return fieldErr("discovery.price_sat_per_mb", "unknown role %q", r)
+		}
+	}
+	if c.Payments.Enabled {
+		if err := c.LND.Validate(); err != nil {
+			return fmt.Errorf("%w: payments.enabled needs the lnd section: %v", ErrConfig, err)
 		}
 	}
 	switch strings.ToLower(c.Log.Level) {

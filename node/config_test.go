@@ -13,6 +13,9 @@ func TestRenderConfigRoundTrip(t *testing.T) {
 	c.Roles = []Role{RoleClient, RoleRelay, RoleExit}
 	c.HTTP.Enabled = true
 	c.Exit.Policy = []string{"accept 127.0.0.0/8:*"}
+	c.Payments.Enabled = true
+	c.LND.TLSCertPath = "/home/u/.lnd/tls.cert"
+	c.LND.MacaroonPath = "/home/u/.lnd/admin.macaroon"
 	c.Discovery.Bootstrap = []string{"/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo"}
 	raw, err := RenderConfig(c)
 	if err != nil {
@@ -43,6 +46,7 @@ func TestConfigValidateNamesField(t *testing.T) {
 		{"level", "log:\n  level: loud", "log.level"},
 		{"exit policy", "exit:\n  policy: [\"allow everything\"]", "exit.policy"},
 		{"unknown key", "sock:\n  listen: 1", "config.yaml"},
+		{"payments without lnd", "payments:\n  enabled: true", "lnd.tlscertpath"},
 		{"negative timeout", "circuit:\n  build_timeout: -1s", "circuit.build_timeout"},
 	}
 	for _, tc := range cases {

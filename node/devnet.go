@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/co-infuse/co-infuse/discovery"
+	"github.com/co-infuse/co-infuse/internal/regtest"
 )
 
 // DevnetOptions shapes a local network. Zero values take the defaults shown.
@@ -36,6 +37,12 @@ type DevnetOptions struct {
 	// Default false: devnet exits allow loopback targets, since loopback is
 	// all these networks can reach.
 	ExitsDefaultPolicy bool
+	// Lightning runs a real regtest Lightning network (btcd and two LND,
+	// see internal/regtest) beside the nodes: relays and exits sell
+	// vouchers invoiced by one LND, the client buys them from the other.
+	// The first run builds the daemons (minutes); each start mines and
+	// opens a channel (about a minute). Default false.
+	Lightning bool
 	// Progress receives one line per step. Default io.Discard.
 	Progress io.Writer
 	// Logger for every node. Default: warnings to stderr.
@@ -49,6 +56,9 @@ type Devnet struct {
 	Client *Node
 	// WebAddr is the demo web server's address, or nil.
 	WebAddr net.Addr
+
+	// LN is the regtest Lightning network, or nil.
+	LN *regtest.Network
 
 	web   *http.Server
 	webWG sync.WaitGroup
@@ -94,6 +104,14 @@ func StartDevnet(ctx context.Context, o DevnetOptions) (_ *Devnet, err error) {
 		fmt.Fprintf(o.Progress, "demo web server on http://%s/\n", d.WebAddr)
 	}
 
+	if o.Lightning {
+		fmt.Fprintln(o.Progress, "starting a regtest Lightning network (btcd + 2 lnd)...")
+		d.LN, err = regtest.Start(ctx, regtest.Options{Dir: filepath.Join(o.Dir, "regtest"), Progress: o.Progress, Logger: o.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("devnet lightning: %w", err)
+		}
+	}
+
 	type spec struct {
 		name  string
 		roles []Role
@@ -122,6 +140,15 @@ func StartDevnet(ctx context.Context, o DevnetOptions) (_ *Devnet, err error) {
 			cfg.SOCKS.Listen = o.SOCKSListen
 			cfg.HTTP.Enabled = true
 			cfg.HTTP.Listen = o.HTTPListen
+		}
+		if d.LN != nil {
+			cfg.Payments.Enabled = true
+			ln := d.LN.Bob() // the nodes' side
+			if s.name == "client" {
+				ln = d.LN.Alice() // the user's side
+			}
+			cfg.LND = ln.LightningConfig(nil)
+			cfg.LND.Logger = nil
 		}
 		if cfg.Has(RoleExit) && !o.ExitsDefaultPolicy {
 			cfg.Exit.AllowLoopback = true
@@ -154,8 +181,22 @@ func StartDevnet(ctx context.Context, o DevnetOptions) (_ *Devnet, err error) {
 	if err := d.waitDiscovered(ctx, o.Relays, o.Exits); err != nil {
 		return nil, err
 	}
+	if d.LN != nil {
+		for _, n := range d.Nodes[:len(d.Nodes)-1] {
+			start := time.Now()
+			p, err := d.Client.Buy(ctx, n.ID(), DevnetPurchaseSat)
+			if err != nil {
+				return nil, fmt.Errorf("devnet: buying vouchers from %s over Lightning: %w", n.ID(), err)
+			}
+			fmt.Fprintf(o.Progress, "bought %d sats of vouchers from %s over Lightning in %s\n", p.AmountSat, n.ID(), time.Since(start).Round(time.Millisecond))
+		}
+	}
 	return d, nil
 }
+
+// DevnetPurchaseSat is what a Lightning devnet's client buys from each node
+// at start.
+const DevnetPurchaseSat = 100
 
 // waitDiscovered polls the client's discovery until it sees enough nodes.
 func (d *Devnet) waitDiscovered(ctx context.Context, relays, exits int) error {
@@ -191,6 +232,9 @@ func (d *Devnet) Close() error {
 	var errs []error
 	for i := len(d.Nodes) - 1; i >= 0; i-- {
 		errs = append(errs, d.Nodes[i].Close())
+	}
+	if d.LN != nil {
+		errs = append(errs, d.LN.Close())
 	}
 	if d.web != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

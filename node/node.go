@@ -23,6 +23,7 @@ import (
 	"github.com/co-infuse/co-infuse/discovery"
 	"github.com/co-infuse/co-infuse/exit"
 	"github.com/co-infuse/co-infuse/proxy"
+	"github.com/co-infuse/co-infuse/voucher"
 )
 
 // Node is one running co-infuse node. Create it with New, then Start; Close
@@ -41,6 +42,7 @@ type Node struct {
 	httpc   *proxy.HTTPConnectServer
 	admin   *adminServer
 	pool    *pool
+	pay     *payments // nil when payments are off
 	socksLn net.Listener
 	httpLn  net.Listener
 
@@ -178,8 +180,25 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err = n.disc.Start(ctx); err != nil {
 		return fmt.Errorf("discovery: %w", err)
 	}
+	if n.cfg.Payments.Enabled {
+		republish := func(ks []*voucher.Keyset) {
+			if relay {
+				n.republish(onion, exitPorts, ks)
+			}
+		}
+		if n.pay, err = n.startPayments(ctx, relay, republish); err != nil {
+			return err
+		}
+	}
 	if relay {
-		ad := n.advert(onion, exitPorts)
+		var ks []*voucher.Keyset
+		if n.pay != nil && n.pay.mint != nil {
+			ks = n.pay.mint.Keysets()
+		}
+		ad, err := n.advert(onion, exitPorts, ks)
+		if err != nil {
+			return err
+		}
 		if err := n.disc.Publish(ctx, ad); err != nil {
 			// The first node of a network has nobody to store its
 			// provider records yet; keep trying while others join.
@@ -188,7 +207,6 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			go n.publishLoop(ad)
 		}
 	}
-
 	if n.cfg.Has(RoleClient) {
 		n.pool = newPool(n.cfg.Circuit.MaxIsolated, n.buildCircuit)
 		n.wg.Add(1)
@@ -228,6 +246,20 @@ func (n *Node) serve(name string, f func() error) {
 			n.log.Warn("front end stopped", "subsys", name, "err", err)
 		}
 	}()
+}
+
+// republish publishes a new advert after the mint rotated its keysets.
+func (n *Node) republish(onion *circuit.OnionKey, exitPorts []discovery.PortRange, ks []*voucher.Keyset) {
+	ad, err := n.advert(onion, exitPorts, ks)
+	if err != nil {
+		n.log.Error("advert with new keysets", "err", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
+	defer cancel()
+	if err := n.disc.Publish(ctx, ad); err != nil {
+		n.log.Warn("republish advert with new keysets", "err", err)
+	}
 }
 
 // publishLoop retries the first publication with backoff until it succeeds
@@ -299,6 +331,7 @@ func (n *Node) Close() error {
 		n.pool.closeAll()
 	}
 	var errs []error
+	errs = append(errs, n.pay.close())
 	if n.disc != nil {
 		errs = append(errs, n.disc.Close())
 	}
@@ -438,6 +471,11 @@ func (n *Node) buildCircuit(ctx context.Context, port uint16) (*circuit.Circuit,
 		}
 		c, err := n.engine.Build(ctx, hops)
 		if err == nil {
+			if n.pay != nil && n.pay.wallet != nil {
+				for _, h := range hops {
+					n.pay.wallet.Track(h.Peer) // automatic purchase keeps a balance here
+				}
+			}
 			return c, nil
 		}
 		lastErr = err
@@ -452,7 +490,7 @@ func (n *Node) buildCircuit(ctx context.Context, port uint16) (*circuit.Circuit,
 }
 
 // advert describes this node for discovery.
-func (n *Node) advert(onion *circuit.OnionKey, exitPorts []discovery.PortRange) discovery.Advert {
+func (n *Node) advert(onion *circuit.OnionKey, exitPorts []discovery.PortRange, keysets []*voucher.Keyset) (discovery.Advert, error) {
 	ad := discovery.Advert{
 		Peer:     n.host.ID(),
 		OnionKey: onion.Public(),
@@ -473,7 +511,17 @@ func (n *Node) advert(onion *circuit.OnionKey, exitPorts []discovery.PortRange) 
 			ad.Family = append(ad.Family, id)
 		}
 	}
-	return ad
+	if n.pay != nil && n.pay.mint != nil {
+		ad.Payee = n.pay.lnd.Info().IdentityPubkey
+		for _, k := range keysets {
+			dk, err := keysetToAdvert(k)
+			if err != nil {
+				return discovery.Advert{}, fmt.Errorf("advert keyset: %w", err)
+			}
+			ad.Keysets = append(ad.Keysets, dk)
+		}
+	}
+	return ad, nil
 }
 
 func bootstrapPeers(addrs []string) ([]peer.AddrInfo, error) {

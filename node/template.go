@@ -11,7 +11,8 @@ import (
 // sees what can be changed; the comments repeat the units and defaults of
 // Config.
 var configTemplate = template.Must(template.New("config").Funcs(template.FuncMap{
-	"q": func(s string) string { return fmt.Sprintf("%q", s) },
+	"q":     func(s string) string { return fmt.Sprintf("%q", s) },
+	"deref": func(b *bool) bool { return b != nil && *b },
 }).Parse(`# co-infuse node configuration. Edit and restart ` + "`co-infuse run`" + `.
 # Durations use Go syntax (30s, 10m). Listeners default to loopback.
 
@@ -79,6 +80,25 @@ discovery:
     {{$r}}: {{$p}}{{end}}
   # The most this client pays one hop, in sat per MB.
   max_price_sat_per_mb: {{.Discovery.MaxPriceSatPerMB}}
+
+# Chaumian vouchers bought over Lightning. Relays and exits sell vouchers
+# for their own bandwidth (invoiced by their LND); clients buy them from the
+# user's LND automatically, within the budget below.
+payments:
+  enabled: {{.Payments.Enabled}}
+  auto_buy: {{deref .Payments.AutoBuy}}
+  # Voucher balance kept for each node in use, in sats.
+  target_balance_sat: {{.Payments.TargetBalanceSat}}
+  # Most spent on vouchers in any 24 hours, routing fees included, in sats.
+  daily_budget_sat: {{.Payments.DailyBudgetSat}}
+
+# Your LND, as in lnd.conf / lncli flags (used when payments are enabled).
+lnd:
+  host: {{q .LND.Host}}
+  tlscertpath: {{q .LND.TLSCertPath}}
+  macaroonpath: {{q .LND.MacaroonPath}}
+  rpctimeout: {{.LND.RPCTimeout}}
+  paymenttimeout: {{.LND.PaymentTimeout}}
 
 log:
   # debug, info, warn or error.

@@ -46,6 +46,8 @@ commands:
   run      start the node the config describes
   devnet   run a whole local network on loopback (3 relays, 2 exits, a client)
   peers    list the nodes a running node knows (roles, prices, last result)
+  wallet   show voucher balances, budget use and recent purchases;
+           'wallet buy --node ID --sats N' buys vouchers by hand
   version  print the version
 
 Every command takes --datadir (default ~/.co-infuse). Run 'co-infuse <command> -h' for its flags.
@@ -66,6 +68,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return cmdDevnet(rest, stdout, stderr)
 	case "peers":
 		return cmdPeers(rest, stdout, stderr)
+	case "wallet":
+		return cmdWallet(rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "co-infuse", node.Version)
 		return nil
@@ -184,6 +188,7 @@ func cmdDevnet(args []string, stdout, stderr io.Writer) error {
 	socks := fs.String("socks", "127.0.0.1:9350", "client SOCKS5 listen address")
 	httpAddr := fs.String("http", "127.0.0.1:9380", "client HTTP CONNECT listen address")
 	web := fs.String("web", "127.0.0.1:8088", "demo web server address, or off")
+	lightning := fs.Bool("lightning", true, "run a regtest btcd + 2 lnd beside the nodes and buy vouchers over Lightning (first run builds lnd: minutes)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -196,7 +201,8 @@ func cmdDevnet(args []string, stdout, stderr io.Writer) error {
 	d, err := node.StartDevnet(ctx, node.DevnetOptions{
 		Dir: *dd, Relays: *relays, Exits: *exits,
 		SOCKSListen: *socks, HTTPListen: *httpAddr, WebListen: *web,
-		Progress: stdout,
+		Lightning: *lightning,
+		Progress:  stdout,
 	})
 	if err != nil {
 		return err
@@ -207,7 +213,11 @@ func cmdDevnet(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "\ntry:\n  curl --socks5-hostname %s http://%s/\n  curl -p -x http://%s http://%s/\n  curl --socks5-hostname %s -o /dev/null http://%s/bytes/52428800\n",
 			d.Client.SOCKSAddr(), d.WebAddr, d.Client.HTTPAddr(), d.WebAddr, d.Client.SOCKSAddr(), d.WebAddr)
 	}
-	fmt.Fprintf(stdout, "  co-infuse peers --datadir %s\n\nCtrl-C stops the network.\n", filepath.Join(*dd, "client"))
+	fmt.Fprintf(stdout, "  co-infuse peers --datadir %s\n", filepath.Join(*dd, "client"))
+	if d.LN != nil {
+		fmt.Fprintf(stdout, "  co-infuse wallet --datadir %s\n", filepath.Join(*dd, "client"))
+	}
+	fmt.Fprintln(stdout, "\nCtrl-C stops the network.")
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "stopping devnet...")
 	return d.Close()
@@ -274,4 +284,61 @@ func formatPeer(p discovery.PeerStatus) string {
 		guard = " [guard]"
 	}
 	return fmt.Sprintf("%s%s\t%s\t%s\t%s\t%s", p.Peer, guard, strings.Join(roles, ","), strings.Join(prices, " "), first, last)
+}
+
+func cmdWallet(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "buy" {
+		return cmdWalletBuy(args[1:], stdout, stderr)
+	}
+	fs, dd := newFlags("wallet", stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var st node.WalletStatus
+	if err := node.NewAdminClient(*dd).Get(ctx, "/v1/wallet", &st); err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	fmt.Fprintf(stdout, "budget: %d of %d sats used in the last 24 h\n\n", st.BudgetUsedSat, st.BudgetLimitSat)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tAVAILABLE\tRESERVED\tPENDING\tEXPIRED")
+	for id, b := range st.Balances {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\n", id, b.Available, b.Reserved, b.Pending, b.Expired)
+	}
+	tw.Flush()
+	fmt.Fprintln(stdout, "\nrecent purchases:")
+	tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "WHEN\tNODE\tSATS\tSTATE")
+	for _, p := range st.RecentPurchases {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%v\n", p.Created.Format(time.RFC3339), p.Node, p.AmountSat, p.State)
+	}
+	return tw.Flush()
+}
+
+func cmdWalletBuy(args []string, stdout, stderr io.Writer) error {
+	fs, dd := newFlags("wallet buy", stderr)
+	nodeID := fs.String("node", "", "peer ID of the node to buy vouchers from (see `co-infuse peers`)")
+	sats := fs.Uint64("sats", 0, "amount in sats")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *nodeID == "" || *sats == 0 {
+		return errors.New("wallet buy needs --node ID and --sats N")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	fmt.Fprintf(stderr, "buying %d sats of vouchers from %s over Lightning...\n", *sats, *nodeID)
+	var p json.RawMessage
+	if err := node.NewAdminClient(*dd).Post(ctx, "/v1/wallet/buy", node.BuyRequest{Node: *nodeID, Sats: *sats}, &p); err != nil {
+		return err
+	}
+	_, err := stdout.Write(append(p, '\n'))
+	return err
 }

@@ -1,0 +1,258 @@
+package node
+
+import (
+	"context"
+	"crypto/rsa"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/co-infuse/co-infuse/discovery"
+	"github.com/co-infuse/co-infuse/lightning"
+	"github.com/co-infuse/co-infuse/voucher"
+	"github.com/co-infuse/co-infuse/voucher/mint"
+	"github.com/co-infuse/co-infuse/voucher/wallet"
+)
+
+// PaymentsConfig turns on Chaumian vouchers bought over Lightning: relays and
+// exits run a mint (they sell vouchers for their own bandwidth, invoiced by
+// their LND); clients run a wallet that buys them from the user's LND.
+type PaymentsConfig struct {
+	// Enabled turns on the mint (relay, exit) and the wallet (client).
+	// Requires the lnd section. Default false.
+	Enabled bool `yaml:"enabled"`
+	// AutoBuy keeps TargetBalanceSat of vouchers for every node the client
+	// uses. Default true when payments are enabled.
+	AutoBuy *bool `yaml:"auto_buy"`
+	// TargetBalanceSat is the voucher balance kept per node in use, in sats.
+	// Default 1000.
+	TargetBalanceSat uint64 `yaml:"target_balance_sat"`
+	// DailyBudgetSat caps what the wallet spends on vouchers in any 24
+	// hours, routing fees included, in sats. Default 10000.
+	DailyBudgetSat uint64 `yaml:"daily_budget_sat"`
+}
+
+func (c *PaymentsConfig) applyDefaults() {
+	if c.AutoBuy == nil {
+		on := true
+		c.AutoBuy = &on
+	}
+	if c.TargetBalanceSat == 0 {
+		c.TargetBalanceSat = 1000
+	}
+	if c.DailyBudgetSat == 0 {
+		c.DailyBudgetSat = 10000
+	}
+}
+
+// payments is the node's voucher machinery; nil fields are roles it lacks.
+type payments struct {
+	lnd    *lightning.Client
+	mint   *mint.Mint
+	wallet *wallet.Wallet
+}
+
+// startPayments dials LND and starts the mint and/or wallet. onKeysets is
+// called when the mint's keysets change, so the advert can be republished.
+func (n *Node) startPayments(ctx context.Context, mintRole bool, onKeysets func([]*voucher.Keyset)) (*payments, error) {
+	lcfg := n.cfg.LND
+	lcfg.Logger = n.log
+	lnd, err := lightning.Dial(ctx, lcfg)
+	if err != nil {
+		return nil, fmt.Errorf("payments need LND (lnd.host %s): %w", lcfg.Host, err)
+	}
+	p := &payments{lnd: lnd}
+	if mintRole {
+		payee, err := mint.PayeeFromHex(lnd.Info().IdentityPubkey)
+		if err != nil {
+			p.close()
+			return nil, fmt.Errorf("LND identity key: %w", err)
+		}
+		price := n.cfg.Discovery.PriceSatPerMB[RoleRelay]
+		if n.cfg.Has(RoleExit) {
+			price = max(price, n.cfg.Discovery.PriceSatPerMB[RoleExit])
+		}
+		p.mint, err = mint.New(mint.Config{
+			Host:           n.host,
+			Path:           filepath.Join(n.cfg.DataDir, "mint.db"),
+			CreateInvoice:  lnd.CreateInvoice,
+			InvoiceSettled: lnd.InvoiceSettled,
+			Payee:          payee,
+			PriceMsatPerMB: price * 1000,
+			OnKeysets:      onKeysets,
+			Logger:         n.log,
+		})
+		if err != nil {
+			p.close()
+			return nil, fmt.Errorf("mint: %w", err)
+		}
+		if err := p.mint.Start(); err != nil {
+			p.close()
+			return nil, fmt.Errorf("mint: %w", err)
+		}
+	}
+	if n.cfg.Has(RoleClient) {
+		p.wallet, err = wallet.New(wallet.Config{
+			Host: n.host,
+			Path: filepath.Join(n.cfg.DataDir, "wallet.db"),
+			DecodeInvoice: func(ctx context.Context, pr string) (wallet.Invoice, error) {
+				inv, err := lnd.DecodeInvoice(ctx, pr)
+				return wallet.Invoice{AmountSat: inv.AmountSat, AmountMsat: inv.AmountMsat,
+					Payee: inv.Payee, PayHash: inv.PayHash, Expiry: inv.Expiry}, err
+			},
+			PayInvoice:        lnd.PayInvoice,
+			Published:         n.published,
+			MaxPriceMsatPerMB: n.cfg.Discovery.MaxPriceSatPerMB * 1000,
+			DailyBudgetSat:    n.cfg.Payments.DailyBudgetSat,
+			TargetBalanceSat:  n.cfg.Payments.TargetBalanceSat,
+			AutoBuy:           *n.cfg.Payments.AutoBuy,
+			Logger:            n.log,
+		})
+		if err != nil {
+			p.close()
+			return nil, fmt.Errorf("wallet: %w", err)
+		}
+		if err := p.wallet.Start(); err != nil {
+			p.close()
+			return nil, fmt.Errorf("wallet: %w", err)
+		}
+	}
+	return p, nil
+}
+
+func (p *payments) close() error {
+	if p == nil {
+		return nil
+	}
+	var errs []error
+	if p.wallet != nil {
+		errs = append(errs, p.wallet.Stop())
+	}
+	if p.mint != nil {
+		errs = append(errs, p.mint.Stop())
+	}
+	errs = append(errs, p.lnd.Close())
+	return errors.Join(errs...)
+}
+
+// published tells the wallet what node publishes in its verified advert:
+// the LND payee, keysets and price. The wallet refuses any keyset not here.
+func (n *Node) published(ctx context.Context, node peer.ID) (wallet.Published, error) {
+	ad, err := n.disc.Lookup(ctx, node)
+	if err != nil {
+		return wallet.Published{}, err
+	}
+	if ad.Payee == "" {
+		return wallet.Published{}, fmt.Errorf("node %s sells no vouchers (its advert names no Lightning payee)", node)
+	}
+	pub := wallet.Published{Payee: ad.Payee}
+	for _, r := range ad.Roles {
+		pub.PriceMsatPerMB = max(pub.PriceMsatPerMB, ad.Prices[r]*1000)
+	}
+	for i, k := range ad.Keysets {
+		ks, err := keysetFromAdvert(k)
+		if err != nil {
+			return wallet.Published{}, fmt.Errorf("node %s keyset %d: %w", node, i, err)
+		}
+		pub.Keysets = append(pub.Keysets, ks)
+	}
+	return pub, nil
+}
+
+// keysetToAdvert and keysetFromAdvert carry a voucher keyset in a discovery
+// advert: one PKIX key per denomination and the keyset's validity window.
+// The rebuilt keyset must have the advertised ID, so a node cannot smuggle
+// a different key under a published ID.
+func keysetToAdvert(ks *voucher.Keyset) (discovery.Keyset, error) {
+	id := ks.ID()
+	out := discovery.Keyset{
+		ID:        id[:],
+		NotBefore: ks.NotBefore(),
+		MintUntil: ks.NotAfter(),
+		NotAfter:  ks.RedeemUntil(),
+	}
+	for _, a := range ks.Amounts() {
+		k, _ := ks.Key(a)
+		der, err := x509.MarshalPKIXPublicKey(k)
+		if err != nil {
+			return discovery.Keyset{}, err
+		}
+		out.Denominations = append(out.Denominations, a)
+		out.PublicKeys = append(out.PublicKeys, der)
+	}
+	return out, nil
+}
+
+func keysetFromAdvert(k discovery.Keyset) (*voucher.Keyset, error) {
+	if len(k.Denominations) != len(k.PublicKeys) {
+		return nil, errors.New("denominations and keys differ in number")
+	}
+	keys := make([]voucher.DenomKey, len(k.PublicKeys))
+	for i, der := range k.PublicKeys {
+		pk, err := x509.ParsePKIXPublicKey(der)
+		if err != nil {
+			return nil, fmt.Errorf("key %d: %w", i, err)
+		}
+		rk, ok := pk.(*rsa.PublicKey)
+		if !ok {
+			return nil, fmt.Errorf("key %d is not RSA", i)
+		}
+		keys[i] = voucher.DenomKey{Amount: k.Denominations[i], Key: rk}
+	}
+	ks, err := voucher.NewKeyset(k.NotBefore, k.MintUntil, k.NotAfter, keys)
+	if err != nil {
+		return nil, err
+	}
+	if id := ks.ID(); string(id[:]) != string(k.ID) {
+		return nil, errors.New("keyset ID does not match its keys")
+	}
+	return ks, nil
+}
+
+// WalletStatus is what GET /v1/wallet answers.
+type WalletStatus struct {
+	Balances        map[string]wallet.Balance `json:"balances"` // by node peer ID
+	BudgetUsedSat   uint64                    `json:"budget_used_sat"`
+	BudgetLimitSat  uint64                    `json:"budget_limit_sat"`
+	RecentPurchases []wallet.Purchase         `json:"recent_purchases"`
+}
+
+// WalletStatus reports balances, budget use and recent purchases.
+func (n *Node) WalletStatus() (WalletStatus, error) {
+	if n.pay == nil || n.pay.wallet == nil {
+		return WalletStatus{}, ErrNoWallet
+	}
+	w := n.pay.wallet
+	bal, err := w.Balances()
+	if err != nil {
+		return WalletStatus{}, err
+	}
+	st := WalletStatus{Balances: map[string]wallet.Balance{}}
+	for id, b := range bal {
+		st.Balances[id.String()] = b
+	}
+	if st.BudgetUsedSat, st.BudgetLimitSat, err = w.BudgetUsed(); err != nil {
+		return WalletStatus{}, err
+	}
+	if st.RecentPurchases, err = w.RecentPurchases(20); err != nil {
+		return WalletStatus{}, err
+	}
+	return st, nil
+}
+
+// ErrNoWallet: the node runs no wallet (payments off or not a client).
+var ErrNoWallet = errors.New("this node has no wallet: set payments.enabled and the lnd section, and run the client role")
+
+// Buy buys sats worth of vouchers from node by hand.
+func (n *Node) Buy(ctx context.Context, node peer.ID, sats uint64) (wallet.Purchase, error) {
+	if n.pay == nil || n.pay.wallet == nil {
+		return wallet.Purchase{}, ErrNoWallet
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	return n.pay.wallet.Buy(ctx, node, sats)
+}
