@@ -19,6 +19,7 @@ func TestE2EDevnet(t *testing.T) {
 	t.Run("ErrorMapping", func(t *testing.T) { t.Parallel(); testErrorMapping(t, d) })
 	t.Run("Upload32MiB", func(t *testing.T) { t.Parallel(); testUpload(t, d) })
 	t.Run("Pipelined", func(t *testing.T) { t.Parallel(); testPipelined(t, d) })
+	t.Run("TorResolve", func(t *testing.T) { t.Parallel(); testTorResolve(t, d) })
 	t.Run("Isolation", func(t *testing.T) { t.Parallel(); testIsolation(t, d) })
 	t.Run("Garbage", func(t *testing.T) { t.Parallel(); testGarbage(t, d) })
 	t.Run("BtcdThroughProxy", func(t *testing.T) { t.Parallel(); testBtcdThroughProxy(t, d) })
