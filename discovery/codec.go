@@ -274,7 +274,9 @@ func decodeBody(body []byte) (Advert, error) {
 			k.PublicKeys = append(k.PublicKeys, bytes.Clone(pk))
 		}
 		var nb, mu, na uint64
-		if !s.ReadUint64(&nb) || !s.ReadUint64(&mu) || !s.ReadUint64(&na) || nb > mu || mu > na {
+		// As int64 seconds, the order the encoder enforces: 0 <= nb <= mu <= na.
+		if !s.ReadUint64(&nb) || !s.ReadUint64(&mu) || !s.ReadUint64(&na) ||
+			int64(nb) < 0 || int64(nb) > int64(mu) || int64(mu) > int64(na) {
 			return fail("keyset validity window")
 		}
 		k.NotBefore, k.MintUntil, k.NotAfter = unixTime(nb), unixTime(mu), unixTime(na)

@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -347,5 +348,29 @@ func TestPayeeAndKeysetWindowChecked(t *testing.T) {
 				t.Fatalf("SignAdvert = %v, want ErrMalformed", err)
 			}
 		})
+	}
+}
+
+// TestKeysetWindowNegativeRejected: a body whose keyset window is ordered
+// as unsigned numbers but not as the signed seconds the encoder uses must
+// not decode (it would decode to an advert that cannot be re-encoded).
+func TestKeysetWindowNegativeRejected(t *testing.T) {
+	t.Parallel()
+	_, id := testKey(t, "window")
+	ad := sampleAdvert(t, id)
+	body, err := encodeBody(&ad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var na [8]byte
+	binary.BigEndian.PutUint64(na[:], uint64(ad.Keysets[0].NotAfter.Unix()))
+	i := bytes.Index(body, na[:])
+	if i < 0 {
+		t.Fatal("not-after not found in body")
+	}
+	bad := bytes.Clone(body)
+	binary.BigEndian.PutUint64(bad[i:], 1<<63) // negative as int64
+	if _, err := decodeBody(bad); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("decode = %v, want ErrMalformed", err)
 	}
 }
