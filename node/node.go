@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -43,6 +44,9 @@ type Node struct {
 	admin   *adminServer
 	pool    *pool
 	pay     *payments // nil when payments are off
+	// advertised is set once the first advert has been built, so that
+	// keyset rotations republish it.
+	advertised atomic.Bool
 	socksLn net.Listener
 	httpLn  net.Listener
 
@@ -182,7 +186,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 	if n.cfg.Payments.Enabled {
 		republish := func(ks []*voucher.Keyset) {
-			if relay {
+			// The first advert (below) already carries the keysets the
+			// mint starts with; only later rotations need a new one.
+			if relay && n.advertised.Load() {
 				n.republish(onion, exitPorts, ks)
 			}
 		}
@@ -199,6 +205,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		if err != nil {
 			return err
 		}
+		n.advertised.Store(true)
 		if err := n.disc.Publish(ctx, ad); err != nil {
 			// The first node of a network has nobody to store its
 			// provider records yet; keep trying while others join.

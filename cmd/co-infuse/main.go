@@ -17,9 +17,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -309,7 +311,8 @@ func cmdWallet(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "budget: %d of %d sats used in the last 24 h\n\n", st.BudgetUsedSat, st.BudgetLimitSat)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tAVAILABLE\tRESERVED\tPENDING\tEXPIRED")
-	for id, b := range st.Balances {
+	for _, id := range slices.Sorted(maps.Keys(st.Balances)) {
+		b := st.Balances[id]
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\n", id, b.Available, b.Reserved, b.Pending, b.Expired)
 	}
 	tw.Flush()
