@@ -35,20 +35,20 @@ type Node struct {
 	priv crypto.PrivKey
 
 	// Set by Start, read-only afterwards.
-	host    host.Host
-	engine  *circuit.Engine
-	disc    *discovery.Service
-	exitd   *exit.Dialer
-	socks   *proxy.SOCKSServer
-	httpc   *proxy.HTTPConnectServer
-	admin   *adminServer
-	pool    *pool
-	pay     *payments // nil when payments are off
+	host   host.Host
+	engine *circuit.Engine
+	disc   *discovery.Service
+	exitd  *exit.Dialer
+	socks  *proxy.SOCKSServer
+	httpc  *proxy.HTTPConnectServer
+	admin  *adminServer
+	pool   *pool
+	pay    *payments // nil when payments are off
 	// advertised is set once the first advert has been built, so that
 	// keyset rotations republish it.
 	advertised atomic.Bool
-	socksLn net.Listener
-	httpLn  net.Listener
+	socksLn    net.Listener
+	httpLn     net.Listener
 
 	ctx    context.Context // canceled by Close; bounds circuit builds
 	cancel context.CancelFunc
