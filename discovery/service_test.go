@@ -274,3 +274,28 @@ func TestBootstrapLists(t *testing.T) {
 		t.Fatal("private mode got public peers")
 	}
 }
+
+// TestLookup: a node's advert is fetched directly on first Lookup and then
+// served from the cache; an unreachable peer is an error.
+func TestLookup(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	nodes := cluster(t, ctx, 3, ModePrivate, func() (host.Host, crypto.PrivKey) { return loopbackHost(t, nil) })
+	publishAll(t, ctx, nodes)
+	ch, cpriv := loopbackHost(t, nil)
+	client := startService(t, ctx, ch, cpriv, Config{Bootstrap: []peer.AddrInfo{nodes[0].info()}})
+	ch.Peerstore().AddAddrs(nodes[2].h.ID(), nodes[2].h.Addrs(), time.Hour)
+	ad, err := client.Lookup(ctx, nodes[2].h.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ad.Peer != nodes[2].h.ID() || ad.Price(RoleRelay) != 12 {
+		t.Fatalf("advert %+v", ad)
+	}
+	if len(client.Known()) != 1 {
+		t.Fatal("looked-up advert not cached")
+	}
+	_, stranger := testKey(t, "stranger")
+	if _, err := client.Lookup(ctx, stranger); err == nil {
+		t.Fatal("lookup of an unreachable peer succeeded")
+	}
+}
