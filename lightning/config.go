@@ -18,6 +18,10 @@ const (
 	// DefaultPaymentTimeout is how long LND may try to route a payment.
 	DefaultPaymentTimeout = 60 * time.Second
 
+	// maxPaymentTimeout bounds lnd.paymenttimeout; a payment that has not
+	// settled in an hour is stuck, not slow.
+	maxPaymentTimeout = time.Hour
+
 	// maxMacaroonSize caps the macaroon file we read; real ones are a few
 	// hundred bytes.
 	maxMacaroonSize = 64 << 10
@@ -77,8 +81,8 @@ func (c Config) Validate() error {
 	if c.RPCTimeout < 0 {
 		return fmt.Errorf("%w: lnd.rpctimeout %v is negative", ErrInvalidConfig, c.RPCTimeout)
 	}
-	if c.PaymentTimeout < 0 || (c.PaymentTimeout > 0 && c.PaymentTimeout < time.Second) {
-		return fmt.Errorf("%w: lnd.paymenttimeout %v: want at least 1s", ErrInvalidConfig, c.PaymentTimeout)
+	if c.PaymentTimeout < 0 || (c.PaymentTimeout > 0 && c.PaymentTimeout < time.Second) || c.PaymentTimeout > maxPaymentTimeout {
+		return fmt.Errorf("%w: lnd.paymenttimeout %v: want 1s to %v", ErrInvalidConfig, c.PaymentTimeout, maxPaymentTimeout)
 	}
 	return nil
 }

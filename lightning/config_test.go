@@ -23,6 +23,7 @@ func TestConfigValidate(t *testing.T) {
 		{"no cert", func(c *Config) { c.TLSCertPath = "" }, "lnd.tlscertpath"},
 		{"no macaroon", func(c *Config) { c.MacaroonPath = "" }, "lnd.macaroonpath"},
 		{"negative rpc timeout", func(c *Config) { c.RPCTimeout = -time.Second }, "lnd.rpctimeout"},
+		{"huge payment timeout", func(c *Config) { c.PaymentTimeout = 2 * time.Hour }, "lnd.paymenttimeout"},
 		{"tiny payment timeout", func(c *Config) { c.PaymentTimeout = time.Millisecond }, "lnd.paymenttimeout"},
 	}
 	for _, tc := range tests {

@@ -27,7 +27,8 @@ type paymentStream interface {
 //
 // It is idempotent per payment hash: if this node already paid the invoice,
 // or a payment for it is in flight, PayInvoice follows the existing payment
-// with TrackPaymentV2 and returns its preimage; it never pays twice. A failed
+// with TrackPaymentV2 and returns its preimage; it never pays twice. If an
+// earlier attempt failed, LND tries again. A failed
 // payment wraps ErrNoRoute, ErrInsufficientBalance, ErrPaymentTimeout or
 // ErrPaymentFailed; an expired invoice gives ErrInvoiceExpired. LND stops routing after cfg.PaymentTimeout; ctx bounds the
 // wait for the result. Needs offchain:read and offchain:write.
