@@ -136,6 +136,9 @@ func TestIdleCircuitMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("10,000 handshakes")
 	}
+	if raceEnabled {
+		t.Skip("the race detector inflates memory and takes minutes here")
+	}
 	const n = 10000
 	for _, tc := range []struct {
 		name   string
@@ -150,6 +153,9 @@ func TestIdleCircuitMemory(t *testing.T) {
 				cfg.Limits.MaxCircuits = 2 * n
 				cfg.Limits.MaxCircuitsPerPeer = 2 * n
 				cfg.Limits.MaxPendingCreates = 2 * n
+				// The raw client writes every CREATE before it reads; under
+				// -race that takes longer than the default write timeout.
+				cfg.Limits.WriteTimeout = 10 * time.Minute
 				cfg.Limits.ExtendTimeout = 5 * time.Minute
 				cfg.Limits.CreateTimeout = 5 * time.Minute
 			})
