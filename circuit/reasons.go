@@ -122,6 +122,7 @@ type CloseError struct {
 	Remote bool
 }
 
+// Error says who closed the circuit and why.
 func (e *CloseError) Error() string {
 	who := "locally"
 	if e.Remote {

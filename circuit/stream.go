@@ -254,6 +254,7 @@ type StreamAddr struct {
 // Network returns "co-infuse".
 func (a StreamAddr) Network() string { return "co-infuse" }
 
+// String returns "circuit-<id hex>/<stream>".
 func (a StreamAddr) String() string { return fmt.Sprintf("circuit-%x/%d", a.Circuit, a.Stream) }
 
 // remoteAddrFor builds RemoteAddr from CONNECTED's address and the port of
