@@ -28,6 +28,7 @@ type Engine struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // every goroutine the engine starts
 
+	bufs     sync.Pool    // *dataBuf for received stream data
 	nStreams atomic.Int64 // open streams, client and last-hop
 	authFail atomic.Int64 // cells that failed a layer's authentication
 
@@ -172,6 +173,17 @@ func (e *Engine) Stats() Stats {
 		AuthFailures:   e.authFail.Load(),
 	}
 }
+
+// getBuf returns a buffer for one DATA cell's bytes.
+func (e *Engine) getBuf() *dataBuf {
+	if b, ok := e.bufs.Get().(*dataBuf); ok {
+		return b
+	}
+	return new(dataBuf)
+}
+
+// putBuf recycles b; the caller must not use it again.
+func (e *Engine) putBuf(b *dataBuf) { e.bufs.Put(b) }
 
 // goTracked runs f on a goroutine owned by the engine, unless it is closed.
 func (e *Engine) goTracked(f func()) bool {

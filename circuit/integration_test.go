@@ -141,7 +141,7 @@ func TestSlowReaderDoesNotStall(t *testing.T) {
 	slow.mu.Lock()
 	buffered := 0
 	for _, ch := range slow.chunks {
-		buffered += len(ch)
+		buffered += ch.end - ch.off
 	}
 	slow.mu.Unlock()
 	if buffered > limit {

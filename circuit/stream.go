@@ -34,7 +34,7 @@ type Stream struct {
 	wErr    error // non-nil once writes must fail
 
 	mu        sync.Mutex // guards the receive side below
-	chunks    [][]byte   // received DATA not yet read
+	chunks    []chunk    // received DATA not yet read
 	recvWin   int        // DATA cells the peer may still send
 	delivered int        // cells fully read since our last stream SENDME
 	rErr      error      // returned once chunks are drained
@@ -46,6 +46,15 @@ type Stream struct {
 }
 
 var _ net.Conn = (*Stream)(nil)
+
+// chunk is one received DATA cell's bytes, b[off:end] not yet read.
+type chunk struct {
+	b        *dataBuf
+	off, end int
+}
+
+// dataBuf holds the bytes of one DATA cell; the engine recycles them.
+type dataBuf [cell.MaxRelayData]byte
 
 func newStream(ep *endpoint, id uint16) *Stream {
 	s := &Stream{
@@ -79,7 +88,9 @@ func (s *Stream) push(data []byte) error {
 	if s.rClosed || s.rErr != nil {
 		return nil
 	}
-	s.chunks = append(s.chunks, append([]byte(nil), data...))
+	b := s.ep.e.getBuf()
+	n := copy(b[:], data)
+	s.chunks = append(s.chunks, chunk{b: b, end: n})
 	s.wake()
 	return nil
 }
@@ -111,13 +122,15 @@ func (s *Stream) Read(p []byte) (int, error) {
 		if len(s.chunks) > 0 {
 			n, sendmes := 0, 0
 			for n < len(p) && len(s.chunks) > 0 {
-				k := copy(p[n:], s.chunks[0])
+				ch := &s.chunks[0]
+				k := copy(p[n:], ch.b[ch.off:ch.end])
 				n += k
-				if k < len(s.chunks[0]) {
-					s.chunks[0] = s.chunks[0][k:]
+				ch.off += k
+				if ch.off < ch.end {
 					break
 				}
-				s.chunks[0] = nil
+				s.ep.e.putBuf(ch.b)
+				*ch = chunk{}
 				s.chunks = s.chunks[1:]
 				s.delivered++
 				if s.delivered >= streamIncrement {
@@ -203,6 +216,9 @@ func (s *Stream) Close() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.rClosed = true
+		for _, ch := range s.chunks {
+			s.ep.e.putBuf(ch.b)
+		}
 		s.chunks = nil
 		s.mu.Unlock()
 		s.wake()
