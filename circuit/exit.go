@@ -145,6 +145,10 @@ func (x *exitSide) connect(s *Stream, req BeginRequest) {
 		_ = s.Close()
 		return
 	}
+	// If the circuit dies while a pump is stuck in conn (a destination
+	// that neither reads nor writes), closing conn frees it.
+	stop := context.AfterFunc(x.h.context(), func() { _ = conn.Close() })
+	defer stop()
 	// The pair reports into a channel buffered to its count; the second
 	// one to finish is waited for here so both are owned.
 	res := make(chan struct{}, 2)
