@@ -2,6 +2,7 @@ package circuit
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"testing"
 
@@ -32,5 +33,51 @@ func TestDialEcho3Hop(t *testing.T) {
 	}
 	if !bytes.Equal(got, msg) {
 		t.Fatalf("echo = %q", got)
+	}
+}
+
+func TestCircuitAccessors(t *testing.T) {
+	t.Parallel()
+	tn := newTestNet(t, 4, nil)
+	ctx := testCtx(t)
+	a := tn.build(ctx, 1, 2, 3)
+	b := tn.build(ctx, 1, 2, 3)
+	if a.ID() == b.ID() || a.ID() == 0 {
+		t.Fatalf("IDs %x and %x", a.ID(), b.ID())
+	}
+	want := tn.path(1, 2, 3)
+	got := a.Path()
+	if len(got) != len(want) {
+		t.Fatalf("Path has %d hops", len(got))
+	}
+	for i := range want {
+		if got[i].Peer != want[i].Peer || got[i].OnionKey != want[i].OnionKey {
+			t.Fatalf("Path[%d] differs", i)
+		}
+		if a.Cookie(i) == ([cell.CookieLen]byte{}) || a.Cookie(i) == b.Cookie(i) {
+			t.Fatalf("Cookie(%d) not a fresh random value", i)
+		}
+	}
+	if a.Cookie(3) != ([cell.CookieLen]byte{}) || a.Cookie(-1) != ([cell.CookieLen]byte{}) {
+		t.Fatal("Cookie out of range is not zero")
+	}
+	if st := tn.engines[0].Stats(); st.ClientCircuits != 2 || st.Links != 1 {
+		t.Fatalf("client stats %+v", st)
+	}
+	if st := tn.engines[2].Stats(); st.RelayCircuits != 2 {
+		t.Fatalf("middle relay stats %+v", st)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	<-a.Done()
+	if !errors.Is(a.Err(), ErrClosed) || b.Err() != nil {
+		t.Fatalf("Err after Close: %v / %v", a.Err(), b.Err())
+	}
+	if _, err := a.Dial(ctx, cell.ServiceExit, "127.0.0.1:1"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Dial on closed circuit = %v", err)
 	}
 }
