@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/co-infuse/co-infuse/internal/regtest"
 )
 
 // buildCLI builds cmd/co-infuse into the test's temp dir.
@@ -60,7 +63,7 @@ func TestE2ECLI(t *testing.T) {
 	t.Parallel()
 	// Subtests run in parallel after this function returns: the deadline
 	// ends with the test, not with the function.
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	t.Cleanup(cancel)
 	bin := buildCLI(ctx, t)
 
@@ -128,6 +131,11 @@ func TestE2ECLI(t *testing.T) {
 		}
 	})
 
+	t.Run("devnet with lightning then SIGINT", func(t *testing.T) {
+		t.Parallel()
+		cliDevnet(ctx, t, bin)
+	})
+
 	// run refuses a config with one bad field and names it. Listen
 	// addresses stay on loopback so that a config wrongly accepted would
 	// reach nothing but this machine (and the test would time out).
@@ -154,5 +162,101 @@ func TestE2ECLI(t *testing.T) {
 				t.Fatalf("run with %q: exit %d, stderr %q; want an error naming %s", tc.yaml, code, stderr, tc.field)
 			}
 		})
+	}
+}
+
+// cliDevnet runs `co-infuse devnet` as a newcomer would (its default
+// --lightning: a regtest btcd and two lnd beside the nodes, vouchers bought
+// over Lightning), on kernel-chosen loopback ports; fetches a page and 1 MiB
+// with curl through the SOCKS port it prints, then sends SIGINT: the command
+// must stop the network and its daemons and exit 0.
+func cliDevnet(ctx context.Context, t *testing.T, bin string) {
+	// The daemons come from this machine's cache, built once (by the first
+	// run of this test if need be) rather than inside the timed devnet start.
+	if _, err := regtest.EnsureBinaries(ctx, "", nil); err != nil {
+		t.Fatalf("regtest daemons: %v", err)
+	}
+	cache, err := regtest.DefaultCacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, bin, "devnet", "--datadir", filepath.Join(t.TempDir(), "devnet"),
+		"--socks", "127.0.0.1:0", "--http", "127.0.0.1:0", "--web", "127.0.0.1:0")
+	cmd.Env = []string{"HOME=" + t.TempDir(), "PATH=/usr/bin:/bin", "COINFUSE_DAEMON_CACHE=" + cache}
+	cmd.WaitDelay = 5 * time.Second
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start devnet: %v", err)
+	}
+	exited := make(chan error, 1)
+	lines := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			default: // nobody reads any more; keep draining the pipe
+			}
+		}
+		close(lines)
+		exited <- cmd.Wait()
+	}()
+	stopped := false
+	defer func() {
+		if !stopped {
+			cmd.Process.Kill()
+			<-exited
+		}
+	}()
+
+	var socks, web string
+	// Regtest setup (500 blocks, a funded channel) takes about a minute.
+	upCtx, cancel := context.WithTimeout(ctx, 4*time.Minute)
+	defer cancel()
+	for socks == "" || web == "" {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("devnet ended before printing its addresses; stderr: %s", errOut.String())
+			}
+			if a, ok := strings.CutPrefix(l, "SOCKS5"); ok {
+				socks = strings.TrimSpace(a)
+			}
+			if a, ok := strings.CutPrefix(l, "demo web server on http://"); ok {
+				web = strings.TrimSuffix(a, "/")
+			}
+		case <-upCtx.Done():
+			t.Fatalf("devnet printed no SOCKS and web addresses in time; stderr: %s", errOut.String())
+		}
+	}
+	r := mustCurl(ctx, t, "--max-time", "50", "--socks5-hostname", socks, "http://"+web+"/")
+	if !strings.HasPrefix(r.stdout, "Hello from the co-infuse devnet") {
+		t.Fatalf("demo page through the devnet binary: %q", r.stdout)
+	}
+	out := filepath.Join(t.TempDir(), "bytes")
+	mustCurl(ctx, t, "--max-time", "50", "--socks5-hostname", socks, "-o", out, "http://"+web+"/bytes/1048576")
+	if fi, err := os.Stat(out); err != nil || fi.Size() != 1<<20 {
+		t.Fatalf("1 MiB through the devnet binary: %v %v", fi, err)
+	}
+
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	// lnd gets up to 30 s to stop after SIGTERM.
+	stopCtx, cancelStop := context.WithTimeout(ctx, time.Minute)
+	defer cancelStop()
+	select {
+	case err := <-exited:
+		stopped = true
+		if err != nil {
+			t.Fatalf("devnet after SIGINT: %v; stderr: %s", err, errOut.String())
+		}
+	case <-stopCtx.Done():
+		t.Fatalf("devnet still running a minute after SIGINT; stderr: %s", errOut.String())
 	}
 }
