@@ -63,6 +63,9 @@ func TestE2ECloseDuringDownload(t *testing.T) {
 	if err := d.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
+	if err := d.Client.Start(ctx); err == nil {
+		t.Fatal("Start after Close succeeded")
+	}
 }
 
 // TestE2EIsolationCapSparesLiveStreams opens more isolation pairs than the

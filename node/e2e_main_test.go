@@ -1,8 +1,23 @@
 package node
 
-// End-to-end tests: real libp2p hosts on loopback, Debian's curl, real btcd.
-// TestMain checks for leaked goroutines once every test has closed its
-// devnet; the helpers below are shared by the e2e_*_test.go files.
+// End-to-end tests: real libp2p hosts on loopback, Debian's curl, real btcd
+// and lnd (from regtest.EnsureBinaries' cache). Every listener is on
+// 127.0.0.1 with a kernel-chosen port; -short skips them all.
+//
+//	TestE2EDevnet                  one shared 6-node devnet: 50 MiB by curl over
+//	                               SOCKS5 and HTTP CONNECT, isolation, garbage,
+//	                               btcd sync through the proxy, concurrency,
+//	                               upload, optimistic data, RESOLVE, error codes
+//	TestE2EExitPolicyRefusesLoopback  default exit policy, end to end
+//	TestE2EKillHopMidDownload      guard, middle, exit closed mid-download
+//	TestE2ECloseDuringDownload     Devnet.Close under load
+//	TestE2EIsolationCapSparesLiveStreams  pool cap vs live streams
+//	TestE2EPaidDownload            devnet with Lightning payments
+//	TestE2ECLI                     the co-infuse binary: init, run, devnet
+//
+// E2E_LOG=debug prints the nodes' logs. TestMain checks for leaked
+// goroutines once every test has closed its devnet; the helpers below are
+// shared by the e2e_*_test.go files.
 
 import (
 	"bufio"
