@@ -44,6 +44,7 @@ type Node struct {
 	admin  *adminServer
 	pool   *pool
 	pay    *payments // nil when payments are off
+	paid   paidMap   // circuit ID → *paidCircuit, for the client's paid circuits
 	// advertised is set once the first advert has been built, so that
 	// keyset rotations republish it.
 	advertised atomic.Bool
@@ -145,10 +146,32 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			exitPorts = append(exitPorts, discovery.PortRange{Lo: r.Lo, Hi: r.Hi})
 		}
 	}
+	if n.cfg.Payments.Enabled {
+		republish := func(ks []*voucher.Keyset) {
+			// The first advert (below) already carries the keysets the
+			// mint starts with; only later rotations need a new one.
+			if relay && n.advertised.Load() {
+				n.republish(onion, exitPorts, ks)
+			}
+		}
+		if n.pay, err = n.startPayments(ctx, relay, republish); err != nil {
+			return err
+		}
+	}
 	ecfg := circuit.Config{
 		Host:     n.host,
 		OnionKey: onion,
 		Logger:   log,
+	}
+	if n.pay != nil && n.pay.mint != nil {
+		// A paid hop: sessions must be prepaid with vouchers (TOPUP)
+		// and are charged per relayed cell.
+		price := n.cfg.Discovery.PriceSatPerMB[RoleRelay]
+		if n.cfg.Has(RoleExit) {
+			price = max(price, n.cfg.Discovery.PriceSatPerMB[RoleExit])
+		}
+		ss := newSessions(n.pay.mint, price)
+		ecfg.Account, ecfg.TopUp, ecfg.SessionClosed = ss.account, ss.topUp, ss.closed
 	}
 	if n.exitd != nil {
 		ecfg.Begin = func(ctx context.Context, req circuit.BeginRequest) (net.Conn, error) {
@@ -183,18 +206,6 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 	if err = n.disc.Start(ctx); err != nil {
 		return fmt.Errorf("discovery: %w", err)
-	}
-	if n.cfg.Payments.Enabled {
-		republish := func(ks []*voucher.Keyset) {
-			// The first advert (below) already carries the keysets the
-			// mint starts with; only later rotations need a new one.
-			if relay && n.advertised.Load() {
-				n.republish(onion, exitPorts, ks)
-			}
-		}
-		if n.pay, err = n.startPayments(ctx, relay, republish); err != nil {
-			return err
-		}
 	}
 	if relay {
 		var ks []*voucher.Keyset
@@ -418,6 +429,9 @@ func (n *Node) Dial(ctx context.Context, iso proxy.Isolation, target string) (ne
 		s, err := c.Dial(ctx, cell.ServiceExit, target)
 		if err == nil {
 			n.report(c, true)
+			if pc, ok := n.paid.Load(c.ID()); ok {
+				return &countingConn{Conn: s, pc: pc.(*paidCircuit)}, nil
+			}
 			return s, nil
 		}
 		lastErr = err
@@ -481,6 +495,10 @@ func (n *Node) buildCircuit(ctx context.Context, port uint16) (*circuit.Circuit,
 			if n.pay != nil && n.pay.wallet != nil {
 				for _, h := range hops {
 					n.pay.wallet.Track(h.Peer) // automatic purchase keeps a balance here
+				}
+				if _, err := n.prepay(ctx, c, path); err != nil {
+					c.Close()
+					return nil, fmt.Errorf("prepay circuit: %w", err)
 				}
 			}
 			return c, nil
