@@ -72,7 +72,7 @@ func (e *Engine) Build(ctx context.Context, path []HopInfo) (*Circuit, error) {
 	first := path[0]
 	l, err := e.linkTo(ctx, peer.AddrInfo{ID: first.Peer, Addrs: first.Addrs})
 	if err != nil {
-		return nil, fmt.Errorf("build: %w", err)
+		return nil, fmt.Errorf("build: %w", &BuildError{Hop: 0, Err: err})
 	}
 	c := &Circuit{
 		e:    e,
@@ -117,9 +117,30 @@ func (e *Engine) Build(ctx context.Context, path []HopInfo) (*Circuit, error) {
 	return c, nil
 }
 
+// BuildError is the error Build returns when a hop failed: Hop is its index
+// in the path (0-based), so a caller can blame that node alone rather than
+// every node of the path. It wraps the cause.
+type BuildError struct {
+	Hop int
+	Err error
+}
+
+func (e *BuildError) Error() string { return fmt.Sprintf("hop %d: %v", e.Hop+1, e.Err) }
+func (e *BuildError) Unwrap() error { return e.Err }
+
+// build runs the handshakes hop by hop; an error names the hop that failed.
 func (c *Circuit) build(ctx context.Context, path []HopInfo) error {
-	lim := c.e.cfg.Limits
 	for i, hi := range path {
+		if err := c.buildHop(ctx, i, hi); err != nil {
+			return &BuildError{Hop: i, Err: err}
+		}
+	}
+	return nil
+}
+
+func (c *Circuit) buildHop(ctx context.Context, i int, hi HopInfo) error {
+	lim := c.e.cfg.Limits
+	{
 		hs, msg1, err := startHandshake(hi.OnionKey)
 		if err != nil {
 			return err
@@ -371,7 +392,7 @@ func (c *Circuit) sendRelay(depth int, cmd cell.RelayCmd, stream uint16, data []
 		c.e.pool.Put(cl)
 		return err
 	}
-	c.lastSent.Store(time.Now().UnixNano())
+	c.lastSent.Store(c.e.coarseNow())
 	return c.link.send(cl)
 }
 

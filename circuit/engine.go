@@ -29,6 +29,7 @@ type Engine struct {
 	wg     sync.WaitGroup // every goroutine the engine starts
 
 	bufs     sync.Pool    // *dataBuf for received stream data
+	clock    atomic.Int64 // unix nanos, refreshed by the sweeper; for per-cell timestamps
 	nStreams atomic.Int64 // open streams, client and last-hop
 	authFail atomic.Int64 // cells that failed a layer's authentication
 
@@ -92,6 +93,7 @@ func New(cfg Config) (*Engine, error) {
 		perPeer:  make(map[peer.ID]int),
 		circuits: make(map[*Circuit]struct{}),
 	}
+	e.clock.Store(time.Now().UnixNano())
 	return e, nil
 }
 
@@ -173,6 +175,11 @@ func (e *Engine) Stats() Stats {
 		AuthFailures:   e.authFail.Load(),
 	}
 }
+
+// coarseNow returns the time, in unix nanos, of the last sweep (a quarter
+// of the shortest timeout ago at most): cheap enough to stamp every cell,
+// and fine for timeouts of seconds to minutes.
+func (e *Engine) coarseNow() int64 { return e.clock.Load() }
 
 // getBuf returns a buffer for one DATA cell's bytes.
 func (e *Engine) getBuf() *dataBuf {
@@ -325,15 +332,20 @@ func (e *Engine) sweep() {
 		select {
 		case <-e.ctx.Done():
 			return
-		case now := <-t.C:
-			e.sweepOnce(now)
+		case <-t.C:
+			// Not the tick's own time: a late tick carries an old one.
+			e.sweepOnce(time.Now())
 		}
 	}
 }
 
 func (e *Engine) sweepOnce(now time.Time) {
 	lim := e.cfg.Limits
-	idleBefore := now.Add(-lim.IdleTimeout).UnixNano()
+	// Stamps taken since the previous sweep equal its clock value, so
+	// anything stamped at or after last was active, however long this
+	// sweep was delayed.
+	last := e.clock.Swap(now.UnixNano())
+	idleBefore := min(now.Add(-lim.IdleTimeout).UnixNano(), last)
 	var idle, stuck []*hop
 	var links []*link
 	e.mu.Lock()

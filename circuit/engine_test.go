@@ -88,7 +88,10 @@ func TestIdleSweep(t *testing.T) {
 	tn := newTestNet(t, 3, nil)
 	ctx := testCtx(t)
 	c := tn.build(ctx, 1, 2)
+	// The first sweep sees the circuit active since the previous sweep;
+	// an hour later it has been idle.
 	tn.engines[2].sweepOnce(time.Now().Add(time.Hour))
+	tn.engines[2].sweepOnce(time.Now().Add(2 * time.Hour))
 	select {
 	case <-c.Done():
 	case <-ctx.Done():

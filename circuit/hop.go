@@ -172,7 +172,7 @@ func admitReason(err error) cell.Reason {
 
 // handleCell implements circEnd.
 func (h *hop) handleCell(l *link, c *cell.Cell) {
-	h.lastActive.Store(time.Now().UnixNano())
+	h.lastActive.Store(h.e.coarseNow())
 	if l == h.prev {
 		h.fromPrev(c)
 	} else {

@@ -219,7 +219,7 @@ func (l *link) readLoop() {
 			l.close(err)
 			return
 		}
-		l.lastUsed.Store(time.Now().UnixNano())
+		l.lastUsed.Store(l.e.coarseNow())
 		switch cmd := c.Command(); cmd {
 		case cell.CmdPadding:
 			l.e.pool.Put(c)
