@@ -504,8 +504,10 @@ func (n *Node) buildCircuit(ctx context.Context, port uint16) (*circuit.Circuit,
 			return c, nil
 		}
 		lastErr = err
-		for _, h := range hops {
-			n.disc.Report(h.Peer, false)
+		// Blame only the hop that failed; its neighbours did nothing wrong.
+		if be := (*circuit.BuildError)(nil); errors.As(err, &be) && be.Hop < len(hops) {
+			n.disc.Report(hops[be.Hop].Peer, false)
+			exclude = append(exclude, hops[be.Hop].Peer)
 		}
 		if ctx.Err() != nil {
 			break
