@@ -92,7 +92,7 @@ func TestE2EIsolationCapSparesLiveStreams(t *testing.T) {
 		t.Fatalf("SOCKS CONNECT for the live stream: %v", err)
 	}
 	defer live.Close()
-	live.SetDeadline(time.Now().Add(time.Minute))
+	live.SetDeadline(time.Now().Add(3 * time.Minute))
 	const size = 1 << 30
 	if _, err := fmt.Fprintf(live, "GET /bytes/%d HTTP/1.1\r\nHost: %s\r\n\r\n", size, host); err != nil {
 		t.Fatal(err)
