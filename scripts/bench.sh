@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Benchmarks co-infuse circuits on loopback against baselines measured in
+# the same run, and prints the ratios:
+#   bulk:        3-hop circuit vs a raw libp2p stream relayed by three io.Copy
+#                hops vs a direct TCP connection
+#   first byte:  ready circuit, fresh circuit (build included), direct TCP
+#   build:       3-hop circuit build over open links
+#   crypto:      one hop's layer on one cell
+#   vouchers:    blind signing, verification, redemption with durable spent set
+# Usage: bash scripts/bench.sh [count]   (default 3 runs of each; medians shown)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+count=${1:-3}
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+echo "running circuit benchmarks ($count runs each; 2 shared cores make single figures noisy)..."
+go test -run '^$' -bench '^Benchmark(Layer|Circuit3Hop|RawRelay3|Direct|Build3Hop|FirstByte|FirstByteFresh|FirstByteDirect)$' \
+	-benchtime 2s -count "$count" ./circuit/ | tee "$out" | grep -E '^Benchmark' || true
+echo "running voucher benchmarks..."
+go test -run '^$' -bench . -benchtime 1s -count 1 -cpu 1 ./voucher/ | tee -a "$out" | grep -E '^Benchmark' || true
+awk '
+/^Benchmark/ {
+	name=$1; sub(/-[0-9]+$/, "", name)
+	for (i = 2; i <= NF; i++) {
+		if ($(i+1) == "ns/op") { ns[name] = ns[name] " " $i }
+		if ($(i+1) == "MB/s")  { mbs[name] = mbs[name] " " $i }
+	}
+}
+function median(s,   a, n, i, j, t) {
+	n = split(s, a, " ")
+	for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+	return n ? a[int((n + 1) / 2)] : 0
+}
+END {
+	c = median(mbs["BenchmarkCircuit3Hop"]); r = median(mbs["BenchmarkRawRelay3"]); d = median(mbs["BenchmarkDirect"])
+	printf "\n== summary (medians)\n"
+	printf "bulk      3-hop circuit %8.1f MB/s | raw relayed chain %8.1f MB/s | direct TCP %8.1f MB/s\n", c, r, d
+	if (r > 0) printf "          circuit / raw relayed chain = %.2f (target >= 0.60)\n", c / r
+	if (d > 0) printf "          circuit / direct            = %.2f\n", c / d
+	printf "build     3-hop circuit %8.2f ms (target <= 10 ms)\n", median(ns["BenchmarkBuild3Hop"]) / 1e6
+	printf "1st byte  ready circuit %8.2f ms (target <= 5 ms) | fresh circuit %8.2f ms | direct TCP %8.2f ms\n", \
+		median(ns["BenchmarkFirstByte/stream"]) / 1e6, median(ns["BenchmarkFirstByteFresh"]) / 1e6, median(ns["BenchmarkFirstByteDirect"]) / 1e6
+	printf "layer     one hop, one cell: %.1f MB/s\n", median(mbs["BenchmarkLayer"])
+}' "$out"
