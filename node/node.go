@@ -428,7 +428,7 @@ func (n *Node) Dial(ctx context.Context, iso proxy.Isolation, target string) (ne
 		}
 		s, err := c.Dial(ctx, cell.ServiceExit, target)
 		if err == nil {
-			n.report(c, true)
+			n.reportOK(c)
 			if pc, ok := n.paid.Load(c.ID()); ok {
 				return &countingConn{Conn: s, pc: pc.(*paidCircuit)}, nil
 			}
@@ -438,7 +438,8 @@ func (n *Node) Dial(ctx context.Context, iso proxy.Isolation, target string) (ne
 		if c.Err() == nil && !errors.Is(err, circuit.ErrClosed) {
 			return nil, err // the exit answered: a real refusal, not a broken path
 		}
-		n.report(c, false)
+		// Which hop broke the circuit is unknown here, so nobody is
+		// blamed; a dead hop shows itself when the next build fails at it.
 		n.log.Debug("circuit failed before stream opened; retrying on a new circuit", "circuit", c.ID(), "err", err)
 	}
 	return nil, lastErr
@@ -458,11 +459,11 @@ func (n *Node) Resolve(ctx context.Context, iso proxy.Isolation, host string) (n
 	return c.Resolve(ctx, host)
 }
 
-// report tells discovery how the hops of c did, so path selection avoids
-// recently failing nodes.
-func (n *Node) report(c *circuit.Circuit, ok bool) {
+// reportOK tells discovery that every hop of c carried a stream, raising
+// their weight in path selection.
+func (n *Node) reportOK(c *circuit.Circuit) {
 	for _, h := range c.Path() {
-		n.disc.Report(h.Peer, ok)
+		n.disc.Report(h.Peer, true)
 	}
 }
 
