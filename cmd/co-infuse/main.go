@@ -73,6 +73,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 	case "wallet":
 		return cmdWallet(rest, stdout, stderr)
 	case "version", "--version", "-version":
+		fs, _ := newFlags("version", stderr) // --datadir accepted, unused
+		if err := fs.Parse(rest); err != nil {
+			return err
+		}
 		fmt.Fprintln(stdout, "co-infuse", node.Version)
 		return nil
 	case "help", "-h", "--help":
