@@ -63,6 +63,12 @@ type NetworkConfig struct {
 	Announce []string `yaml:"announce"`
 	// MaxConns caps libp2p connections (resource manager). Default 512.
 	MaxConns int `yaml:"max_conns"`
+	// AllowPrivatePeers lets this node dial peers on private, loopback and
+	// link-local addresses. Default false, so that a client cannot use a
+	// relay's EXTEND (or a forged advert) to make it probe the network it
+	// sits in. Private deployments and loopback test networks (devnet)
+	// turn it on.
+	AllowPrivatePeers bool `yaml:"allow_private_peers"`
 }
 
 // SOCKSConfig is the Tor-compatible SOCKS5 port.

@@ -2,6 +2,7 @@ package node
 
 import (
 	"errors"
+	ma "github.com/multiformats/go-multiaddr"
 	"reflect"
 	"strings"
 	"testing"
@@ -75,5 +76,26 @@ func TestEmptyConfigIsDefault(t *testing.T) {
 	}
 	if !got.SOCKSEnabled() || got.SOCKS.Listen != "127.0.0.1:9050" {
 		t.Fatalf("default SOCKS = %v %q", got.SOCKSEnabled(), got.SOCKS.Listen)
+	}
+}
+
+func TestPublicOnlyGater(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		addr string
+		ok   bool
+	}{
+		{"/ip4/127.0.0.1/tcp/4001", false},
+		{"/ip4/10.1.2.3/tcp/4001", false},
+		{"/ip4/192.168.0.1/udp/4001/quic-v1", false},
+		{"/ip4/169.254.1.1/tcp/1", false},
+		{"/ip6/::1/tcp/4001", false},
+		{"/ip6/fe80::1/tcp/4001", false},
+		{"/ip4/1.1.1.1/tcp/4001", true},
+		{"/ip6/2001:4860::8888/tcp/4001", true},
+	} {
+		if got := (publicOnly{}).InterceptAddrDial("", ma.StringCast(tc.addr)); got != tc.ok {
+			t.Errorf("dial %s allowed = %v, want %v", tc.addr, got, tc.ok)
+		}
 	}
 }

@@ -132,6 +132,7 @@ func StartDevnet(ctx context.Context, o DevnetOptions) (_ *Devnet, err error) {
 		off := false
 		cfg.SOCKS.Enabled = &off
 		cfg.Discovery.AllowSameNetwork = true
+		cfg.Network.AllowPrivatePeers = true
 		cfg.Discovery.Bootstrap = bootstrap
 		cfg.Log.Level = "warn"
 		if s.name == "client" {

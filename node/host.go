@@ -4,13 +4,18 @@ import (
 	"fmt"
 
 	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/connmgr"
+	"github.com/libp2p/go-libp2p/core/control"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 )
 
 // newHost builds the node's libp2p host: TCP and QUIC, Noise only, yamux,
@@ -41,6 +46,9 @@ func newHost(priv crypto.PrivKey, cfg NetworkConfig) (host.Host, error) {
 		libp2p.ResourceManager(rm),
 		libp2p.UserAgent("co-infuse/" + Version),
 	}
+	if !cfg.AllowPrivatePeers {
+		opts = append(opts, libp2p.ConnectionGater(publicOnly{}))
+	}
 	if len(cfg.Announce) > 0 {
 		announce := make([]ma.Multiaddr, 0, len(cfg.Announce))
 		for _, s := range cfg.Announce {
@@ -63,3 +71,22 @@ func newHost(priv crypto.PrivKey, cfg NetworkConfig) (host.Host, error) {
 
 // Version is the co-infuse release, printed by `co-infuse version`.
 const Version = "0.1.0-dev"
+
+// publicOnly refuses outbound dials to non-public addresses. A relay dials
+// whatever addresses an EXTEND names; without this a client could use it to
+// probe the relay's own network.
+type publicOnly struct{}
+
+var _ connmgr.ConnectionGater = publicOnly{}
+
+func (publicOnly) InterceptPeerDial(peer.ID) bool { return true }
+func (publicOnly) InterceptAddrDial(_ peer.ID, a ma.Multiaddr) bool {
+	return manet.IsPublicAddr(a)
+}
+func (publicOnly) InterceptAccept(network.ConnMultiaddrs) bool { return true }
+func (publicOnly) InterceptSecured(network.Direction, peer.ID, network.ConnMultiaddrs) bool {
+	return true
+}
+func (publicOnly) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) {
+	return true, 0
+}

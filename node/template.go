@@ -30,6 +30,9 @@ network:
     - {{q .}}{{else}} []{{end}}
   # Cap on libp2p connections (resource manager).
   max_conns: {{.Network.MaxConns}}
+  # Dial peers on private, loopback and link-local addresses (private
+  # deployments and loopback test networks only).
+  allow_private_peers: {{.Network.AllowPrivatePeers}}
 
 # Tor-compatible SOCKS5 port: point bitcoind -proxy / lnd tor.socks / curl here.
 socks:
