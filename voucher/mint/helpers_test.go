@@ -2,7 +2,6 @@ package mint
 
 import (
 	"crypto/rand"
-	"crypto/rsa"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/co-infuse/co-infuse/voucher"
 	"github.com/co-infuse/co-infuse/voucher/internal/lnfake"
+	"github.com/co-infuse/co-infuse/voucher/internal/testkeys"
 	"go.uber.org/goleak"
 )
 
@@ -21,32 +21,8 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 var testAmounts = []uint64{1, 2, 4, 8, 16}
 
-// keyPool hands out RSA-2048 keys generated once per test binary, in turn.
-type keyPool struct {
-	once sync.Once
-	mu   sync.Mutex
-	keys []*rsa.PrivateKey
-	next int
-}
-
-var pool keyPool // test fixture
-
-func (p *keyPool) gen(bits int) (*rsa.PrivateKey, error) {
-	p.once.Do(func() {
-		for range len(testAmounts) {
-			k, err := rsa.GenerateKey(rand.Reader, 2048)
-			if err != nil {
-				panic(err) // test fixture only
-			}
-			p.keys = append(p.keys, k)
-		}
-	})
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	k := p.keys[p.next%len(p.keys)]
-	p.next++
-	return k, nil
-}
+// pool hands out RSA keys generated once per test binary.
+var pool = testkeys.Pool{N: len(testAmounts)} // test fixture
 
 // clock is a settable test clock.
 type clock struct {
@@ -86,7 +62,7 @@ func newFixture(t testing.TB) *fixture {
 		Payee:          f.ln.PayeeKey,
 		PriceMsatPerMB: 2000,
 		Denominations:  testAmounts,
-		KeyGen:         pool.gen,
+		KeyGen:         pool.Gen,
 		KeysetLifetime: 24 * time.Hour,
 		Grace:          6 * time.Hour,
 		Now:            f.clk.Now,

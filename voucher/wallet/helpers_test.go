@@ -2,8 +2,6 @@ package wallet
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -13,6 +11,7 @@ import (
 
 	"github.com/co-infuse/co-infuse/voucher"
 	"github.com/co-infuse/co-infuse/voucher/internal/lnfake"
+	"github.com/co-infuse/co-infuse/voucher/internal/testkeys"
 	"github.com/co-infuse/co-infuse/voucher/mint"
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -26,37 +25,8 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 var testAmounts = []uint64{1, 2, 4, 8, 16}
 
-// keyPool hands out RSA-2048 keys generated once per test binary.
-type keyPool struct {
-	once sync.Once
-	mu   sync.Mutex
-	keys []*rsa.PrivateKey
-	next int
-	err  error
-}
-
-var pool keyPool // test fixture
-
-func (p *keyPool) gen(bits int) (*rsa.PrivateKey, error) {
-	p.once.Do(func() {
-		for range len(testAmounts) {
-			k, err := rsa.GenerateKey(rand.Reader, 2048)
-			if err != nil {
-				p.err = err
-				return
-			}
-			p.keys = append(p.keys, k)
-		}
-	})
-	if p.err != nil {
-		return nil, p.err
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	k := p.keys[p.next%len(p.keys)]
-	p.next++
-	return k, nil
-}
+// pool hands out RSA keys generated once per test binary.
+var pool = testkeys.Pool{N: len(testAmounts)} // test fixture
 
 type clock struct {
 	mu sync.Mutex
@@ -122,7 +92,7 @@ func newEnvAt(t *testing.T, offset time.Duration) *env {
 		Payee:          e.ln.PayeeKey,
 		PriceMsatPerMB: e.price,
 		Denominations:  testAmounts,
-		KeyGen:         pool.gen,
+		KeyGen:         pool.Gen,
 		KeysetLifetime: 24 * time.Hour,
 		Grace:          6 * time.Hour,
 		Now:            e.clk.Now,
