@@ -51,9 +51,13 @@ func lnTestHost(t *testing.T) host.Host {
 	return h
 }
 
-// newLNMint opens a mint on Bob's LND at path. createInvoice, if non-nil,
-// replaces Bob's CreateInvoice (to tamper with invoices).
-func (e *lnEnv) newLNMint(t *testing.T, path string, createInvoice func(context.Context, int64, string, time.Duration) (string, [32]byte, error)) *mint.Mint {
+// newLNMint opens a mint on Bob's LND at path. createInvoice and settled,
+// if non-nil, replace Bob's CreateInvoice and InvoiceSettled (to tamper
+// with invoices or inject a crash).
+func (e *lnEnv) newLNMint(t *testing.T, path string,
+	createInvoice func(context.Context, int64, string, time.Duration) (string, [32]byte, error),
+	settled func(context.Context, [32]byte) (bool, error),
+) *mint.Mint {
 	t.Helper()
 	payee, err := mint.PayeeFromHex(e.bobPubkey)
 	if err != nil {
@@ -62,11 +66,14 @@ func (e *lnEnv) newLNMint(t *testing.T, path string, createInvoice func(context.
 	if createInvoice == nil {
 		createInvoice = e.bob.CreateInvoice
 	}
+	if settled == nil {
+		settled = e.bob.InvoiceSettled
+	}
 	m, err := mint.New(mint.Config{
 		Host:           e.mintHost,
 		Path:           path,
 		CreateInvoice:  createInvoice,
-		InvoiceSettled: e.bob.InvoiceSettled,
+		InvoiceSettled: settled,
 		Payee:          payee,
 		PriceMsatPerMB: 1000,
 		Logger:         e.log,
@@ -226,7 +233,7 @@ func TestE2EVoucherLightning(t *testing.T) {
 	// The mint of subtests 1–4, reopened on the same store in 2.
 	mintPath := filepath.Join(dir, "mint.db")
 	var m atomic.Pointer[mint.Mint]
-	m.Store(e.newLNMint(t, mintPath, nil))
+	m.Store(e.newLNMint(t, mintPath, nil, nil))
 	t.Cleanup(func() { m.Load().Stop() })
 	curMint := func() *mint.Mint { return m.Load() }
 
@@ -296,7 +303,7 @@ func TestE2EVoucherLightning(t *testing.T) {
 		if err := curMint().Stop(); err != nil {
 			t.Fatalf("mint Stop: %v", err)
 		}
-		m.Store(e.newLNMint(t, mintPath, nil))
+		m.Store(e.newLNMint(t, mintPath, nil, nil))
 		credited, err = curMint().Redeem(ctx, bought)
 		if !errors.Is(err, voucher.ErrSpent) {
 			t.Fatalf("Redeem after restart: err %v, want voucher.ErrSpent", err)
@@ -399,6 +406,87 @@ func TestE2EVoucherLightning(t *testing.T) {
 		}
 	})
 
+	t.Run("CrashBeforeSignaturesStoredResumesOnce", func(t *testing.T) {
+		// The client dies while the node is signing: the payment is
+		// recorded, the mint request is out, the answer never arrives.
+		// A mint whose invoice check kills the client's Buy (cancels its
+		// context and waits for it to return) before answering "settled".
+		if err := curMint().Stop(); err != nil {
+			t.Fatalf("mint Stop: %v", err)
+		}
+		buyCtx, killClient := context.WithCancel(ctx)
+		defer killClient()
+		buyDone := make(chan struct{})
+		var armed atomic.Bool
+		armed.Store(true)
+		settled := func(sctx context.Context, h [32]byte) (bool, error) {
+			ok, err := e.bob.InvoiceSettled(sctx, h)
+			if ok && err == nil && armed.CompareAndSwap(true, false) {
+				killClient()
+				select {
+				case <-buyDone:
+				case <-sctx.Done():
+					return false, sctx.Err()
+				}
+			}
+			return ok, err
+		}
+		m.Store(e.newLNMint(t, mintPath, nil, settled))
+
+		path := filepath.Join(dir, "w6.db")
+		pc := &payCounter{lnd: e.alice}
+		w := e.newLNWallet(t, path, curMint, pc, 10000)
+		alice0, bob0 := localSat(ctx, t, e.alice), localSat(ctx, t, e.bob)
+		_, buyErr := w.Buy(buyCtx, node, amount)
+		close(buyDone)
+		if buyErr == nil {
+			t.Fatal("Buy succeeded though the client was killed before the node answered")
+		}
+		if armed.Load() {
+			t.Fatalf("the node never saw the payment settled: Buy: %v", buyErr)
+		}
+		t.Logf("killed Buy: %v", buyErr)
+		if bal, err := w.Balances(); err != nil || bal[node].Available != 0 || bal[node].Pending != amount {
+			t.Fatalf("balance after the crash = %+v, %v; want 0 available, %d pending (Buy: %v)", bal[node], err, amount, buyErr)
+		}
+		if err := w.Stop(); err != nil {
+			t.Fatalf("wallet Stop: %v", err)
+		}
+
+		pc2 := &payCounter{lnd: e.alice}
+		w2 := e.newLNWallet(t, path, curMint, pc2, 10000)
+		defer w2.Stop()
+		if err := w2.Resume(ctx); err != nil {
+			t.Fatalf("Resume: %v", err)
+		}
+		if n := pc2.calls.Load(); n != 0 {
+			t.Errorf("Resume of a recorded payment called PayInvoice %d times, want 0", n)
+		}
+		bal, err := w2.Balances()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := bal[node]; got.Available != amount || got.Pending != 0 || got.Reserved != 0 {
+			t.Fatalf("balance after Resume = %+v, want exactly %d available", got, amount)
+		}
+		vs, err := w2.Reserve(node, amount)
+		if err != nil {
+			t.Fatalf("Reserve(%d): %v", amount, err)
+		}
+		if sum := checkVouchers(t, curMint(), vs); sum != amount {
+			t.Errorf("vouchers after Resume sum to %d, want %d", sum, amount)
+		}
+		if c, err := curMint().Redeem(ctx, vs); err != nil || c != amount {
+			t.Errorf("Redeem resumed vouchers = %d, %v; want %d, nil", c, err, amount)
+		}
+		if got := waitLocal(ctx, t, e.alice, alice0-amount); got != alice0-amount {
+			t.Errorf("Alice's channel balance %d → %d, want −%d exactly once", alice0, got, amount)
+		}
+		if got := localSat(ctx, t, e.bob); got != bob0+amount {
+			t.Errorf("Bob's channel balance %d → %d, want +%d exactly once", bob0, got, amount)
+		}
+	})
+
 	t.Run("TamperedInvoiceRefused", func(t *testing.T) {
 		// A node whose mint quotes 500 sats but invoices 501 (it shares
 		// the mint host, so the quote and the advert are otherwise good).
@@ -410,7 +498,7 @@ func TestE2EVoucherLightning(t *testing.T) {
 			invoiced.Store(amtSat + 1)
 			return e.bob.CreateInvoice(ctx, amtSat+1, memo, expiry)
 		}
-		m.Store(e.newLNMint(t, filepath.Join(dir, "greedy-mint.db"), greedy))
+		m.Store(e.newLNMint(t, filepath.Join(dir, "greedy-mint.db"), greedy, nil))
 
 		pc := &payCounter{lnd: e.alice}
 		w := e.newLNWallet(t, filepath.Join(dir, "w5.db"), curMint, pc, 10000)
