@@ -90,10 +90,12 @@ func (e *lnEnv) newLNMint(t *testing.T, path string,
 // payCounter wraps Alice's PayInvoice: it counts calls and, while
 // failAfterPay is set, lets the real payment go through and then reports
 // an error, as if the client crashed before it could record the payment.
+// afterPay, if set, runs after each successful payment.
 type payCounter struct {
 	lnd          *lightning.Client
 	calls        atomic.Int32
 	failAfterPay atomic.Bool
+	afterPay     func()
 }
 
 var errCrashAfterPay = errors.New("test: crash after the payment went through")
@@ -101,6 +103,9 @@ var errCrashAfterPay = errors.New("test: crash after the payment went through")
 func (p *payCounter) pay(ctx context.Context, payReq string, feeLimitSat int64) ([32]byte, error) {
 	p.calls.Add(1)
 	pre, err := p.lnd.PayInvoice(ctx, payReq, feeLimitSat)
+	if err == nil && p.afterPay != nil {
+		p.afterPay()
+	}
 	if err == nil && p.failAfterPay.Load() {
 		return [32]byte{}, errCrashAfterPay
 	}
@@ -371,7 +376,7 @@ func TestE2EVoucherLightning(t *testing.T) {
 		if got := waitLocal(ctx, t, e.alice, alice0-amount); got != alice0-amount {
 			t.Errorf("Alice's channel balance %d → %d, want −%d exactly once", alice0, got, amount)
 		}
-		if got := localSat(ctx, t, e.bob); got != bob0+amount {
+		if got := waitLocal(ctx, t, e.bob, bob0+amount); got != bob0+amount {
 			t.Errorf("Bob's channel balance %d → %d, want +%d exactly once", bob0, got, amount)
 		}
 	})
@@ -380,13 +385,16 @@ func TestE2EVoucherLightning(t *testing.T) {
 		pc := &payCounter{lnd: e.alice}
 		w := e.newLNWallet(t, filepath.Join(dir, "w4.db"), curMint, pc, 700)
 		defer w.Stop()
-		alice0 := localSat(ctx, t, e.alice)
+		alice0, bob0 := localSat(ctx, t, e.alice), localSat(ctx, t, e.bob)
 		if _, err := w.Buy(ctx, node, amount); err != nil {
 			t.Fatalf("first Buy(%d) under a 700-sat budget: %v", amount, err)
 		}
 		alice1 := waitLocal(ctx, t, e.alice, alice0-amount)
 		if alice1 != alice0-amount {
 			t.Errorf("Alice's channel balance %d → %d after the first purchase, want −%d", alice0, alice1, amount)
+		}
+		if got := waitLocal(ctx, t, e.bob, bob0+amount); got != bob0+amount {
+			t.Errorf("Bob's channel balance %d → %d after the first purchase, want +%d", bob0, got, amount)
 		}
 		_, err := w.Buy(ctx, node, amount)
 		if !errors.Is(err, wallet.ErrBudget) {
@@ -482,7 +490,70 @@ func TestE2EVoucherLightning(t *testing.T) {
 		if got := waitLocal(ctx, t, e.alice, alice0-amount); got != alice0-amount {
 			t.Errorf("Alice's channel balance %d → %d, want −%d exactly once", alice0, got, amount)
 		}
-		if got := localSat(ctx, t, e.bob); got != bob0+amount {
+		if got := waitLocal(ctx, t, e.bob, bob0+amount); got != bob0+amount {
+			t.Errorf("Bob's channel balance %d → %d, want +%d exactly once", bob0, got, amount)
+		}
+	})
+
+	t.Run("NodeRestartBetweenPaymentAndSigning", func(t *testing.T) {
+		// The node goes down right after the client paid, before the
+		// client asks for signatures; it comes back on the same store and
+		// the client's Resume gets the vouchers it paid for, once.
+		if err := curMint().Stop(); err != nil {
+			t.Fatalf("mint Stop: %v", err)
+		}
+		m.Store(e.newLNMint(t, mintPath, nil, nil))
+		var stopErr error
+		var stops atomic.Int32
+		pc := &payCounter{lnd: e.alice}
+		pc.afterPay = func() {
+			if stops.Add(1) == 1 {
+				stopErr = curMint().Stop()
+			}
+		}
+		w := e.newLNWallet(t, filepath.Join(dir, "w7.db"), curMint, pc, 10000)
+		defer w.Stop()
+		alice0, bob0 := localSat(ctx, t, e.alice), localSat(ctx, t, e.bob)
+		_, buyErr := w.Buy(ctx, node, amount)
+		if stopErr != nil {
+			t.Fatalf("mint Stop after the payment: %v", stopErr)
+		}
+		if buyErr == nil || stops.Load() != 1 {
+			t.Fatalf("Buy from a node that went down after the payment: %v (node stopped %d times), want an error", buyErr, stops.Load())
+		}
+		t.Logf("Buy while the node is down: %v", buyErr)
+		if bal, err := w.Balances(); err != nil || bal[node].Available != 0 || bal[node].Pending != amount {
+			t.Fatalf("balance with the node down = %+v, %v; want %d pending", bal[node], err, amount)
+		}
+
+		m.Store(e.newLNMint(t, mintPath, nil, nil))
+		if err := w.Resume(ctx); err != nil {
+			t.Fatalf("Resume after the node came back: %v", err)
+		}
+		if n := pc.calls.Load(); n != 1 {
+			t.Errorf("PayInvoice called %d times, want 1", n)
+		}
+		bal, err := w.Balances()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := bal[node]; got.Available != amount || got.Pending != 0 {
+			t.Fatalf("balance after Resume = %+v, want exactly %d available", got, amount)
+		}
+		vs, err := w.Reserve(node, amount)
+		if err != nil {
+			t.Fatalf("Reserve(%d): %v", amount, err)
+		}
+		if sum := checkVouchers(t, curMint(), vs); sum != amount {
+			t.Errorf("vouchers after Resume sum to %d, want %d", sum, amount)
+		}
+		if c, err := curMint().Redeem(ctx, vs); err != nil || c != amount {
+			t.Errorf("Redeem resumed vouchers = %d, %v; want %d, nil", c, err, amount)
+		}
+		if got := waitLocal(ctx, t, e.alice, alice0-amount); got != alice0-amount {
+			t.Errorf("Alice's channel balance %d → %d, want −%d exactly once", alice0, got, amount)
+		}
+		if got := waitLocal(ctx, t, e.bob, bob0+amount); got != bob0+amount {
 			t.Errorf("Bob's channel balance %d → %d, want +%d exactly once", bob0, got, amount)
 		}
 	})
