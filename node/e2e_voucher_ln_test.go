@@ -13,7 +13,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -51,33 +53,28 @@ func lnTestHost(t *testing.T) host.Host {
 	return h
 }
 
-// newLNMint opens a mint on Bob's LND at path. createInvoice and settled,
-// if non-nil, replace Bob's CreateInvoice and InvoiceSettled (to tamper
-// with invoices or inject a crash).
-func (e *lnEnv) newLNMint(t *testing.T, path string,
-	createInvoice func(context.Context, int64, string, time.Duration) (string, [32]byte, error),
-	settled func(context.Context, [32]byte) (bool, error),
-) *mint.Mint {
+// newLNMint opens a mint on Bob's LND at path, as node wires it. tweak,
+// if non-nil, edits the config first (to wrap Bob's CreateInvoice or
+// InvoiceSettled, tampering with invoices or injecting a crash).
+func (e *lnEnv) newLNMint(t *testing.T, path string, tweak func(*mint.Config)) *mint.Mint {
 	t.Helper()
 	payee, err := mint.PayeeFromHex(e.bobPubkey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if createInvoice == nil {
-		createInvoice = e.bob.CreateInvoice
-	}
-	if settled == nil {
-		settled = e.bob.InvoiceSettled
-	}
-	m, err := mint.New(mint.Config{
+	cfg := mint.Config{
 		Host:           e.mintHost,
 		Path:           path,
-		CreateInvoice:  createInvoice,
-		InvoiceSettled: settled,
+		CreateInvoice:  e.bob.CreateInvoice,
+		InvoiceSettled: e.bob.InvoiceSettled,
 		Payee:          payee,
 		PriceMsatPerMB: 1000,
 		Logger:         e.log,
-	})
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	m, err := mint.New(cfg)
 	if err != nil {
 		t.Fatalf("mint.New: %v", err)
 	}
@@ -238,7 +235,7 @@ func TestE2EVoucherLightning(t *testing.T) {
 	// The mint of subtests 1–4, reopened on the same store in 2.
 	mintPath := filepath.Join(dir, "mint.db")
 	var m atomic.Pointer[mint.Mint]
-	m.Store(e.newLNMint(t, mintPath, nil, nil))
+	m.Store(e.newLNMint(t, mintPath, nil))
 	t.Cleanup(func() { m.Load().Stop() })
 	curMint := func() *mint.Mint { return m.Load() }
 
@@ -308,7 +305,7 @@ func TestE2EVoucherLightning(t *testing.T) {
 		if err := curMint().Stop(); err != nil {
 			t.Fatalf("mint Stop: %v", err)
 		}
-		m.Store(e.newLNMint(t, mintPath, nil, nil))
+		m.Store(e.newLNMint(t, mintPath, nil))
 		credited, err = curMint().Redeem(ctx, bought)
 		if !errors.Is(err, voucher.ErrSpent) {
 			t.Fatalf("Redeem after restart: err %v, want voucher.ErrSpent", err)
@@ -439,7 +436,7 @@ func TestE2EVoucherLightning(t *testing.T) {
 			}
 			return ok, err
 		}
-		m.Store(e.newLNMint(t, mintPath, nil, settled))
+		m.Store(e.newLNMint(t, mintPath, func(c *mint.Config) { c.InvoiceSettled = settled }))
 
 		path := filepath.Join(dir, "w6.db")
 		pc := &payCounter{lnd: e.alice}
@@ -502,7 +499,7 @@ func TestE2EVoucherLightning(t *testing.T) {
 		if err := curMint().Stop(); err != nil {
 			t.Fatalf("mint Stop: %v", err)
 		}
-		m.Store(e.newLNMint(t, mintPath, nil, nil))
+		m.Store(e.newLNMint(t, mintPath, nil))
 		var stopErr error
 		var stops atomic.Int32
 		pc := &payCounter{lnd: e.alice}
@@ -526,7 +523,7 @@ func TestE2EVoucherLightning(t *testing.T) {
 			t.Fatalf("balance with the node down = %+v, %v; want %d pending", bal[node], err, amount)
 		}
 
-		m.Store(e.newLNMint(t, mintPath, nil, nil))
+		m.Store(e.newLNMint(t, mintPath, nil))
 		if err := w.Resume(ctx); err != nil {
 			t.Fatalf("Resume after the node came back: %v", err)
 		}
@@ -558,6 +555,109 @@ func TestE2EVoucherLightning(t *testing.T) {
 		}
 	})
 
+	t.Run("ConcurrentBuysShareOneBudget", func(t *testing.T) {
+		// Three purchases race for a budget that holds two (500 + 10 fee
+		// limit each, 1100 allowed): exactly two pay.
+		if err := curMint().Stop(); err != nil {
+			t.Fatalf("mint Stop: %v", err)
+		}
+		m.Store(e.newLNMint(t, mintPath, nil))
+		pc := &payCounter{lnd: e.alice}
+		w := e.newLNWallet(t, filepath.Join(dir, "w8.db"), curMint, pc, 1100)
+		defer w.Stop()
+		alice0, bob0 := localSat(ctx, t, e.alice), localSat(ctx, t, e.bob)
+		const racers = 3
+		errs := make(chan error, racers)
+		var wg sync.WaitGroup
+		for range racers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := w.Buy(ctx, node, amount)
+				errs <- err
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		var ok, refused int
+		for err := range errs {
+			switch {
+			case err == nil:
+				ok++
+			case errors.Is(err, wallet.ErrBudget):
+				refused++
+			default:
+				t.Errorf("concurrent Buy: %v", err)
+			}
+		}
+		if ok != 2 || refused != 1 {
+			t.Fatalf("%d purchases succeeded and %d were refused for budget, want 2 and 1", ok, refused)
+		}
+		if n := pc.calls.Load(); n != 2 {
+			t.Errorf("PayInvoice called %d times, want 2", n)
+		}
+		if bal, err := w.Balances(); err != nil || bal[node].Available != 2*amount || bal[node].Pending != 0 {
+			t.Errorf("balance = %+v, %v; want %d available", bal[node], err, 2*amount)
+		}
+		if got := waitLocal(ctx, t, e.alice, alice0-2*amount); got != alice0-2*amount {
+			t.Errorf("Alice's channel balance %d → %d, want −%d", alice0, got, 2*amount)
+		}
+		if got := waitLocal(ctx, t, e.bob, bob0+2*amount); got != bob0+2*amount {
+			t.Errorf("Bob's channel balance %d → %d, want +%d", bob0, got, 2*amount)
+		}
+	})
+
+	t.Run("PaidQuotesFreeTheirOpenSlot", func(t *testing.T) {
+		// MaxOpenQuotesPerPeer (default 4) caps a peer's unexpired
+		// *unpaid* quotes. Quotes that were paid and signed must not
+		// count, or a client may buy only 4 times per invoice expiry
+		// (10 min) from one node, however promptly it pays.
+		if err := curMint().Stop(); err != nil {
+			t.Fatalf("mint Stop: %v", err)
+		}
+		m.Store(e.newLNMint(t, mintPath, nil))
+		pc := &payCounter{lnd: e.alice}
+		w := e.newLNWallet(t, filepath.Join(dir, "w10.db"), curMint, pc, 10000)
+		defer w.Stop()
+		const rounds, sats = 6, 50
+		for i := range rounds {
+			if _, err := w.Buy(ctx, node, sats); err != nil {
+				t.Fatalf("paid purchase %d of %d in a row from one node (none left open): %v", i+1, rounds, err)
+			}
+		}
+		if bal, err := w.Balances(); err != nil || bal[node].Available != rounds*sats {
+			t.Errorf("balance = %+v, %v; want %d available", bal[node], err, rounds*sats)
+		}
+	})
+
+	t.Run("PurchaseLatency", func(t *testing.T) {
+		// Quote to usable vouchers, one real Lightning payment each, over
+		// a warm libp2p connection and LND channel.
+		if err := curMint().Stop(); err != nil {
+			t.Fatalf("mint Stop: %v", err)
+		}
+		// Room for every purchase (see PaidQuotesFreeTheirOpenSlot).
+		m.Store(e.newLNMint(t, mintPath, func(c *mint.Config) { c.MaxOpenQuotesPerPeer = 64 }))
+		pc := &payCounter{lnd: e.alice}
+		w := e.newLNWallet(t, filepath.Join(dir, "w9.db"), curMint, pc, 10000)
+		defer w.Stop()
+		const rounds, sats = 8, 100
+		lat := make([]time.Duration, 0, rounds)
+		for i := range rounds {
+			began := time.Now()
+			if _, err := w.Buy(ctx, node, sats); err != nil {
+				t.Fatalf("Buy %d: %v", i, err)
+			}
+			lat = append(lat, time.Since(began))
+		}
+		if bal, err := w.Balances(); err != nil || bal[node].Available != rounds*sats {
+			t.Fatalf("balance = %+v, %v; want %d available", bal[node], err, rounds*sats)
+		}
+		slices.Sort(lat)
+		t.Logf("purchase latency over %d purchases of %d sats: min %v, median %v, max %v",
+			rounds, sats, lat[0].Round(time.Millisecond), lat[rounds/2].Round(time.Millisecond), lat[rounds-1].Round(time.Millisecond))
+	})
+
 	t.Run("TamperedInvoiceRefused", func(t *testing.T) {
 		// A node whose mint quotes 500 sats but invoices 501 (it shares
 		// the mint host, so the quote and the advert are otherwise good).
@@ -569,7 +669,7 @@ func TestE2EVoucherLightning(t *testing.T) {
 			invoiced.Store(amtSat + 1)
 			return e.bob.CreateInvoice(ctx, amtSat+1, memo, expiry)
 		}
-		m.Store(e.newLNMint(t, filepath.Join(dir, "greedy-mint.db"), greedy, nil))
+		m.Store(e.newLNMint(t, filepath.Join(dir, "greedy-mint.db"), func(c *mint.Config) { c.CreateInvoice = greedy }))
 
 		pc := &payCounter{lnd: e.alice}
 		w := e.newLNWallet(t, filepath.Join(dir, "w5.db"), curMint, pc, 10000)
