@@ -424,6 +424,7 @@ func (n *Node) Dial(ctx context.Context, iso proxy.Isolation, target string) (ne
 	for attempt := 0; attempt < 2; attempt++ {
 		c, err := n.pool.get(ctx, iso, uint16(port))
 		if err != nil {
+			n.log.Warn("no circuit for a stream", "err", err)
 			return nil, err
 		}
 		s, err := c.Dial(ctx, cell.ServiceExit, target)
@@ -485,6 +486,9 @@ func (n *Node) buildCircuit(ctx context.Context, port uint16) (*circuit.Circuit,
 			Exclude:     exclude,
 		})
 		if err != nil {
+			if len(n.disc.Known()) == 0 {
+				return nil, fmt.Errorf("select path: %w (this node knows no other node: check discovery.bootstrap in %s)", err, filepath.Join(n.cfg.DataDir, ConfigFile))
+			}
 			return nil, fmt.Errorf("select path: %w", err)
 		}
 		hops := make([]circuit.HopInfo, len(path))
