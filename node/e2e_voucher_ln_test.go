@@ -191,6 +191,7 @@ func checkVouchers(t *testing.T, m *mint.Mint, vs []voucher.Voucher) uint64 {
 
 func TestE2EVoucherLightning(t *testing.T) {
 	skipShort(t)
+	t.Parallel() // its own regtest network; the subtests below run in order
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 
