@@ -4,7 +4,18 @@ package node
 // network (btcd, Alice's lnd for the client, Bob's lnd for the node), a mint
 // host on Bob's side and a wallet host on Alice's, both libp2p hosts on
 // 127.0.0.1. The subtests run in order on that one network, each measuring
-// channel balances around its own payments.
+// channel balances around its own payments:
+//
+//	PurchaseEndToEnd                  Buy 500: vouchers verify, Bob +500, Alice −500
+//	DoubleSpendRefusedAfterRestart    redeem, reopen the mint's store, ErrSpent
+//	CrashAfterPaymentResumesOnce      paid but unrecorded; Resume in a new wallet
+//	DailyBudgetCap                    second Buy refused before any payment
+//	CrashBeforeSignaturesStoredResumesOnce  client killed while the node signs
+//	NodeRestartBetweenPaymentAndSigning     node down after the payment
+//	ConcurrentBuysShareOneBudget      three racers, room for two
+//	PaidQuotesFreeTheirOpenSlot       six paid purchases in a row from one node
+//	PurchaseLatency                   quote to usable vouchers, 8 payments
+//	TamperedInvoiceRefused            invoice for more than the quote: no payment
 
 import (
 	"context"
