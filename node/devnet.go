@@ -106,7 +106,13 @@ func StartDevnet(ctx context.Context, o DevnetOptions) (_ *Devnet, err error) {
 
 	if o.Lightning {
 		fmt.Fprintln(o.Progress, "starting a regtest Lightning network (btcd + 2 lnd)...")
-		d.LN, err = regtest.Start(ctx, regtest.Options{Dir: filepath.Join(o.Dir, "regtest"), Progress: o.Progress, Logger: o.Logger})
+		// btcd starts a new regtest chain every time, so lnd wallets from
+		// an earlier run would wait for a chain that is gone: start clean.
+		lnDir := filepath.Join(o.Dir, "regtest")
+		if err := os.RemoveAll(lnDir); err != nil {
+			return nil, fmt.Errorf("devnet lightning: clear %s: %w", lnDir, err)
+		}
+		d.LN, err = regtest.Start(ctx, regtest.Options{Dir: lnDir, Progress: o.Progress, Logger: o.Logger})
 		if err != nil {
 			return nil, fmt.Errorf("devnet lightning: %w", err)
 		}
