@@ -57,6 +57,7 @@ type Mint struct {
 }
 
 type openQuote struct {
+	id      [voucher.QuoteIDSize]byte
 	peer    peer.ID
 	expires time.Time
 }
@@ -304,8 +305,9 @@ func (m *Mint) serve(ctx context.Context, from peer.ID, req []byte) []byte {
 	return resp
 }
 
-// reserveOpen takes an open-quote slot for from, dropping expired ones.
-func (m *Mint) reserveOpen(from peer.ID, now, expires time.Time) bool {
+// reserveOpen takes an open-quote slot for quote id from peer from,
+// dropping expired ones.
+func (m *Mint) reserveOpen(id [voucher.QuoteIDSize]byte, from peer.ID, now, expires time.Time) bool {
 	m.openMu.Lock()
 	defer m.openMu.Unlock()
 	live := m.open[:0]
@@ -323,17 +325,17 @@ func (m *Mint) reserveOpen(from peer.ID, now, expires time.Time) bool {
 	if len(m.open) >= m.cfg.MaxOpenQuotes || perPeer >= m.cfg.MaxOpenQuotesPerPeer {
 		return false
 	}
-	m.open = append(m.open, openQuote{peer: from, expires: expires})
+	m.open = append(m.open, openQuote{id: id, peer: from, expires: expires})
 	return true
 }
 
-// releaseOpen gives back a slot taken by reserveOpen for a quote that was
-// never made.
-func (m *Mint) releaseOpen(from peer.ID, expires time.Time) {
+// releaseOpen gives back the slot of quote id: when the quote was never
+// made, and when it has been paid and signed (it is no longer open).
+func (m *Mint) releaseOpen(id [voucher.QuoteIDSize]byte) {
 	m.openMu.Lock()
 	defer m.openMu.Unlock()
 	for i, o := range m.open {
-		if o.peer == from && o.expires.Equal(expires) {
+		if o.id == id {
 			m.open = append(m.open[:i], m.open[i+1:]...)
 			return
 		}
@@ -355,12 +357,14 @@ func (m *Mint) quote(ctx context.Context, from peer.ID, amount uint64) ([]byte, 
 		return nil, err
 	}
 	expires := now.Add(m.cfg.InvoiceExpiry).Truncate(time.Second)
-	if !m.reserveOpen(from, now, expires) {
+	var id [voucher.QuoteIDSize]byte
+	rand.Read(id[:])
+	if !m.reserveOpen(id, from, now, expires) {
 		return nil, voucher.ErrBusy
 	}
 	payReq, payHash, err := m.cfg.CreateInvoice(ctx, int64(amount), invoiceMemo, m.cfg.InvoiceExpiry)
 	if err != nil {
-		m.releaseOpen(from, expires)
+		m.releaseOpen(id)
 		return nil, fmt.Errorf("%w: create invoice: %v", voucher.ErrUnavailable, err)
 	}
 	q := voucher.Quote{
@@ -372,7 +376,7 @@ func (m *Mint) quote(ctx context.Context, from peer.ID, amount uint64) ([]byte, 
 		PayHash:        payHash,
 		PayReq:         payReq,
 	}
-	rand.Read(q.ID[:])
+	q.ID = id
 	resp, err := q.MarshalBinary()
 	if err != nil {
 		return nil, fmt.Errorf("%w: quote: %v", voucher.ErrUnavailable, err)
@@ -478,6 +482,7 @@ func (m *Mint) sign(ctx context.Context, req *voucher.MintRequest, reqHash [32]b
 	if err != nil {
 		return nil, fmt.Errorf("%w: store signatures: %v", voucher.ErrUnavailable, err)
 	}
+	m.releaseOpen(req.Quote) // paid and signed: no longer an open quote
 	return resp, nil
 }
 
