@@ -166,11 +166,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if n.pay != nil && n.pay.mint != nil {
 		// A paid hop: sessions must be prepaid with vouchers (TOPUP)
 		// and are charged per relayed cell.
-		price := n.cfg.Discovery.PriceSatPerMB[RoleRelay]
-		if n.cfg.Has(RoleExit) {
-			price = max(price, n.cfg.Discovery.PriceSatPerMB[RoleExit])
-		}
-		ss := newSessions(n.pay.mint, price)
+		ss := newSessions(n.pay.mint, n.cfg.hopPriceSatPerMB())
 		ecfg.Account, ecfg.TopUp, ecfg.SessionClosed = ss.account, ss.topUp, ss.closed
 	}
 	if n.exitd != nil {

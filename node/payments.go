@@ -72,17 +72,13 @@ func (n *Node) startPayments(ctx context.Context, mintRole bool, onKeysets func(
 			p.close()
 			return nil, fmt.Errorf("LND identity key: %w", err)
 		}
-		price := n.cfg.Discovery.PriceSatPerMB[RoleRelay]
-		if n.cfg.Has(RoleExit) {
-			price = max(price, n.cfg.Discovery.PriceSatPerMB[RoleExit])
-		}
 		p.mint, err = mint.New(mint.Config{
 			Host:           n.host,
 			Path:           filepath.Join(n.cfg.DataDir, "mint.db"),
 			CreateInvoice:  lnd.CreateInvoice,
 			InvoiceSettled: lnd.InvoiceSettled,
 			Payee:          payee,
-			PriceMsatPerMB: price * 1000,
+			PriceMsatPerMB: n.cfg.hopPriceSatPerMB() * 1000,
 			OnKeysets:      onKeysets,
 			Logger:         n.log,
 		})
@@ -137,6 +133,19 @@ func (p *payments) close() error {
 	}
 	errs = append(errs, p.lnd.Close())
 	return errors.Join(errs...)
+}
+
+// hopPriceSatPerMB is what this node charges a session per MB: the highest
+// price among the roles it runs, which is also how a client prices it from
+// the advert (paidCircuit), so the two always agree.
+func (c *Config) hopPriceSatPerMB() uint64 {
+	var price uint64
+	for _, r := range []Role{RoleRelay, RoleExit} {
+		if c.Has(r) {
+			price = max(price, c.Discovery.PriceSatPerMB[r])
+		}
+	}
+	return price
 }
 
 // published tells the wallet what node publishes in its verified advert:
