@@ -155,6 +155,14 @@ func (n *Node) published(ctx context.Context, node peer.ID) (wallet.Published, e
 	if err != nil {
 		return wallet.Published{}, err
 	}
+	// Before paying, ask a few other nodes for their copy of this advert:
+	// a node that shows different keysets to different clients (to tag
+	// them) is caught when a witness holds another version at the same
+	// sequence number. Witnesses that cannot answer prove nothing either
+	// way, so only a proven equivocation stops the purchase.
+	if _, err := n.disc.CrossCheck(ctx, node, nil); errors.Is(err, discovery.ErrEquivocation) {
+		return wallet.Published{}, fmt.Errorf("node %s shows different adverts to different clients; not buying from it: %w", node, err)
+	}
 	if ad.Payee == "" {
 		return wallet.Published{}, fmt.Errorf("node %s sells no vouchers (its advert names no Lightning payee)", node)
 	}
