@@ -171,6 +171,40 @@ func waitLocal(ctx context.Context, t *testing.T, c *lightning.Client, want int6
 	return got
 }
 
+// checkResumedOnce asserts the outcome every crash-and-resume case must
+// reach: w holds exactly amount of node's vouchers, all valid and distinct,
+// no more; m redeems them for amount; and Alice paid Bob amount exactly once
+// since the balances alice0 and bob0.
+func (e *lnEnv) checkResumedOnce(ctx context.Context, t *testing.T, w *wallet.Wallet, m *mint.Mint, node peer.ID, amount uint64, alice0, bob0 int64) {
+	t.Helper()
+	bal, err := w.Balances()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := bal[node]; got.Available != amount || got.Pending != 0 || got.Reserved != 0 {
+		t.Fatalf("balance after Resume = %+v, want exactly %d available", got, amount)
+	}
+	vs, err := w.Reserve(node, amount)
+	if err != nil {
+		t.Fatalf("Reserve(%d): %v", amount, err)
+	}
+	if sum := checkVouchers(t, m, vs); sum != amount {
+		t.Errorf("vouchers after Resume sum to %d, want %d", sum, amount)
+	}
+	if _, err := w.Reserve(node, 1); !errors.Is(err, wallet.ErrInsufficient) {
+		t.Errorf("Reserve(1) beyond the resumed vouchers: %v, want ErrInsufficient", err)
+	}
+	if c, err := m.Redeem(ctx, vs); err != nil || c != amount {
+		t.Errorf("Redeem resumed vouchers = %d, %v; want %d, nil", c, err, amount)
+	}
+	if got := waitLocal(ctx, t, e.alice, alice0-int64(amount)); got != alice0-int64(amount) {
+		t.Errorf("Alice's channel balance %d → %d, want −%d exactly once", alice0, got, amount)
+	}
+	if got := waitLocal(ctx, t, e.bob, bob0+int64(amount)); got != bob0+int64(amount) {
+		t.Errorf("Bob's channel balance %d → %d, want +%d exactly once", bob0, got, amount)
+	}
+}
+
 // checkVouchers verifies vs against the mint's keysets and returns their sum.
 func checkVouchers(t *testing.T, m *mint.Mint, vs []voucher.Voucher) uint64 {
 	t.Helper()
@@ -361,33 +395,8 @@ func TestE2EVoucherLightning(t *testing.T) {
 		if err := w2.Resume(ctx); err != nil {
 			t.Fatalf("Resume: %v", err)
 		}
-		bal, err := w2.Balances()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := bal[node]; got.Available != amount || got.Pending != 0 || got.Reserved != 0 {
-			t.Fatalf("balance after Resume = %+v, want exactly %d available", got, amount)
-		}
 		t.Logf("Resume asked LND to pay %d time(s); LND followed the existing payment", pc2.calls.Load())
-		vs, err := w2.Reserve(node, amount)
-		if err != nil {
-			t.Fatalf("Reserve(%d): %v", amount, err)
-		}
-		if sum := checkVouchers(t, curMint(), vs); sum != amount {
-			t.Errorf("vouchers after Resume sum to %d, want %d", sum, amount)
-		}
-		if _, err := w2.Reserve(node, 1); !errors.Is(err, wallet.ErrInsufficient) {
-			t.Errorf("Reserve(1) beyond the resumed vouchers: %v, want ErrInsufficient", err)
-		}
-		if c, err := curMint().Redeem(ctx, vs); err != nil || c != amount {
-			t.Errorf("Redeem resumed vouchers = %d, %v; want %d, nil", c, err, amount)
-		}
-		if got := waitLocal(ctx, t, e.alice, alice0-amount); got != alice0-amount {
-			t.Errorf("Alice's channel balance %d → %d, want −%d exactly once", alice0, got, amount)
-		}
-		if got := waitLocal(ctx, t, e.bob, bob0+amount); got != bob0+amount {
-			t.Errorf("Bob's channel balance %d → %d, want +%d exactly once", bob0, got, amount)
-		}
+		e.checkResumedOnce(ctx, t, w2, curMint(), node, amount, alice0, bob0)
 	})
 
 	t.Run("DailyBudgetCap", func(t *testing.T) {
@@ -479,29 +488,7 @@ func TestE2EVoucherLightning(t *testing.T) {
 		if n := pc2.calls.Load(); n != 0 {
 			t.Errorf("Resume of a recorded payment called PayInvoice %d times, want 0", n)
 		}
-		bal, err := w2.Balances()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := bal[node]; got.Available != amount || got.Pending != 0 || got.Reserved != 0 {
-			t.Fatalf("balance after Resume = %+v, want exactly %d available", got, amount)
-		}
-		vs, err := w2.Reserve(node, amount)
-		if err != nil {
-			t.Fatalf("Reserve(%d): %v", amount, err)
-		}
-		if sum := checkVouchers(t, curMint(), vs); sum != amount {
-			t.Errorf("vouchers after Resume sum to %d, want %d", sum, amount)
-		}
-		if c, err := curMint().Redeem(ctx, vs); err != nil || c != amount {
-			t.Errorf("Redeem resumed vouchers = %d, %v; want %d, nil", c, err, amount)
-		}
-		if got := waitLocal(ctx, t, e.alice, alice0-amount); got != alice0-amount {
-			t.Errorf("Alice's channel balance %d → %d, want −%d exactly once", alice0, got, amount)
-		}
-		if got := waitLocal(ctx, t, e.bob, bob0+amount); got != bob0+amount {
-			t.Errorf("Bob's channel balance %d → %d, want +%d exactly once", bob0, got, amount)
-		}
+		e.checkResumedOnce(ctx, t, w2, curMint(), node, amount, alice0, bob0)
 	})
 
 	t.Run("NodeRestartBetweenPaymentAndSigning", func(t *testing.T) {
@@ -542,29 +529,7 @@ func TestE2EVoucherLightning(t *testing.T) {
 		if n := pc.calls.Load(); n != 1 {
 			t.Errorf("PayInvoice called %d times, want 1", n)
 		}
-		bal, err := w.Balances()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := bal[node]; got.Available != amount || got.Pending != 0 {
-			t.Fatalf("balance after Resume = %+v, want exactly %d available", got, amount)
-		}
-		vs, err := w.Reserve(node, amount)
-		if err != nil {
-			t.Fatalf("Reserve(%d): %v", amount, err)
-		}
-		if sum := checkVouchers(t, curMint(), vs); sum != amount {
-			t.Errorf("vouchers after Resume sum to %d, want %d", sum, amount)
-		}
-		if c, err := curMint().Redeem(ctx, vs); err != nil || c != amount {
-			t.Errorf("Redeem resumed vouchers = %d, %v; want %d, nil", c, err, amount)
-		}
-		if got := waitLocal(ctx, t, e.alice, alice0-amount); got != alice0-amount {
-			t.Errorf("Alice's channel balance %d → %d, want −%d exactly once", alice0, got, amount)
-		}
-		if got := waitLocal(ctx, t, e.bob, bob0+amount); got != bob0+amount {
-			t.Errorf("Bob's channel balance %d → %d, want +%d exactly once", bob0, got, amount)
-		}
+		e.checkResumedOnce(ctx, t, w, curMint(), node, amount, alice0, bob0)
 	})
 
 	t.Run("ConcurrentBuysShareOneBudget", func(t *testing.T) {
