@@ -222,7 +222,7 @@ func (c *Config) ApplyDefaults() {
 }
 
 // Has reports whether the config names role r.
-func (c *Config) Has(r Role) bool {
+func (c Config) Has(r Role) bool {
 	for _, x := range c.Roles {
 		if x == r {
 			return true

@@ -7,6 +7,6 @@
 //
 // node holds no protocol logic: cells and onion layers live in circuit/,
 // adverts and path selection in discovery/, exit policy in exit/, and the
-// SOCKS and HTTP protocols in proxy/. The Devnet type runs a whole local
+// SOCKS and HTTP protocols in proxy/. Package devnet runs a whole local
 // network of nodes on loopback for newcomers and tests.
 package node

@@ -587,3 +587,6 @@ func LoadOnionKey(dataDir string) (*circuit.OnionKey, error) {
 	}
 	return k, nil
 }
+
+// Config returns the configuration the node runs with (defaults applied).
+func (n *Node) Config() Config { return n.cfg }

@@ -3,6 +3,8 @@ package node
 import (
 	"bytes"
 	"fmt"
+	"os"
+	"path/filepath"
 	"text/template"
 )
 
@@ -116,4 +118,21 @@ func RenderConfig(c Config) ([]byte, error) {
 		return nil, fmt.Errorf("render config: %w", err)
 	}
 	return b.Bytes(), nil
+}
+
+// WriteConfig renders c and writes it to config.yaml in c.DataDir (created
+// 0700 if missing) with mode 0600, atomically: a crash leaves the old file
+// or the new one, never half of either.
+func WriteConfig(c Config) error {
+	raw, err := RenderConfig(c)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(c.DataDir, ConfigFile), raw, 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", filepath.Join(c.DataDir, ConfigFile), err)
+	}
+	return nil
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/co-infuse/co-infuse/devnet"
 	"github.com/co-infuse/co-infuse/discovery"
 	"github.com/co-infuse/co-infuse/node"
 )
@@ -204,7 +205,7 @@ func cmdDevnet(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signalContext()
 	defer stop()
 	start := time.Now()
-	d, err := node.StartDevnet(ctx, node.DevnetOptions{
+	d, err := devnet.Start(ctx, devnet.Options{
 		Dir: *dd, Relays: *relays, Exits: *exits,
 		SOCKSListen: *socks, HTTPListen: *httpAddr, WebListen: *web,
 		Lightning: *lightning,

@@ -1,4 +1,4 @@
-package node
+package devnet
 
 import "testing"
 
@@ -9,7 +9,7 @@ import "testing"
 func TestE2EDevnet(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	d := startTestDevnet(t, DevnetOptions{Relays: 3, Exits: 2})
+	d := startTestDevnet(t, Options{Relays: 3, Exits: 2})
 	if len(d.Nodes) < 6 {
 		t.Fatalf("devnet has %d nodes, want at least 6", len(d.Nodes))
 	}

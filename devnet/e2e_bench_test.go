@@ -1,4 +1,4 @@
-package node
+package devnet
 
 import (
 	"bufio"
@@ -55,10 +55,10 @@ func startBenchDevnet(b *testing.B) *Devnet {
 	if testing.Short() {
 		b.Skip("end-to-end benchmark; skipped with -short")
 	}
-	o := DevnetOptions{Dir: b.TempDir(), SOCKSListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", WebListen: "127.0.0.1:0"}
+	o := Options{Dir: b.TempDir(), SOCKSListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", WebListen: "127.0.0.1:0"}
 	ctx, cancel := context.WithTimeout(b.Context(), 90*time.Second)
 	defer cancel()
-	d, err := StartDevnet(ctx, o)
+	d, err := Start(ctx, o)
 	if err != nil {
 		b.Fatalf("StartDevnet: %v", err)
 	}

@@ -1,4 +1,4 @@
-package node
+package devnet
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/co-infuse/co-infuse/node"
 )
 
 // testDownload50MiB fetches 50 MiB from the demo web server with curl
@@ -55,7 +57,7 @@ func testDownload50MiB(t *testing.T, d *Devnet) {
 
 // checkPath asserts c has hops distinct devnet nodes, none of them the
 // client, and ends at an exit.
-func checkPath(t *testing.T, d *Devnet, c CircuitInfo, hops int) {
+func checkPath(t *testing.T, d *Devnet, c node.CircuitInfo, hops int) {
 	t.Helper()
 	if len(c.Path) != hops {
 		t.Fatalf("circuit %d has path %v, want %d hops", c.ID, c.Path, hops)
@@ -73,8 +75,8 @@ func checkPath(t *testing.T, d *Devnet, c CircuitInfo, hops int) {
 		}
 		seen[id] = true
 	}
-	if last := d.Node(c.Path[hops-1]); !last.cfg.Has(RoleExit) {
-		t.Fatalf("circuit %d ends at %s with roles %v, not an exit", c.ID, c.Path[hops-1], last.cfg.Roles)
+	if last := d.Node(c.Path[hops-1]); !last.Config().Has(node.RoleExit) {
+		t.Fatalf("circuit %d ends at %s with roles %v, not an exit", c.ID, c.Path[hops-1], last.Config().Roles)
 	}
 }
 

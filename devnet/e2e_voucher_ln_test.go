@@ -1,4 +1,4 @@
-package node
+package devnet
 
 // TestE2EVoucherLightning buys vouchers against real Lightning: one regtest
 // network (btcd, Alice's lnd for the client, Bob's lnd for the node), a mint
@@ -30,6 +30,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/co-infuse/co-infuse/node"
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -242,7 +244,7 @@ func TestE2EVoucherLightning(t *testing.T) {
 
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if lv := os.Getenv("E2E_LOG"); lv != "" {
-		logger = NewLogger(os.Stderr, lv)
+		logger = node.NewLogger(os.Stderr, lv)
 	}
 	start := time.Now()
 	ln, err := regtest.Start(ctx, regtest.Options{Dir: filepath.Join(t.TempDir(), "regtest"), Logger: logger})

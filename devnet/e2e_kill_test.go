@@ -1,4 +1,4 @@
-package node
+package devnet
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/co-infuse/co-infuse/node"
 
 	"github.com/co-infuse/co-infuse/proxy"
 )
@@ -34,7 +36,7 @@ func TestE2EKillHopMidDownload(t *testing.T) {
 }
 
 func killHop(t *testing.T, hop int) {
-	d := startTestDevnet(t, DevnetOptions{Relays: 3, Exits: 2})
+	d := startTestDevnet(t, Options{Relays: 3, Exits: 2})
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	socks := d.Client.SOCKSAddr().String()
@@ -55,7 +57,7 @@ func killHop(t *testing.T, hop int) {
 		<-done
 	}()
 
-	var before CircuitInfo
+	var before node.CircuitInfo
 	waitFor(ctx, t, "curl to be downloading over a circuit", func() bool {
 		c, ok := circuitFor(d.Client, "kill")
 		fi, err := os.Stat(out)

@@ -1,4 +1,4 @@
-package node
+package devnet
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 func TestE2ECloseDuringDownload(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	d := startTestDevnet(t, DevnetOptions{Relays: 3, Exits: 2})
+	d := startTestDevnet(t, Options{Relays: 3, Exits: 2})
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	out := tempFile(t, "big")
@@ -78,12 +78,12 @@ func TestE2ECloseDuringDownload(t *testing.T) {
 func TestE2EIsolationCapSparesLiveStreams(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	d := startTestDevnet(t, DevnetOptions{Relays: 3, Exits: 2})
+	d := startTestDevnet(t, Options{Relays: 3, Exits: 2})
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	host, port := hostPort(t, d.WebAddr)
 	socks := d.Client.SOCKSAddr().String()
-	max := d.Client.cfg.Circuit.MaxIsolated
+	max := d.Client.Config().Circuit.MaxIsolated
 
 	// The first pair's stream: an HTTP request whose response we read in
 	// pieces, so the stream stays open across the other pairs' requests.

@@ -1,4 +1,4 @@
-package node
+package devnet
 
 // End-to-end tests: real libp2p hosts on loopback, Debian's curl, real btcd
 // and lnd (from regtest.EnsureBinaries' cache). Every listener is on
@@ -37,6 +37,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/co-infuse/co-infuse/node"
+
 	"go.uber.org/goleak"
 )
 
@@ -63,7 +65,7 @@ func skipShort(t *testing.T) {
 
 // startTestDevnet starts a devnet on loopback with kernel-chosen ports only
 // and closes it when the test ends.
-func startTestDevnet(t *testing.T, o DevnetOptions) *Devnet {
+func startTestDevnet(t *testing.T, o Options) *Devnet {
 	t.Helper()
 	o.Dir = t.TempDir()
 	o.SOCKSListen = "127.0.0.1:0"
@@ -73,14 +75,14 @@ func startTestDevnet(t *testing.T, o DevnetOptions) *Devnet {
 	}
 	// E2E_LOG=debug (or info) shows the nodes' logs while chasing a failure.
 	if lv := os.Getenv("E2E_LOG"); lv != "" {
-		o.Logger = NewLogger(os.Stderr, lv)
+		o.Logger = node.NewLogger(os.Stderr, lv)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	start := time.Now()
-	d, err := StartDevnet(ctx, o)
+	d, err := Start(ctx, o)
 	if err != nil {
-		t.Fatalf("StartDevnet(%d relays, %d exits, default policy %v): %v", o.Relays, o.Exits, o.ExitsDefaultPolicy, err)
+		t.Fatalf("Start(%d relays, %d exits, default policy %v): %v", o.Relays, o.Exits, o.ExitsDefaultPolicy, err)
 	}
 	t.Logf("devnet of %d nodes up in %v: socks %s, http %s, web %v", len(d.Nodes), time.Since(start).Round(time.Millisecond), d.Client.SOCKSAddr(), d.Client.HTTPAddr(), d.WebAddr)
 	t.Cleanup(func() {
@@ -205,13 +207,13 @@ func waitFor(ctx context.Context, t *testing.T, what string, cond func() bool) {
 }
 
 // circuitFor returns the client's circuit for isolation username user.
-func circuitFor(n *Node, user string) (CircuitInfo, bool) {
+func circuitFor(n *node.Node, user string) (node.CircuitInfo, bool) {
 	for _, c := range n.Circuits() {
 		if c.Isolation == user {
 			return c, true
 		}
 	}
-	return CircuitInfo{}, false
+	return node.CircuitInfo{}, false
 }
 
 // socksReply is a SOCKS5 server's answer to a CONNECT request.

@@ -1,4 +1,4 @@
-package node
+package devnet
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/co-infuse/co-infuse/node"
 )
 
 // testIsolation checks the client's circuit table against SOCKS credentials
@@ -26,7 +28,7 @@ func testIsolation(t *testing.T, d *Devnet) {
 				t.Fatalf("curl with %s: empty page", cred)
 			}
 		}
-		must := func(user string) CircuitInfo {
+		must := func(user string) node.CircuitInfo {
 			t.Helper()
 			c, ok := circuitFor(d.Client, user)
 			if !ok {

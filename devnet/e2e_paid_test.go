@@ -1,4 +1,4 @@
-package node
+package devnet
 
 import (
 	"context"
@@ -21,7 +21,7 @@ func TestE2EPaidDownload(t *testing.T) {
 	if _, err := regtest.EnsureBinaries(ctx, "", nil); err != nil {
 		t.Fatalf("regtest daemons: %v", err)
 	}
-	d := startTestDevnet(t, DevnetOptions{Relays: 3, Exits: 2, Lightning: true})
+	d := startTestDevnet(t, Options{Relays: 3, Exits: 2, Lightning: true})
 	before, err := d.Client.WalletStatus()
 	if err != nil {
 		t.Fatalf("wallet: %v", err)

@@ -1,4 +1,4 @@
-package node
+package devnet
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 func TestE2EExitPolicyRefusesLoopback(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	d := startTestDevnet(t, DevnetOptions{Relays: 3, Exits: 2, ExitsDefaultPolicy: true})
+	d := startTestDevnet(t, Options{Relays: 3, Exits: 2, ExitsDefaultPolicy: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	url := fmt.Sprintf("http://%s/", d.WebAddr)

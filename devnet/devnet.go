@@ -1,4 +1,4 @@
-package node
+package devnet
 
 import (
 	"context"
@@ -16,10 +16,11 @@ import (
 
 	"github.com/co-infuse/co-infuse/discovery"
 	"github.com/co-infuse/co-infuse/internal/regtest"
+	"github.com/co-infuse/co-infuse/node"
 )
 
-// DevnetOptions shapes a local network. Zero values take the defaults shown.
-type DevnetOptions struct {
+// Options shapes a local network. Zero values take the defaults shown.
+type Options struct {
 	// Dir holds one data directory per node (Dir/relay1, Dir/exit1, ...),
 	// each with its own config.yaml and keys. Required.
 	Dir string
@@ -52,8 +53,8 @@ type DevnetOptions struct {
 // Devnet is a whole co-infuse network on loopback: relays, exits and one
 // client, each a real libp2p host with its own data directory.
 type Devnet struct {
-	Nodes  []*Node // bootstrap relay first, client last
-	Client *Node
+	Nodes  []*node.Node // bootstrap relay first, client last
+	Client *node.Node
 	// WebAddr is the demo web server's address, or nil.
 	WebAddr net.Addr
 
@@ -66,7 +67,7 @@ type Devnet struct {
 
 // StartDevnet starts the network and waits until the client has discovered
 // every relay and exit. On error it stops what it started.
-func StartDevnet(ctx context.Context, o DevnetOptions) (_ *Devnet, err error) {
+func Start(ctx context.Context, o Options) (_ *Devnet, err error) {
 	if o.Dir == "" {
 		return nil, errors.New("devnet: no directory")
 	}
@@ -89,7 +90,7 @@ func StartDevnet(ctx context.Context, o DevnetOptions) (_ *Devnet, err error) {
 		o.Progress = io.Discard
 	}
 	if o.Logger == nil {
-		o.Logger = NewLogger(os.Stderr, "warn")
+		o.Logger = node.NewLogger(os.Stderr, "warn")
 	}
 	d := &Devnet{}
 	defer func() {
@@ -120,20 +121,20 @@ func StartDevnet(ctx context.Context, o DevnetOptions) (_ *Devnet, err error) {
 
 	type spec struct {
 		name  string
-		roles []Role
+		roles []node.Role
 	}
 	var specs []spec
 	for i := 1; i <= o.Relays; i++ {
-		specs = append(specs, spec{"relay" + strconv.Itoa(i), []Role{RoleRelay}})
+		specs = append(specs, spec{"relay" + strconv.Itoa(i), []node.Role{node.RoleRelay}})
 	}
 	for i := 1; i <= o.Exits; i++ {
-		specs = append(specs, spec{"exit" + strconv.Itoa(i), []Role{RoleExit}})
+		specs = append(specs, spec{"exit" + strconv.Itoa(i), []node.Role{node.RoleExit}})
 	}
-	specs = append(specs, spec{"client", []Role{RoleClient}})
+	specs = append(specs, spec{"client", []node.Role{node.RoleClient}})
 
 	var bootstrap []string
 	for i, s := range specs {
-		cfg := DefaultConfig(filepath.Join(o.Dir, s.name))
+		cfg := node.DefaultConfig(filepath.Join(o.Dir, s.name))
 		cfg.Roles = s.roles
 		off := false
 		cfg.SOCKS.Enabled = &off
@@ -157,18 +158,14 @@ func StartDevnet(ctx context.Context, o DevnetOptions) (_ *Devnet, err error) {
 			cfg.LND = ln.LightningConfig(nil)
 			cfg.LND.Logger = nil
 		}
-		if cfg.Has(RoleExit) && !o.ExitsDefaultPolicy {
+		if cfg.Has(node.RoleExit) && !o.ExitsDefaultPolicy {
 			cfg.Exit.AllowLoopback = true
 		}
 		cfg.ApplyDefaults()
-		raw, err := RenderConfig(cfg)
-		if err != nil {
-			return nil, err
+		if err := node.WriteConfig(cfg); err != nil {
+			return nil, fmt.Errorf("%s: %w", s.name, err)
 		}
-		if err := writeFileAtomic(filepath.Join(cfg.DataDir, ConfigFile), raw, 0o600); err != nil {
-			return nil, fmt.Errorf("write %s config: %w", s.name, err)
-		}
-		n, err := New(cfg, WithLogger(o.Logger.With("node", s.name)))
+		n, err := node.New(cfg, node.WithLogger(o.Logger.With("node", s.name)))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", s.name, err)
 		}
@@ -191,7 +188,7 @@ func StartDevnet(ctx context.Context, o DevnetOptions) (_ *Devnet, err error) {
 	if d.LN != nil {
 		for _, n := range d.Nodes[:len(d.Nodes)-1] {
 			start := time.Now()
-			p, err := d.Client.Buy(ctx, n.ID(), DevnetPurchaseSat)
+			p, err := d.Client.Buy(ctx, n.ID(), PurchaseSat)
 			if err != nil {
 				return nil, fmt.Errorf("devnet: buying vouchers from %s over Lightning: %w", n.ID(), err)
 			}
@@ -201,9 +198,9 @@ func StartDevnet(ctx context.Context, o DevnetOptions) (_ *Devnet, err error) {
 	return d, nil
 }
 
-// DevnetPurchaseSat is what a Lightning devnet's client buys from each node
+// PurchaseSat is what a Lightning devnet's client buys from each node
 // at start.
-const DevnetPurchaseSat = 100
+const PurchaseSat = 100
 
 // waitDiscovered polls the client's discovery until it sees enough nodes.
 func (d *Devnet) waitDiscovered(ctx context.Context, relays, exits int) error {
@@ -225,7 +222,7 @@ func (d *Devnet) waitDiscovered(ctx context.Context, relays, exits int) error {
 }
 
 // Node returns the node with peer ID id, or nil.
-func (d *Devnet) Node(id string) *Node {
+func (d *Devnet) Node(id string) *node.Node {
 	for _, n := range d.Nodes {
 		if n.ID().String() == id {
 			return n

@@ -1,4 +1,4 @@
-package node
+package devnet
 
 import (
 	"bufio"
@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/co-infuse/co-infuse/node"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -74,17 +76,17 @@ func TestE2ECLI(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("init: exit %d: %s", code, stderr)
 		}
-		cfg, err := LoadConfig(dir)
+		cfg, err := node.LoadConfig(dir)
 		if err != nil {
 			t.Fatalf("config.yaml written by init does not load: %v", err)
 		}
-		if want := []Role{RoleRelay, RoleExit}; !reflect.DeepEqual(cfg.Roles, want) {
+		if want := []node.Role{node.RoleRelay, node.RoleExit}; !reflect.DeepEqual(cfg.Roles, want) {
 			t.Fatalf("roles %v, want %v", cfg.Roles, want)
 		}
 		if cfg.SOCKSEnabled() || cfg.HTTP.Enabled {
 			t.Fatalf("a relay/exit-only config enables front ends: socks %v http %v", cfg.SOCKSEnabled(), cfg.HTTP.Enabled)
 		}
-		for _, f := range []string{ConfigFile, IdentityKeyFile, OnionKeyFile} {
+		for _, f := range []string{node.ConfigFile, node.IdentityKeyFile, node.OnionKeyFile} {
 			fi, err := os.Stat(filepath.Join(dir, f))
 			if err != nil {
 				t.Fatalf("init did not write %s: %v", f, err)
@@ -97,7 +99,7 @@ func TestE2ECLI(t *testing.T) {
 			t.Fatalf("data dir mode %v (%v), want 0700", fi.Mode().Perm(), err)
 		}
 		// The peer ID printed is the one the identity key gives.
-		id, err := LoadIdentity(dir)
+		id, err := node.LoadIdentity(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,12 +111,12 @@ func TestE2ECLI(t *testing.T) {
 			t.Fatalf("init printed %q, want peer id %s", stdout, pid)
 		}
 		// A second init keeps the existing config and keys.
-		key, _ := os.ReadFile(filepath.Join(dir, IdentityKeyFile))
+		key, _ := os.ReadFile(filepath.Join(dir, node.IdentityKeyFile))
 		code, _, stderr = runCLI(ctx, t, bin, "init", "--datadir", dir, "--roles", "client")
 		if code == 0 || !strings.Contains(stderr, "exists") {
 			t.Fatalf("second init without --force: exit %d, stderr %q; want a refusal", code, stderr)
 		}
-		if again, _ := os.ReadFile(filepath.Join(dir, IdentityKeyFile)); !bytes.Equal(again, key) {
+		if again, _ := os.ReadFile(filepath.Join(dir, node.IdentityKeyFile)); !bytes.Equal(again, key) {
 			t.Fatal("second init replaced the identity key")
 		}
 	})
@@ -126,7 +128,7 @@ func TestE2ECLI(t *testing.T) {
 		if code == 0 || !strings.Contains(stderr, "roles[1]") {
 			t.Fatalf("init --roles relay,wizard: exit %d, stderr %q; want an error naming roles[1]", code, stderr)
 		}
-		if _, err := os.Stat(filepath.Join(dir, ConfigFile)); err == nil {
+		if _, err := os.Stat(filepath.Join(dir, node.ConfigFile)); err == nil {
 			t.Fatal("init wrote a config for bad roles")
 		}
 	})
@@ -152,7 +154,7 @@ func TestE2ECLI(t *testing.T) {
 		t.Run("run bad "+tc.name, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
-			if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(tc.yaml), 0o600); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, node.ConfigFile), []byte(tc.yaml), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			runCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
