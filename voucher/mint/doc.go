@@ -13,6 +13,7 @@
 // CreateInvoice and InvoiceSettled funcs in Config (node/ wires them to
 // lightning/); publishing the keysets in the node's advert is discovery/'s,
 // fed by Keysets and Config.OnKeysets; carrying vouchers over a circuit
-// (TOPUP) and crediting a session is circuit/'s, which calls Redeem. The
-// wire format is in docs/VOUCHERS.md.
+// (TOPUP) is circuit/'s, and crediting a session with what they are worth
+// is payment/'s hop ledger, which calls RedeemPayload (node/ wires the two
+// together). The wire format is in docs/VOUCHERS.md.
 package mint

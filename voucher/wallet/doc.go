@@ -21,7 +21,9 @@
 //
 // What is left to others: Lightning is reached only through DecodeInvoice
 // and PayInvoice in Config (node/ wires them to lightning/); adverts are
-// discovery/'s; presenting vouchers to a hop is circuit/'s, which takes
-// them from Reserve and reports back with MarkSpent or Release; the CLI
-// (cmd/) shows Balances, BudgetUsed and RecentPurchases and calls Buy.
+// discovery/'s; deciding when to pay a hop and how much is payment/'s
+// (its client schedule takes vouchers from ReserveBatch and reports back
+// with MarkSpent or Release), and carrying them there in a TOPUP is
+// circuit/'s; node/ shows Balances, BudgetUsed and RecentPurchases on its
+// admin socket and calls Buy for `co-infuse wallet buy`.
 package wallet
