@@ -319,8 +319,8 @@ func newCircuitID() uint64 {
 	}
 }
 
-// sweep destroys idle relayed circuits, circuits stuck extending, and
-// closes idle links.
+// sweep destroys idle relayed circuits and circuits stuck extending, sends
+// keep-alives on quiet client circuits, and closes idle links.
 func (e *Engine) sweep() {
 	defer e.wg.Done()
 	lim := e.cfg.Limits
@@ -357,10 +357,14 @@ func (e *Engine) sweepOnce(now time.Time) {
 			stuck = append(stuck, h)
 		}
 	}
+	// Every built client circuit is kept alive, streams or not: a client
+	// may hold circuits ready before it needs them (circuit/pool's
+	// pre-built circuits), and relays reap any circuit that carries no
+	// cell for their IdleTimeout. One DROP per KeepAlive of silence.
 	var quiet []*Circuit
 	keepBefore := now.Add(-lim.KeepAlive).UnixNano()
 	for c := range e.circuits {
-		if c.lastSent.Load() < keepBefore && c.NumStreams() > 0 {
+		if c.built() && c.lastSent.Load() < keepBefore {
 			quiet = append(quiet, c)
 		}
 	}

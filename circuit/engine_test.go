@@ -105,39 +105,62 @@ func TestIdleSweep(t *testing.T) {
 	})
 }
 
-// A client keeps a circuit with a quiet stream alive with DROP cells, so
-// relays with a short idle timeout do not reap it.
+// A client keeps every built circuit alive with DROP cells, with a quiet
+// stream or with no stream at all (a pre-built circuit nobody claimed yet),
+// so relays with a short idle timeout do not reap it.
 func TestKeepAlive(t *testing.T) {
 	t.Parallel()
-	const idle = time.Second
-	var drops atomic.Int32
-	tn := newTestNet(t, 3, func(i int, cfg *Config) {
-		cfg.Limits.IdleTimeout = idle
-		cfg.Limits.KeepAlive = idle / 10
-		if i == 2 {
-			cfg.Account = func([cell.CookieLen]byte, int) error { drops.Add(1); return nil }
-		}
-	})
-	srv := newTCPServer(t, echo)
-	ctx := testCtx(t)
-	c := tn.build(ctx, 1, 2)
-	s, err := c.Dial(ctx, cell.ServiceExit, srv.addr())
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name   string
+		stream bool // open a quiet stream before waiting
+	}{
+		{"quiet stream", true},
+		{"no stream", false},
 	}
-	defer s.Close()
-	start := drops.Load()
-	// Wait for enough keep-alives to span 2.5 idle timeouts.
-	waitFor(ctx, t, "keep-alives", func() bool { return c.Err() != nil || drops.Load()-start >= 25 })
-	if c.Err() != nil {
-		t.Fatalf("quiet circuit was reaped: %v", c.Err())
-	}
-	if _, err := s.Write([]byte("ping")); err != nil {
-		t.Fatal(err)
-	}
-	got := make([]byte, 4)
-	if _, err := io.ReadFull(s, got); err != nil {
-		t.Fatal(err)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			const idle = time.Second
+			var drops atomic.Int32
+			tn := newTestNet(t, 3, func(i int, cfg *Config) {
+				cfg.Limits.IdleTimeout = idle
+				cfg.Limits.KeepAlive = idle / 10
+				if i == 2 {
+					cfg.Account = func([cell.CookieLen]byte, int) error { drops.Add(1); return nil }
+				}
+			})
+			srv := newTCPServer(t, echo)
+			ctx := testCtx(t)
+			c := tn.build(ctx, 1, 2)
+			var s *Stream
+			if tc.stream {
+				var err error
+				if s, err = c.Dial(ctx, cell.ServiceExit, srv.addr()); err != nil {
+					t.Fatal(err)
+				}
+				defer s.Close()
+			}
+			start := drops.Load()
+			// Wait for enough keep-alives to span 2.5 idle timeouts.
+			waitFor(ctx, t, "keep-alives", func() bool { return c.Err() != nil || drops.Load()-start >= 25 })
+			if c.Err() != nil {
+				t.Fatalf("quiet circuit was reaped: %v", c.Err())
+			}
+			if !tc.stream {
+				var err error
+				if s, err = c.Dial(ctx, cell.ServiceExit, srv.addr()); err != nil {
+					t.Fatalf("dial on the kept circuit: %v", err)
+				}
+				defer s.Close()
+			}
+			if _, err := s.Write([]byte("ping")); err != nil {
+				t.Fatal(err)
+			}
+			got := make([]byte, 4)
+			if _, err := io.ReadFull(s, got); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
 
