@@ -1,10 +1,6 @@
 package cell
 
-import (
-	"net"
-	"net/netip"
-	"strconv"
-)
+import "strconv"
 
 // Service names what a stream asks of the last hop (§5 BEGIN).
 type Service uint8
@@ -36,12 +32,13 @@ func (s Service) String() string {
 //
 //	service(1) | target_len(1) | target
 type Begin struct {
+	// Service is what the stream asks of the last hop (§5 BEGIN service).
 	Service Service
-	// Target is "host:port": 1..MaxTargetLen bytes of printable ASCII
-	// without spaces, a non-empty host (an IPv6 literal without zone goes in
-	// brackets, nothing else does) and a decimal port in 1..65535 without
-	// leading zeros.
-	Target string
+	// Target is where the stream goes (§5 BEGIN target_len | target). On the
+	// wire it is Target.String(), the canonical form (see Target); a
+	// decoder refuses any other spelling, so every BEGIN has one encoding.
+	// The zero Target cannot be encoded.
+	Target Target
 }
 
 // AppendBinary appends the encoded body to b.
@@ -49,15 +46,17 @@ func (m *Begin) AppendBinary(b []byte) ([]byte, error) {
 	if !m.Service.Valid() {
 		return b, wrap("begin", ErrBadService)
 	}
-	if !validTarget(m.Target) {
+	if m.Target.IsZero() {
 		return b, wrap("begin", ErrBadTarget)
 	}
-	b = append(b, byte(m.Service), byte(len(m.Target)))
-	return append(b, m.Target...), nil
+	t := m.Target.String()
+	b = append(b, byte(m.Service), byte(len(t)))
+	return append(b, t...), nil
 }
 
-// UnmarshalBinary parses a BEGIN body; it rejects unknown services, bad
-// targets and trailing bytes. On error m is unchanged.
+// UnmarshalBinary parses a BEGIN body; it rejects unknown services, targets
+// that are not canonical Targets, and trailing bytes. On error m is
+// unchanged.
 func (m *Begin) UnmarshalBinary(data []byte) error {
 	r := newReader(data)
 	svc := Service(r.u8())         // §5 BEGIN service
@@ -68,35 +67,10 @@ func (m *Begin) UnmarshalBinary(data []byte) error {
 	if !svc.Valid() {
 		return wrap("begin", ErrBadService)
 	}
-	t := string(target)
-	if !validTarget(t) {
-		return wrap("begin", ErrBadTarget)
+	t, err := parseCanonicalTarget(string(target))
+	if err != nil {
+		return wrap("begin", err)
 	}
 	m.Service, m.Target = svc, t
 	return nil
-}
-
-// validTarget checks a BEGIN target (see Begin.Target).
-func validTarget(t string) bool {
-	if !printable(t, MaxTargetLen) {
-		return false
-	}
-	host, port, err := net.SplitHostPort(t)
-	if err != nil || host == "" || port == "" || port[0] == '0' {
-		return false
-	}
-	for i := 0; i < len(port); i++ {
-		if port[i] < '0' || port[i] > '9' {
-			return false
-		}
-	}
-	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p < 1 {
-		return false
-	}
-	if t[0] == '[' {
-		// Brackets only around an IPv6 literal without a zone.
-		a, err := netip.ParseAddr(host)
-		return err == nil && a.Is6() && a.Zone() == ""
-	}
-	return true
 }

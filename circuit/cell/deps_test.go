@@ -18,9 +18,9 @@ func TestImports(t *testing.T) {
 		"bytes":           true,
 		"encoding/binary": true,
 		"fmt":             true,
-		"net":             true, // SplitHostPort only
 		"net/netip":       true,
 		"strconv":         true,
+		"strings":         true,
 	}
 	files, err := filepath.Glob("*.go")
 	if err != nil {

@@ -4,6 +4,12 @@
 // (§5), and the bodies of the relay messages (BEGIN, CONNECTED, END, EXTEND,
 // EXTENDED, RESOLVE, RESOLVED, TOPUP, TOPUP_ACK).
 //
+// It also holds Target, the one parsed "host:port" every layer passes on: a
+// front end parses the client's text once (ParseTarget, NewTarget), the
+// client sends its canonical form in BEGIN, and the last hop hands the
+// decoded value to its service. CheckHost applies the same host grammar to
+// a bare RESOLVE host.
+//
 // Everything here turns bytes into structs and back. Parsers check every
 // bound, reject non-zero padding, unknown values and trailing bytes, and never
 // panic on any input; decoded byte slices alias the input to keep the hot path

@@ -39,11 +39,12 @@ var (
 	ErrUnknownReason error = &codecError{"cell: unknown reason"}
 	// ErrBadService: an unknown BEGIN service (§5).
 	ErrBadService error = &codecError{"cell: unknown service"}
-	// ErrBadTarget: a BEGIN target that is not printable-ASCII host:port
-	// with a port in 1..65535 (§5).
+	// ErrBadTarget: a target that does not follow the grammar of Target
+	// (ParseTarget, NewTarget), or a BEGIN target that is not in canonical
+	// form or is the zero Target (§5 BEGIN).
 	ErrBadTarget error = &codecError{"cell: bad target"}
 	// ErrBadHost: a RESOLVE host that is empty, too long or not printable
-	// ASCII (§5).
+	// ASCII (§5), or a host CheckHost refuses.
 	ErrBadHost error = &codecError{"cell: bad host"}
 	// ErrBadAddr: an unknown atyp, or an address that cannot be encoded
 	// (zoned, or missing where one is required) (§5).

@@ -39,7 +39,14 @@ func Example() {
 }
 
 func ExampleBegin() {
-	b, err := (&cell.Begin{Service: cell.ServiceExit, Target: "example.com:443"}).AppendBinary(nil)
+	// The front end parses the client's text once; any spelling it accepts
+	// becomes the canonical form.
+	t, err := cell.ParseTarget("Example.COM.:443")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	b, err := (&cell.Begin{Service: cell.ServiceExit, Target: t}).AppendBinary(nil)
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -49,8 +56,10 @@ func ExampleBegin() {
 	var m cell.Begin
 	fmt.Println(m.UnmarshalBinary(b), m.Service, m.Target)
 	fmt.Println(m.UnmarshalBinary([]byte("\x00\x04h:80x")))
+	fmt.Println(m.UnmarshalBinary([]byte("\x00\x04H:80")))
 	// Output:
 	// 000f6578616d706c652e636f6d3a343433
 	// <nil> exit example.com:443
 	// begin: cell: trailing bytes
+	// begin: target: cell: bad target: not in canonical form
 }

@@ -166,7 +166,7 @@ func decodeAs(typ string, b []byte) (desc string, again []byte, err error) {
 			return "", nil, err
 		}
 		out, err := m.AppendBinary(nil)
-		return fmt.Sprintf("service=%v target=%q", m.Service, m.Target), out, err
+		return fmt.Sprintf("service=%v target=%q", m.Service, m.Target.String()), out, err
 	case "connected":
 		var m Connected
 		if err := m.UnmarshalBinary(b); err != nil {
