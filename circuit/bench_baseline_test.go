@@ -16,7 +16,7 @@ import (
 // same kind of sink as BenchmarkCircuit3Hop.
 func BenchmarkDirect(b *testing.B) {
 	snk := newSink(b)
-	c, err := net.Dial("tcp", snk.addr())
+	c, err := net.Dial("tcp", snk.addr().String())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func BenchmarkFirstByteDirect(b *testing.B) {
 	srv := newTCPServer(b, echo)
 	one := []byte{'x'}
 	for b.Loop() {
-		c, err := net.Dial("tcp", srv.addr())
+		c, err := net.Dial("tcp", srv.addr().String())
 		if err != nil {
 			b.Fatal(err)
 		}

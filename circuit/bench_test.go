@@ -100,7 +100,7 @@ func BenchmarkRawRelay3(b *testing.B) {
 			var out io.ReadWriteCloser
 			var err error
 			if next == 4 {
-				out, err = net.Dial("tcp", snk.addr())
+				out, err = net.Dial("tcp", snk.addr().String())
 			} else {
 				nh := tn.hosts[next]
 				out, err = h.NewStream(context.Background(), nh.ID(), proto)

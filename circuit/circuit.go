@@ -470,11 +470,12 @@ func (c *Circuit) Err() error {
 	}
 }
 
-// Dial opens a stream to target ("host:port") through the last hop's
-// service svc. The error wraps an errors.go sentinel: the END reason the
-// last hop sent (ErrExitPolicy, ErrConnRefused, ...), ErrResourceLimit,
-// ErrTimeout when ctx ends, or ErrClosed.
-func (c *Circuit) Dial(ctx context.Context, svc cell.Service, target string) (*Stream, error) {
+// Dial opens a stream to target through the last hop's service svc; BEGIN
+// carries target's canonical form. The error wraps an errors.go sentinel:
+// the END reason the last hop sent (ErrExitPolicy, ErrConnRefused, ...),
+// ErrResourceLimit, ErrTimeout when ctx ends, ErrClosed, or ErrProtocol
+// for a zero target.
+func (c *Circuit) Dial(ctx context.Context, svc cell.Service, target cell.Target) (*Stream, error) {
 	b, err := (&cell.Begin{Service: svc, Target: target}).AppendBinary(nil)
 	if err != nil {
 		return nil, fmt.Errorf("dial: %w: %w", ErrProtocol, err)
@@ -504,7 +505,7 @@ func (c *Circuit) Dial(ctx context.Context, svc cell.Service, target string) (*S
 	select {
 	case r := <-ch:
 		if r.cmd == cell.RelayConnected {
-			s.remote = remoteAddrFor(r.addr, target, s.local)
+			s.remote = remoteAddrFor(r.addr, target.Port(), s.local)
 			return s, nil
 		}
 		_ = s.Close()
@@ -528,9 +529,15 @@ func (c *Circuit) forget(id uint16) {
 	c.ep.mu.Unlock()
 }
 
-// Resolve asks the last hop to resolve host. The error wraps
-// ErrResolveFailed (or another END sentinel), ErrTimeout or ErrClosed.
+// Resolve asks the last hop to resolve host, a name or IP literal that
+// cell.CheckHost accepts (RESOLVE carries its canonical form). The error
+// wraps ErrResolveFailed (or another END sentinel), ErrTimeout, ErrClosed,
+// or ErrProtocol with cell.ErrBadHost for a host outside the grammar.
 func (c *Circuit) Resolve(ctx context.Context, host string) (netip.Addr, error) {
+	host, err := cell.CheckHost(host)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("resolve: %w: %w", ErrProtocol, err)
+	}
 	b, err := (&cell.Resolve{Host: host}).AppendBinary(nil)
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("resolve: %w: %w", ErrProtocol, err)

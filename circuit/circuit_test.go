@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net/netip"
 	"testing"
 
 	"github.com/co-infuse/co-infuse/circuit/cell"
@@ -20,7 +21,7 @@ func TestDialEcho3Hop(t *testing.T) {
 		t.Fatalf("dial: %v", err)
 	}
 	defer s.Close()
-	if got := s.RemoteAddr().String(); got != srv.addr() {
+	if got := s.RemoteAddr().String(); got != srv.addr().String() {
 		t.Errorf("RemoteAddr = %s, want %s", got, srv.addr())
 	}
 	msg := []byte("hello through three hops")
@@ -33,6 +34,40 @@ func TestDialEcho3Hop(t *testing.T) {
 	}
 	if !bytes.Equal(got, msg) {
 		t.Fatalf("echo = %q", got)
+	}
+}
+
+func TestDialZeroTarget(t *testing.T) {
+	t.Parallel()
+	tn := newTestNet(t, 2, nil)
+	ctx := testCtx(t)
+	c := tn.build(ctx, 1)
+	if _, err := c.Dial(ctx, cell.ServiceExit, cell.Target{}); !errors.Is(err, ErrProtocol) || !errors.Is(err, cell.ErrBadTarget) {
+		t.Fatalf("Dial(zero) = %v, want ErrProtocol and cell.ErrBadTarget", err)
+	}
+	if c.Err() != nil || c.NumStreams() != 0 {
+		t.Fatalf("refused dial left err %v, %d streams", c.Err(), c.NumStreams())
+	}
+}
+
+func TestRemoteAddrFor(t *testing.T) {
+	t.Parallel()
+	fallback := StreamAddr{Circuit: 7, Stream: 1}
+	tests := []struct {
+		addr netip.Addr
+		port uint16
+		want string
+	}{
+		{netip.MustParseAddr("192.0.2.1"), 443, "192.0.2.1:443"},
+		{netip.MustParseAddr("2001:db8::1"), 8333, "[2001:db8::1]:8333"},
+		{netip.MustParseAddr("::ffff:192.0.2.1"), 80, "192.0.2.1:80"}, // net.TCPAddr prints it as IPv4
+		{netip.Addr{}, 443, fallback.String()},
+		{netip.MustParseAddr("192.0.2.1"), 0, fallback.String()},
+	}
+	for _, tc := range tests {
+		if got := remoteAddrFor(tc.addr, tc.port, fallback).String(); got != tc.want {
+			t.Errorf("remoteAddrFor(%v, %d) = %s, want %s", tc.addr, tc.port, got, tc.want)
+		}
 	}
 }
 
@@ -77,7 +112,7 @@ func TestCircuitAccessors(t *testing.T) {
 	if !errors.Is(a.Err(), ErrClosed) || b.Err() != nil {
 		t.Fatalf("Err after Close: %v / %v", a.Err(), b.Err())
 	}
-	if _, err := a.Dial(ctx, cell.ServiceExit, "127.0.0.1:1"); !errors.Is(err, ErrClosed) {
+	if _, err := a.Dial(ctx, cell.ServiceExit, mustTarget(t, "127.0.0.1:1")); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Dial on closed circuit = %v", err)
 	}
 }

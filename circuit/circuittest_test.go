@@ -95,12 +95,12 @@ func loopbackBegin(ctx context.Context, req BeginRequest) (net.Conn, error) {
 	if req.Service != cell.ServiceExit {
 		return nil, ErrServiceNotOffered
 	}
-	ap, err := netip.ParseAddrPort(req.Target)
-	if err != nil || !ap.Addr().IsLoopback() {
+	a, ok := req.Target.Addr()
+	if !ok || !a.IsLoopback() {
 		return nil, ErrExitPolicy
 	}
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", req.Target)
+	c, err := d.DialContext(ctx, "tcp", netip.AddrPortFrom(a, req.Target.Port()).String())
 	if errors.Is(err, syscall.ECONNREFUSED) {
 		return nil, fmt.Errorf("%w: %w", ErrConnRefused, err)
 	}
@@ -160,7 +160,24 @@ func newTCPServer(t testing.TB, handle func(net.Conn)) *tcpServer {
 	return s
 }
 
-func (s *tcpServer) addr() string { return s.ln.Addr().String() }
+// mustTarget parses a target the test knows is valid.
+func mustTarget(tb testing.TB, s string) cell.Target {
+	tb.Helper()
+	t, err := cell.ParseTarget(s)
+	if err != nil {
+		tb.Fatalf("target %q: %v", s, err)
+	}
+	return t
+}
+
+// addr is the server's address as a stream target.
+func (s *tcpServer) addr() cell.Target {
+	t, err := cell.ParseTarget(s.ln.Addr().String())
+	if err != nil {
+		panic("test server address: " + err.Error())
+	}
+	return t
+}
 
 func echo(c net.Conn) { _, _ = io.Copy(c, c) }
 

@@ -98,8 +98,9 @@ func (l *Limits) setDefaults() {
 type BeginRequest struct {
 	// Service is the BEGIN service (PROTOCOL.md §5).
 	Service cell.Service
-	// Target is the validated "host:port" from BEGIN. Never log it.
-	Target string
+	// Target is the BEGIN target, parsed and in canonical form (PROTOCOL.md
+	// §5 BEGIN); never the zero Target. Never log it.
+	Target cell.Target
 	// Cookie is this hop's session cookie for the circuit (§4.3), the key
 	// of the payment session the stream is charged to.
 	Cookie [cell.CookieLen]byte

@@ -373,7 +373,7 @@ func TestDialErrors(t *testing.T) {
 		{"service", cell.ServiceMempool, "127.0.0.1:80", ErrServiceNotOffered},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := c.Dial(ctx, tc.svc, tc.target)
+			_, err := c.Dial(ctx, tc.svc, mustTarget(t, tc.target))
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("dial = %v, want %v", err, tc.want)
 			}
@@ -398,6 +398,18 @@ func TestResolve(t *testing.T) {
 	}
 	if _, err := c.Resolve(ctx, "nope.invalid"); !errors.Is(err, ErrResolveFailed) {
 		t.Fatalf("Resolve = %v, want ErrResolveFailed", err)
+	}
+	// RESOLVE carries the canonical host: the exit sees "localhost".
+	if a, err := c.Resolve(ctx, "LocalHost."); err != nil || a.String() != "127.0.0.1" {
+		t.Fatalf("Resolve(LocalHost.) = %v, %v", a, err)
+	}
+	for _, h := range []string{"", "a b", "[::1]", "x:80", "2130706433", "a..b"} {
+		if _, err := c.Resolve(ctx, h); !errors.Is(err, ErrProtocol) || !errors.Is(err, cell.ErrBadHost) {
+			t.Fatalf("Resolve(%q) = %v, want ErrProtocol and cell.ErrBadHost", h, err)
+		}
+	}
+	if c.Err() != nil {
+		t.Fatalf("refused hosts broke the circuit: %v", c.Err())
 	}
 }
 

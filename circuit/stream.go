@@ -274,20 +274,12 @@ func (a StreamAddr) Network() string { return "co-infuse" }
 func (a StreamAddr) String() string { return fmt.Sprintf("circuit-%x/%d", a.Circuit, a.Stream) }
 
 // remoteAddrFor builds RemoteAddr from CONNECTED's address and the port of
-// the BEGIN target.
-func remoteAddrFor(addr netip.Addr, target string, fallback net.Addr) net.Addr {
-	if !addr.IsValid() {
+// the BEGIN target; fallback when CONNECTED carried no usable address.
+func remoteAddrFor(addr netip.Addr, port uint16, fallback net.Addr) net.Addr {
+	if !addr.IsValid() || addr.Zone() != "" || port == 0 {
 		return fallback
 	}
-	_, port, err := net.SplitHostPort(target)
-	if err != nil {
-		return fallback
-	}
-	ap, err := netip.ParseAddrPort(net.JoinHostPort(addr.String(), port))
-	if err != nil {
-		return fallback
-	}
-	return net.TCPAddrFromAddrPort(ap)
+	return net.TCPAddrFromAddrPort(netip.AddrPortFrom(addr, port))
 }
 
 // isClosedErr reports errors that mean "this end is gone".
