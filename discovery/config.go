@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -14,17 +15,33 @@ const (
 	// the configured bootstrap peers: devnet, tests, private deployments.
 	ModePrivate = "private"
 	// ModeIPFS joins the public Amino DHT (/ipfs/kad/1.0.0). Bootstrap
-	// defaults to the public bootstrap list unless Config.Bootstrap is set.
+	// defaults to AminoBootstrap unless Config.Bootstrap is set.
 	ModeIPFS = "ipfs"
 )
 
+// AminoBootstrap returns the public Amino DHT bootstrap peers that
+// go-libp2p-kad-dht ships (dht.DefaultBootstrapPeers), as multiaddr
+// strings ending in /p2p/<peer id>, the form config.yaml uses. Most are
+// /dnsaddr names resolved when dialled. ipfs mode joins through them when
+// Config.Bootstrap is nil. Every call returns a new slice.
+func AminoBootstrap() []string {
+	out := make([]string, 0, len(dht.DefaultBootstrapPeers))
+	for _, a := range dht.DefaultBootstrapPeers {
+		out = append(out, a.String())
+	}
+	return out
+}
+
 // Config configures a Service. The zero value, with a Logger, is a private
-// mode client with no bootstrap peers and no disk cache.
+// mode client with no bootstrap peers and no disk cache: a library user
+// (and every test) joins the public DHT only by asking for ModeIPFS. The
+// node's config chooses ipfs for new nodes (node.DefaultConfig).
 type Config struct {
 	// Mode is ModePrivate (default) or ModeIPFS.
 	Mode string `yaml:"mode"`
 	// Bootstrap peers to connect to at Start. In ipfs mode a nil list means
-	// the public bootstrap peers; a non-nil empty list means none.
+	// the public bootstrap peers (AminoBootstrap); a non-nil empty list
+	// means none. Private mode never falls back to public peers.
 	Bootstrap []peer.AddrInfo `yaml:"-"`
 	// CacheDir holds discovery.db (adverts, statistics, guards; mode 0600).
 	// Empty: memory only, nothing survives a restart.
@@ -36,7 +53,12 @@ type Config struct {
 	// Guards is the number of entry guards kept. Default 3.
 	Guards int `yaml:"guards"`
 	// DHTServer runs the DHT in server mode (relays and other public nodes
-	// should); default client mode.
+	// should); default client mode. The mode is fixed, never switched by
+	// AutoNAT reachability (kad-dht's ModeAuto is not used). A client-mode
+	// node queries and provides but does not answer DHT queries, so it
+	// holds no records for others. In ipfs mode a server answers Amino
+	// queries and stores IPFS provider and /pk, /ipns records for the whole
+	// IPFS network, up to MaxDHTRecords.
 	DHTServer bool `yaml:"dht_server"`
 	// DisableAutoRefresh turns off periodic DHT routing-table refresh
 	// (tests). Default false.
@@ -77,7 +99,7 @@ func (c *Config) Validate() error {
 	switch c.Mode {
 	case "", ModePrivate, ModeIPFS:
 	default:
-		return bad("mode", c.Mode)
+		return bad("mode", fmt.Sprintf("%q is not %q or %q", c.Mode, ModePrivate, ModeIPFS))
 	}
 	if c.Guards < 0 || c.Guards > 16 {
 		return bad("guards", c.Guards)

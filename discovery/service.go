@@ -292,7 +292,7 @@ func dhtOptions(cfg *Config, store *boundedStore) ([]dht.Option, []peer.AddrInfo
 	switch cfg.Mode {
 	case ModeIPFS:
 		if boot == nil {
-			boot = dht.GetDefaultBootstrapPeerAddrInfos()
+			boot = dht.GetDefaultBootstrapPeerAddrInfos() // = AminoBootstrap
 		}
 	default:
 		opts = append(opts, dht.ProtocolPrefix(ProtocolPrefix), dht.DisableValues())
