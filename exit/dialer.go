@@ -8,10 +8,12 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/co-infuse/co-infuse/circuit"
+	"github.com/co-infuse/co-infuse/circuit/cell"
 )
 
 const (
@@ -120,30 +122,36 @@ func New(policy *Policy, opts ...Option) (*Dialer, error) {
 // Policy returns the policy the Dialer enforces.
 func (d *Dialer) Policy() *Policy { return d.policy }
 
-// Dial connects to target, "host:port" with host a DNS name, an IPv4
-// literal or a bracketed IPv6 literal. Names are resolved here. If no
-// resolved address passes the policy the error wraps circuit.ErrExitPolicy
-// and nothing is dialed; otherwise the allowed addresses are tried in order
-// within the dial timeout, each getting an equal share of what remains (at
-// least 2s). Errors wrap one of circuit.ErrExitPolicy, ErrResolveFailed,
-// ErrConnRefused, ErrUnreachable, ErrTimeout, ErrProtocol (malformed
-// target) and the underlying cause; others are returned wrapped as they are.
-// The caller owns and closes the returned conn.
-func (d *Dialer) Dial(ctx context.Context, target string) (net.Conn, error) {
-	t, err := parseTarget(target)
-	if err != nil {
-		return nil, err
+// Dial connects to target, which the front end parsed (cell.Target): an IP
+// literal is dialed as it is, a name is resolved here. A .onion name is
+// refused with circuit.ErrResolveFailed (no DNS answers it, and asking
+// would leak it), the zero Target with circuit.ErrProtocol; both also wrap
+// ErrBadTarget. If no resolved address passes the policy the error wraps
+// circuit.ErrExitPolicy and nothing is dialed; otherwise the allowed
+// addresses are tried in order within the dial timeout, each getting an
+// equal share of what remains (at least 2s). Errors wrap one of
+// circuit.ErrExitPolicy, ErrResolveFailed, ErrConnRefused, ErrUnreachable,
+// ErrTimeout, ErrProtocol and the underlying cause; others are returned
+// wrapped as they are. The caller owns and closes the returned conn.
+func (d *Dialer) Dial(ctx context.Context, target cell.Target) (net.Conn, error) {
+	switch {
+	case target.IsZero():
+		return nil, fmt.Errorf("dial: %w: %w: zero target", circuit.ErrProtocol, ErrBadTarget)
+	case target.IsOnion():
+		return nil, errOnion
 	}
+	port := target.Port()
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
-	addrs, err := d.lookup(ctx, t)
+	literal, _ := target.Addr()
+	addrs, err := d.lookup(ctx, literal, target.Host())
 	if err != nil {
 		return nil, err
 	}
 	allowed := addrs[:0:0]
 	var refusal error
 	for _, a := range addrs {
-		if err := d.policy.Check(netip.AddrPortFrom(a, t.port)); err != nil {
+		if err := d.policy.Check(netip.AddrPortFrom(a, port)); err != nil {
 			if refusal == nil {
 				refusal = err
 			}
@@ -158,7 +166,7 @@ func (d *Dialer) Dial(ctx context.Context, target string) (net.Conn, error) {
 	var first error
 	for i, a := range allowed {
 		attempt, stop := context.WithTimeout(ctx, shareOf(ctx, len(allowed)-i))
-		c, err := d.dial(attempt, "tcp", netip.AddrPortFrom(a, t.port).String())
+		c, err := d.dial(attempt, "tcp", netip.AddrPortFrom(a, port).String())
 		stop()
 		if err == nil {
 			return c, nil
@@ -175,6 +183,10 @@ func (d *Dialer) Dial(ctx context.Context, target string) (net.Conn, error) {
 	return nil, err
 }
 
+// errOnion refuses a .onion host: the exit service reaches the internet,
+// not onion services, and a DNS lookup would leak the name.
+var errOnion = fmt.Errorf("%w: %w: .onion is not reachable through an exit", circuit.ErrResolveFailed, ErrBadTarget)
+
 // shareOf is the time one of n remaining attempts may take.
 func shareOf(ctx context.Context, n int) time.Duration {
 	dl, ok := ctx.Deadline()
@@ -189,19 +201,25 @@ func shareOf(ctx context.Context, n int) time.Duration {
 	return share
 }
 
-// Resolve looks host up at the exit for a Tor-style RESOLVE. An IP literal
-// is returned as it is. Among the addresses the policy allows on some port
-// (Policy.AllowsAddr), the first IPv4 one is preferred, else the first
-// IPv6 one. Errors wrap circuit.ErrResolveFailed, ErrExitPolicy (every
-// address refused) or ErrTimeout, with the cause.
+// Resolve looks host up at the exit for a Tor-style RESOLVE. host comes
+// from the wire and must follow the host grammar of cell.CheckHost; a host
+// outside it, or a .onion name, is refused with circuit.ErrResolveFailed and
+// ErrBadTarget. An IP literal is returned as it is. Among the addresses the
+// policy allows on some port (Policy.AllowsAddr), the first IPv4 one is
+// preferred, else the first IPv6 one. Errors wrap circuit.ErrResolveFailed,
+// ErrExitPolicy (every address refused) or ErrTimeout, with the cause.
 func (d *Dialer) Resolve(ctx context.Context, host string) (netip.Addr, error) {
-	t, err := parseHost(host)
+	h, err := cell.CheckHost(host)
 	if err != nil {
-		return netip.Addr{}, err
+		return netip.Addr{}, fmt.Errorf("resolve: %w: %w: %w", circuit.ErrResolveFailed, ErrBadTarget, err)
 	}
+	if strings.HasSuffix(h, ".onion") { // as cell.Target.IsOnion
+		return netip.Addr{}, errOnion
+	}
+	literal, _ := netip.ParseAddr(h) // canonical: a name never parses
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
-	addrs, err := d.lookup(ctx, t)
+	addrs, err := d.lookup(ctx, literal, h)
 	if err != nil {
 		return netip.Addr{}, err
 	}
@@ -224,12 +242,13 @@ func (d *Dialer) Resolve(ctx context.Context, host string) (netip.Addr, error) {
 	return netip.Addr{}, fmt.Errorf("resolve: %w", &PolicyError{Reason: "no resolved address is allowed"})
 }
 
-// lookup returns the unmapped addresses to consider for t, at most maxAddrs.
-func (d *Dialer) lookup(ctx context.Context, t target) ([]netip.Addr, error) {
-	if t.addr.IsValid() {
-		return []netip.Addr{t.addr}, nil
+// lookup returns the unmapped addresses to consider, at most maxAddrs:
+// literal if it is valid (an IP-literal host), else what name resolves to.
+func (d *Dialer) lookup(ctx context.Context, literal netip.Addr, name string) ([]netip.Addr, error) {
+	if literal.IsValid() {
+		return []netip.Addr{literal.Unmap()}, nil
 	}
-	addrs, err := d.resolve(ctx, t.name)
+	addrs, err := d.resolve(ctx, name)
 	if err != nil {
 		err = withheld(err)
 		if errors.Is(err, context.DeadlineExceeded) || ctx.Err() == context.DeadlineExceeded {

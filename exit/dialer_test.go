@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/co-infuse/co-infuse/circuit"
+	"github.com/co-infuse/co-infuse/circuit/cell"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -113,7 +114,7 @@ func loopbackPolicy(t *testing.T) *Policy {
 func TestDialLoopbackPolicy(t *testing.T) {
 	t.Parallel()
 	l := listenLoopback(t)
-	target := l.Addr().String()
+	target := mustTarget(t, l.Addr().String())
 	ctx := t.Context()
 
 	rec := &recorder{}
@@ -153,7 +154,7 @@ func TestDialRebindingRefusedWithoutDialing(t *testing.T) {
 			t.Parallel()
 			rec := &recorder{}
 			d := mustDialer(t, DefaultPolicy(), WithResolver(staticResolver(tc.addrs...)), WithDialFunc(rec.dial))
-			_, err := d.Dial(t.Context(), "rebind.example.com:443")
+			_, err := d.Dial(t.Context(), mustTarget(t, "rebind.example.com:443"))
 			if !errors.Is(err, circuit.ErrExitPolicy) {
 				t.Fatalf("Dial = %v, want ErrExitPolicy", err)
 			}
@@ -172,7 +173,7 @@ func TestDialOnlyAllowedAddresses(t *testing.T) {
 	// A mixed answer: the private address is dropped, the (allowed) loopback
 	// one is dialed.
 	d := mustDialer(t, loopbackPolicy(t), WithResolver(staticResolver("10.0.0.1", "127.0.0.1")), WithDialFunc(rec.dial))
-	c, err := d.Dial(t.Context(), "mixed.example.com:"+strconv.Itoa(port))
+	c, err := d.Dial(t.Context(), mustTarget(t, "mixed.example.com:"+strconv.Itoa(port)))
 	if err != nil {
 		t.Fatalf("Dial = %v", err)
 	}
@@ -193,7 +194,7 @@ func TestDialTriesAddressesInOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := mustDialer(t, p, WithResolver(staticResolver("1.1.1.1", "2606:4700::1111", "127.0.0.1")), WithDialFunc(rec.dial))
-	c, err := d.Dial(t.Context(), "order.example.com:"+strconv.Itoa(port))
+	c, err := d.Dial(t.Context(), mustTarget(t, "order.example.com:"+strconv.Itoa(port)))
 	if err != nil {
 		t.Fatalf("Dial = %v", err)
 	}
@@ -230,22 +231,32 @@ func TestDialErrorMapping(t *testing.T) {
 		{"nxdomain", []Option{WithResolver(nx)}, "nx.example:80", circuit.ErrResolveFailed},
 		{"empty answer", []Option{WithResolver(staticResolver())}, "empty.example:80", circuit.ErrResolveFailed},
 		{"onion", nil, "abcdefghij.onion:80", circuit.ErrResolveFailed},
-		{"numeric name", nil, "2130706433:80", circuit.ErrResolveFailed},
-		{"hex name", nil, "0x7f.1:80", circuit.ErrResolveFailed},
-		{"bad char", nil, "exa mple.com:80", circuit.ErrResolveFailed},
-		{"no port", nil, "example.com", circuit.ErrProtocol},
-		{"port zero", nil, "example.com:0", circuit.ErrProtocol},
-		{"port big", nil, "example.com:65536", circuit.ErrProtocol},
-		{"port sign", nil, "example.com:+80", circuit.ErrProtocol},
-		{"v6 unbracketed", nil, "::1:80", circuit.ErrProtocol},
-		{"v4 bracketed", nil, "[127.0.0.1]:80", circuit.ErrProtocol},
-		{"zone", nil, "[fe80::1%lo]:80", circuit.ErrProtocol},
+		{"onion any case", nil, "www.ABCDEFGHIJ.Onion.:80", circuit.ErrResolveFailed},
+		// Malformed targets no longer reach the exit: the front end's
+		// cell.ParseTarget refuses them, and BEGIN cannot carry them.
+		{"numeric name", nil, "2130706433:80", cell.ErrBadTarget},
+		{"hex name", nil, "0x7f.1:80", cell.ErrBadTarget},
+		{"bad char", nil, "exa mple.com:80", cell.ErrBadTarget},
+		{"no port", nil, "example.com", cell.ErrBadTarget},
+		{"port zero", nil, "example.com:0", cell.ErrBadTarget},
+		{"port big", nil, "example.com:65536", cell.ErrBadTarget},
+		{"port sign", nil, "example.com:+80", cell.ErrBadTarget},
+		{"v6 unbracketed", nil, "::1:80", cell.ErrBadTarget},
+		{"v4 bracketed", nil, "[127.0.0.1]:80", cell.ErrBadTarget},
+		{"zone", nil, "[fe80::1%lo]:80", cell.ErrBadTarget},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			target, err := cell.ParseTarget(tc.target)
+			if err != nil {
+				if !errors.Is(err, tc.want) {
+					t.Fatalf("ParseTarget(%q) = %v, want %v", tc.target, err, tc.want)
+				}
+				return
+			}
 			d := mustDialer(t, loopbackPolicy(t), tc.opts...)
-			c, err := d.Dial(t.Context(), tc.target)
+			c, err := d.Dial(t.Context(), target)
 			if c != nil {
 				_ = c.Close()
 			}
@@ -274,13 +285,20 @@ func TestResolve(t *testing.T) {
 		{"private literal", nil, "192.168.0.1", "", circuit.ErrExitPolicy},
 		{"empty", nil, "", "", circuit.ErrResolveFailed},
 		{"onion", nil, "x.onion", "", circuit.ErrResolveFailed},
+		{"onion any case", nil, "X.Onion.", "", circuit.ErrResolveFailed},
+		{"bad char", nil, "a b", "", circuit.ErrResolveFailed},
+		{"bracketed", nil, "[::1]", "", circuit.ErrResolveFailed},
+		{"numeric name", nil, "2130706433", "", circuit.ErrResolveFailed},
+		{"case and dot", []string{"9.9.9.9"}, "Dual.EXAMPLE.", "9.9.9.9", nil},
+		{"v6 literal", nil, "2606:4700::1111", "2606:4700::1111", nil},
+		{"mapped literal", nil, "::ffff:8.8.4.4", "8.8.4.4", nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			called := false
+			called, asked := false, ""
 			res := func(ctx context.Context, host string) ([]netip.Addr, error) {
-				called = true
+				called, asked = true, host
 				return staticResolver(tc.answer...)(ctx, host)
 			}
 			d := mustDialer(t, DefaultPolicy(), WithResolver(res))
@@ -296,6 +314,9 @@ func TestResolve(t *testing.T) {
 			}
 			if tc.answer == nil && called {
 				t.Fatalf("literal %q went to the resolver", tc.host)
+			}
+			if want := strings.ToLower(strings.TrimSuffix(tc.host, ".")); tc.answer != nil && asked != want {
+				t.Fatalf("resolver asked for %q, want the canonical %q", asked, want)
 			}
 		})
 	}
@@ -333,7 +354,7 @@ func BenchmarkPolicyCheckDefault(b *testing.B) {
 func TestErrorsWithholdDestination(t *testing.T) {
 	t.Parallel()
 	port := strconv.Itoa(closedPort(t))
-	_, err := mustDialer(t, loopbackPolicy(t)).Dial(t.Context(), "127.0.0.1:"+port)
+	_, err := mustDialer(t, loopbackPolicy(t)).Dial(t.Context(), mustTarget(t, "127.0.0.1:"+port))
 	if !errors.Is(err, circuit.ErrConnRefused) || !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("Dial = %v, want ErrConnRefused wrapping ECONNREFUSED", err)
 	}
@@ -343,7 +364,7 @@ func TestErrorsWithholdDestination(t *testing.T) {
 	nx := func(context.Context, string) ([]netip.Addr, error) {
 		return nil, &net.OpError{Op: "dial", Err: &net.DNSError{Err: "no such host", Name: "secret.example", Server: "10.0.0.53:53", IsNotFound: true}}
 	}
-	_, err = mustDialer(t, DefaultPolicy(), WithResolver(nx)).Dial(t.Context(), "secret.example:443")
+	_, err = mustDialer(t, DefaultPolicy(), WithResolver(nx)).Dial(t.Context(), mustTarget(t, "secret.example:443"))
 	var de *net.DNSError
 	if !errors.Is(err, circuit.ErrResolveFailed) || !errors.As(err, &de) || !de.IsNotFound {
 		t.Fatalf("Dial = %v, want ErrResolveFailed wrapping a not-found DNSError", err)

@@ -16,6 +16,11 @@
 // ErrConnRefused, ErrUnreachable, ErrTimeout) together with the cause, so the
 // circuit engine can pick the END reason with errors.Is.
 //
+// Targets arrive parsed: a cell.Target, which the client's front end built
+// from the client's text and BEGIN carried in canonical form, so the exit
+// has no target grammar of its own. It refuses .onion names and the zero
+// Target, and vets a RESOLVE host with cell.CheckHost.
+//
 // It leaves to others: the stream protocol and its END reasons (circuit),
 // wiring the Dialer to BEGIN and RESOLVE and turning YAML into a Policy
 // (node), and the client-facing proxies (proxy). Nothing here logs a

@@ -10,9 +10,10 @@ import (
 var (
 	// ErrBadRule: a policy rule string does not follow the rule syntax.
 	ErrBadRule = errors.New("exit: bad policy rule")
-	// ErrBadTarget: a target is not a valid host:port or host. Errors
-	// carrying it also wrap circuit.ErrProtocol (malformed host:port) or
-	// circuit.ErrResolveFailed (a host name that cannot be looked up).
+	// ErrBadTarget: a target or host the exit does not serve. Errors
+	// carrying it also wrap circuit.ErrProtocol (the zero cell.Target) or
+	// circuit.ErrResolveFailed (a .onion name, or a RESOLVE host outside
+	// the grammar of cell.CheckHost).
 	ErrBadTarget = errors.New("exit: bad target")
 )
 

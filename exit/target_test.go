@@ -1,90 +1,84 @@
 package exit
 
 import (
-	"encoding/json"
+	"context"
 	"errors"
-	"os"
+	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/co-infuse/co-infuse/circuit"
+	"github.com/co-infuse/co-infuse/circuit/cell"
 )
 
-type targetVectors struct {
-	Valid []struct {
-		In        string `json:"in"`
-		Canonical string `json:"canonical"`
-	} `json:"valid"`
-	Invalid []string `json:"invalid"`
-}
-
-func loadTargetVectors(t testing.TB) targetVectors {
-	t.Helper()
-	raw, err := os.ReadFile("testdata/targets.json")
+// mustTarget parses a target the test knows is valid. The grammar itself is
+// tested with its golden cases in circuit/cell (testdata/targets.json).
+func mustTarget(tb testing.TB, s string) cell.Target {
+	tb.Helper()
+	t, err := cell.ParseTarget(s)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatalf("target %q: %v", s, err)
 	}
-	var v targetVectors
-	if err := json.Unmarshal(raw, &v); err != nil {
-		t.Fatal(err)
-	}
-	return v
+	return t
 }
 
-func TestParseTargetVectors(t *testing.T) {
+// TestDialRefusedBeforeLookup: targets the exit never serves are refused
+// before any lookup or dial, with ErrBadTarget and the circuit sentinel
+// that picks the END reason, and without naming the target.
+func TestDialRefusedBeforeLookup(t *testing.T) {
 	t.Parallel()
-	v := loadTargetVectors(t)
-	for _, tc := range v.Valid {
-		t.Run(tc.In, func(t *testing.T) {
-			t.Parallel()
-			got, err := parseTarget(tc.In)
-			if err != nil {
-				t.Fatalf("parseTarget: %v", err)
-			}
-			if got.String() != tc.Canonical {
-				t.Fatalf("String() = %q, want %q", got.String(), tc.Canonical)
-			}
-			again, err := parseTarget(got.String())
-			if err != nil || again != got {
-				t.Fatalf("re-parse = %+v, %v; want %+v", again, err, got)
-			}
-		})
+	cases := []struct {
+		name   string
+		target cell.Target
+		want   error
+	}{
+		{"zero", cell.Target{}, circuit.ErrProtocol},
+		{"onion", mustTarget(t, "secretsecret.onion:80"), circuit.ErrResolveFailed},
+		{"onion subdomain any case", mustTarget(t, "www.SECRETSECRET.Onion:443"), circuit.ErrResolveFailed},
 	}
-	for _, in := range v.Invalid {
-		t.Run("invalid/"+in, func(t *testing.T) {
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := parseTarget(in)
-			if !errors.Is(err, ErrBadTarget) {
-				t.Fatalf("parseTarget(%q) = %+v, %v; want ErrBadTarget", in, got, err)
+			rec := &recorder{}
+			res := func(context.Context, string) ([]netip.Addr, error) {
+				t.Error("resolver called")
+				return nil, errors.New("test: no lookups")
 			}
-			if !errors.Is(err, circuit.ErrProtocol) && !errors.Is(err, circuit.ErrResolveFailed) {
-				t.Fatalf("error %v wraps neither ErrProtocol nor ErrResolveFailed", err)
+			d := mustDialer(t, loopbackPolicy(t), WithResolver(res), WithDialFunc(rec.dial))
+			c, err := d.Dial(t.Context(), tc.target)
+			if c != nil {
+				_ = c.Close()
+			}
+			if !errors.Is(err, tc.want) || !errors.Is(err, ErrBadTarget) {
+				t.Fatalf("Dial = %v, want %v and ErrBadTarget", err, tc.want)
+			}
+			if strings.Contains(strings.ToLower(err.Error()), "secret") {
+				t.Fatalf("error %q names the target", err)
+			}
+			if calls := rec.got(); len(calls) != 0 {
+				t.Fatalf("dialed %v", calls)
 			}
 		})
 	}
 }
 
-func FuzzParseTarget(f *testing.F) {
-	v := loadTargetVectors(f)
-	for _, tc := range v.Valid {
-		f.Add(tc.In)
+// TestDialLiteralSkipsResolver: an IP-literal target is checked and dialed
+// as it is, IPv6 included, without a lookup.
+func TestDialLiteralSkipsResolver(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"127.0.0.1:9", "[::1]:9"} {
+		rec := &recorder{}
+		res := func(context.Context, string) ([]netip.Addr, error) {
+			t.Errorf("%s: resolver called", s)
+			return nil, errors.New("test: no lookups")
+		}
+		d := mustDialer(t, loopbackPolicy(t), WithResolver(res), WithDialFunc(rec.dial))
+		c, _ := d.Dial(t.Context(), mustTarget(t, s))
+		if c != nil {
+			_ = c.Close()
+		}
+		if calls := rec.got(); len(calls) != 1 || calls[0] != s {
+			t.Fatalf("dialed %v, want [%s]", calls, s)
+		}
 	}
-	for _, in := range v.Invalid {
-		f.Add(in)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		got, err := parseTarget(s)
-		if err != nil {
-			if !errors.Is(err, ErrBadTarget) {
-				t.Fatalf("error %v does not wrap ErrBadTarget", err)
-			}
-			return
-		}
-		if got.addr.IsValid() == (got.name != "") || got.port == 0 {
-			t.Fatalf("parsed %+v: want exactly one of addr and name, and a port", got)
-		}
-		again, err := parseTarget(got.String())
-		if err != nil || again != got {
-			t.Fatalf("round trip %q -> %q -> %+v, %v; want %+v", s, got.String(), again, err, got)
-		}
-	})
 }
