@@ -59,10 +59,11 @@ type Limits struct {
 	// IdleTimeout destroys a relayed circuit that carried no cell for this
 	// long, and closes a link with no circuits after this long. Default 10m.
 	IdleTimeout time.Duration
-	// KeepAlive is how long a client circuit with open streams may send
-	// nothing before it sends a DROP to its last hop, so that relays do not
-	// destroy it as idle. Keep it well below relays' IdleTimeout (10m by
-	// default). Default 2m.
+	// KeepAlive is how long a built client circuit, with or without open
+	// streams, may send nothing before it sends a DROP to its last hop, so
+	// that relays do not destroy it as idle (a pre-built circuit waits for
+	// its first stream this way). Keep it well below relays' IdleTimeout
+	// (10m by default). Default 2m.
 	KeepAlive time.Duration
 	// WriteTimeout bounds each batched write to a link; a neighbour that
 	// stops reading for longer loses the link. Default 30s.
