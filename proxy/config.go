@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/netip"
 	"time"
+
+	"github.com/co-infuse/co-infuse/circuit/cell"
 )
 
 // Defaults for the zero fields of Config.
@@ -30,15 +32,18 @@ type Isolation struct{ Username, Password string }
 
 // Config is what a front end needs. Dial is required; the rest may be zero.
 type Config struct {
-	// Dial opens a stream to target, "host:port" exactly as the client sent
-	// it (a domain, an IPv4 literal or a bracketed IPv6 literal); it must
-	// not be resolved locally. ctx bounds the opening only (ConnectTimeout,
-	// and cancelled on forced shutdown). Errors should wrap the circuit
+	// Dial opens a stream to target, which the front end parsed from the
+	// client's request (cell.Target: a name, an IPv4 or an IPv6 literal,
+	// in canonical form; never the zero Target). A name must not be
+	// resolved locally. ctx bounds the opening only (ConnectTimeout, and
+	// cancelled on forced shutdown). Errors should wrap the circuit
 	// sentinels so the client gets the right reply code. The front end
 	// closes the returned conn.
-	Dial func(ctx context.Context, iso Isolation, target string) (net.Conn, error)
-	// Resolve answers Tor's SOCKS RESOLVE for host, preferably with an IPv4
-	// address. Nil makes RESOLVE answer "command not supported".
+	Dial func(ctx context.Context, iso Isolation, target cell.Target) (net.Conn, error)
+	// Resolve answers Tor's SOCKS RESOLVE for host, a name in the canonical
+	// form of cell.CheckHost (IP literals are answered without it),
+	// preferably with an IPv4 address. Nil makes RESOLVE answer "command
+	// not supported".
 	Resolve func(ctx context.Context, iso Isolation, host string) (netip.Addr, error)
 	// Logger receives debug-level connection outcomes, never destinations
 	// or credentials. Default slog.Default(); each server adds its subsys.

@@ -47,7 +47,7 @@ func checkImports(t *testing.T, dir string, allowed ...string) {
 func TestImports(t *testing.T) {
 	t.Parallel()
 	checkImports(t, ".",
-		"github.com/co-infuse/co-infuse/circuit", // sentinels only; never node, exit or the engines
+		"github.com/co-infuse/co-infuse/circuit", // sentinels and cell.Target only; never node, exit or the engines
 		"github.com/things-go/go-socks5",
 	)
 }

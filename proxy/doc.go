@@ -8,8 +8,11 @@
 // themselves. A client's SOCKS username/password pair (or HTTP
 // Proxy-Authorization credentials) becomes the Isolation passed to those
 // funcs, so node/ can give each pair its own circuit as Tor's
-// IsolateSOCKSAuth does. Stream errors wrapping the circuit sentinels are
-// mapped to SOCKS reply codes and HTTP statuses as docs/PROXY.md lists.
+// IsolateSOCKSAuth does. The client's destination is parsed here, once, into
+// a cell.Target (the grammar every layer shares), and Dial receives that
+// value; a RESOLVE host is vetted with cell.CheckHost. Stream errors
+// wrapping the circuit sentinels are mapped to SOCKS reply codes and HTTP
+// statuses as docs/PROXY.md lists.
 //
 // The SOCKS server is built on github.com/things-go/go-socks5 with our own
 // authenticators, a resolver that does not resolve, and our own CONNECT

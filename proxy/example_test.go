@@ -14,6 +14,7 @@ import (
 	xproxy "golang.org/x/net/proxy"
 
 	"github.com/co-infuse/co-infuse/circuit"
+	"github.com/co-infuse/co-infuse/circuit/cell"
 	"github.com/co-infuse/co-infuse/proxy"
 )
 
@@ -27,9 +28,8 @@ func ExampleNewSOCKS() {
 	defer web.Close()
 
 	s, err := proxy.NewSOCKS(proxy.Config{
-		Dial: func(ctx context.Context, iso proxy.Isolation, target string) (net.Conn, error) {
-			host, _, _ := net.SplitHostPort(target)
-			if host != "web.example" {
+		Dial: func(ctx context.Context, iso proxy.Isolation, target cell.Target) (net.Conn, error) {
+			if target.Host() != "web.example" {
 				return nil, fmt.Errorf("stream: %w", circuit.ErrExitPolicy)
 			}
 			var d net.Dialer

@@ -14,6 +14,7 @@ import (
 
 	"github.com/btcsuite/btcd/connmgr"
 
+	"github.com/co-infuse/co-infuse/circuit/cell"
 	"github.com/co-infuse/co-infuse/exit"
 	"github.com/co-infuse/co-infuse/proxy"
 )
@@ -53,7 +54,7 @@ func TestWithExitDialer(t *testing.T) {
 			t.Fatal(err)
 		}
 		s, err := proxy.NewSOCKS(proxy.Config{
-			Dial: func(ctx context.Context, _ proxy.Isolation, target string) (net.Conn, error) {
+			Dial: func(ctx context.Context, _ proxy.Isolation, target cell.Target) (net.Conn, error) {
 				return d.Dial(ctx, target)
 			},
 			Resolve: func(ctx context.Context, _ proxy.Isolation, host string) (netip.Addr, error) {

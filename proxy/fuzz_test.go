@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/co-infuse/co-infuse/circuit"
+	"github.com/co-infuse/co-infuse/circuit/cell"
 )
 
 // FuzzSOCKSServe feeds arbitrary client bytes to a SOCKS connection
@@ -29,26 +30,32 @@ func FuzzSOCKSServe(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var mu sync.Mutex
 		var seen []string
-		vet := func(s string, isTarget bool) error {
+		vetTarget := func(target cell.Target) {
 			mu.Lock()
-			seen = append(seen, s)
+			seen = append(seen, target.String())
 			mu.Unlock()
-			if isTarget {
-				if _, err := splitAuthority(s); err != nil {
-					t.Errorf("Dial got unvetted target %q", s)
-				}
-			} else if _, err := checkHost(s); err != nil {
-				t.Errorf("Resolve got unvetted host %q", s)
+			if again, err := cell.ParseTarget(target.String()); err != nil || again != target {
+				t.Errorf("Dial got a target that is not canonical: %q", target.String())
 			}
-			return nil
+		}
+		vetHost := func(host string) {
+			mu.Lock()
+			seen = append(seen, host)
+			mu.Unlock()
+			if c, err := cell.CheckHost(host); err != nil || c != host {
+				t.Errorf("Resolve got unvetted host %q", host)
+			}
+			if _, err := netip.ParseAddr(host); err == nil {
+				t.Errorf("Resolve got the IP literal %q", host)
+			}
 		}
 		s, err := NewSOCKS(Config{
-			Dial: func(_ context.Context, _ Isolation, target string) (net.Conn, error) {
-				_ = vet(target, true)
+			Dial: func(_ context.Context, _ Isolation, target cell.Target) (net.Conn, error) {
+				vetTarget(target)
 				return nil, circuit.ErrExitPolicy
 			},
 			Resolve: func(_ context.Context, _ Isolation, host string) (netip.Addr, error) {
-				_ = vet(host, false)
+				vetHost(host)
 				return netip.MustParseAddr("192.0.2.1"), nil
 			},
 			HandshakeTimeout: time.Second,
@@ -81,31 +88,24 @@ func FuzzSOCKSServe(f *testing.F) {
 	})
 }
 
-// FuzzSplitAuthority: whatever the HTTP front end accepts as a CONNECT
-// target is a host:port that splits back to the same parts and passes the
-// same checks again.
-func FuzzSplitAuthority(f *testing.F) {
-	for _, s := range []string{"example.com:443", "[2001:db8::1]:8333", "1.2.3.4:80", "x.onion:9735", "a:0", "::1:80", "[1.2.3.4]:80", "exa mple:1", "x:080"} {
+// FuzzParseAuthority: whatever the HTTP front end accepts as a CONNECT
+// target is a canonical cell.Target that the front end accepts again
+// unchanged; what it refuses is ErrBadTarget with the grammar's reason.
+func FuzzParseAuthority(f *testing.F) {
+	for _, s := range []string{"example.com:443", "Example.COM.:443", "[2001:db8::1]:8333", "[::ffff:1.2.3.4]:80", "1.2.3.4:80", "x.onion:9735", "a:0", "::1:80", "[1.2.3.4]:80", "exa mple:1", "x:080", "2130706433:80"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		got, err := splitAuthority(s)
+		got, err := parseAuthority(s)
 		if err != nil {
-			if !errors.Is(err, ErrBadTarget) {
-				t.Fatalf("error %v does not wrap ErrBadTarget", err)
+			if !errors.Is(err, ErrBadTarget) || !errors.Is(err, cell.ErrBadTarget) || !got.IsZero() {
+				t.Fatalf("parseAuthority(%q) = %+v, %v; want ErrBadTarget and cell.ErrBadTarget", s, got, err)
 			}
 			return
 		}
-		again, err := splitAuthority(got)
-		if err != nil || again != got {
-			t.Fatalf("%q -> %q -> %q, %v", s, got, again, err)
-		}
-		host, _, err := net.SplitHostPort(got)
-		if err != nil {
-			t.Fatalf("accepted %q does not split: %v", got, err)
-		}
-		if _, err := checkHost(host); err != nil {
-			t.Fatalf("accepted %q has a bad host: %v", got, err)
+		again, err := parseAuthority(got.String())
+		if err != nil || again != got || again.String() != got.String() {
+			t.Fatalf("%q -> %q -> %+v, %v", s, got.String(), again, err)
 		}
 	})
 }

@@ -11,13 +11,15 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/co-infuse/co-infuse/circuit/cell"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 type dialCall struct {
 	iso    Isolation
-	target string
+	target string // Dial's target.String(), or Resolve's host
 }
 
 // fakeNet stands in for node/: its Dial records what the front end asked
@@ -36,13 +38,13 @@ func newFakeNet(backend string) *fakeNet {
 	return &fakeNet{backend: backend, errs: map[string]error{}, addrs: map[string]netip.Addr{}}
 }
 
-func (f *fakeNet) dial(ctx context.Context, iso Isolation, target string) (net.Conn, error) {
-	host, _, err := net.SplitHostPort(target)
-	if err != nil {
-		return nil, err
+func (f *fakeNet) dial(ctx context.Context, iso Isolation, target cell.Target) (net.Conn, error) {
+	if target.IsZero() {
+		return nil, errors.New("test: Dial got the zero Target")
 	}
+	host := target.Host()
 	f.mu.Lock()
-	f.calls = append(f.calls, dialCall{iso, target})
+	f.calls = append(f.calls, dialCall{iso, target.String()})
 	scripted, ok := f.errs[host]
 	f.mu.Unlock()
 	if ok {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/co-infuse/co-infuse/circuit"
+	"github.com/co-infuse/co-infuse/circuit/cell"
 )
 
 // maxHTTPHead caps the request line and headers of a CONNECT request.
@@ -87,7 +88,7 @@ func (s *HTTPConnectServer) tunnel(ctx context.Context, c net.Conn) error {
 			"only CONNECT host:port is supported: this is a tunnel, not a web proxy",
 			fmt.Errorf("method %.16q", req.Method))
 	}
-	target, err := splitAuthority(req.RequestURI)
+	target, err := parseAuthority(req.RequestURI)
 	if err != nil {
 		return httpError(c, http.StatusBadRequest, "CONNECT target must be host:port", ErrBadTarget)
 	}
@@ -111,6 +112,16 @@ func (s *HTTPConnectServer) tunnel(ctx context.Context, c net.Conn) error {
 	}
 	pipe(c, br, up)
 	return nil
+}
+
+// parseAuthority parses a CONNECT authority "host:port" (IPv6 in
+// brackets) with the target grammar. Errors wrap ErrBadTarget.
+func parseAuthority(s string) (cell.Target, error) {
+	t, err := cell.ParseTarget(s)
+	if err != nil {
+		return cell.Target{}, fmt.Errorf("%w: %w", ErrBadTarget, err)
+	}
+	return t, nil
 }
 
 // httpStatus maps a Dial error to a status and a one-line reason.

@@ -62,6 +62,9 @@ func TestHTTPConnectStatuses(t *testing.T) {
 		{"path form", "CONNECT /x HTTP/1.1\r\n\r\n", 400, "host:port"},
 		{"unbracketed v6", "CONNECT ::1:443 HTTP/1.1\r\n\r\n", 400, "malformed"},
 		{"leading zero port", "CONNECT x.example:080 HTTP/1.1\r\n\r\n", 400, "host:port"},
+		{"empty label", "CONNECT x..example:443 HTTP/1.1\r\n\r\n", 400, "host:port"},
+		{"numeric name", "CONNECT 2130706433:443 HTTP/1.1\r\n\r\n", 400, "host:port"},
+		{"bracketed ipv4", "CONNECT [1.2.3.4]:443 HTTP/1.1\r\n\r\n", 400, "malformed"}, // net/http refuses it first
 		{"bad auth scheme", "CONNECT x.example:443 HTTP/1.1\r\nProxy-Authorization: Bearer abc\r\n\r\n", 400, "Basic"},
 		{"bad auth base64", "CONNECT x.example:443 HTTP/1.1\r\nProxy-Authorization: Basic !!!\r\n\r\n", 400, "Basic"},
 		{"garbage", "\x05\x01\x00\r\n\r\n", 400, "malformed"},
@@ -105,6 +108,33 @@ func TestHTTPConnectTunnel(t *testing.T) {
 	calls := f.got()
 	if len(calls) != 1 || calls[0].target != "[2001:db8::1]:8333" || calls[0].iso != (Isolation{"u1", "p1"}) {
 		t.Fatalf("Dial calls %+v", calls)
+	}
+}
+
+// TestHTTPConnectCanonicalTarget: the authority reaches Dial parsed, in
+// canonical form.
+func TestHTTPConnectCanonicalTarget(t *testing.T) {
+	t.Parallel()
+	f := newFakeNet(echoBackend(t))
+	addr := startHTTP(t, f, nil)
+	for _, tc := range []struct{ authority, want string }{
+		{"Tunnel.EXAMPLE.:443", "tunnel.example:443"},
+		{"[2001:DB8:0::1]:8333", "[2001:db8::1]:8333"},
+		{"[::ffff:192.0.2.1]:80", "192.0.2.1:80"},
+	} {
+		c := dialRaw(t, addr)
+		if _, err := io.WriteString(c, "CONNECT "+tc.authority+" HTTP/1.1\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		c.expect([]byte("HTTP/1.1 200 Connection established\r\n\r\n")...)
+		_ = c.Close()
+		found := false
+		for _, call := range f.got() {
+			found = found || call.target == tc.want
+		}
+		if !found {
+			t.Fatalf("CONNECT %s: Dial never saw %q; calls %+v", tc.authority, tc.want, f.got())
+		}
 	}
 }
 

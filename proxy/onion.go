@@ -23,17 +23,16 @@ const (
 // pubkey(32) | checksum(2) | version(1).
 const onionV3Len = 56
 
-// isOnion reports whether host names an onion service.
-func isOnion(host string) bool {
-	return len(host) > len(".onion") && strings.EqualFold(host[len(host)-len(".onion"):], ".onion")
-}
-
 // validOnionV3 checks a v3 onion host ("[sub.]<id>.onion", any case): the
 // id decodes to 35 bytes with version 3 and a checksum equal to the first
 // two bytes of SHA3-256(".onion checksum" | pubkey | version) (Tor
-// rend-spec-v3 §6).
+// rend-spec-v3 §6). A host not ending in ".onion" is not valid.
 func validOnionV3(host string) bool {
-	labels := strings.Split(strings.ToLower(host[:len(host)-len(".onion")]), ".")
+	n := len(host) - len(".onion")
+	if n < 1 || !strings.EqualFold(host[n:], ".onion") {
+		return false
+	}
+	labels := strings.Split(strings.ToLower(host[:n]), ".")
 	id := labels[len(labels)-1]
 	if len(id) != onionV3Len {
 		return false

@@ -37,6 +37,10 @@ func TestValidOnionV3(t *testing.T) {
 		{"expyuzz4wqqyqhjn.onion", false},                                         // retired v2
 		{"abcdefghijklmnopqrstuvwxyz234567abcdefghijklmnopqrstuvwx.onion", false},
 		{"2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wi1.onion", false}, // not base32
+		{"", false},
+		{".onion", false},
+		{"onion", false},
+		{good[:56] + ".example", false},
 	}
 	for _, tc := range cases {
 		if got := validOnionV3(tc.host); got != tc.want {
@@ -64,6 +68,10 @@ func TestSOCKSOnionReplyCodes(t *testing.T) {
 		{"refused keeps standard code", refused, 0x05},
 		{"bad checksum", ok[:55] + "a.onion", 0xF6},
 		{"v2", "expyuzz4wqqyqhjn.onion", 0xF6},
+		{"upper case is fine", strings.ToUpper(ok), 0x00},
+		// The target grammar comes first, as the character check did.
+		{"bad character", "exp yuzz4wqqyqhjn.onion", 0x01},
+		{"empty label", "www.." + ok, 0x01},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -12,6 +12,8 @@ import (
 
 	socks5 "github.com/things-go/go-socks5"
 	"github.com/things-go/go-socks5/statute"
+
+	"github.com/co-infuse/co-infuse/circuit/cell"
 )
 
 // SOCKSServer is a SOCKS5 server with Tor's behaviour towards bitcoind, lnd
@@ -102,8 +104,8 @@ func (s *SOCKSServer) handleConnect(_ context.Context, w io.Writer, req *socks5.
 	if err != nil {
 		return writeReply(sc, replyCode(err), netip.Addr{}, ErrBadTarget)
 	}
-	onion := req.RawDestAddr.AddrType == statute.ATYPDomain && isOnion(req.RawDestAddr.FQDN)
-	if onion && !validOnionV3(req.RawDestAddr.FQDN) {
+	onion := target.IsOnion()
+	if onion && !validOnionV3(target.Host()) {
 		// Tor refuses a malformed onion address before building anything.
 		return writeReply(sc, repOnionBadAddress, netip.Addr{}, ErrBadTarget)
 	}
@@ -128,31 +130,41 @@ func (s *SOCKSServer) handleConnect(_ context.Context, w io.Writer, req *socks5.
 	return nil
 }
 
-// requestTarget renders the client's destination as Dial's target text:
-// a DOMAINNAME exactly as sent (bitcoind sends IP literals this way), an
-// IPv4 or IPv6 address in literal form.
-func requestTarget(a *statute.AddrSpec) (string, error) {
+// requestTarget parses the client's destination into a cell.Target: a
+// DOMAINNAME through the target grammar (bitcoind sends IP literals, IPv6
+// ones without brackets, this way), an IPv4 or IPv6 address as that literal
+// (an IPv4-mapped IPv6 address becomes IPv4). Errors wrap ErrBadTarget.
+func requestTarget(a *statute.AddrSpec) (cell.Target, error) {
 	if a == nil {
-		return "", fmt.Errorf("%w: no address", ErrBadTarget)
+		return cell.Target{}, fmt.Errorf("%w: no address", ErrBadTarget)
 	}
+	if a.Port < 1 || a.Port > 65535 {
+		return cell.Target{}, fmt.Errorf("%w: port %d", ErrBadTarget, a.Port)
+	}
+	var host string
 	switch a.AddrType {
 	case statute.ATYPDomain:
-		return joinTarget(a.FQDN, a.Port)
+		host = a.FQDN
 	case statute.ATYPIPv4:
 		ip, ok := netip.AddrFromSlice(a.IP.To4())
 		if !ok {
-			return "", fmt.Errorf("%w: IPv4 address", ErrBadTarget)
+			return cell.Target{}, fmt.Errorf("%w: IPv4 address", ErrBadTarget)
 		}
-		return joinTarget(ip.String(), a.Port)
+		host = ip.String()
 	case statute.ATYPIPv6:
 		ip, ok := netip.AddrFromSlice(a.IP.To16())
 		if !ok {
-			return "", fmt.Errorf("%w: IPv6 address", ErrBadTarget)
+			return cell.Target{}, fmt.Errorf("%w: IPv6 address", ErrBadTarget)
 		}
-		// An IPv4-mapped address keeps its IPv6 text ("::ffff:1.2.3.4").
-		return joinTarget(ip.String(), a.Port)
+		host = ip.String()
+	default:
+		return cell.Target{}, fmt.Errorf("%w: address type %d", ErrBadTarget, a.AddrType)
 	}
-	return "", fmt.Errorf("%w: address type %d", ErrBadTarget, a.AddrType)
+	t, err := cell.NewTarget(host, uint16(a.Port))
+	if err != nil {
+		return cell.Target{}, fmt.Errorf("%w: %w", ErrBadTarget, err)
+	}
+	return t, nil
 }
 
 // isolationOf turns the library's auth result into an Isolation.

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	socks5 "github.com/things-go/go-socks5"
+
+	"github.com/co-infuse/co-infuse/circuit/cell"
 )
 
 // Wire constants (RFC 1928 §4–5; Tor's socks-extensions.txt §2 for RESOLVE).
@@ -188,15 +190,17 @@ func (s *SOCKSServer) serveResolve(sc *socksConn, br *bufio.Reader, iso Isolatio
 		// An IP literal resolves to itself, without the network.
 		return writeReply(sc, repSucceeded, netip.MustParseAddr(req.Host), nil)
 	}
-	if _, err := checkHost(req.Host); err != nil {
-		return writeReply(sc, replyCode(err), netip.Addr{}, ErrBadTarget)
+	host, err := cell.CheckHost(req.Host)
+	if err != nil {
+		return writeReply(sc, replyCode(ErrBadTarget), netip.Addr{}, fmt.Errorf("%w: %w", ErrBadTarget, err))
 	}
-	if a, err := netip.ParseAddr(req.Host); err == nil {
+	if a, err := netip.ParseAddr(host); err == nil {
+		// An IP literal sent as text: canonical, so never a name.
 		return writeReply(sc, repSucceeded, a, nil)
 	}
 	_ = sc.SetDeadline(time.Time{})
 	ctx, cancel := context.WithTimeout(sc.ctx, s.cfg.ConnectTimeout)
-	addr, err := s.cfg.Resolve(ctx, iso, req.Host)
+	addr, err := s.cfg.Resolve(ctx, iso, host)
 	cancel()
 	if err == nil && !addr.IsValid() {
 		err = errors.New("proxy: Resolve returned no address")

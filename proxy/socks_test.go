@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -32,6 +33,7 @@ func TestSOCKSBitcoindBytes(t *testing.T) {
 		{"isolated ipv4 text", "1.2.3.4", "1.2.3.4:8333", true},
 		{"isolated ipv6 text", "2001:db8::1", "[2001:db8::1]:8333", true},
 		{"no auth name", "seed.bitcoin.example", "seed.bitcoin.example:8333", false},
+		{"canonical name", "Seed.Bitcoin.Example.", "seed.bitcoin.example:8333", false},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -268,6 +270,10 @@ func TestSOCKSReplyCodes(t *testing.T) {
 		{"bad host char", socksDomain(1, "exa mple.com", 80), 0x01},
 		{"bad host bracket", socksDomain(1, "[::1]", 80), 0x01},
 		{"bad v6 zone", socksDomain(1, "fe80::1%eth0", 80), 0x01},
+		{"empty label", socksDomain(1, "a..example", 80), 0x01},
+		{"long label", socksDomain(1, strings.Repeat("a", 64)+".example", 80), 0x01},
+		{"numeric name", socksDomain(1, "2130706433", 80), 0x01},
+		{"bad ipv4 text", socksDomain(1, "1.2.3.256", 80), 0x01},
 		{"port zero", socksDomain(1, "ok.example", 0), 0x01},
 		{"bind", socksDomain(2, "ok.example", 80), 0x07},
 		{"associate", socksDomain(3, "ok.example", 80), 0x07},
@@ -345,4 +351,62 @@ func TestSOCKSPipelined(t *testing.T) {
 	c.expect(5, 0)
 	c.expect(5, 0, 0, 1, 0, 0, 0, 0, 0, 0)
 	c.expect([]byte("early data")...)
+}
+
+// TestSOCKSTargetCanonical: every address form reaches Dial as the
+// canonical cell.Target, and targets the grammar refuses never reach it.
+func TestSOCKSTargetCanonical(t *testing.T) {
+	t.Parallel()
+	f := newFakeNet(echoBackend(t))
+	addr := startSOCKS(t, f, nil)
+	mapped := []byte{5, 1, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 1, 2, 3, 4, 0, 80}
+	cases := []struct {
+		name string
+		req  []byte
+		want string // "" = refused with 0x01 before Dial
+	}{
+		{"upper case, trailing dot", socksDomain(1, "WWW.Example.ORG.", 443), "www.example.org:443"},
+		{"ipv6 text not RFC 5952", socksDomain(1, "2001:DB8:0:0:0:0:0:1", 8333), "[2001:db8::1]:8333"},
+		{"mapped ipv6 text", socksDomain(1, "::ffff:1.2.3.4", 8333), "1.2.3.4:8333"},
+		{"atyp 4 mapped", mapped, "1.2.3.4:80"},
+		{"atyp 1", []byte{5, 1, 0, 1, 192, 0, 2, 7, 0x20, 0x8d}, "192.0.2.7:8333"},
+		{"underscore", socksDomain(1, "_x.example", 1), "_x.example:1"},
+		{"longest name, short port", socksDomain(1, longName(253), 1), longName(253) + ":1"},
+		{"longest name, long port", socksDomain(1, longName(253), 8333), ""},
+		{"trailing dots", socksDomain(1, "example..", 80), ""},
+		{"hex name", socksDomain(1, "0x7f.1", 80), ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := dialRaw(t, addr)
+			c.send(5, 1, 0)
+			c.expect(5, 0)
+			c.send(tc.req...)
+			if tc.want == "" {
+				c.expect(5, 1, 0, 1, 0, 0, 0, 0, 0, 0)
+				c.expectClosed(0)
+				return
+			}
+			c.expect(5, 0, 0, 1, 0, 0, 0, 0, 0, 0)
+			for _, call := range f.got() {
+				if call.target == tc.want {
+					return
+				}
+			}
+			t.Fatalf("Dial never saw %q; calls %+v", tc.want, f.got())
+		})
+	}
+}
+
+// longName returns a name of n bytes made of 63-byte labels.
+func longName(n int) string {
+	var b strings.Builder
+	for b.Len() < n {
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(strings.Repeat("a", min(63, n-b.Len())))
+	}
+	return b.String()
 }
