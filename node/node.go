@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -398,27 +397,19 @@ func (n *Node) Circuits() []CircuitInfo {
 // Discovery is the node's discovery service (for the admin API and tests).
 func (n *Node) Discovery() *discovery.Service { return n.disc }
 
-// Dial opens a stream to target ("host:port", never resolved here) over
-// the circuit of isolation key iso. If the circuit dies before the exit
-// answers, nothing has reached the target yet, so the stream is retried once
-// on a freshly built circuit.
-func (n *Node) Dial(ctx context.Context, iso proxy.Isolation, target string) (net.Conn, error) {
+// Dial opens a stream to target (parsed by the front end, never resolved
+// here) over the circuit of isolation key iso for target's port. If the
+// circuit dies before the exit answers, nothing has reached the target yet,
+// so the stream is retried once on a freshly built circuit.
+func (n *Node) Dial(ctx context.Context, iso proxy.Isolation, target cell.Target) (net.Conn, error) {
 	if n.pool == nil {
 		return nil, errors.New("node: client role not enabled")
-	}
-	_, portStr, err := net.SplitHostPort(target)
-	if err != nil {
-		return nil, fmt.Errorf("bad target: %w", err)
-	}
-	port, err := strconv.ParseUint(portStr, 10, 16)
-	if err != nil {
-		return nil, fmt.Errorf("bad target port %q", portStr)
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.Circuit.StreamTimeout)
 	defer cancel()
 	var lastErr error
 	for attempt := 0; attempt < 2; attempt++ {
-		c, err := n.pool.get(ctx, iso, uint16(port))
+		c, err := n.pool.get(ctx, iso, target.Port())
 		if err != nil {
 			n.log.Warn("no circuit for a stream", "err", err)
 			return nil, err
@@ -442,7 +433,8 @@ func (n *Node) Dial(ctx context.Context, iso proxy.Isolation, target string) (ne
 	return nil, lastErr
 }
 
-// Resolve asks the exit of iso's circuit to resolve host (Tor's RESOLVE).
+// Resolve asks the exit of iso's circuit to resolve host (Tor's RESOLVE);
+// Circuit.Resolve vets host with cell.CheckHost.
 func (n *Node) Resolve(ctx context.Context, iso proxy.Isolation, host string) (netip.Addr, error) {
 	if n.pool == nil {
 		return netip.Addr{}, errors.New("node: client role not enabled")
