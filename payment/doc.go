@@ -1,0 +1,34 @@
+// Package payment is the payment protocol of co-infuse (PROTOCOL.md §5.3):
+// how a paid hop meters the sessions it relays, and how a client prepays
+// and tops up the hops of its circuits with vouchers.
+//
+// Hop side: a Ledger keeps one prepaid byte allowance per session cookie
+// (§4.3). Its Account, TopUp and Closed methods have the shapes of
+// circuit.Config's Account, TopUp and SessionClosed hooks. TopUp redeems
+// a voucher batch through LedgerConfig.Redeem and credits CreditBytes of
+// the redeemed sats; Account charges every relayed cell and refuses, with
+// an error wrapping circuit.ErrPayment, once a session has run more than
+// GraceBytes into debt. NoteService tells the ledger which service a
+// session asked for, so Stats can split the hop's work by role.
+//
+// Client side: a Client pays the paid hops of a circuit. Open prepays each
+// of them PrepayBytes at its price before the circuit carries a stream;
+// (*Circuit).Count (or the conn from Wrap) meters stream bytes and, after
+// every TopUpEveryBytes, pays every paid hop for what was used plus 25 %,
+// one top-up at a time per circuit, on a goroutine the Client owns. The
+// schedule (PrepayBytes, TopUpEveryBytes, the 25 % margin, SatsFor) lives in
+// schedule.go and nowhere else.
+//
+// What it leaves to others:
+//   - vouchers, the spent set and Lightning: voucher/mint and
+//     voucher/wallet, reached only through the funcs in LedgerConfig and
+//     ClientConfig (node plugs mint.RedeemPayload, wallet.ReserveBatch,
+//     MarkSpent, Release and Buy in), so unit tests use small fakes;
+//   - TOPUP and TOPUP_ACK cells, and destroying a circuit that does not
+//     pay: circuit, through its hooks and (*circuit.Circuit).TopUp;
+//   - which hops are paid and at what price (adverts): discovery and node;
+//   - the lifetime of circuits: node closes a *Circuit when its circuit
+//     ends.
+//
+// Nothing here logs session cookies, destinations or voucher contents.
+package payment

@@ -1,0 +1,263 @@
+package payment
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/co-infuse/co-infuse/circuit"
+	"github.com/co-infuse/co-infuse/circuit/cell"
+)
+
+// LedgerConfig configures a Ledger. Redeem is required; zero fields take
+// the default named in their comment.
+type LedgerConfig struct {
+	// Redeem redeems a voucher batch (a TOPUP payload, VOUCHERS.md §2.1)
+	// and returns the sats to credit. It must have written and synced the
+	// spent set before it returns. It may return sats > 0 together with an
+	// error when some vouchers were refused: the good ones are spent and
+	// are credited. Node passes mint.RedeemPayload.
+	Redeem func(ctx context.Context, payload []byte) (sats uint64, err error)
+	// PriceSatPerMB is this hop's price in sat per 10^6 bytes: the highest
+	// price among the roles it advertises, as clients price it. 0 means
+	// free: sessions are metered but never refused, and any redeemed sats
+	// buy MaxAllowanceBytes.
+	PriceSatPerMB uint64
+	// GraceBytes is how far, in bytes, a session may run into debt before
+	// its cells are refused. 0 takes SessionGraceBytes; it must not be
+	// negative or above MaxAllowanceBytes.
+	GraceBytes int64
+	// StaleAfter drops a session that saw no cell for this long. A live
+	// circuit never goes that quiet: the circuit engine destroys relayed
+	// circuits idle for its Limits.IdleTimeout (default 10m), and clients
+	// send keep-alives. It only catches a session whose last cell raced its
+	// SessionClosed. Keep it above the engine's IdleTimeout. Default 1h.
+	StaleAfter time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Logger receives the ledger's logs; nil discards them. The ledger
+	// adds subsys=payment/ledger. It never logs cookies.
+	Logger *slog.Logger
+}
+
+// Ledger is a paid hop's session ledger (PROTOCOL.md §4.3, §5.3): one
+// prepaid byte allowance per session cookie. TopUp redeems vouchers into
+// the allowance; Account charges every relayed cell against it. A session
+// may run GraceBytes into debt (so circuit setup and the first TOPUP can
+// flow, and top-ups sent while data is in flight arrive in time); beyond
+// that Account refuses and the engine destroys the circuit with reason
+// payment. The ledger is memory only: a hop that restarts loses its
+// circuits and what they had prepaid (a few MB by design).
+//
+// Bounded: there is one entry per live relayed circuit, created by its
+// first Account and removed by Closed, so the circuit engine's
+// Limits.MaxCircuits bounds the ledger; TopUp and NoteService never create
+// entries, and StaleAfter removes an entry whose circuit ended without a
+// matching Closed. Per-role totals have one key per role.
+//
+// All methods are safe for concurrent use.
+type Ledger struct {
+	redeem     func(ctx context.Context, payload []byte) (uint64, error)
+	price      uint64
+	grace      int64
+	staleAfter time.Duration
+	now        func() time.Time
+	log        *slog.Logger
+
+	mu sync.Mutex
+	// sessions is guarded by mu: one entry per live relayed circuit (see
+	// Ledger).
+	sessions map[[cell.CookieLen]byte]*session
+	// ended is guarded by mu: the totals of sessions that have left
+	// sessions, by role; Open is always 0 here.
+	ended map[string]RoleStats
+	// lastSweep is guarded by mu: when Account last looked for stale
+	// entries.
+	lastSweep time.Time
+}
+
+// session is one entry of Ledger.sessions; every field is guarded by
+// Ledger.mu.
+type session struct {
+	allowance int64  // bytes; never below -grace nor above MaxAllowanceBytes
+	role      string // "" until NoteService: RoleRelay
+	charged   uint64 // bytes accounted
+	sats      uint64 // sats redeemed
+	topUps    uint64 // TOPUPs that credited something
+	refused   bool   // Account has refused it
+	opened    time.Time
+	seen      time.Time // last Account
+}
+
+func (s *session) roleName() string {
+	if s.role == "" {
+		return RoleRelay
+	}
+	return s.role
+}
+
+// NewLedger returns an empty ledger, or an error wrapping ErrConfig that
+// names the bad field.
+func NewLedger(cfg LedgerConfig) (*Ledger, error) {
+	if cfg.Redeem == nil {
+		return nil, fmt.Errorf("%w: LedgerConfig.Redeem is required", ErrConfig)
+	}
+	if cfg.GraceBytes < 0 || cfg.GraceBytes > MaxAllowanceBytes {
+		return nil, fmt.Errorf("%w: LedgerConfig.GraceBytes %d is outside 0..%d", ErrConfig, cfg.GraceBytes, int64(MaxAllowanceBytes))
+	}
+	if cfg.StaleAfter < 0 {
+		return nil, fmt.Errorf("%w: LedgerConfig.StaleAfter %v is negative", ErrConfig, cfg.StaleAfter)
+	}
+	if cfg.GraceBytes == 0 {
+		cfg.GraceBytes = SessionGraceBytes
+	}
+	if cfg.StaleAfter == 0 {
+		cfg.StaleAfter = time.Hour
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Ledger{
+		redeem:     cfg.Redeem,
+		price:      cfg.PriceSatPerMB,
+		grace:      cfg.GraceBytes,
+		staleAfter: cfg.StaleAfter,
+		now:        cfg.Now,
+		log:        cfg.Logger.With("subsys", "payment/ledger"),
+		sessions:   make(map[[cell.CookieLen]byte]*session),
+		ended:      make(map[string]RoleStats),
+		lastSweep:  cfg.Now(),
+	}, nil
+}
+
+// Account is circuit.Config.Account: it charges bytes (one relayed cell)
+// to the session and refuses, with an error wrapping ErrExhausted and
+// circuit.ErrPayment, a cell that would take the session more than
+// GraceBytes into debt; a refused cell is not charged. The first Account
+// of a cookie opens its session. It never blocks on I/O: it takes one
+// mutex, and every StaleAfter/2 scans the ledger once for stale entries.
+func (l *Ledger) Account(cookie [cell.CookieLen]byte, bytes int) error {
+	n := int64(max(bytes, 0))
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.lastSweep) >= l.staleAfter/2 {
+		l.sweepLocked(now)
+	}
+	s := l.sessions[cookie]
+	if s == nil {
+		s = &session{opened: now}
+		l.sessions[cookie] = s
+	}
+	s.seen = now
+	if l.price != 0 {
+		if n > MaxAllowanceBytes || s.allowance-n < -l.grace {
+			if !s.refused {
+				s.refused = true
+				l.log.Debug("session refused: prepaid allowance and grace spent", "role", s.roleName())
+			}
+			return fmt.Errorf("%w: %w", ErrExhausted, circuit.ErrPayment)
+		}
+		s.allowance -= n
+	}
+	s.charged += uint64(n)
+	return nil
+}
+
+// TopUp is circuit.Config.TopUp: it redeems the voucher batch in payload
+// through LedgerConfig.Redeem (the spent set is synced before that
+// returns), credits CreditBytes(sats, PriceSatPerMB) to the session, and
+// answers its new allowance in bytes, 8 bytes big-endian, 0 while it is
+// still in debt (PROTOCOL.md §5.3). If Redeem credits some sats and
+// refuses other vouchers, the sats are credited and TopUp succeeds; if it
+// credits nothing, TopUp returns its error (TOPUP_ACK status 1). A cookie
+// with no session is refused with ErrUnknownSession before anything is
+// redeemed.
+func (l *Ledger) TopUp(ctx context.Context, cookie [cell.CookieLen]byte, payload []byte) ([]byte, error) {
+	l.mu.Lock()
+	s := l.sessions[cookie]
+	l.mu.Unlock()
+	if s == nil {
+		return nil, ErrUnknownSession
+	}
+	sats, err := l.redeem(ctx, payload)
+	if sats == 0 {
+		if err == nil {
+			return nil, ErrNothingCredited
+		}
+		return nil, fmt.Errorf("%w: %w", ErrNothingCredited, err)
+	}
+	if err != nil {
+		l.log.Debug("top-up partly refused; crediting the good vouchers", "sats", sats, "err", err)
+	}
+	credit := CreditBytes(sats, l.price)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.sessions[cookie] != s {
+		// The circuit ended while Redeem ran; its totals have moved to
+		// ended. The vouchers are spent all the same.
+		e := l.ended[s.roleName()]
+		e.SatsRedeemed += sats
+		e.TopUps++
+		l.ended[s.roleName()] = e
+		return binary.BigEndian.AppendUint64(nil, 0), nil
+	}
+	s.allowance = min(s.allowance+credit, MaxAllowanceBytes)
+	s.sats += sats
+	s.topUps++
+	return binary.BigEndian.AppendUint64(nil, uint64(max(s.allowance, 0))), nil
+}
+
+// NoteService records that a BEGIN for service svc reached this hop on the
+// session, so Stats counts the session under svc's name ("exit",
+// "mempool", ...) instead of RoleRelay. The first service noted wins. A
+// cookie with no session is ignored. Node calls it from the Begin hook.
+func (l *Ledger) NoteService(cookie [cell.CookieLen]byte, svc cell.Service) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s := l.sessions[cookie]; s != nil && s.role == "" {
+		s.role = svc.String()
+	}
+}
+
+// Closed is circuit.Config.SessionClosed: it removes the session, keeping
+// its counts in the totals. An unknown cookie is ignored.
+func (l *Ledger) Closed(cookie [cell.CookieLen]byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s := l.sessions[cookie]; s != nil {
+		l.removeLocked(cookie, s)
+	}
+}
+
+// removeLocked moves s's counts to ended and deletes it. l.mu must be held.
+func (l *Ledger) removeLocked(cookie [cell.CookieLen]byte, s *session) {
+	delete(l.sessions, cookie)
+	role := s.roleName()
+	e := l.ended[role]
+	e.add(s.stats())
+	e.Open = 0
+	l.ended[role] = e
+}
+
+// sweepLocked removes sessions that saw no cell for StaleAfter. l.mu must
+// be held.
+func (l *Ledger) sweepLocked(now time.Time) {
+	l.lastSweep = now
+	n := 0
+	for k, s := range l.sessions {
+		if now.Sub(s.seen) >= l.staleAfter {
+			l.removeLocked(k, s)
+			n++
+		}
+	}
+	if n > 0 {
+		l.log.Debug("dropped stale sessions", "count", n)
+	}
+}
