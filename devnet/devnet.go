@@ -140,6 +140,10 @@ func Start(ctx context.Context, o Options) (_ *Devnet, err error) {
 		cfg.SOCKS.Enabled = &off
 		cfg.Discovery.AllowSameNetwork = true
 		cfg.Network.AllowPrivatePeers = true
+		// A loopback network of its own: the private DHT joined only
+		// through the first node, never the public IPFS DHT that
+		// DefaultConfig chooses.
+		cfg.Discovery.Mode = discovery.ModePrivate
 		cfg.Discovery.Bootstrap = bootstrap
 		cfg.Log.Level = "warn"
 		if s.name == "client" {

@@ -13,6 +13,7 @@ import (
 
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/co-infuse/co-infuse/discovery"
 	"github.com/co-infuse/co-infuse/exit"
 	"github.com/co-infuse/co-infuse/lightning"
 	"gopkg.in/yaml.v3"
@@ -122,11 +123,18 @@ type ExitConfig struct {
 
 // DiscoveryConfig is where the node finds others.
 type DiscoveryConfig struct {
-	// Mode is "private" (a co-infuse DHT with the /co-infuse prefix and
-	// the bootstrap peers below) or "ipfs" (the public IPFS DHT). Default
-	// private.
+	// Mode is "ipfs" (the public IPFS DHT, Amino, /ipfs/kad/1.0.0: how
+	// nodes find each other on the real network) or "private" (a
+	// co-infuse-only DHT with the /co-infuse prefix, joined through the
+	// bootstrap peers below: devnet, tests, private deployments).
+	// DefaultConfig, and so `co-infuse init`, sets ipfs. A config file
+	// without a mode key is private, as it was before ipfs became the
+	// default, so an existing private deployment never moves to the public
+	// DHT unasked (DISCOVERY.md §1).
 	Mode string `yaml:"mode"`
 	// Bootstrap are multiaddrs with /p2p/<peer id> of nodes to join through.
+	// In ipfs mode an empty list becomes the public Amino bootstrap peers
+	// (discovery.AminoBootstrap); private mode has no default.
 	Bootstrap []string `yaml:"bootstrap"`
 	// AllowSameNetwork drops the rule that no two hops share an IPv4 /16,
 	// an IPv6 /32 or a declared family. Only for loopback test networks such
@@ -154,9 +162,11 @@ func fieldErr(field, format string, args ...any) error {
 	return fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...))
 }
 
-// DefaultConfig is a client-only node with SOCKS on 127.0.0.1:9050.
+// DefaultConfig is a client-only node with SOCKS on 127.0.0.1:9050 that
+// joins the public IPFS DHT (discovery mode ipfs, Amino bootstrap peers).
 func DefaultConfig(dataDir string) Config {
 	c := Config{DataDir: dataDir}
+	c.Discovery.Mode = discovery.ModeIPFS
 	c.ApplyDefaults()
 	return c
 }
@@ -207,7 +217,10 @@ func (c *Config) ApplyDefaults() {
 		c.Exit.DialTimeout = 20 * time.Second
 	}
 	if c.Discovery.Mode == "" {
-		c.Discovery.Mode = "private"
+		c.Discovery.Mode = discovery.ModePrivate // a file without a mode key
+	}
+	if c.Discovery.Mode == discovery.ModeIPFS && len(c.Discovery.Bootstrap) == 0 {
+		c.Discovery.Bootstrap = discovery.AminoBootstrap()
 	}
 	if c.Discovery.PriceSatPerMB == nil {
 		c.Discovery.PriceSatPerMB = map[Role]uint64{RoleRelay: 1, RoleExit: 2}
@@ -300,9 +313,10 @@ func (c *Config) Validate() error {
 		return fieldErr("circuit.max_isolated", "must be at least 1")
 	}
 	switch c.Discovery.Mode {
-	case "private", "ipfs":
+	case discovery.ModeIPFS, discovery.ModePrivate:
 	default:
-		return fieldErr("discovery.mode", "%q is not private or ipfs", c.Discovery.Mode)
+		return fieldErr("discovery.mode", "%q is not %q (the public IPFS DHT) or %q (a co-infuse-only DHT)",
+			c.Discovery.Mode, discovery.ModeIPFS, discovery.ModePrivate)
 	}
 	for i, s := range c.Discovery.Bootstrap {
 		a, err := ma.NewMultiaddr(s)

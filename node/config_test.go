@@ -71,7 +71,11 @@ func TestEmptyConfigIsDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := DefaultConfig(dir); !reflect.DeepEqual(got, want) {
+	want := DefaultConfig(dir)
+	// But for discovery: a file without discovery.mode stays private
+	// (DISCOVERY.md §1); DefaultConfig, which init renders, is ipfs.
+	want.Discovery.Mode, want.Discovery.Bootstrap = "private", nil
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v want %+v", got, want)
 	}
 	if !got.SOCKSEnabled() || got.SOCKS.Listen != "127.0.0.1:9050" {

@@ -69,10 +69,19 @@ exit:
   dial_timeout: {{.Exit.DialTimeout}}
 
 discovery:
-  # private: a co-infuse DHT joined through the bootstrap peers below.
-  # ipfs: the public IPFS DHT.
+  # ipfs: find other co-infuse nodes through the public IPFS DHT (Amino,
+  #   /ipfs/kad/1.0.0), joined through its public bootstrap peers. What
+  #   ` + "`co-infuse init`" + ` writes.
+  # private: a co-infuse-only DHT (/co-infuse/kad/1.0.0) joined only through
+  #   the bootstrap peers below: devnet, tests, private deployments. Nodes
+  #   of one private network must all say private; give every node but the
+  #   first the address of one that is already running.
+  # A config without this key is private, so files from before ipfs became
+  # the default keep their network.
   mode: {{.Discovery.Mode}}
-  # Multiaddrs ending in /p2p/<peer id>.
+  # Multiaddrs ending in /p2p/<peer id>. In ipfs mode an empty list means the
+  # public IPFS bootstrap peers (listed here by init); in private mode it
+  # means none (this node is the first of its network).
   bootstrap:{{range .Discovery.Bootstrap}}
     - {{q .}}{{else}} []{{end}}
   # Allow two hops on one IPv4 /16 or in one family (loopback test nets only).
