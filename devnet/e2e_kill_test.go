@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/co-infuse/co-infuse/circuit/cell"
 	"github.com/co-infuse/co-infuse/node"
 
 	"github.com/co-infuse/co-infuse/proxy"
@@ -106,7 +107,11 @@ func killHop(t *testing.T, hop int) {
 	if r.code != 0 {
 		// Ask the client directly for the error the SOCKS reply hides,
 		// and show what discovery now thinks of each node.
-		_, derr := d.Client.Dial(ctx, proxy.Isolation{Username: "kill", Password: "1"}, d.WebAddr.String())
+		target, err := cell.ParseTarget(d.WebAddr.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, derr := d.Client.Dial(ctx, proxy.Isolation{Username: "kill", Password: "1"}, target)
 		var peers []string
 		for _, p := range d.Client.Discovery().Known() {
 			peers = append(peers, fmt.Sprintf("%s %v dead=%v last=%s", p.Peer, p.Roles, p.Peer.String() == dead, p.LastResult))

@@ -105,6 +105,22 @@ type CircuitConfig struct {
 	// IdleClose closes an isolated circuit with no stream for this long.
 	// Default 10m.
 	IdleClose time.Duration `yaml:"idle_close"`
+	// MaxDirtiness is how long after its first stream a circuit takes new
+	// streams (Tor's MaxCircuitDirtiness); later streams of the same
+	// isolation key get a new circuit. Default 10m.
+	MaxDirtiness time.Duration `yaml:"max_dirtiness"`
+	// Preemptive is how many clean circuits are kept built ahead, so that
+	// a connection with fresh credentials (bitcoind's -proxyrandomize, lnd's
+	// tor.streamisolation) does not wait for a build. Each holds one
+	// circuit at each of its hops. Default 2; -1 turns it off.
+	Preemptive int `yaml:"preemptive"`
+	// PredictedPorts are ports kept covered by pre-built circuits at all
+	// times. Default none: as in Tor, circuits are pre-built for the ports
+	// streams used in the last hour, so an idle client stops building (and,
+	// with payments on, prepaying) circuits nobody uses. Listing a port
+	// (8333, 9735) keeps circuits ready for it always, at the price of one
+	// circuit's prepayment per pre-built circuit per hour while idle.
+	PredictedPorts []uint16 `yaml:"predicted_ports"`
 }
 
 // ExitConfig is the exit role's policy.
@@ -179,6 +195,9 @@ func (c *Config) ApplyDefaults() {
 			*l = nil
 		}
 	}
+	if len(c.Circuit.PredictedPorts) == 0 {
+		c.Circuit.PredictedPorts = nil
+	}
 	if len(c.Roles) == 0 {
 		c.Roles = []Role{RoleClient}
 	}
@@ -212,6 +231,12 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.Circuit.IdleClose == 0 {
 		c.Circuit.IdleClose = 10 * time.Minute
+	}
+	if c.Circuit.MaxDirtiness == 0 {
+		c.Circuit.MaxDirtiness = 10 * time.Minute
+	}
+	if c.Circuit.Preemptive == 0 {
+		c.Circuit.Preemptive = 2
 	}
 	if c.Exit.DialTimeout == 0 {
 		c.Exit.DialTimeout = 20 * time.Second
@@ -300,6 +325,7 @@ func (c *Config) Validate() error {
 		{"circuit.build_timeout", c.Circuit.BuildTimeout},
 		{"circuit.stream_timeout", c.Circuit.StreamTimeout},
 		{"circuit.idle_close", c.Circuit.IdleClose},
+		{"circuit.max_dirtiness", c.Circuit.MaxDirtiness},
 		{"exit.dial_timeout", c.Exit.DialTimeout},
 	} {
 		if d.v < 0 {
@@ -311,6 +337,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Circuit.MaxIsolated < 1 {
 		return fieldErr("circuit.max_isolated", "must be at least 1")
+	}
+	if c.Circuit.Preemptive < -1 || c.Circuit.Preemptive > 16 {
+		return fieldErr("circuit.preemptive", "%d is out of range -1..16 (-1 turns pre-built circuits off)", c.Circuit.Preemptive)
+	}
+	for i, p := range c.Circuit.PredictedPorts {
+		if p == 0 {
+			return fieldErr(fmt.Sprintf("circuit.predicted_ports[%d]", i), "port 0")
+		}
 	}
 	switch c.Discovery.Mode {
 	case discovery.ModeIPFS, discovery.ModePrivate:

@@ -56,9 +56,9 @@ type payments struct {
 	wallet *wallet.Wallet
 }
 
-// startPayments dials LND and starts the mint and/or wallet. onKeysets is
-// called when the mint's keysets change, so the advert can be republished.
-func (n *Node) startPayments(ctx context.Context, mintRole bool, onKeysets func([]*voucher.Keyset)) (*payments, error) {
+// startPayments dials LND and starts the mint (relays and exits) and the
+// wallet (clients).
+func (n *Node) startPayments(ctx context.Context) (*payments, error) {
 	lcfg := n.cfg.LND
 	lcfg.Logger = n.log
 	lnd, err := lightning.Dial(ctx, lcfg)
@@ -66,7 +66,7 @@ func (n *Node) startPayments(ctx context.Context, mintRole bool, onKeysets func(
 		return nil, fmt.Errorf("payments need LND (lnd.host %s): %w", lcfg.Host, err)
 	}
 	p := &payments{lnd: lnd}
-	if mintRole {
+	if n.relays() {
 		payee, err := mint.PayeeFromHex(lnd.Info().IdentityPubkey)
 		if err != nil {
 			p.close()
@@ -79,7 +79,7 @@ func (n *Node) startPayments(ctx context.Context, mintRole bool, onKeysets func(
 			InvoiceSettled: lnd.InvoiceSettled,
 			Payee:          payee,
 			PriceMsatPerMB: n.cfg.hopPriceSatPerMB() * 1000,
-			OnKeysets:      onKeysets,
+			OnKeysets:      n.onKeysets,
 			Logger:         n.log,
 		})
 		if err != nil {

@@ -55,6 +55,15 @@ circuit:
   max_isolated: {{.Circuit.MaxIsolated}}
   # Close an isolated circuit after this long without streams.
   idle_close: {{.Circuit.IdleClose}}
+  # A circuit takes new streams for this long after its first one (Tor's
+  # MaxCircuitDirtiness); later streams get a new circuit.
+  max_dirtiness: {{.Circuit.MaxDirtiness}}
+  # Clean circuits kept built ahead so a connection with fresh credentials
+  # does not wait for a build (-1: none). Each holds a circuit at its hops.
+  preemptive: {{.Circuit.Preemptive}}
+  # Ports always kept covered by pre-built circuits; by default only the
+  # ports used in the last hour are (an idle client then builds nothing).
+  predicted_ports: [{{range $i, $p := .Circuit.PredictedPorts}}{{if $i}}, {{end}}{{$p}}{{end}}]
 
 exit:
   # Rules checked before the default policy, first match wins, e.g.
