@@ -50,6 +50,9 @@ type Circuit struct {
 
 	sendMu   sync.Mutex   // guards the hops' fwd layers and the order of cells sent
 	lastSent atomic.Int64 // unix nanos of the last RELAY cell sent
+	// cells[i] counts the RELAY cells hop i has carried for us in either
+	// direction, as its Account hook counts them (HopBytes).
+	cells [cell.MaxHops]atomic.Uint64
 
 	topMu [cell.MaxHops]sync.Mutex  // one TopUp per hop at a time
 	tmu   sync.Mutex                // guards topCh
@@ -285,6 +288,9 @@ func (c *Circuit) handle(cl *cell.Cell) error {
 		}
 		return err
 	}
+	for i := range k {
+		c.cells[i].Add(1) // hops 1..k passed it back
+	}
 	m, err := cell.DecodeRelay(region)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrProtocol, err)
@@ -393,7 +399,27 @@ func (c *Circuit) sendRelay(depth int, cmd cell.RelayCmd, stream uint16, data []
 		return err
 	}
 	c.lastSent.Store(c.e.coarseNow())
-	return c.link.send(cl)
+	if err := c.link.send(cl); err != nil {
+		return err
+	}
+	for i := range depth {
+		c.cells[i].Add(1) // hops 1..depth pass it on or handle it
+	}
+	return nil
+}
+
+// HopBytes reports, per hop (first hop first), the bytes of RELAY cells
+// that hop has carried for this circuit in both directions, counted the
+// way a paid hop charges its session (cell.Size per cell, PROTOCOL.md
+// §5.3), so a client can check what each hop bills. Cells still in flight
+// are counted at the client before the hop sees them.
+func (c *Circuit) HopBytes() []uint64 {
+	n := int(c.nhops.Load())
+	out := make([]uint64, n)
+	for i := range out {
+		out[i] = c.cells[i].Load() * cell.Size
+	}
+	return out
 }
 
 // sendToLast sends to the last hop; it is the endpoint's send function.

@@ -462,3 +462,46 @@ func TestTopUpAndAccounting(t *testing.T) {
 		waitFor(ctx, t, "session close", func() bool { return sess[i].closed.Load() == 1 })
 	}
 }
+
+// The client's per-hop byte counts are the hops' own: after an echo
+// exchange (and a TOPUP to the middle hop) each hop's Account hook has
+// been charged exactly HopBytes()[i].
+func TestHopBytesMatchAccounting(t *testing.T) {
+	t.Parallel()
+	var charged [4]atomic.Int64
+	tn := newTestNet(t, 4, func(i int, cfg *Config) {
+		cfg.Account = func(_ [cell.CookieLen]byte, n int) error { charged[i].Add(int64(n)); return nil }
+		cfg.TopUp = func(context.Context, [cell.CookieLen]byte, []byte) ([]byte, error) { return nil, nil }
+	})
+	srv := newTCPServer(t, echo)
+	ctx := testCtx(t)
+	c := tn.build(ctx, 1, 2, 3)
+	if _, err := c.TopUp(ctx, 1, []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Dial(ctx, cell.ServiceExit, srv.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := bytes.Repeat([]byte("x"), 100_000)
+	if _, err := s.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(s, make([]byte, len(msg))); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	waitFor(ctx, t, "hops' charges to match the client's counts", func() bool {
+		got := c.HopBytes()
+		for i := range 3 {
+			if uint64(charged[i+1].Load()) != got[i] {
+				return false
+			}
+		}
+		return true
+	})
+	got := c.HopBytes()
+	if got[0] < got[1] || got[1] < got[2] || got[2] < uint64(2*len(msg)) {
+		t.Errorf("HopBytes = %v: want guard ≥ middle ≥ exit ≥ 2×%d (echoed both ways)", got, len(msg))
+	}
+}
