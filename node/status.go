@@ -1,0 +1,169 @@
+package node
+
+import (
+	"errors"
+	"time"
+)
+
+// StatusVersion is the schema version of Status. It changes only when a
+// field is removed, renamed or changes meaning; new fields keep it.
+const StatusVersion = 1
+
+// Status is what GET /v1/status on the admin socket answers and what
+// `co-infuse status --json` prints. Scripts (a docker HEALTHCHECK) read it,
+// so keys are snake_case and stable under StatusVersion; every key without
+// omitempty is always present.
+type Status struct {
+	// Version is StatusVersion.
+	Version int `json:"version"`
+	// ID is the node's libp2p peer ID.
+	ID    string `json:"id"`
+	Roles []Role `json:"roles"`
+	// Addrs are the node's listen addresses with /p2p/<id>; never null.
+	Addrs []string `json:"addrs"`
+	// SOCKS and HTTPTunnel are the front ends' listen addresses, "" when
+	// off.
+	SOCKS      string `json:"socks"`
+	HTTPTunnel string `json:"http_tunnel"`
+	// UptimeSec is the time since the node finished starting, in seconds.
+	UptimeSec int64 `json:"uptime_sec"`
+	// Client is set when the node runs the client role.
+	Client *ClientStatus `json:"client,omitempty"`
+	// Relay is set when the node runs the relay or exit role.
+	Relay *RelayStatus `json:"relay,omitempty"`
+}
+
+// ClientStatus is the client side of a node: its circuits and its wallet.
+type ClientStatus struct {
+	// Circuits are the open circuits, built ones only; never null.
+	Circuits []CircuitStatus `json:"circuits"`
+	// Wallet is nil when payments are off.
+	Wallet *WalletStatus `json:"wallet,omitempty"`
+	// Prebuilt counts built circuits not yet given to any isolation key.
+	Prebuilt int `json:"prebuilt"`
+}
+
+// CircuitStatus is one client circuit.
+type CircuitStatus struct {
+	// ID is the circuit's 64-bit ID, a decimal string in JSON so that jq
+	// and JavaScript (53-bit numbers) keep every digit.
+	ID uint64 `json:"id,string"`
+	// Isolation is the isolation key's SOCKS username; never the password.
+	Isolation string `json:"isolation"`
+	// Port is the target port the circuit was built for (its exit allows
+	// it).
+	Port uint16 `json:"port"`
+	// AgeSec is the time since the circuit was built, in seconds.
+	AgeSec int64 `json:"age_sec"`
+	// Dirty is true once the circuit has carried a stream; a dirty
+	// circuit gets no new isolation key.
+	Dirty bool `json:"dirty"`
+	// Streams counts the streams open now.
+	Streams int `json:"streams"`
+	// Hops are the circuit's hops, first hop first; never null.
+	Hops []HopStatus `json:"hops"`
+}
+
+// HopStatus is one hop of a client circuit and what the client paid it.
+type HopStatus struct {
+	// Peer is the hop's peer ID.
+	Peer string `json:"peer"`
+	// Role is what the hop does in this circuit: "guard", "relay" or
+	// "exit".
+	Role string `json:"role"`
+	// BytesPaidFor is the traffic prepaid and topped up at this hop, in
+	// bytes; 0 when payments are off.
+	BytesPaidFor uint64 `json:"bytes_paid_for"`
+	// SatsPaid is the value of the vouchers spent at this hop, in sats.
+	SatsPaid uint64 `json:"sats_paid"`
+}
+
+// RelayStatus is the relay side of a node: the hop sessions it carries for
+// others and what they paid.
+type RelayStatus struct {
+	// Sessions counts hop sessions open now.
+	Sessions int `json:"sessions"`
+	// SessionsTotal counts hop sessions opened since the node started.
+	SessionsTotal uint64 `json:"sessions_total"`
+	// BytesCarried is the traffic relayed since start, in bytes.
+	BytesCarried uint64 `json:"bytes_carried"`
+	// SatsEarned is the value of the vouchers redeemed since start, in
+	// sats.
+	SatsEarned uint64 `json:"sats_earned"`
+	// ByRole splits the counters by the role the node played in each
+	// session ("relay", "exit"); never null.
+	ByRole map[string]RoleStatus `json:"by_role"`
+}
+
+// RoleStatus is RelayStatus for one role.
+type RoleStatus struct {
+	Sessions     int    `json:"sessions"`
+	BytesCarried uint64 `json:"bytes_carried"`
+	SatsEarned   uint64 `json:"sats_earned"`
+}
+
+// Status reports what the node is doing, as GET /v1/status does. Call it
+// only after Start has returned nil.
+func (n *Node) Status() Status {
+	if n.admin == nil {
+		return n.status(time.Now())
+	}
+	return n.status(n.admin.started)
+}
+
+// status builds Status for a node started at started. The admin handler
+// calls it with the start time its own server holds, since n.admin is set
+// only after the server runs. It is cheap enough to poll every few seconds.
+//
+// Today it fills identity, front ends, uptime, circuits (without port, age,
+// dirtiness or per-hop payments) and the wallet. The circuit pool and the
+// payment ledger complete CircuitStatus, Prebuilt and RelayStatus.
+func (n *Node) status(started time.Time) Status {
+	st := Status{
+		Version: StatusVersion,
+		ID:      n.host.ID().String(),
+		Roles:   n.cfg.Roles,
+		Addrs:   []string{},
+	}
+	for _, a := range n.P2PAddrs() {
+		st.Addrs = append(st.Addrs, a.String())
+	}
+	if a := n.SOCKSAddr(); a != nil {
+		st.SOCKS = a.String()
+	}
+	if a := n.HTTPAddr(); a != nil {
+		st.HTTPTunnel = a.String()
+	}
+	st.UptimeSec = int64(time.Since(started) / time.Second)
+	if n.cfg.Has(RoleClient) {
+		cs := &ClientStatus{Circuits: []CircuitStatus{}}
+		for _, c := range n.Circuits() {
+			cst := CircuitStatus{ID: c.ID, Isolation: c.Isolation, Streams: c.Streams, Hops: []HopStatus{}}
+			for i, p := range c.Path {
+				cst.Hops = append(cst.Hops, HopStatus{Peer: p, Role: hopRole(i, len(c.Path))})
+			}
+			cs.Circuits = append(cs.Circuits, cst)
+		}
+		switch w, err := n.WalletStatus(); {
+		case err == nil:
+			cs.Wallet = &w
+		case !errors.Is(err, ErrNoWallet):
+			n.log.Warn("status: wallet unreadable", "err", err)
+		}
+		st.Client = cs
+	}
+	return st
+}
+
+// hopRole names hop i of n by its position: the first hop is the guard,
+// the last the exit, the rest relays.
+func hopRole(i, n int) string {
+	switch {
+	case i == n-1:
+		return "exit"
+	case i == 0:
+		return "guard"
+	default:
+		return "relay"
+	}
+}
