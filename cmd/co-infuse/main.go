@@ -1,13 +1,23 @@
 // Command co-infuse runs a co-infuse node: a paid onion-routing network that
 // bitcoind, lnd and curl reach through a Tor-compatible SOCKS5 port.
 //
-//	co-infuse init    [--datadir D] [--roles client,relay,exit]
-//	co-infuse run     [--datadir D]
-//	co-infuse devnet  [--datadir D]
-//	co-infuse peers   [--datadir D] [--json]
-//	co-infuse version
+//	co-infuse init        [--datadir D] [--roles client,relay,exit] [--force]
+//	co-infuse run         [--datadir D]
+//	co-infuse devnet      [--datadir D] [--relays N] [--exits N] [--lightning=false] ...
+//	co-infuse status      [--datadir D] [--json]
+//	co-infuse peers       [--datadir D] [--json]
+//	co-infuse wallet      [--datadir D] [--json]
+//	co-infuse wallet buy  [--datadir D] --node ID --sats N
+//	co-infuse version     [--datadir D]
 //
-// The command only turns flags, YAML and signals into calls on package node.
+// status, peers and wallet ask the node running on --datadir through its
+// admin socket. Every command and subcommand prints its usage for -h, --help
+// or help, and exits 0. Exit codes: 0 success, 1 failure (one line on
+// stderr saying what to do), 2 unknown command, flag or argument (usage on
+// stderr).
+//
+// The command only turns flags, YAML and signals into calls on packages
+// node and devnet.
 package main
 
 import (
@@ -36,11 +46,29 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "co-infuse:", err)
-		os.Exit(1)
-	}
+	os.Exit(cli(os.Args[1:], os.Stdout, os.Stderr))
 }
+
+// cli runs the command args names and returns the process's exit code: 0
+// for success and for help, 2 for a usage error (usage already on stderr),
+// 1 for any other failure, which it reports as one line on stderr.
+func cli(args []string, stdout, stderr io.Writer) int {
+	err := run(args, stdout, stderr)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	fmt.Fprintln(stderr, "co-infuse:", err)
+	if errors.As(err, new(usageError)) {
+		return 2
+	}
+	return 1
+}
+
+// usageError is a command line the command does not understand; its usage
+// has been printed to stderr.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
 
 const usage = `usage: co-infuse <command> [flags]
 
@@ -48,10 +76,13 @@ commands:
   init     write a commented config.yaml and identity keys into the data dir
   run      start the node the config describes
   devnet   run a whole local network on loopback (3 relays, 2 exits, a client)
+  status   show what a running node does: circuits, sats paid per hop,
+           wallet, sessions carried (--json for scripts and health checks)
   peers    list the nodes a running node knows (roles, prices, last result)
-  wallet   show voucher balances, budget use and recent purchases;
-           'wallet buy --node ID --sats N' buys vouchers by hand
+  wallet   show voucher balances, budget use and recent purchases
+    buy    buy vouchers from a node by hand
   version  print the version
+  help     print this, or 'help <command>' for a command's flags
 
 Every command takes --datadir (default ~/.co-infuse). Run 'co-infuse <command> -h' for its flags.
 `
@@ -59,33 +90,39 @@ Every command takes --datadir (default ~/.co-infuse). Run 'co-infuse <command> -
 func run(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return errors.New("no command given")
+		return usageError{errors.New("no command given")}
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
 	case "init":
 		return cmdInit(rest, stdout, stderr)
 	case "run":
-		return cmdRun(rest, stderr)
+		return cmdRun(rest, stdout, stderr)
 	case "devnet":
 		return cmdDevnet(rest, stdout, stderr)
+	case "status":
+		return cmdStatus(rest, stdout, stderr)
 	case "peers":
 		return cmdPeers(rest, stdout, stderr)
 	case "wallet":
 		return cmdWallet(rest, stdout, stderr)
 	case "version", "--version", "-version":
-		fs, _ := newFlags("version", stderr) // --datadir accepted, unused
-		if err := fs.Parse(rest); err != nil {
+		fs, _ := newFlags("version", aboutVersion) // --datadir accepted, unused
+		if err := parseFlags(fs, rest, stdout, stderr); err != nil {
 			return err
 		}
 		fmt.Fprintln(stdout, "co-infuse", node.Version)
 		return nil
-	case "help", "-h", "--help":
+	case "help", "-h", "-help", "--help":
+		if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") && rest[0] != "help" {
+			// help <command> [subcommand]: that command's own usage.
+			return run(append(slices.Clone(rest), "-h"), stdout, stderr)
+		}
 		fmt.Fprint(stdout, usage)
-		return nil
+		return flag.ErrHelp
 	default:
 		fmt.Fprint(stderr, usage)
-		return fmt.Errorf("unknown command %q", cmd)
+		return usageError{fmt.Errorf("unknown command %q", cmd)}
 	}
 }
 
@@ -97,18 +134,107 @@ func defaultDataDir() string {
 	return filepath.Join(home, ".co-infuse")
 }
 
-func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
+// Each command's usage: synopsis, what it does, and (printed after this)
+// its flags.
+const (
+	aboutInit = `usage: co-infuse init [--datadir D] [--roles client,relay,exit] [--force]
+
+Write a commented config.yaml and the node's identity keys into the data
+directory. Keys that exist are kept.
+`
+	aboutRun = `usage: co-infuse run [--datadir D]
+
+Start the node config.yaml describes and run until interrupted (SIGINT,
+SIGTERM). While it runs, 'co-infuse status' shows what it does.
+`
+	aboutDevnet = `usage: co-infuse devnet [--datadir D] [flags]
+
+Run a whole local network on loopback: relays, exits and a client with SOCKS5
+and HTTP CONNECT ports, a demo web server, and (by default) a regtest
+Lightning network that pays for the traffic. Ctrl-C stops it.
+`
+	aboutStatus = `usage: co-infuse status [--datadir D] [--json]
+
+Ask the node running on the data directory what it is doing: its circuits
+with the bytes and sats paid at each hop, its wallet and budget, and for a
+relay or exit the sessions, bytes and sats it carried by role. Exits 0 when
+the node answers, 1 with one line saying what to do when it does not.
+--json prints the node's status object (schema version in "version").
+`
+	aboutPeers = `usage: co-infuse peers [--datadir D] [--json]
+
+List the nodes the running node knows: roles, prices, when first seen and how
+circuits through them went.
+`
+	aboutWallet = `usage: co-infuse wallet [--datadir D] [--json]
+       co-infuse wallet buy [--datadir D] --node ID --sats N
+
+Show the running node's voucher balances per node, its budget use and recent
+purchases.
+
+subcommands:
+  buy    buy vouchers from a node by hand over Lightning
+`
+	aboutWalletBuy = `usage: co-infuse wallet buy [--datadir D] --node ID --sats N
+
+Buy N sats of vouchers from node ID (see 'co-infuse peers') over Lightning,
+through the running node's wallet, and print the purchase.
+`
+	aboutVersion = `usage: co-infuse version
+
+Print the version.
+`
+)
+
+// newFlags returns the flag set of command name with the --datadir flag
+// every command takes. about is the usage text printed above the flags.
+func newFlags(name, about string) (*flag.FlagSet, *string) {
 	fs := flag.NewFlagSet("co-infuse "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// parseFlags prints usage and errors itself, to the right stream.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprint(w, about)
+		fmt.Fprintln(w, "\nflags:")
+		fs.PrintDefaults()
+	}
 	dd := fs.String("datadir", defaultDataDir(), "data directory (config.yaml, keys, stores)")
 	return fs, dd
 }
 
+// parseFlags parses args into fs. For -h, --help or a first argument
+// "help" it prints the usage to stdout and returns flag.ErrHelp (exit 0);
+// for an unknown flag or any argument left over it prints the usage to
+// stderr and returns a usageError (exit 2).
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
+	err := fs.Parse(args)
+	if err == nil && fs.NArg() > 0 {
+		if fs.Arg(0) == "help" {
+			err = flag.ErrHelp
+		} else {
+			err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		}
+	}
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, flag.ErrHelp):
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return flag.ErrHelp
+	default:
+		fs.SetOutput(stderr)
+		fs.Usage()
+		fs.SetOutput(io.Discard)
+		return usageError{fmt.Errorf("%s: %w", strings.TrimPrefix(fs.Name(), "co-infuse "), err)}
+	}
+}
+
 func cmdInit(args []string, stdout, stderr io.Writer) error {
-	fs, dd := newFlags("init", stderr)
+	fs, dd := newFlags("init", aboutInit)
 	roles := fs.String("roles", "client", "comma-separated roles: client, relay, exit")
 	force := fs.Bool("force", false, "overwrite an existing config.yaml (keys are kept)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	cfg := node.DefaultConfig(*dd)
@@ -151,12 +277,7 @@ func cmdInit(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "wrote %s\npeer id %s\n", path, pid)
-	fmt.Fprintf(stdout, "discovery: the public IPFS DHT (mode %s) through its public bootstrap peers; for a network of your own set discovery.mode: %s and discovery.bootstrap\n", cfg.Discovery.Mode, discovery.ModePrivate)
-	if cfg.Has(node.RoleRelay) || cfg.Has(node.RoleExit) {
-		fmt.Fprintf(stdout, "relays and exits must be reachable: put a public address in network.listen or network.announce\n")
-	}
-	fmt.Fprintf(stdout, "next: `co-infuse run --datadir %s`\n", *dd)
+	fmt.Fprintf(stdout, "wrote %s\npeer id %s\nnext: edit discovery.bootstrap, then `co-infuse run --datadir %s`\n", path, pid, *dd)
 	return nil
 }
 
@@ -164,9 +285,9 @@ func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
-func cmdRun(args []string, stderr io.Writer) error {
-	fs, dd := newFlags("run", stderr)
-	if err := fs.Parse(args); err != nil {
+func cmdRun(args []string, stdout, stderr io.Writer) error {
+	fs, dd := newFlags("run", aboutRun)
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	cfg, err := node.LoadConfig(*dd)
@@ -194,14 +315,14 @@ func cmdRun(args []string, stderr io.Writer) error {
 }
 
 func cmdDevnet(args []string, stdout, stderr io.Writer) error {
-	fs, dd := newFlags("devnet", stderr)
+	fs, dd := newFlags("devnet", aboutDevnet)
 	relays := fs.Int("relays", 3, "relays to run")
 	exits := fs.Int("exits", 2, "exits to run")
 	socks := fs.String("socks", "127.0.0.1:9350", "client SOCKS5 listen address")
 	httpAddr := fs.String("http", "127.0.0.1:9380", "client HTTP CONNECT listen address")
 	web := fs.String("web", "127.0.0.1:8088", "demo web server address, or off")
 	lightning := fs.Bool("lightning", true, "run a regtest btcd + 2 lnd beside the nodes and buy vouchers over Lightning (first run builds lnd: minutes)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	if !isFlagSet(fs, "datadir") {
@@ -246,15 +367,19 @@ func isFlagSet(fs *flag.FlagSet, name string) bool {
 }
 
 func cmdPeers(args []string, stdout, stderr io.Writer) error {
-	fs, dd := newFlags("peers", stderr)
+	fs, dd := newFlags("peers", aboutPeers)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
+		return err
+	}
+	ac, err := node.NewAdminClient(*dd)
+	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var peers []discovery.PeerStatus
-	if err := node.NewAdminClient(*dd).Get(ctx, "/v1/peers", &peers); err != nil {
+	if err := ac.Get(ctx, "/v1/peers", &peers); err != nil {
 		return err
 	}
 	if *asJSON {
@@ -302,15 +427,25 @@ func cmdWallet(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "buy" {
 		return cmdWalletBuy(args[1:], stdout, stderr)
 	}
-	fs, dd := newFlags("wallet", stderr)
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") && args[0] != "help" {
+		fs, _ := newFlags("wallet", aboutWallet)
+		fs.SetOutput(stderr)
+		fs.Usage()
+		return usageError{fmt.Errorf("wallet: unknown subcommand %q", args[0])}
+	}
+	fs, dd := newFlags("wallet", aboutWallet)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
+		return err
+	}
+	ac, err := node.NewAdminClient(*dd)
+	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var st node.WalletStatus
-	if err := node.NewAdminClient(*dd).Get(ctx, "/v1/wallet", &st); err != nil {
+	if err := ac.Get(ctx, "/v1/wallet", &st); err != nil {
 		return err
 	}
 	if *asJSON {
@@ -336,22 +471,28 @@ func cmdWallet(args []string, stdout, stderr io.Writer) error {
 }
 
 func cmdWalletBuy(args []string, stdout, stderr io.Writer) error {
-	fs, dd := newFlags("wallet buy", stderr)
+	fs, dd := newFlags("wallet buy", aboutWalletBuy)
 	nodeID := fs.String("node", "", "peer ID of the node to buy vouchers from (see `co-infuse peers`)")
 	sats := fs.Uint64("sats", 0, "amount in sats")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	if *nodeID == "" || *sats == 0 {
-		return errors.New("wallet buy needs --node ID and --sats N")
+		fs.SetOutput(stderr)
+		fs.Usage()
+		return usageError{errors.New("wallet buy needs --node ID and --sats N")}
+	}
+	ac, err := node.NewAdminClient(*dd)
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	fmt.Fprintf(stderr, "buying %d sats of vouchers from %s over Lightning...\n", *sats, *nodeID)
 	var p json.RawMessage
-	if err := node.NewAdminClient(*dd).Post(ctx, "/v1/wallet/buy", node.BuyRequest{Node: *nodeID, Sats: *sats}, &p); err != nil {
+	if err := ac.Post(ctx, "/v1/wallet/buy", node.BuyRequest{Node: *nodeID, Sats: *sats}, &p); err != nil {
 		return err
 	}
-	_, err := stdout.Write(append(p, '\n'))
+	_, err = stdout.Write(append(p, '\n'))
 	return err
 }
