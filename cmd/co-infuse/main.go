@@ -277,7 +277,12 @@ func cmdInit(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "wrote %s\npeer id %s\nnext: edit discovery.bootstrap, then `co-infuse run --datadir %s`\n", path, pid, *dd)
+	fmt.Fprintf(stdout, "wrote %s\npeer id %s\n", path, pid)
+	fmt.Fprintf(stdout, "discovery: the public IPFS DHT (mode %s) through its public bootstrap peers; for a network of your own set discovery.mode: %s and discovery.bootstrap\n", cfg.Discovery.Mode, discovery.ModePrivate)
+	if cfg.Has(node.RoleRelay) || cfg.Has(node.RoleExit) {
+		fmt.Fprintf(stdout, "relays and exits must be reachable: put a public address in network.listen or network.announce\n")
+	}
+	fmt.Fprintf(stdout, "next: `co-infuse run --datadir %s`\n", *dd)
 	return nil
 }
 
