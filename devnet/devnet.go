@@ -44,6 +44,11 @@ type Options struct {
 	// The first run builds the daemons (minutes); each start mines and
 	// opens a channel (about a minute). Default false.
 	Lightning bool
+	// Configure, if set, adjusts each node's config before it is written
+	// and started; name is "relay1".."relayN", "exit1".."exitN" or
+	// "client". Tests use it to give exits different policies or to
+	// shorten the client's circuit timers.
+	Configure func(name string, cfg *node.Config)
 	// Progress receives one line per step. Default io.Discard.
 	Progress io.Writer
 	// Logger for every node. Default: warnings to stderr.
@@ -164,6 +169,9 @@ func Start(ctx context.Context, o Options) (_ *Devnet, err error) {
 		}
 		if cfg.Has(node.RoleExit) && !o.ExitsDefaultPolicy {
 			cfg.Exit.AllowLoopback = true
+		}
+		if o.Configure != nil {
+			o.Configure(s.name, &cfg)
 		}
 		cfg.ApplyDefaults()
 		if err := node.WriteConfig(cfg); err != nil {
