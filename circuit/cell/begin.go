@@ -10,10 +10,17 @@ const (
 	ServiceExit       Service = 0 // exit TCP
 	ServiceMempool    Service = 1 // mempool delivery
 	ServiceRendezvous Service = 2 // rendezvous
+	ServiceMint       Service = 3 // the hop's voucher mint (target MintTarget)
 )
 
+// MintTarget is the one BEGIN target of ServiceMint (§5 BEGIN): the host
+// "mint" and, as the port, the version of the mint protocol the stream
+// speaks (VOUCHERS.md §3, /co-infuse/mint/1). The codec does not enforce
+// it; a last hop answers any other target with END service-not-offered.
+const MintTarget = "mint:1"
+
 // Valid reports whether s is a known service.
-func (s Service) Valid() bool { return s <= ServiceRendezvous }
+func (s Service) Valid() bool { return s <= ServiceMint }
 
 // String returns a short name for s, or "Service(n)" if unknown.
 func (s Service) String() string {
@@ -24,6 +31,8 @@ func (s Service) String() string {
 		return "mempool"
 	case ServiceRendezvous:
 		return "rendezvous"
+	case ServiceMint:
+		return "mint"
 	}
 	return "Service(" + strconv.Itoa(int(s)) + ")"
 }

@@ -64,7 +64,8 @@ func TestStrings(t *testing.T) {
 		{EndReason(12).String(), "EndReason(12)"},
 		{ServiceExit.String(), "exit"},
 		{ServiceRendezvous.String(), "rendezvous"},
-		{Service(3).String(), "Service(3)"},
+		{ServiceMint.String(), "mint"},
+		{Service(4).String(), "Service(4)"},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {

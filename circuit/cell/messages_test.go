@@ -125,7 +125,7 @@ func TestRelayBodiesEncodeErrors(t *testing.T) {
 		in   encoding.BinaryAppender
 		err  error
 	}{
-		{"begin bad service", &Begin{Service(3), mustTarget("h:1")}, ErrBadService},
+		{"begin bad service", &Begin{Service(4), mustTarget("h:1")}, ErrBadService},
 		{"begin zero target", &Begin{ServiceExit, Target{}}, ErrBadTarget},
 		{"connected zone", &Connected{netip.MustParseAddr("fe80::1%eth0")}, ErrBadAddr},
 		{"end unknown", &End{EndReason(12)}, ErrUnknownReason},
