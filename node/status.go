@@ -35,11 +35,13 @@ type Status struct {
 
 // ClientStatus is the client side of a node: its circuits and its wallet.
 type ClientStatus struct {
-	// Circuits are the open circuits, built ones only; never null.
+	// Circuits are the open circuits, built ones only, pre-built ones
+	// (Isolation "") included; never null.
 	Circuits []CircuitStatus `json:"circuits"`
 	// Wallet is nil when payments are off.
 	Wallet *WalletStatus `json:"wallet,omitempty"`
-	// Prebuilt counts built circuits not yet given to any isolation key.
+	// Prebuilt counts the circuits in Circuits that were built ahead and
+	// not yet given to any isolation key.
 	Prebuilt int `json:"prebuilt"`
 }
 
@@ -49,14 +51,16 @@ type CircuitStatus struct {
 	// and JavaScript (53-bit numbers) keep every digit.
 	ID uint64 `json:"id,string"`
 	// Isolation is the isolation key's SOCKS username; never the password.
+	// "" for a pre-built circuit no key has claimed.
 	Isolation string `json:"isolation"`
 	// Port is the target port the circuit was built for (its exit allows
 	// it).
 	Port uint16 `json:"port"`
 	// AgeSec is the time since the circuit was built, in seconds.
 	AgeSec int64 `json:"age_sec"`
-	// Dirty is true once the circuit has carried a stream; a dirty
-	// circuit gets no new isolation key.
+	// Dirty is true once the circuit has been in use longer than
+	// circuit.max_dirtiness: it takes no new streams and closes when its
+	// streams end.
 	Dirty bool `json:"dirty"`
 	// Streams counts the streams open now.
 	Streams int `json:"streams"`
@@ -115,9 +119,11 @@ func (n *Node) Status() Status {
 // calls it with the start time its own server holds, since n.admin is set
 // only after the server runs. It is cheap enough to poll every few seconds.
 //
-// Today it fills identity, front ends, uptime, circuits (without port, age,
-// dirtiness or per-hop payments) and the wallet. The circuit pool and the
-// payment ledger complete CircuitStatus, Prebuilt and RelayStatus.
+// Today it fills identity, front ends, uptime, the wallet, and circuits
+// with port, dirtiness and pre-built count but without age or per-hop
+// payments; Relay is left nil. The circuit pool and the payment ledger
+// complete CircuitStatus.AgeSec, HopStatus.BytesPaidFor and SatsPaid, and
+// RelayStatus.
 func (n *Node) status(started time.Time) Status {
 	st := Status{
 		Version: StatusVersion,
@@ -138,11 +144,14 @@ func (n *Node) status(started time.Time) Status {
 	if n.cfg.Has(RoleClient) {
 		cs := &ClientStatus{Circuits: []CircuitStatus{}}
 		for _, c := range n.Circuits() {
-			cst := CircuitStatus{ID: c.ID, Isolation: c.Isolation, Streams: c.Streams, Hops: []HopStatus{}}
+			cst := CircuitStatus{ID: c.ID, Isolation: c.Isolation, Port: c.Port, Dirty: c.Dirty, Streams: c.Streams, Hops: []HopStatus{}}
 			for i, p := range c.Path {
 				cst.Hops = append(cst.Hops, HopStatus{Peer: p, Role: hopRole(i, len(c.Path))})
 			}
 			cs.Circuits = append(cs.Circuits, cst)
+			if c.Clean {
+				cs.Prebuilt++
+			}
 		}
 		switch w, err := n.WalletStatus(); {
 		case err == nil:

@@ -89,7 +89,7 @@ func printCircuits(w io.Writer, c *node.ClientStatus) {
 	for _, ci := range c.Circuits {
 		iso := ci.Isolation
 		if iso == "" {
-			iso = "-"
+			iso = "(pre-built)"
 		}
 		if ci.Dirty {
 			iso += " (dirty)"
