@@ -53,10 +53,17 @@ type Config struct {
 	InvoiceExpiry time.Duration
 	// MaxQuoteSat caps one quote. Default 50000 sats.
 	MaxQuoteSat uint64
-	// MaxOpenQuotes caps unexpired unpaid quotes over all peers. Default 256.
+	// MaxOpenQuotes caps unexpired unpaid quotes over all buyers, libp2p
+	// streams and circuits together. Default 256.
 	MaxOpenQuotes int
-	// MaxOpenQuotesPerPeer caps them per peer. Default 4.
+	// MaxOpenQuotesPerPeer caps them per libp2p peer, and per circuit
+	// session for streams through circuits (ServeConn). Default 4.
 	MaxOpenQuotesPerPeer int
+	// MaxCircuitStreams caps the streams through circuits (ServeConn) served
+	// at once; beyond it a stream is answered Error 9 (busy) without being
+	// read. Each holds at most one message of voucher.MaxMessageSize bytes,
+	// so together at most about 2 MiB at the default. Default 64.
+	MaxCircuitStreams int
 	// StreamTimeout bounds one mint stream, LND calls included. Default 30 s.
 	StreamTimeout time.Duration
 	// IssuedRetention is how long a signed quote is kept for retries.
@@ -101,6 +108,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxOpenQuotesPerPeer == 0 {
 		c.MaxOpenQuotesPerPeer = 4
+	}
+	if c.MaxCircuitStreams == 0 {
+		c.MaxCircuitStreams = 64
 	}
 	if c.StreamTimeout == 0 {
 		c.StreamTimeout = 30 * time.Second
@@ -159,6 +169,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxOpenQuotes < 1 || c.MaxOpenQuotesPerPeer < 1 {
 		return errors.New("mint config: MaxOpenQuotes and MaxOpenQuotesPerPeer must be positive")
+	}
+	if c.MaxCircuitStreams < 1 {
+		return fmt.Errorf("mint config: MaxCircuitStreams %d must be positive", c.MaxCircuitStreams)
 	}
 	if c.StreamTimeout <= 0 || c.IssuedRetention <= 0 || c.HousekeepingInterval <= 0 {
 		return errors.New("mint config: StreamTimeout, IssuedRetention and HousekeepingInterval must be positive")

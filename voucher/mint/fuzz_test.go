@@ -19,7 +19,7 @@ func FuzzServe(f *testing.F) {
 		if len(req) == 0 {
 			return // ReadMessage never yields an empty message
 		}
-		resp := m.serve(context.Background(), alice, req)
+		resp := m.serve(context.Background(), peerOwner(alice), req)
 		switch voucher.MsgType(resp[0]) {
 		case voucher.MsgQuote:
 			_, err := voucher.ParseQuote(resp)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/co-infuse/co-infuse/voucher"
@@ -43,6 +44,10 @@ type Mint struct {
 	openMu sync.Mutex
 	open   []openQuote // guarded by openMu; unexpired unpaid quotes, ≤ MaxOpenQuotes
 
+	// connStreams counts ServeConn calls past the busy check, ≤
+	// MaxCircuitStreams (incremented first, undone when over the cap).
+	connStreams atomic.Int64
+
 	lifeMu   sync.Mutex
 	started  bool           // guarded by lifeMu
 	stopped  bool           // guarded by lifeMu
@@ -58,9 +63,24 @@ type Mint struct {
 
 type openQuote struct {
 	id      [voucher.QuoteIDSize]byte
-	peer    peer.ID
+	owner   quoteOwner
 	expires time.Time
 }
+
+// quoteOwner is who asked for a quote, as far as the mint can tell, for
+// the per-buyer cap on open quotes: the libp2p peer of a
+// /co-infuse/mint/1 stream, or, for a stream through a circuit
+// (ServeConn), this hop's session cookie of that circuit. The two kinds
+// never compare equal.
+type quoteOwner struct {
+	peer    peer.ID
+	session [SessionLen]byte
+	circuit bool
+}
+
+func peerOwner(p peer.ID) quoteOwner { return quoteOwner{peer: p} }
+
+func sessionOwner(s [SessionLen]byte) quoteOwner { return quoteOwner{session: s, circuit: true} }
 
 // New opens (or creates) the mint's store and loads its keysets, generating
 // a current keyset if there is none (which can take seconds).
@@ -266,7 +286,7 @@ func (m *Mint) handleStream(s network.Stream) {
 		s.Reset()
 		return
 	}
-	resp := m.serve(ctx, s.Conn().RemotePeer(), req)
+	resp := m.serve(ctx, peerOwner(s.Conn().RemotePeer()), req)
 	if err := voucher.WriteMessage(s, resp); err != nil {
 		s.Reset()
 		return
@@ -275,7 +295,7 @@ func (m *Mint) handleStream(s network.Stream) {
 }
 
 // serve answers one request; failures become error responses.
-func (m *Mint) serve(ctx context.Context, from peer.ID, req []byte) []byte {
+func (m *Mint) serve(ctx context.Context, from quoteOwner, req []byte) []byte {
 	var resp []byte
 	var err error
 	switch voucher.MsgType(req[0]) {
@@ -305,9 +325,9 @@ func (m *Mint) serve(ctx context.Context, from peer.ID, req []byte) []byte {
 	return resp
 }
 
-// reserveOpen takes an open-quote slot for quote id from peer from,
+// reserveOpen takes an open-quote slot for quote id asked by from,
 // dropping expired ones.
-func (m *Mint) reserveOpen(id [voucher.QuoteIDSize]byte, from peer.ID, now, expires time.Time) bool {
+func (m *Mint) reserveOpen(id [voucher.QuoteIDSize]byte, from quoteOwner, now, expires time.Time) bool {
 	m.openMu.Lock()
 	defer m.openMu.Unlock()
 	live := m.open[:0]
@@ -315,7 +335,7 @@ func (m *Mint) reserveOpen(id [voucher.QuoteIDSize]byte, from peer.ID, now, expi
 	for _, o := range m.open {
 		if o.expires.After(now) {
 			live = append(live, o)
-			if o.peer == from {
+			if o.owner == from {
 				perPeer++
 			}
 		}
@@ -325,7 +345,7 @@ func (m *Mint) reserveOpen(id [voucher.QuoteIDSize]byte, from peer.ID, now, expi
 	if len(m.open) >= m.cfg.MaxOpenQuotes || perPeer >= m.cfg.MaxOpenQuotesPerPeer {
 		return false
 	}
-	m.open = append(m.open, openQuote{id: id, peer: from, expires: expires})
+	m.open = append(m.open, openQuote{id: id, owner: from, expires: expires})
 	return true
 }
 
@@ -344,7 +364,7 @@ func (m *Mint) releaseOpen(id [voucher.QuoteIDSize]byte) {
 
 // quote creates an invoice for amount and stores the quote before
 // returning it (VOUCHERS.md §3.3).
-func (m *Mint) quote(ctx context.Context, from peer.ID, amount uint64) ([]byte, error) {
+func (m *Mint) quote(ctx context.Context, from quoteOwner, amount uint64) ([]byte, error) {
 	now := m.cfg.Now()
 	cur := m.current(now)
 	if cur == nil {

@@ -18,7 +18,7 @@ const alice = peer.ID("alice")
 // answer: the response bytes, or the refusal's sentinel.
 func call(t *testing.T, m *Mint, from peer.ID, req []byte) ([]byte, error) {
 	t.Helper()
-	resp := m.serve(context.Background(), from, req)
+	resp := m.serve(context.Background(), peerOwner(from), req)
 	if voucher.MsgType(resp[0]) == voucher.MsgError {
 		e, err := voucher.ParseErrorResponse(resp)
 		if err != nil {
