@@ -5,10 +5,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/co-infuse/co-infuse/node"
 )
 
 // BenchmarkE2EDownload measures bulk throughput through a 3-hop devnet
@@ -50,12 +53,100 @@ func BenchmarkE2EFirstByte(b *testing.B) {
 	}
 }
 
-func startBenchDevnet(b *testing.B) *Devnet {
+// BenchmarkE2EFreshCredentials measures the first response byte of a
+// connection with SOCKS credentials never seen before (every connection
+// bitcoind makes with -proxyrandomize), three ways in one run:
+//
+//	direct    the same request straight to the demo server (the baseline)
+//	prebuilt  through the devnet, served by a pre-built circuit
+//	build     through a devnet with pre-built circuits off: a 3-hop build
+//	          on the critical path
+//
+// scripts/bench.sh prints each against direct. Before each prebuilt
+// iteration the timer stops until a clean circuit is ready again, so the
+// figure is the latency a connection sees when the pool has kept up.
+func BenchmarkE2EFreshCredentials(b *testing.B) {
+	b.Run("direct", func(b *testing.B) {
+		d := startBenchDevnet(b)
+		for b.Loop() {
+			ctx, cancel := context.WithTimeout(b.Context(), time.Minute)
+			if err := directFirstByte(ctx, d.WebAddr.String()); err != nil {
+				b.Fatal(err)
+			}
+			cancel()
+		}
+	})
+	fresh := func(b *testing.B, d *Devnet, beforeEach func()) {
+		host, port := hostPort(b, d.WebAddr)
+		ctx, cancel := context.WithTimeout(b.Context(), time.Minute)
+		defer cancel()
+		if _, err := socksGet(ctx, d, "warm-up", host, port, 1); err != nil { // the port is now predicted
+			b.Fatal(err)
+		}
+		i := 0
+		for b.Loop() {
+			i++
+			if beforeEach != nil {
+				b.StopTimer()
+				beforeEach()
+				b.StartTimer()
+			}
+			ctx, cancel := context.WithTimeout(b.Context(), time.Minute)
+			if _, err := socksGet(ctx, d, "fresh-"+strconv.Itoa(i), host, port, 1); err != nil {
+				b.Fatalf("request %d: %v", i, err)
+			}
+			cancel()
+		}
+	}
+	b.Run("prebuilt", func(b *testing.B) {
+		d := startBenchDevnet(b)
+		before := d.Client.PoolStats()
+		fresh(b, d, func() {
+			ctx, cancel := context.WithTimeout(b.Context(), time.Minute)
+			defer cancel()
+			for d.Client.PoolStats().Clean == 0 {
+				select {
+				case <-ctx.Done():
+					b.Fatal("no pre-built circuit became ready")
+				case <-time.After(time.Millisecond):
+				}
+			}
+		})
+		after := d.Client.PoolStats()
+		b.ReportMetric(float64(after.Claims-before.Claims)/float64(b.N), "claims/op")
+		b.ReportMetric(float64(d.Client.Config().Circuit.Preemptive*d.Client.Config().Circuit.Hops), "circuit-hops-held")
+	})
+	b.Run("build", func(b *testing.B) {
+		d := startBenchDevnet(b, func(name string, cfg *node.Config) { cfg.Circuit.Preemptive = -1 })
+		fresh(b, d, nil)
+	})
+}
+
+// directFirstByte sends the benchmark's request straight to web and waits
+// for the first byte of the answer.
+func directFirstByte(ctx context.Context, web string) error {
+	var dl net.Dialer
+	c, err := dl.DialContext(ctx, "tcp", web)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if _, err := fmt.Fprintf(c, "GET /bytes/1 HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", web); err != nil {
+		return err
+	}
+	_, err = c.Read(make([]byte, 1))
+	return err
+}
+
+func startBenchDevnet(b *testing.B, configure ...func(string, *node.Config)) *Devnet {
 	b.Helper()
 	if testing.Short() {
 		b.Skip("end-to-end benchmark; skipped with -short")
 	}
 	o := Options{Dir: b.TempDir(), SOCKSListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", WebListen: "127.0.0.1:0"}
+	if len(configure) > 0 {
+		o.Configure = configure[0]
+	}
 	ctx, cancel := context.WithTimeout(b.Context(), 90*time.Second)
 	defer cancel()
 	d, err := Start(ctx, o)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/netip"
-	"syscall"
 
 	"github.com/co-infuse/co-infuse/circuit"
 )
@@ -14,7 +13,6 @@ const (
 	repSucceeded           byte = 0x00
 	repGeneralFailure      byte = 0x01
 	repNotAllowed          byte = 0x02
-	repNetworkUnreachable  byte = 0x03
 	repHostUnreachable     byte = 0x04
 	repConnectionRefused   byte = 0x05
 	repTTLExpired          byte = 0x06
@@ -35,9 +33,8 @@ func replyCode(err error) byte {
 	case errors.Is(err, circuit.ErrConnRefused):
 		return repConnectionRefused
 	case errors.Is(err, circuit.ErrUnreachable):
-		if errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.ENETDOWN) {
-			return repNetworkUnreachable
-		}
+		// One END reason (6) covers host and network unreachable: the
+		// errno stays at the exit, so 0x03 is never sent.
 		return repHostUnreachable
 	case errors.Is(err, circuit.ErrResolveFailed):
 		return repHostUnreachable

@@ -259,7 +259,9 @@ func TestSOCKSReplyCodes(t *testing.T) {
 	}{
 		{"policy", socksDomain(1, "policy.example", 80), 0x02},
 		{"host unreachable", socksDomain(1, "unreach.example", 80), 0x04},
-		{"network unreachable", socksDomain(1, "netunreach.example", 80), 0x03},
+		// END carries one "unreachable" reason (6): the errno stays at the
+		// exit, so network unreachable is answered as host unreachable.
+		{"network unreachable", socksDomain(1, "netunreach.example", 80), 0x04},
 		{"refused", socksDomain(1, "refused.example", 80), 0x05},
 		{"timeout", socksDomain(1, "timeout.example", 80), 0x06},
 		{"connect timeout", socksDomain(1, "slow.example", 80), 0x06},
