@@ -2,10 +2,11 @@ package node
 
 import (
 	"errors"
-	ma "github.com/multiformats/go-multiaddr"
 	"reflect"
 	"strings"
 	"testing"
+
+	ma "github.com/multiformats/go-multiaddr"
 )
 
 func TestRenderConfigRoundTrip(t *testing.T) {

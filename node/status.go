@@ -75,6 +75,11 @@ type HopStatus struct {
 	// Role is what the hop does in this circuit: "guard", "relay" or
 	// "exit".
 	Role string `json:"role"`
+	// BytesCarried is the RELAY traffic this hop has carried for the
+	// circuit in both directions, in bytes, counted as the hop charges its
+	// session (cell.Size per cell), so it can be checked against the
+	// hop's own bytes_carried.
+	BytesCarried uint64 `json:"bytes_carried"`
 	// BytesPaidFor is the traffic prepaid and topped up at this hop, in
 	// bytes; 0 when payments are off.
 	BytesPaidFor uint64 `json:"bytes_paid_for"`
@@ -101,9 +106,10 @@ type RelayStatus struct {
 
 // RoleStatus is RelayStatus for one role.
 type RoleStatus struct {
-	Sessions     int    `json:"sessions"`
-	BytesCarried uint64 `json:"bytes_carried"`
-	SatsEarned   uint64 `json:"sats_earned"`
+	Sessions      int    `json:"sessions"`
+	SessionsTotal uint64 `json:"sessions_total"`
+	BytesCarried  uint64 `json:"bytes_carried"`
+	SatsEarned    uint64 `json:"sats_earned"`
 }
 
 // Status reports what the node is doing, as GET /v1/status does. Call it
@@ -118,12 +124,6 @@ func (n *Node) Status() Status {
 // status builds Status for a node started at started. The admin handler
 // calls it with the start time its own server holds, since n.admin is set
 // only after the server runs. It is cheap enough to poll every few seconds.
-//
-// Today it fills identity, front ends, uptime, the wallet, and circuits
-// with port, dirtiness and pre-built count but without age or per-hop
-// payments; Relay is left nil. The circuit pool and the payment ledger
-// complete CircuitStatus.AgeSec, HopStatus.BytesPaidFor and SatsPaid, and
-// RelayStatus.
 func (n *Node) status(started time.Time) Status {
 	st := Status{
 		Version: StatusVersion,
@@ -143,10 +143,23 @@ func (n *Node) status(started time.Time) Status {
 	st.UptimeSec = int64(time.Since(started) / time.Second)
 	if n.cfg.Has(RoleClient) {
 		cs := &ClientStatus{Circuits: []CircuitStatus{}}
-		for _, c := range n.Circuits() {
-			cst := CircuitStatus{ID: c.ID, Isolation: c.Isolation, Port: c.Port, Dirty: c.Dirty, Streams: c.Streams, Hops: []HopStatus{}}
+		now := time.Now()
+		for _, c := range n.pool.Snapshot() {
+			cst := CircuitStatus{ID: c.ID, Isolation: c.Isolation, Port: c.Port, Dirty: c.Dirty, Streams: c.Streams,
+				AgeSec: int64(now.Sub(c.Built) / time.Second), Hops: []HopStatus{}}
+			carried := c.Circuit.HopBytes()
 			for i, p := range c.Path {
-				cst.Hops = append(cst.Hops, HopStatus{Peer: p, Role: hopRole(i, len(c.Path))})
+				h := HopStatus{Peer: p.String(), Role: hopRole(i, len(c.Path))}
+				if i < len(carried) {
+					h.BytesCarried = carried[i]
+				}
+				cst.Hops = append(cst.Hops, h)
+			}
+			for _, ps := range n.paidCircuit(c.Circuit).Stats() {
+				if ps.Index < len(cst.Hops) {
+					cst.Hops[ps.Index].SatsPaid = ps.SatsPaid
+					cst.Hops[ps.Index].BytesPaidFor = uint64(max(ps.BytesPaid, 0))
+				}
 			}
 			cs.Circuits = append(cs.Circuits, cst)
 			if c.Clean {
@@ -160,6 +173,20 @@ func (n *Node) status(started time.Time) Status {
 			n.log.Warn("status: wallet unreadable", "err", err)
 		}
 		st.Client = cs
+	}
+	if n.ledger != nil {
+		ls := n.ledger.Stats()
+		rs := &RelayStatus{
+			Sessions:      ls.Total.Open,
+			SessionsTotal: ls.Total.Sessions,
+			BytesCarried:  ls.Total.BytesCharged,
+			SatsEarned:    ls.Total.SatsRedeemed,
+			ByRole:        map[string]RoleStatus{},
+		}
+		for role, r := range ls.Roles {
+			rs.ByRole[role] = RoleStatus{Sessions: r.Open, SessionsTotal: r.Sessions, BytesCarried: r.BytesCharged, SatsEarned: r.SatsRedeemed}
+		}
+		st.Relay = rs
 	}
 	return st
 }

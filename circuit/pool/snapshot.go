@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/co-infuse/co-infuse/circuit"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -19,12 +20,17 @@ type Info struct {
 	Streams int       `json:"streams"`
 	// Port is the port the circuit was built for.
 	Port uint16 `json:"port"`
+	// Built is when it joined the pool.
+	Built time.Time `json:"built"`
 	// FirstUse is when Get first handed it out; zero if never.
 	FirstUse time.Time `json:"first_use,omitzero"`
 	// Dirty: it takes no new streams (MaxDirtiness since FirstUse).
 	Dirty bool `json:"dirty"`
 	// Clean: pre-built and not yet claimed by a key.
 	Clean bool `json:"clean"`
+	// Circuit is the circuit itself, for callers that read its counters
+	// (HopBytes); the pool still owns it.
+	Circuit *circuit.Circuit `json:"-"`
 }
 
 // Snapshot lists the open pooled circuits, ordered by ID. Builds in flight
@@ -42,7 +48,9 @@ func (p *Pool) Snapshot() []Info {
 			ID:       c.ID(),
 			Streams:  c.NumStreams(),
 			Port:     e.port,
+			Built:    e.built,
 			FirstUse: e.firstUse,
+			Circuit:  c,
 			Dirty:    p.dirty(e, now),
 			Clean:    e.clean,
 		}

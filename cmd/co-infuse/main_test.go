@@ -331,9 +331,9 @@ func TestPrintStatus(t *testing.T) {
 			Circuits: []node.CircuitStatus{{
 				ID: 18446744073709551615, Isolation: "alice", Port: 443, AgeSec: 90, Dirty: true, Streams: 2,
 				Hops: []node.HopStatus{
-					{Peer: "12D3KooWGuard", Role: "guard", BytesPaidFor: 8_000_000, SatsPaid: 8},
+					{Peer: "12D3KooWGuard", Role: "guard", BytesCarried: 5_300_000, BytesPaidFor: 8_000_000, SatsPaid: 8},
 					{Peer: "12D3KooWMiddle", Role: "relay", BytesPaidFor: 8_000_000, SatsPaid: 8},
-					{Peer: "12D3KooWExit", Role: "exit", BytesPaidFor: 16_500_000, SatsPaid: 33},
+					{Peer: "12D3KooWExit", Role: "exit", BytesCarried: 5_200_000, BytesPaidFor: 16_500_000, SatsPaid: 33},
 				},
 			}},
 			Wallet: &node.WalletStatus{BudgetUsedSat: 1200, BudgetLimitSat: 10000},
@@ -355,8 +355,8 @@ func TestPrintStatus(t *testing.T) {
 		"uptime        1h2m3s",
 		"http connect  off",
 		"circuits: 1 open, 1 pre-built",
-		"18446744073709551615  alice (dirty)  443   1m30s  2        guard  12D3KooWGuard   8.0 MB    8",
-		"                                                           exit   12D3KooWExit    16.5 MB   33",
+		"18446744073709551615  alice (dirty)  443   1m30s  2        guard  12D3KooWGuard   5.3 MB   8.0 MB    8",
+		"                                                           exit   12D3KooWExit    5.2 MB   16.5 MB   33",
 		"wallet: 1200 of 10000 sats",
 		"relay: 3 sessions open, 17 since start; 52.4 MB carried, 210 sats earned",
 		"exit   1     12.4 MB  110",

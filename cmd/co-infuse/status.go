@@ -85,7 +85,7 @@ func printCircuits(w io.Writer, c *node.ClientStatus) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CIRCUIT\tISOLATION\tPORT\tAGE\tSTREAMS\tHOP\tPEER\tPAID FOR\tSATS")
+	fmt.Fprintln(tw, "CIRCUIT\tISOLATION\tPORT\tAGE\tSTREAMS\tHOP\tPEER\tCARRIED\tPAID FOR\tSATS")
 	for _, ci := range c.Circuits {
 		iso := ci.Isolation
 		if iso == "" {
@@ -96,13 +96,13 @@ func printCircuits(w io.Writer, c *node.ClientStatus) {
 		}
 		head := fmt.Sprintf("%d\t%s\t%d\t%s\t%d", ci.ID, iso, ci.Port, time.Duration(ci.AgeSec)*time.Second, ci.Streams)
 		if len(ci.Hops) == 0 {
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\n", head)
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\n", head)
 		}
 		for i, h := range ci.Hops {
 			if i > 0 {
 				head = "\t\t\t\t"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", head, h.Role, h.Peer, formatBytes(h.BytesPaidFor), h.SatsPaid)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", head, h.Role, h.Peer, formatBytes(h.BytesCarried), formatBytes(h.BytesPaidFor), h.SatsPaid)
 		}
 	}
 	tw.Flush()

@@ -112,14 +112,14 @@ type voucherRecord struct {
 
 // Purchase is a purchase as the CLI shows it.
 type Purchase struct {
-	ID             string // hex quote id
-	Node           peer.ID
-	AmountSat      uint64
-	State          PurchaseState
-	Created        time.Time
-	Expires        time.Time // the invoice's expiry
-	PriceMsatPerMB uint64
-	Keyset         voucher.KeysetID
+	ID             string           `json:"id"` // hex quote id
+	Node           peer.ID          `json:"node"`
+	AmountSat      uint64           `json:"amount_sat"`
+	State          PurchaseState    `json:"state"` // 1 quoted, 2 paid, 3 done, 4 expired
+	Created        time.Time        `json:"created"`
+	Expires        time.Time        `json:"expires"` // the invoice's expiry
+	PriceMsatPerMB uint64           `json:"price_msat_per_mb"`
+	Keyset         voucher.KeysetID `json:"keyset"`
 }
 
 func (r *purchaseRecord) public(id []byte) Purchase {
@@ -131,10 +131,10 @@ func (r *purchaseRecord) public(id []byte) Purchase {
 
 // Balance is one node's vouchers by state, in sats.
 type Balance struct {
-	Available uint64 // signed, unexpired
-	Reserved  uint64 // handed out, outcome unknown
-	Pending   uint64 // quoted or paid, not yet signed
-	Expired   uint64 // signed but past the keyset's redemption window
+	Available uint64 `json:"available"` // signed, unexpired
+	Reserved  uint64 `json:"reserved"`  // handed out, outcome unknown
+	Pending   uint64 `json:"pending"`   // quoted or paid, not yet signed
+	Expired   uint64 `json:"expired"`   // signed but past the keyset's redemption window
 }
 
 func getJSON(b *bolt.Bucket, k []byte, v any) (bool, error) {
