@@ -31,8 +31,13 @@ func (n *Node) startClient() error {
 				if err != nil {
 					return payment.Reservation{}, err
 				}
+				var value uint64
+				for _, v := range vs {
+					value += v.Amount
+				}
 				return payment.Reservation{
 					Payload: payload,
+					Sats:    value,
 					Commit:  func() error { return w.MarkSpent(vs) },
 					Release: func() error { return w.Release(vs) },
 				}, nil
@@ -60,9 +65,7 @@ func (n *Node) startClient() error {
 		BuildTimeout:   n.cfg.Circuit.BuildTimeout,
 		Logger:         n.log,
 	}
-	if n.payer != nil {
-		pcfg.Prepare = n.prepay
-	}
+	pcfg.Prepare = n.prepare
 	var err error
 	if n.pool, err = pool.New(pcfg); err != nil {
 		return fmt.Errorf("circuit pool: %w", err)
@@ -94,11 +97,38 @@ func (n *Node) selectPath(ctx context.Context, port uint16, exclude []peer.ID) (
 	return pool.Path{Hops: hops, Accepts: ads[len(ads)-1].AllowsPort, Meta: ads}, nil
 }
 
-// prepay is the pool's Prepare when the client has a wallet: every hop whose
-// advert names a Lightning payee is paid ahead (payment.PrepayBytes at its
-// advertised price) before the circuit carries anything, and its ledger is
-// kept until the circuit closes.
-func (n *Node) prepay(ctx context.Context, c *circuit.Circuit, p pool.Path) error {
+// prepare is the pool's Prepare, run once per built circuit before it is
+// used: with a wallet, every hop whose advert names a Lightning payee is
+// paid ahead (payment.PrepayBytes at its advertised price), and the
+// circuit's figures are folded into the per-node totals when it closes.
+func (n *Node) prepare(ctx context.Context, c *circuit.Circuit, p pool.Path) error {
+	var pc *payment.Circuit
+	if n.payer != nil {
+		var err error
+		if pc, err = n.prepay(ctx, c, p); err != nil {
+			return err
+		}
+		if pc != nil {
+			n.paid.Store(c.ID(), pc)
+		}
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		select {
+		case <-c.Done():
+		case <-n.ctx.Done():
+		}
+		n.totals.fold(c, pc)
+		n.paid.Delete(c.ID())
+		pc.Close()
+	}()
+	return nil
+}
+
+// prepay pays the circuit's paid hops ahead and returns its payment ledger,
+// or nil when no hop sells vouchers.
+func (n *Node) prepay(ctx context.Context, c *circuit.Circuit, p pool.Path) (*payment.Circuit, error) {
 	ads, _ := p.Meta.([]discovery.Advert)
 	var hops []payment.Hop
 	for i, ad := range ads {
@@ -113,24 +143,13 @@ func (n *Node) prepay(ctx context.Context, c *circuit.Circuit, p pool.Path) erro
 		n.pay.wallet.Track(ad.Peer) // automatic purchase keeps a balance here
 	}
 	if len(hops) == 0 {
-		return nil
+		return nil, nil
 	}
 	pc, err := n.payer.Open(ctx, c, hops)
 	if err != nil {
-		return fmt.Errorf("prepay circuit: %w", err)
+		return nil, fmt.Errorf("prepay circuit: %w", err)
 	}
-	n.paid.Store(c.ID(), pc)
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		select {
-		case <-c.Done():
-		case <-n.ctx.Done():
-		}
-		n.paid.Delete(c.ID())
-		pc.Close()
-	}()
-	return nil
+	return pc, nil
 }
 
 // paidCircuit returns c's payment ledger, or nil when it pays nobody.

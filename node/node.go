@@ -58,6 +58,8 @@ type Node struct {
 	// paid maps a client circuit's ID to its payment ledger
 	// (*payment.Circuit) while the circuit lives.
 	paid sync.Map
+	// totals are closed client circuits' figures per node (status).
+	totals hopTotals
 
 	ctx    context.Context // canceled by Close; bounds circuit builds
 	cancel context.CancelFunc

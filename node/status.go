@@ -2,6 +2,8 @@ package node
 
 import (
 	"errors"
+	"maps"
+	"slices"
 	"time"
 )
 
@@ -43,6 +45,22 @@ type ClientStatus struct {
 	// Prebuilt counts the circuits in Circuits that were built ahead and
 	// not yet given to any isolation key.
 	Prebuilt int `json:"prebuilt"`
+	// Nodes are, per node used as a hop since start, the circuits through
+	// it and what they carried and paid there, open and closed circuits
+	// together, ordered by peer ID; never null. With a node's own
+	// relay.bytes_carried and relay.sats_earned these show what it billed.
+	Nodes []NodeStatus `json:"nodes"`
+}
+
+// NodeStatus is one node's lifetime figures as this client's hop.
+type NodeStatus struct {
+	Peer string `json:"peer"`
+	// Circuits counts circuits built through it.
+	Circuits int `json:"circuits"`
+	// BytesCarried is the RELAY traffic it carried for us, as it counts.
+	BytesCarried uint64 `json:"bytes_carried"`
+	// SatsPaid is the vouchers it was given, in sats.
+	SatsPaid uint64 `json:"sats_paid"`
 }
 
 // CircuitStatus is one client circuit.
@@ -144,7 +162,9 @@ func (n *Node) status(started time.Time) Status {
 	if n.cfg.Has(RoleClient) {
 		cs := &ClientStatus{Circuits: []CircuitStatus{}}
 		now := time.Now()
+		nodes := n.totals.snapshot()
 		for _, c := range n.pool.Snapshot() {
+			addCircuit(nodes, c.Circuit, n.paidCircuit(c.Circuit))
 			cst := CircuitStatus{ID: c.ID, Isolation: c.Isolation, Port: c.Port, Dirty: c.Dirty, Streams: c.Streams,
 				AgeSec: int64(now.Sub(c.Built) / time.Second), Hops: []HopStatus{}}
 			carried := c.Circuit.HopBytes()
@@ -165,6 +185,10 @@ func (n *Node) status(started time.Time) Status {
 			if c.Clean {
 				cs.Prebuilt++
 			}
+		}
+		cs.Nodes = make([]NodeStatus, 0, len(nodes))
+		for _, id := range slices.Sorted(maps.Keys(nodes)) {
+			cs.Nodes = append(cs.Nodes, nodes[id])
 		}
 		switch w, err := n.WalletStatus(); {
 		case err == nil:

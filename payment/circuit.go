@@ -42,7 +42,8 @@ type hopState struct {
 // HopStats is what a circuit paid one hop.
 type HopStats struct {
 	Hop
-	// SatsPaid is the sats in TOPUPs the hop acknowledged.
+	// SatsPaid is the value of the vouchers in TOPUPs the hop
+	// acknowledged (Reservation.Sats).
 	SatsPaid uint64
 	// BytesPaid is the bytes those TOPUPs paid for (the prepay included).
 	BytesPaid int64
@@ -155,6 +156,10 @@ func (pc *Circuit) pay(ctx context.Context, i int, bytes int64) error {
 		if cerr := r.Commit(); cerr != nil {
 			pc.cl.log.Warn("mark vouchers spent", "err", cerr)
 		}
+	}
+	if r.Sats > sats {
+		// The hop credits what it redeemed: the change buys bytes too.
+		sats, bytes = r.Sats, CreditBytes(r.Sats, h.PriceSatPerMB)
 	}
 	pc.mu.Lock()
 	st := &pc.hops[i].st

@@ -40,6 +40,10 @@ type Hop struct {
 type Reservation struct {
 	// Payload is the redemption batch (VOUCHERS.md §2.1), the TOPUP payload.
 	Payload []byte
+	// Sats is the vouchers' value: at least what was asked, more when the
+	// wallet's denominations cannot make it exactly. Zero means exactly
+	// what was asked.
+	Sats uint64
 	// Commit marks the vouchers spent; it is called once the hop
 	// acknowledged the TOPUP. Nil does nothing.
 	Commit func() error

@@ -657,3 +657,26 @@ func TestWrapCounts(t *testing.T) {
 		t.Fatalf("counted %d bytes, want 2000", got)
 	}
 }
+
+// A reservation worth more than asked (denominations without exact
+// change) is recorded at its value, and the bytes it buys follow it.
+func TestPaidAtReservationValue(t *testing.T) {
+	t.Parallel()
+	c := newFakeCircuit(nil)
+	cl, err := NewClient(ClientConfig{Reserve: func(peer.ID, uint64) (Reservation, error) {
+		return Reservation{Payload: []byte("v"), Sats: 32}, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	pc, err := cl.Open(t.Context(), c, []Hop{{Index: 0, Peer: "hop", PriceSatPerMB: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	st := pc.Stats()[0]
+	if st.SatsPaid != 32 || st.BytesPaid != CreditBytes(32, 2) {
+		t.Fatalf("prepay recorded %d sats for %d bytes, want 32 sats for %d bytes", st.SatsPaid, st.BytesPaid, CreditBytes(32, 2))
+	}
+}
