@@ -16,6 +16,8 @@ trap 'rm -f "$out"' EXIT
 echo "running circuit benchmarks ($count runs each; 2 shared cores make single figures noisy)..."
 go test -run '^$' -bench '^Benchmark(Layer|Circuit3Hop|RawRelay3|Direct|Build3Hop|FirstByte|FirstByteFresh|FirstByteDirect)$' \
 	-benchtime 2s -count "$count" ./circuit/ | tee "$out" | grep -E '^Benchmark' || true
+echo "running devnet benchmarks (fresh SOCKS credentials: pre-built circuit, build on the critical path, direct)..."
+go test -run '^$' -bench '^BenchmarkE2EFreshCredentials$' -benchtime 100x -count "$count" ./devnet/ | tee -a "$out" | grep -E '^Benchmark' || true
 echo "running voucher benchmarks..."
 go test -run '^$' -bench . -benchtime 1s -count 1 -cpu 1 ./voucher/ | tee -a "$out" | grep -E '^Benchmark' || true
 awk '
@@ -41,4 +43,7 @@ END {
 	printf "1st byte  ready circuit %8.2f ms (target <= 5 ms) | fresh circuit %8.2f ms | direct TCP %8.2f ms\n", \
 		median(ns["BenchmarkFirstByte/stream"]) / 1e6, median(ns["BenchmarkFirstByteFresh"]) / 1e6, median(ns["BenchmarkFirstByteDirect"]) / 1e6
 	printf "layer     one hop, one cell: %.1f MB/s\n", median(mbs["BenchmarkLayer"])
+	fd = median(ns["BenchmarkE2EFreshCredentials/direct"]); fp = median(ns["BenchmarkE2EFreshCredentials/prebuilt"]); fb = median(ns["BenchmarkE2EFreshCredentials/build"])
+	printf "fresh credentials through the devnet, first byte: pre-built circuit %.2f ms | build on the critical path %.2f ms | direct %.2f ms\n", fp / 1e6, fb / 1e6, fd / 1e6
+	if (fd > 0) printf "          pre-built - direct = %.2f ms (target <= 1 ms); build / pre-built = %.1fx\n", (fp - fd) / 1e6, (fp > 0 ? fb / fp : 0)
 }' "$out"
