@@ -71,14 +71,20 @@ func (m *Mux) Handle(svc cell.Service, f BeginFunc) error {
 	return nil
 }
 
-// HandleServe registers f for svc: each BEGIN gets one end of an in-memory
-// pipe, answered CONNECTED at once, and f serves the other end on a
-// goroutine the Mux owns (Close cancels ctx and waits for it).
-func (m *Mux) HandleServe(svc cell.Service, f ServeFunc) error {
+// HandleServe registers f for svc: a BEGIN that accept allows (nil allows
+// all; its error is the END reason, before CONNECTED) gets one end of an
+// in-memory pipe, answered CONNECTED at once, and f serves the other end on
+// a goroutine the Mux owns (Close cancels ctx and waits for it).
+func (m *Mux) HandleServe(svc cell.Service, accept func(BeginRequest) error, f ServeFunc) error {
 	if f == nil {
 		return fmt.Errorf("mux: nil handler for %v", svc)
 	}
 	return m.Handle(svc, func(_ context.Context, req BeginRequest) (net.Conn, error) {
+		if accept != nil {
+			if err := accept(req); err != nil {
+				return nil, err
+			}
+		}
 		m.mu.RLock()
 		defer m.mu.RUnlock()
 		if m.closed {

@@ -66,7 +66,13 @@ func TestMuxServeAndClose(t *testing.T) {
 	t.Parallel()
 	m := NewMux()
 	served := make(chan struct{})
-	err := m.HandleServe(cell.ServiceMempool, func(ctx context.Context, req BeginRequest, conn net.Conn) {
+	accept := func(req BeginRequest) error {
+		if req.Target.Port() != 1 {
+			return ErrServiceNotOffered
+		}
+		return nil
+	}
+	err := m.HandleServe(cell.ServiceMempool, accept, func(ctx context.Context, req BeginRequest, conn net.Conn) {
 		defer conn.Close()
 		conn.Write([]byte("ok"))
 		close(served)
@@ -75,7 +81,14 @@ func TestMuxServeAndClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := m.Begin(context.Background(), BeginRequest{Service: cell.ServiceMempool})
+	one, err := cell.ParseTarget("mempool:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Begin(context.Background(), BeginRequest{Service: cell.ServiceMempool}); !errors.Is(err, ErrServiceNotOffered) {
+		t.Fatalf("Begin refused by accept = %v, want ErrServiceNotOffered before any pipe", err)
+	}
+	c, err := m.Begin(context.Background(), BeginRequest{Service: cell.ServiceMempool, Target: one})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +98,7 @@ func TestMuxServeAndClose(t *testing.T) {
 	}
 	<-served
 	m.Close() // must return: cancels the handler's ctx and waits
-	if _, err := m.Begin(context.Background(), BeginRequest{Service: cell.ServiceMempool}); !errors.Is(err, ErrClosed) {
+	if _, err := m.Begin(context.Background(), BeginRequest{Service: cell.ServiceMempool, Target: one}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Begin after Close = %v, want ErrClosed", err)
 	}
 	m.Close()

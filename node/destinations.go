@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"slices"
 
 	"github.com/co-infuse/co-infuse/circuit"
 	"github.com/co-infuse/co-infuse/circuit/cell"
@@ -19,7 +18,8 @@ import (
 // names with the circuit engine's service Mux; adding one is a line in
 // destinations, never a change to Start.
 type destination struct {
-	role Role
+	// enabled says whether this node runs the destination.
+	enabled func(Config) bool
 	// start builds the destination and registers its handlers with mux.
 	// What it returns is closed when the node stops, after the circuit
 	// engine (so no stream is still using it); it may be nil.
@@ -28,12 +28,10 @@ type destination struct {
 
 func destinations() []destination {
 	return []destination{
-		{role: RoleExit, start: startExit},
+		{enabled: func(c Config) bool { return c.Has(RoleExit) }, start: startExit},
 		// The mint sells vouchers for this node's bandwidth through
-		// circuits, so buyers need not connect to it. Start registers by
-		// role; a node with both roles runs it once.
-		{role: RoleRelay, start: startMint},
-		{role: RoleExit, start: startMint},
+		// circuits, so buyers need not connect to it.
+		{enabled: func(c Config) bool { return c.Payments.Enabled }, start: startMint},
 	}
 }
 
@@ -43,12 +41,9 @@ func destinations() []destination {
 // the client's address.
 //
 // Only the target cell.MintTarget is served; any other is refused with
-// END service-not-offered before CONNECTED. Mux.HandleServe answers
-// CONNECTED before its handler sees the request, so the check runs in a
-// Handle func in front of a private Mux whose HandleServe owns the serving
-// goroutines; that Mux is returned, to be closed after the engine.
+// END service-not-offered before CONNECTED.
 func startMint(n *Node, mux *circuit.Mux) (io.Closer, error) {
-	if n.pay == nil || n.pay.mint == nil || slices.Contains(mux.Services(), cell.ServiceMint) {
+	if n.pay == nil || n.pay.mint == nil {
 		return nil, nil
 	}
 	m := n.pay.mint
@@ -56,23 +51,15 @@ func startMint(n *Node, mux *circuit.Mux) (io.Closer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mint target: %w", err) // unreachable: a constant
 	}
-	serve := circuit.NewMux()
-	if err := serve.HandleServe(cell.ServiceMint, func(ctx context.Context, req circuit.BeginRequest, conn net.Conn) {
-		m.ServeConn(ctx, conn, req.Cookie)
-	}); err != nil {
-		serve.Close()
-		return nil, err
-	}
-	if err := mux.Handle(cell.ServiceMint, func(ctx context.Context, req circuit.BeginRequest) (net.Conn, error) {
+	accept := func(req circuit.BeginRequest) error {
 		if req.Target != want {
-			return nil, fmt.Errorf("mint: %w", circuit.ErrServiceNotOffered)
+			return fmt.Errorf("mint: %w", circuit.ErrServiceNotOffered)
 		}
-		return serve.Begin(ctx, req)
-	}); err != nil {
-		serve.Close()
-		return nil, err
+		return nil
 	}
-	return serve, nil
+	return nil, mux.HandleServe(cell.ServiceMint, accept, func(ctx context.Context, req circuit.BeginRequest, conn net.Conn) {
+		m.ServeConn(ctx, conn, req.Cookie)
+	})
 }
 
 // startExit runs the exit role: TCP out under the exit policy, and Tor's

@@ -177,7 +177,7 @@ func (n *Node) startEngine() error {
 	if n.relays() {
 		n.mux = circuit.NewMux()
 		for _, d := range destinations() {
-			if !n.cfg.Has(d.role) {
+			if !d.enabled(n.cfg) {
 				continue
 			}
 			c, err := d.start(n, n.mux)

@@ -55,7 +55,7 @@ func TestQuoteThroughCircuit(t *testing.T) {
 	m := f.open(t)
 	mux := circuit.NewMux()
 	t.Cleanup(func() { mux.Close() })
-	if err := mux.HandleServe(cell.ServiceMint, func(ctx context.Context, req circuit.BeginRequest, conn net.Conn) {
+	if err := mux.HandleServe(cell.ServiceMint, nil, func(ctx context.Context, req circuit.BeginRequest, conn net.Conn) {
 		m.ServeConn(ctx, conn, req.Cookie)
 	}); err != nil {
 		t.Fatal(err)
