@@ -82,6 +82,10 @@ type CircuitStatus struct {
 	Dirty bool `json:"dirty"`
 	// Streams counts the streams open now.
 	Streams int `json:"streams"`
+	// Prebuilt is true for a circuit built ahead and not yet given to
+	// any isolation key (Isolation is then "", as for streams without
+	// credentials).
+	Prebuilt bool `json:"prebuilt"`
 	// Hops are the circuit's hops, first hop first; never null.
 	Hops []HopStatus `json:"hops"`
 }
@@ -165,7 +169,7 @@ func (n *Node) status(started time.Time) Status {
 		nodes := n.totals.snapshot()
 		for _, c := range n.pool.Snapshot() {
 			addCircuit(nodes, c.Circuit, n.paidCircuit(c.Circuit))
-			cst := CircuitStatus{ID: c.ID, Isolation: c.Isolation, Port: c.Port, Dirty: c.Dirty, Streams: c.Streams,
+			cst := CircuitStatus{ID: c.ID, Isolation: c.Isolation, Port: c.Port, Dirty: c.Dirty, Streams: c.Streams, Prebuilt: c.Clean,
 				AgeSec: int64(now.Sub(c.Built) / time.Second), Hops: []HopStatus{}}
 			carried := c.Circuit.HopBytes()
 			for i, p := range c.Path {

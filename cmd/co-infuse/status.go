@@ -88,8 +88,11 @@ func printCircuits(w io.Writer, c *node.ClientStatus) {
 	fmt.Fprintln(tw, "CIRCUIT\tISOLATION\tPORT\tAGE\tSTREAMS\tHOP\tPEER\tCARRIED\tPAID FOR\tSATS")
 	for _, ci := range c.Circuits {
 		iso := ci.Isolation
-		if iso == "" {
+		switch {
+		case ci.Prebuilt:
 			iso = "(pre-built)"
+		case iso == "":
+			iso = "(no credentials)"
 		}
 		if ci.Dirty {
 			iso += " (dirty)"
