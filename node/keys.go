@@ -73,8 +73,32 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	return nil
 }
 
+// PersistentIdentity reports whether a node with these roles keeps a
+// permanent libp2p identity in IdentityKeyFile. Relays and exits do: their
+// adverts are signed by it and clients find and check them by it. A
+// client-only node does not: like a Tor client it is a fresh peer ID each
+// run (EphemeralIdentity), so that a guard, or a node it buys from
+// directly, cannot tell this run from the last one by its key. What a
+// client must keep (wallet, discovery cache, guards) is stored without
+// reference to its own peer ID. A node that is both client and relay is
+// the relay's identity for everything it does.
+func (c Config) PersistentIdentity() bool { return c.Has(RoleRelay) || c.Has(RoleExit) }
+
+// EphemeralIdentity returns a fresh Ed25519 libp2p key that is never
+// written anywhere: a client-only node's identity for one run. An
+// IdentityKeyFile already in the data directory (from when the node was a
+// relay, or from an older version) is left alone, neither used nor
+// deleted.
+func EphemeralIdentity() (crypto.PrivKey, error) {
+	k, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		return nil, fmt.Errorf("generate per-run identity: %w", err)
+	}
+	return k, nil
+}
+
 // LoadIdentity returns the node's persistent libp2p identity, creating it on
-// first use.
+// first use. Only relays and exits call it (Config.PersistentIdentity).
 func LoadIdentity(dataDir string) (crypto.PrivKey, error) {
 	raw, err := loadOrCreate(filepath.Join(dataDir, IdentityKeyFile), func() ([]byte, error) {
 		k, _, err := crypto.GenerateEd25519Key(nil)

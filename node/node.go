@@ -30,7 +30,7 @@ import (
 type Node struct {
 	cfg  Config
 	log  *slog.Logger
-	priv crypto.PrivKey
+	priv crypto.PrivKey // relays and exits: identity.key, set by New; client only: per run, set by Start
 
 	// Set by Start, read-only afterwards. Nil fields are parts this
 	// node's roles and settings leave out.
@@ -79,8 +79,9 @@ func WithLogger(l *slog.Logger) Option {
 	return func(n *Node) error { n.log = l; return nil }
 }
 
-// New checks cfg and loads (or creates) the node's identity. It starts
-// nothing.
+// New checks cfg and, for a relay or exit, loads (or creates) the node's
+// persistent identity; a client-only node gets a fresh one in Start
+// (Config.PersistentIdentity). It starts nothing.
 func New(cfg Config, opts ...Option) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -88,11 +89,13 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	priv, err := LoadIdentity(cfg.DataDir)
-	if err != nil {
-		return nil, err
+	n := &Node{cfg: cfg}
+	if cfg.PersistentIdentity() {
+		var err error
+		if n.priv, err = LoadIdentity(cfg.DataDir); err != nil {
+			return nil, err
+		}
 	}
-	n := &Node{cfg: cfg, priv: priv}
 	for _, o := range opts {
 		if err := o(n); err != nil {
 			return nil, err
@@ -130,6 +133,11 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		}
 	}()
 
+	if n.priv == nil { // client only: a peer ID for this run, never written
+		if n.priv, err = EphemeralIdentity(); err != nil {
+			return err
+		}
+	}
 	if n.host, err = newHost(n.priv, n.cfg.Network); err != nil {
 		return err
 	}
