@@ -73,7 +73,7 @@ func (e usageError) Unwrap() error { return e.error }
 const usage = `usage: co-infuse <command> [flags]
 
 commands:
-  init     write a commented config.yaml and identity keys into the data dir
+  init     write a commented config.yaml (and a relay's keys) into the data dir
   run      start the node the config describes
   devnet   run a whole local network on loopback (3 relays, 2 exits, a client)
   status   show what a running node does: circuits, sats paid per hop,
@@ -139,8 +139,10 @@ func defaultDataDir() string {
 const (
 	aboutInit = `usage: co-infuse init [--datadir D] [--roles client,relay,exit] [--force]
 
-Write a commented config.yaml and the node's identity keys into the data
-directory. Keys that exist are kept.
+Write a commented config.yaml into the data directory and, for a relay or
+exit, its identity and onion keys. Keys that exist are kept. A client-only
+node has no permanent identity: it makes a new peer ID each run and writes
+no key (an identity.key already there is left alone and not used).
 `
 	aboutRun = `usage: co-infuse run [--datadir D]
 
@@ -264,20 +266,26 @@ func cmdInit(args []string, stdout, stderr io.Writer) error {
 	if err := os.WriteFile(path, raw, 0o600); err != nil {
 		return err
 	}
-	id, err := node.LoadIdentity(*dd)
-	if err != nil {
-		return err
-	}
-	if cfg.Has(node.RoleRelay) || cfg.Has(node.RoleExit) {
+	fmt.Fprintf(stdout, "wrote %s\n", path)
+	if cfg.PersistentIdentity() {
+		id, err := node.LoadIdentity(*dd)
+		if err != nil {
+			return err
+		}
 		if _, err := node.LoadOnionKey(*dd); err != nil {
 			return err
 		}
+		pid, err := peerIDOf(id)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "peer id %s\n", pid)
+	} else {
+		fmt.Fprintf(stdout, "peer id: new each run (a client-only node keeps no identity; `co-infuse status` shows this run's)\n")
+		if _, err := os.Stat(filepath.Join(*dd, node.IdentityKeyFile)); err == nil {
+			fmt.Fprintf(stdout, "%s is left in place and not used while the node is client-only\n", node.IdentityKeyFile)
+		}
 	}
-	pid, err := peerIDOf(id)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "wrote %s\npeer id %s\n", path, pid)
 	fmt.Fprintf(stdout, "discovery: the public IPFS DHT (mode %s) through its public bootstrap peers; for a network of your own set discovery.mode: %s and discovery.bootstrap\n", cfg.Discovery.Mode, discovery.ModePrivate)
 	if cfg.Has(node.RoleRelay) || cfg.Has(node.RoleExit) {
 		fmt.Fprintf(stdout, "relays and exits must be reachable: put a public address in network.listen or network.announce\n")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -314,7 +315,7 @@ func TestStatusRunningClient(t *testing.T) {
 	if code != 0 || errOut != "" {
 		t.Fatalf("status: exit %d, stderr %q", code, errOut)
 	}
-	for _, w := range []string{n.ID().String(), "roles", "client", n.SOCKSAddr().String(), "circuits: 0 open"} {
+	for _, w := range []string{n.ID().String() + " (this run only", "roles", "client", n.SOCKSAddr().String(), "circuits: 0 open"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("status output lacks %q:\n%s", w, out)
 		}
@@ -376,5 +377,62 @@ func TestPrintStatus(t *testing.T) {
 	var back node.Status
 	if err := json.Unmarshal(raw, &back); err != nil || back.Client.Circuits[0].ID != st.Client.Circuits[0].ID {
 		t.Errorf("round trip: %v, %+v", err, back.Client)
+	}
+}
+
+// TestInitIdentity: init writes identity and onion keys for a relay and
+// prints its peer ID; for a client-only node it writes no key, says the
+// peer ID is per run, and leaves an old identity.key alone.
+func TestInitIdentity(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		roles    string
+		oldKey   bool
+		keys     bool     // identity.key and onion.key exist afterwards
+		want     []string // in stdout
+		dontWant string
+	}{
+		{"relay", false, true, []string{"peer id 12D3KooW"}, "new each run"},
+		{"client,exit", false, true, []string{"peer id 12D3KooW"}, "new each run"},
+		{"client", false, false, []string{"peer id: new each run"}, "left in place"},
+		{"client", true, false, []string{"peer id: new each run", "identity.key is left in place and not used"}, "peer id 12D3KooW"},
+	}
+	for _, tc := range tests {
+		t.Run(fmt.Sprintf("%s old key %v", tc.roles, tc.oldKey), func(t *testing.T) {
+			t.Parallel()
+			dir := filepath.Join(t.TempDir(), "data")
+			keyPath := filepath.Join(dir, node.IdentityKeyFile)
+			var old []byte
+			if tc.oldKey {
+				if _, err := node.LoadIdentity(dir); err != nil {
+					t.Fatal(err)
+				}
+				old, _ = os.ReadFile(keyPath)
+			}
+			code, out, errOut := runCLI(t, "init", "--datadir", dir, "--roles", tc.roles)
+			if code != 0 {
+				t.Fatalf("init: exit %d, stderr %q", code, errOut)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("stdout lacks %q:\n%s", w, out)
+				}
+			}
+			if strings.Contains(out, tc.dontWant) {
+				t.Errorf("stdout has %q:\n%s", tc.dontWant, out)
+			}
+			key, err := os.ReadFile(keyPath)
+			_, onionErr := os.Stat(filepath.Join(dir, node.OnionKeyFile))
+			switch {
+			case tc.keys && (err != nil || onionErr != nil):
+				t.Errorf("keys not written: %v, %v", err, onionErr)
+			case !tc.keys && !tc.oldKey && !os.IsNotExist(err):
+				t.Errorf("client-only init wrote %s (%v)", node.IdentityKeyFile, err)
+			case !tc.keys && !os.IsNotExist(onionErr):
+				t.Errorf("client-only init wrote %s (%v)", node.OnionKeyFile, onionErr)
+			case tc.oldKey && !bytes.Equal(key, old):
+				t.Errorf("init changed the old %s", node.IdentityKeyFile)
+			}
+		})
 	}
 }

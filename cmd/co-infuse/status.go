@@ -52,7 +52,11 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 // with one line per hop, the wallet, and the relay's sessions by role.
 func printStatus(w io.Writer, st node.Status) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "node\t%s\n", st.ID)
+	id := st.ID
+	if !(node.Config{Roles: st.Roles}).PersistentIdentity() {
+		id += " (this run only: a client keeps no peer ID)"
+	}
+	fmt.Fprintf(tw, "node\t%s\n", id)
 	fmt.Fprintf(tw, "roles\t%s\n", joinRoles(st.Roles))
 	fmt.Fprintf(tw, "uptime\t%s\n", time.Duration(st.UptimeSec)*time.Second)
 	fmt.Fprintf(tw, "socks5\t%s\n", orOff(st.SOCKS))
