@@ -18,6 +18,10 @@ const (
 	// circuits after about an hour too).
 	cleanLifetime = time.Hour
 
+	// refillDelay is how long after a claim the clean set is refilled
+	// (refillSoonLocked).
+	refillDelay = 200 * time.Millisecond
+
 	// handoutGrace is how long after Get handed a circuit out the sweep
 	// leaves it alone even with no stream: the caller is about to open one.
 	handoutGrace = 10 * time.Second

@@ -28,6 +28,8 @@ type Pool struct {
 	mu      sync.Mutex // guards everything below
 	started bool
 	closed  bool
+	// refillPending: a delayed refill after a claim is scheduled.
+	refillPending bool
 	// keyed holds the circuits of each key, dirty ones included, in the
 	// order they joined; nkeyed counts them (bounded by MaxIsolated, beyond
 	// it only while circuits carry streams). A key leaves the map with its
@@ -263,8 +265,35 @@ func (p *Pool) claimLocked(key Key, port uint16, now time.Time) (*entry, []*circ
 	p.useLocked(got, now)
 	victims := p.addKeyedLocked(got, now)
 	p.stats.Claims++
-	p.refillLocked(now)
+	p.refillSoonLocked()
 	return got, victims
+}
+
+// refillSoonLocked refills the clean set refillDelay after a claim, not at
+// once: the handshakes of a new build would otherwise compete for the CPU
+// with the stream that just claimed a circuit, on the critical path the
+// pre-built circuit was there to clear. One delayed refill is pending at a
+// time.
+func (p *Pool) refillSoonLocked() {
+	if p.refillPending || p.closed {
+		return
+	}
+	p.refillPending = true
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		t := time.NewTimer(refillDelay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-p.ctx.Done():
+			return
+		}
+		p.mu.Lock()
+		p.refillPending = false
+		p.refillLocked(p.cfg.Now())
+		p.mu.Unlock()
+	}()
 }
 
 // useLocked records that e was handed out at now.
