@@ -58,7 +58,8 @@ func TestStrings(t *testing.T) {
 		{RelayBegin.String(), "BEGIN"},
 		{RelayTopUpAck.String(), "TOPUP_ACK"},
 		{RelayCmd(0).String(), "RelayCmd(0)"},
-		{RelayCmd(13).String(), "RelayCmd(13)"},
+		{RelayTeardown.String(), "TEARDOWN"},
+		{RelayCmd(14).String(), "RelayCmd(14)"},
 		{EndDone.String(), "done"},
 		{EndResourceLimit.String(), "resource-limit"},
 		{EndReason(12).String(), "EndReason(12)"},
@@ -79,7 +80,7 @@ func TestStrings(t *testing.T) {
 			t.Errorf("Command %d: named %v, valid %v", c, named, c.Valid())
 		}
 	}
-	for c := RelayCmd(0); c <= RelayTopUpAck+1; c++ {
+	for c := RelayCmd(0); c <= RelayTeardown+1; c++ {
 		named := c.String() != "RelayCmd("+itoa(int(c))+")"
 		if named != c.Valid() {
 			t.Errorf("RelayCmd %d: named %v, valid %v", c, named, c.Valid())

@@ -99,6 +99,7 @@ func FuzzResolve(f *testing.F)   { fuzzMessage(f, "resolve") }
 func FuzzResolved(f *testing.F)  { fuzzMessage(f, "resolved") }
 func FuzzTopUp(f *testing.F)     { fuzzMessage(f, "topup") }
 func FuzzTopUpAck(f *testing.F)  { fuzzMessage(f, "topup_ack") }
+func FuzzTeardown(f *testing.F)  { fuzzMessage(f, "teardown") }
 
 // FuzzCell checks whole cells: the header accessors and, by command, the
 // CREATE, CREATED and DESTROY bodies. Inputs are laid at the front of a zero

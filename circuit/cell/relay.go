@@ -23,10 +23,11 @@ const (
 	RelayResolved  RelayCmd = 10 // stream ≠ 0; data: Resolved
 	RelayTopUp     RelayCmd = 11 // stream 0; data: TopUp
 	RelayTopUpAck  RelayCmd = 12 // stream 0; data: TopUpAck
+	RelayTeardown  RelayCmd = 13 // stream 0; data: Teardown
 )
 
 // Valid reports whether c is a known relay command.
-func (c RelayCmd) Valid() bool { return c >= RelayBegin && c <= RelayTopUpAck }
+func (c RelayCmd) Valid() bool { return c >= RelayBegin && c <= RelayTeardown }
 
 // String returns the protocol name of c, or "RelayCmd(n)" if unknown.
 func (c RelayCmd) String() string {
@@ -55,19 +56,21 @@ func (c RelayCmd) String() string {
 		return "TOPUP"
 	case RelayTopUpAck:
 		return "TOPUP_ACK"
+	case RelayTeardown:
+		return "TEARDOWN"
 	}
 	return "RelayCmd(" + strconv.Itoa(int(c)) + ")"
 }
 
 // StreamOK reports whether stream id s may carry command c (§5 table):
-// SENDME takes any stream, EXTEND, EXTENDED, DROP, TOPUP and TOPUP_ACK only
-// stream 0, and the others only a non-zero stream. It is false for unknown
+// SENDME takes any stream, EXTEND, EXTENDED, DROP, TOPUP, TOPUP_ACK and
+// TEARDOWN only stream 0, and the others only a non-zero stream. It is false for unknown
 // commands.
 func (c RelayCmd) StreamOK(s uint16) bool {
 	switch c {
 	case RelaySendme:
 		return true
-	case RelayExtend, RelayExtended, RelayDrop, RelayTopUp, RelayTopUpAck:
+	case RelayExtend, RelayExtended, RelayDrop, RelayTopUp, RelayTopUpAck, RelayTeardown:
 		return s == 0
 	case RelayBegin, RelayData, RelayEnd, RelayConnected, RelayResolve, RelayResolved:
 		return s != 0

@@ -26,8 +26,9 @@ func TestRelayStreamRules(t *testing.T) {
 		{RelayResolved, false, true, []byte{1}},
 		{RelayTopUp, true, false, []byte{1}},
 		{RelayTopUpAck, true, false, []byte{1}},
+		{RelayTeardown, true, false, []byte{4}},
 		{RelayCmd(0), false, false, nil},
-		{RelayCmd(13), false, false, nil},
+		{RelayCmd(14), false, false, nil},
 		{RelayCmd(255), false, false, nil},
 	}
 	for _, tt := range tests {

@@ -174,6 +174,13 @@ func decodeAs(typ string, b []byte) (desc string, again []byte, err error) {
 		}
 		out, err := m.AppendBinary(nil)
 		return fmt.Sprintf("addr=%v", m.Addr), out, err
+	case "teardown":
+		var m Teardown
+		if err := m.UnmarshalBinary(b); err != nil {
+			return "", nil, err
+		}
+		out, err := m.AppendBinary(nil)
+		return fmt.Sprintf("reason=%v", m.Reason), out, err
 	case "end":
 		var m End
 		if err := m.UnmarshalBinary(b); err != nil {
@@ -276,7 +283,7 @@ func TestVectors(t *testing.T) {
 		})
 	}
 	// Every parser has passing and failing vectors.
-	for _, typ := range []string{"cell", "create", "created", "destroy", "relay", "begin", "connected", "end", "extend", "extended", "resolve", "resolved", "topup", "topup_ack"} {
+	for _, typ := range []string{"cell", "create", "created", "destroy", "relay", "begin", "connected", "end", "extend", "extended", "resolve", "resolved", "topup", "topup_ack", "teardown"} {
 		var ok, bad bool
 		for _, v := range vs {
 			if v.Type == typ {
