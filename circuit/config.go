@@ -43,7 +43,31 @@ type Limits struct {
 	// MaxStreamsPerCircuit is the most open streams on one circuit, at the
 	// client (Dial fails) and at the last hop (BEGIN gets END resource
 	// limit). Default 64. Each stream may buffer up to 512 cells (§5.2).
+	// At the last hop a stream holds its slot from BEGIN until its Begin
+	// hook has returned and its destination is closed, even if END came
+	// first, so BEGIN+END pairs never run more dials than this at once.
 	MaxStreamsPerCircuit int
+	// MaxPendingBegins is the most Begin and Resolve hook calls (dials and
+	// lookups in flight) running at once on this node, across every
+	// circuit; more BEGINs and RESOLVEs get END resource limit. Default
+	// 1024.
+	MaxPendingBegins int
+	// MemoryBudget is the node-wide budget, in bytes, for what this node
+	// holds for others: 8 KiB per relayed circuit, 32 KiB per last-hop
+	// stream, and every DATA cell a last-hop stream has buffered (4 KiB
+	// each, up to 512 per stream, §5.2). New circuits and streams may use
+	// 3/4 of it; past that CREATE gets DESTROY resource limit and BEGIN
+	// gets END resource limit. The last quarter is for data of open
+	// streams; a DATA cell that does not fit ends its stream with END
+	// resource limit. The client's own streams are not charged. Default
+	// 512 MiB.
+	MemoryBudget int64
+	// EndLinger is how long the last hop keeps writing, to a destination
+	// that reads slowly, the data its stream had buffered when the client's
+	// END (reason done) arrived; then the destination is closed and what
+	// is left is dropped. END with any other reason closes the
+	// destination at once. Default 5s.
+	EndLinger time.Duration
 	// MaxLinkQueue is the length, in cells, of each link's send queue;
 	// senders wait when it is full. Default 256 (1 MiB).
 	MaxLinkQueue int
@@ -86,10 +110,15 @@ func (l *Limits) setDefaults() {
 	def(&l.MaxCircuitsPerPeer, 1024)
 	def(&l.MaxStreamsPerCircuit, 64)
 	def(&l.MaxPendingCreates, 256)
+	def(&l.MaxPendingBegins, 1024)
+	if l.MemoryBudget <= 0 {
+		l.MemoryBudget = 512 << 20
+	}
 	def(&l.MaxLinkQueue, 256)
 	defd(&l.CreateTimeout, 10*time.Second)
 	defd(&l.ExtendTimeout, 15*time.Second)
 	defd(&l.BeginTimeout, 20*time.Second)
+	defd(&l.EndLinger, 5*time.Second)
 	defd(&l.IdleTimeout, 10*time.Minute)
 	defd(&l.WriteTimeout, 30*time.Second)
 	defd(&l.KeepAlive, 2*time.Minute)
@@ -143,7 +172,10 @@ type Config struct {
 	// Begin, if set, opens the destination of a BEGIN at the last hop. Its
 	// error should wrap one of the errors.go sentinels (mapped to END
 	// reasons with EndReasonFor). Nil answers END service-not-offered. The
-	// engine closes the returned conn when the stream ends.
+	// engine owns the returned conn and closes it when the stream ends: at
+	// once on END with an error reason, after the circuit dies or the far
+	// end closes, and at most EndLinger after END done. A conn returned
+	// after the stream ended is closed at once.
 	Begin func(ctx context.Context, req BeginRequest) (net.Conn, error)
 	// Resolve, if set, answers RESOLVE at the last hop; nil answers END
 	// resolve-failed.

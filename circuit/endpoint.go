@@ -1,7 +1,9 @@
 package circuit
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"sync"
 
@@ -18,12 +20,16 @@ type endpoint struct {
 	maxData    int // DATA bytes per cell
 	maxStreams int
 	done       chan struct{} // closed by shutdown
+	// mem is the engine's memory budget at the last hop, which charges
+	// every buffered DATA cell to it; nil at the client, whose buffers
+	// are its own streams'.
+	mem *memBudget
 
 	mu      sync.Mutex // guards everything below, and Stream.sendWin/wErr
 	err     error      // why the circuit closed; set before done is closed
 	streams map[uint16]*Stream
 	pending map[uint16]chan reply // client: BEGIN or RESOLVE awaiting an answer
-	busy    int                   // last hop: RESOLVEs in progress
+	busy    int                   // last hop: streams and RESOLVEs holding a slot (claimLocked)
 	nextID  uint16
 	sendWin int           // circuit DATA cells we may still send
 	recvWin int           // circuit DATA cells the peer may still send
@@ -50,6 +56,23 @@ func newEndpoint(e *Engine, maxData int, send func(cell.RelayCmd, uint16, []byte
 		sendWin:    circWindow,
 		recvWin:    circWindow,
 		winCh:      make(chan struct{}),
+	}
+}
+
+// getChunk returns a buffer for one received DATA cell, charged to mem;
+// nil if the budget has no room.
+func (ep *endpoint) getChunk() *dataBuf {
+	if ep.mem != nil && !ep.mem.reserve(chunkCost, useData) {
+		return nil
+	}
+	return ep.e.getBuf()
+}
+
+// putChunk recycles a buffer from getChunk.
+func (ep *endpoint) putChunk(b *dataBuf) {
+	ep.e.putBuf(b)
+	if ep.mem != nil {
+		ep.mem.release(chunkCost)
 	}
 }
 
@@ -107,6 +130,34 @@ func (ep *endpoint) addLocked(s *Stream) error {
 	return nil
 }
 
+// claimLocked registers s at the last hop and takes one of the circuit's
+// MaxStreamsPerCircuit slots for it. The slot outlives the table entry: an
+// END removes the entry at once, but the stream's owner gives the slot back
+// (releaseSlot) only once its Begin hook has returned and its destination
+// is closed, so dials in flight count against the cap.
+func (ep *endpoint) claimLocked(s *Stream) error {
+	if ep.err != nil {
+		return ep.err
+	}
+	if _, ok := ep.streams[s.id]; ok {
+		return fmt.Errorf("%w: stream %d in use", ErrProtocol, s.id)
+	}
+	if ep.busy >= ep.maxStreams {
+		return fmt.Errorf("%w: %d streams on circuit", ErrResourceLimit, ep.maxStreams)
+	}
+	ep.busy++
+	ep.streams[s.id] = s
+	ep.e.nStreams.Add(1)
+	return nil
+}
+
+// releaseSlot gives back a slot taken by claimLocked or by a RESOLVE.
+func (ep *endpoint) releaseSlot() {
+	ep.mu.Lock()
+	ep.busy--
+	ep.mu.Unlock()
+}
+
 // removeLocked drops s from the table if it is still there.
 func (ep *endpoint) removeLocked(s *Stream) {
 	if ep.streams[s.id] == s {
@@ -160,7 +211,41 @@ func (ep *endpoint) onData(id uint16, data []byte) error {
 		// Data in flight for a stream we closed: dropped.
 		return nil
 	}
-	return s.push(data)
+	if err := s.push(data); !errors.Is(err, errNoMemory) {
+		return err
+	}
+	ep.abort(s, cell.EndResourceLimit)
+	return nil
+}
+
+// abort ends s from this end with END reason r: the far end is told, reads
+// here return the reason's error, buffered DATA is freed and, at the last
+// hop, the destination is closed.
+func (ep *endpoint) abort(s *Stream, r cell.EndReason) {
+	err := &endError{reason: r}
+	ep.mu.Lock()
+	if ep.streams[s.id] != s {
+		ep.mu.Unlock()
+		return
+	}
+	ep.removeLocked(s)
+	if s.wErr == nil {
+		s.wErr = err
+	}
+	dst, open := s.dst, ep.err == nil
+	ep.signalLocked()
+	ep.mu.Unlock()
+	if open {
+		b, _ := (&cell.End{Reason: r}).AppendBinary(nil)
+		_ = ep.send(cell.RelayEnd, s.id, b) // fails only if the circuit is dying
+	}
+	s.remoteEnd(err)
+	s.mu.Lock()
+	s.discardLocked()
+	s.mu.Unlock()
+	if dst != nil {
+		_ = dst.Close()
+	}
 }
 
 // onSendme handles a SENDME (§5.2): stream 0 is the circuit window.
@@ -188,7 +273,8 @@ func (ep *endpoint) onSendme(id uint16) error {
 }
 
 // onEnd handles END for stream id: a pending request fails, an open stream
-// reads to EOF (or the reason's error) and stops writing.
+// reads to EOF (or the reason's error) and stops writing, and at the last
+// hop its destination is closed (endDestination).
 func (ep *endpoint) onEnd(id uint16, r cell.EndReason) {
 	ep.mu.Lock()
 	if ch, ok := ep.pending[id]; ok {
@@ -200,31 +286,39 @@ func (ep *endpoint) onEnd(id uint16, r cell.EndReason) {
 	if r == cell.EndDone {
 		err = errStreamEnded
 	}
+	var dst net.Conn
 	if s != nil {
 		ep.removeLocked(s)
 		if s.wErr == nil {
 			s.wErr = err
 		}
+		dst = s.dst
 		ep.signalLocked()
 	}
 	ep.mu.Unlock()
-	if s != nil {
-		if r == cell.EndDone {
-			s.remoteEnd(nil)
-		} else {
-			s.remoteEnd(err)
-		}
+	if s == nil {
+		return
+	}
+	if r == cell.EndDone {
+		s.remoteEnd(nil)
+	} else {
+		s.remoteEnd(err)
+	}
+	if dst != nil {
+		endDestination(s, dst, r, ep.e.cfg.Limits.EndLinger)
 	}
 }
 
 // onReply delivers CONNECTED or RESOLVED to a pending request. An answer
-// nobody asked for is a protocol violation.
+// for a request we gave up on (Dial or Resolve ended first and sent END;
+// the answer crossed it) is dropped, as DATA for a closed stream is
+// (PROTOCOL.md §5.2).
 func (ep *endpoint) onReply(id uint16, r reply) error {
 	ep.mu.Lock()
 	defer ep.mu.Unlock()
 	ch, ok := ep.pending[id]
 	if !ok {
-		return fmt.Errorf("%w: unexpected %v on stream %d", ErrProtocol, r.cmd, id)
+		return nil
 	}
 	delete(ep.pending, id)
 	ch <- r

@@ -31,6 +31,8 @@ type Engine struct {
 	bufs     sync.Pool    // *dataBuf for received stream data
 	clock    atomic.Int64 // unix nanos, refreshed by the sweeper; for per-cell timestamps
 	nStreams atomic.Int64 // open streams, client and last-hop
+	begins   atomic.Int64 // Begin and Resolve hook calls running (Limits.MaxPendingBegins)
+	mem      memBudget    // Limits.MemoryBudget
 	authFail atomic.Int64 // cells that failed a layer's authentication
 
 	// testTamper, if set by a test, sees every RELAY cell this engine is
@@ -67,6 +69,11 @@ type Stats struct {
 	// AuthFailures counts cells, since New, that failed a layer's
 	// authentication or cookie check: tampering, replay or a broken peer.
 	AuthFailures int64
+	// PendingBegins is the number of Begin and Resolve hook calls running
+	// (Limits.MaxPendingBegins).
+	PendingBegins int
+	// Memory is the bytes reserved against Limits.MemoryBudget.
+	Memory int64
 }
 
 // New returns an engine for cfg; it does nothing until Start.
@@ -93,6 +100,7 @@ func New(cfg Config) (*Engine, error) {
 		perPeer:  make(map[peer.ID]int),
 		circuits: make(map[*Circuit]struct{}),
 	}
+	e.mem.limit, e.mem.log = cfg.Limits.MemoryBudget, e.log
 	e.clock.Store(time.Now().UnixNano())
 	return e, nil
 }
@@ -173,6 +181,8 @@ func (e *Engine) Stats() Stats {
 		Links:          len(e.out) + len(e.in),
 		Streams:        int(e.nStreams.Load()),
 		AuthFailures:   e.authFail.Load(),
+		PendingBegins:  int(e.begins.Load()),
+		Memory:         e.mem.used.Load(),
 	}
 }
 

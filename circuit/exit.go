@@ -3,9 +3,10 @@ package circuit
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
+	"sync/atomic"
+	"time"
 
 	"github.com/co-infuse/co-infuse/circuit/cell"
 )
@@ -17,8 +18,9 @@ const resolvedTTL = 60
 // destination through Config.Begin and two engine goroutines pump bytes
 // between it and the Stream (PROTOCOL.md §5).
 type exitSide struct {
-	h  *hop
-	ep *endpoint
+	h      *hop
+	ep     *endpoint
+	logged atomic.Bool // refused has logged for this circuit
 }
 
 // exitSide returns the hop's stream end, creating it on first use.
@@ -26,7 +28,9 @@ func (h *hop) exitSide() *exitSide {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.exit == nil {
-		h.exit = &exitSide{h: h, ep: newEndpoint(h.e, cell.MaxData(h.depth), h.sendBack)}
+		ep := newEndpoint(h.e, cell.MaxData(h.depth), h.sendBack)
+		ep.mem = &h.e.mem
+		h.exit = &exitSide{h: h, ep: ep}
 	}
 	return h.exit
 }
@@ -77,10 +81,11 @@ func (x *exitSide) begin(id uint16, b cell.Begin) error {
 	s.local = StreamAddr{Stream: id}
 	s.remote = StreamAddr{Stream: id}
 	x.ep.mu.Lock()
-	err := x.ep.addLocked(s)
+	err := x.ep.claimLocked(s)
 	x.ep.mu.Unlock()
 	if err != nil {
 		if errorsIsResource(err) {
+			x.refused("stream cap", err)
 			return x.sendEnd(id, cell.EndResourceLimit)
 		}
 		return err
@@ -89,31 +94,72 @@ func (x *exitSide) begin(id uint16, b cell.Begin) error {
 		x.dropStream(s)
 		return x.sendEnd(id, cell.EndServiceNotOffered)
 	}
+	if !x.takeBegin() {
+		x.dropStream(s)
+		return x.sendEnd(id, cell.EndResourceLimit)
+	}
+	if !e.mem.reserve(streamCost, useNew) {
+		e.begins.Add(-1)
+		x.dropStream(s)
+		return x.sendEnd(id, cell.EndResourceLimit)
+	}
 	req := BeginRequest{Service: b.Service, Target: b.Target, Cookie: x.h.cookie, Peer: x.h.prev.peer}
-	if !e.goTracked(func() { x.connect(s, req) }) {
+	if !e.goTracked(func() {
+		defer e.mem.release(streamCost)
+		x.connect(s, req)
+	}) {
+		e.begins.Add(-1)
+		e.mem.release(streamCost)
 		x.dropStream(s)
 		return fmt.Errorf("engine: %w", ErrClosed)
 	}
 	return nil
 }
 
-// dropStream forgets s without sending END.
+// takeBegin takes one of the node's MaxPendingBegins; false means none is
+// free. connect and resolve give it back when their hook returns.
+func (x *exitSide) takeBegin() bool {
+	e := x.h.e
+	if e.begins.Add(1) > int64(e.cfg.Limits.MaxPendingBegins) {
+		e.begins.Add(-1)
+		x.refused("pending begins", ErrResourceLimit)
+		return false
+	}
+	return true
+}
+
+// refused logs, once per circuit, that a per-circuit or node-wide cap
+// refused a BEGIN or RESOLVE (the memory budget logs for itself).
+func (x *exitSide) refused(what string, err error) {
+	if x.logged.CompareAndSwap(false, true) {
+		x.h.e.log.Debug("stream refused", "cap", what, "peer", x.h.prev.peer, "err", err)
+	}
+}
+
+// dropStream forgets s without sending END and gives back its slot; only
+// for a stream whose connect never ran.
 func (x *exitSide) dropStream(s *Stream) {
 	x.ep.mu.Lock()
 	if s.wErr == nil {
 		s.wErr = errStreamEnded
 	}
 	x.ep.removeLocked(s)
+	x.ep.busy--
 	x.ep.mu.Unlock()
 	s.closeOnce.Do(func() {})
 }
 
-// connect runs Config.Begin, answers CONNECTED or END, and pumps bytes.
+// connect runs Config.Begin, answers CONNECTED or END, and pumps bytes. It
+// owns s's slot and the destination conn: when it returns the hook has
+// returned, the conn is closed, s's buffers are freed and the slot is
+// given back.
 func (x *exitSide) connect(s *Stream, req BeginRequest) {
 	e := x.h.e
+	defer x.ep.releaseSlot()
 	ctx, cancel := context.WithTimeout(x.h.context(), e.cfg.Limits.BeginTimeout)
 	conn, err := e.cfg.Begin(ctx, req)
 	cancel()
+	e.begins.Add(-1)
 	if err != nil || conn == nil {
 		r := EndReasonFor(err)
 		if err == nil {
@@ -121,8 +167,17 @@ func (x *exitSide) connect(s *Stream, req BeginRequest) {
 		} else if r == cell.EndDone {
 			r = cell.EndMisc
 		}
-		x.dropStream(s)
-		_ = x.sendEnd(s.id, r)
+		x.ep.mu.Lock()
+		gone := s.wErr != nil // the client ended it, or the circuit died
+		if !gone {
+			s.wErr = errStreamEnded
+		}
+		x.ep.removeLocked(s)
+		x.ep.mu.Unlock()
+		_ = s.Close() // frees DATA sent ahead of the answer; sends no END
+		if !gone {
+			_ = x.sendEnd(s.id, r)
+		}
 		return
 	}
 	var addr netip.Addr
@@ -132,62 +187,119 @@ func (x *exitSide) connect(s *Stream, req BeginRequest) {
 	b, err := (&cell.Connected{Addr: addr}).AppendBinary(nil)
 	if err == nil {
 		x.ep.mu.Lock()
-		gone := s.wErr != nil
-		x.ep.mu.Unlock()
-		if gone {
+		if s.wErr != nil {
+			// END (or the circuit's end) came while the hook ran.
 			err = errStreamEnded
 		} else {
-			err = x.h.sendBack(cell.RelayConnected, s.id, b)
+			s.dst = conn
 		}
+		x.ep.mu.Unlock()
+	}
+	if err == nil {
+		err = x.h.sendBack(cell.RelayConnected, s.id, b)
 	}
 	if err != nil {
 		_ = conn.Close()
 		_ = s.Close()
 		return
 	}
+	x.pump(s, conn)
+}
+
+// pump copies bytes both ways between s and conn until both directions
+// have stopped, then closes both. Toward the destination it stops at END
+// (after writing what was buffered, within EndLinger for END done: see
+// endDestination), at the circuit's end or a conn error; from the
+// destination it stops at EOF or an error, which ends the stream (END
+// done), or when the stream has ended. Each direction uses one cell
+// buffer; the pair reports into a channel buffered to its count.
+func (x *exitSide) pump(s *Stream, conn net.Conn) {
+	e := x.h.e
 	// If the circuit dies while a pump is stuck in conn (a destination
 	// that neither reads nor writes), closing conn frees it.
 	stop := context.AfterFunc(x.h.context(), func() { _ = conn.Close() })
 	defer stop()
-	// The pair reports into a channel buffered to its count; the second
-	// one to finish is waited for here so both are owned.
-	res := make(chan struct{}, 2)
+	up := make(chan struct{}, 1)
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		_, _ = io.Copy(conn, s) // until END, circuit death or conn error
+		buf := e.getBuf()
+		for {
+			n, err := s.Read(buf[:])
+			if n > 0 {
+				if _, werr := conn.Write(buf[:n]); werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+		e.putBuf(buf)
+		// Stops the other direction too: conn.Read fails, and a Write
+		// waiting for window sees the stream closed.
 		_ = conn.Close()
-		res <- struct{}{}
+		_ = s.Close()
+		up <- struct{}{}
 	}()
-	_, _ = io.Copy(s, conn) // until the destination closes
-	_ = s.Close()
-	_ = conn.Close()
-	<-res
+	buf := e.getBuf()
+	for {
+		n, err := conn.Read(buf[:x.ep.maxData])
+		if n > 0 {
+			if _, werr := s.Write(buf[:n]); werr != nil {
+				// The stream has ended: the other direction may still be
+				// writing what END left buffered, and closes conn.
+				break
+			}
+		}
+		if err != nil {
+			// The destination is done (no half-close, §5.2): END done.
+			_ = s.Close()
+			_ = conn.Close()
+			break
+		}
+	}
+	e.putBuf(buf)
+	<-up
+}
+
+// endDestination applies an END that reached the last hop to an open
+// destination: reason done lets the pump write what the stream had
+// buffered until EndLinger from now, then it closes dst; any other reason,
+// or a dst without write deadlines, closes dst and frees the buffers at
+// once. s has left the stream table.
+func endDestination(s *Stream, dst net.Conn, r cell.EndReason, linger time.Duration) {
+	if r == cell.EndDone && dst.SetWriteDeadline(time.Now().Add(linger)) == nil {
+		return
+	}
+	_ = dst.Close()
+	_ = s.Close() // sends no END: the far end sent one
 }
 
 func (x *exitSide) resolve(id uint16, host string) error {
 	e := x.h.e
 	x.ep.mu.Lock()
-	if len(x.ep.streams)+x.ep.busy >= x.ep.maxStreams {
+	if x.ep.busy >= x.ep.maxStreams {
 		x.ep.mu.Unlock()
+		x.refused("stream cap", ErrResourceLimit)
 		return x.sendEnd(id, cell.EndResourceLimit)
 	}
 	x.ep.busy++
 	x.ep.mu.Unlock()
-	done := func() {
-		x.ep.mu.Lock()
-		x.ep.busy--
-		x.ep.mu.Unlock()
-	}
 	if e.cfg.Resolve == nil {
-		done()
+		x.ep.releaseSlot()
 		return x.sendEnd(id, cell.EndResolveFailed)
 	}
+	if !x.takeBegin() {
+		x.ep.releaseSlot()
+		return x.sendEnd(id, cell.EndResourceLimit)
+	}
 	ok := e.goTracked(func() {
-		defer done()
+		defer x.ep.releaseSlot()
 		ctx, cancel := context.WithTimeout(x.h.context(), e.cfg.Limits.BeginTimeout)
 		a, err := e.cfg.Resolve(ctx, host)
 		cancel()
+		e.begins.Add(-1)
 		if err == nil && (!a.IsValid() || a.Zone() != "") {
 			err = ErrResolveFailed
 		}
@@ -205,7 +317,8 @@ func (x *exitSide) resolve(id uint16, host string) error {
 		}
 	})
 	if !ok {
-		done()
+		e.begins.Add(-1)
+		x.ep.releaseSlot()
 		return fmt.Errorf("engine: %w", ErrClosed)
 	}
 	return nil

@@ -74,12 +74,13 @@ func (e *Engine) handleCreate(l *link, c *cell.Cell) {
 	lim := e.cfg.Limits
 	e.mu.Lock()
 	if e.closed || len(e.hops) >= lim.MaxCircuits || e.perPeer[l.peer] >= lim.MaxCircuitsPerPeer ||
-		e.creating >= lim.MaxPendingCreates {
+		e.creating >= lim.MaxPendingCreates || !e.mem.reserve(circuitCost, useNew) {
 		e.mu.Unlock()
 		l.sendDestroy(id, cell.ReasonResource)
 		return
 	}
 	if err := l.registerID(id, h); err != nil {
+		e.mem.release(circuitCost)
 		e.mu.Unlock()
 		if old, ok := l.lookup(id).(*hop); ok {
 			old.destroy(cell.ReasonProtocol, nil)
@@ -254,12 +255,23 @@ func (h *hop) fromPrev(c *cell.Cell) {
 	}
 }
 
-// charge calls the Account hook; false means the circuit was destroyed.
+// charge calls the Account hook; false means the circuit is closed or was
+// destroyed for payment. Account runs under h.mu while the hop is not
+// closed, and destroy closes it under h.mu before SessionClosed, so no
+// Account (a cell racing DESTROY, a TOPUP_ACK or CONNECTED sent after it)
+// follows SessionClosed and reopens the session in the payment ledger.
 func (h *hop) charge() bool {
 	if h.e.cfg.Account == nil {
 		return true
 	}
-	if err := h.e.cfg.Account(h.cookie, cell.Size); err != nil {
+	h.mu.Lock()
+	if h.state == hopClosed {
+		h.mu.Unlock()
+		return false
+	}
+	err := h.e.cfg.Account(h.cookie, cell.Size)
+	h.mu.Unlock()
+	if err != nil {
 		h.destroy(cell.ReasonPayment, nil)
 		return false
 	}
@@ -564,6 +576,7 @@ func (h *hop) destroy(r cell.Reason, from *link) {
 	e.mu.Lock()
 	if _, ok := e.hops[h]; ok {
 		delete(e.hops, h)
+		e.mem.release(circuitCost)
 		if e.perPeer[h.prev.peer]--; e.perPeer[h.prev.peer] <= 0 {
 			delete(e.perPeer, h.prev.peer)
 		}

@@ -16,6 +16,10 @@ import (
 // errStreamEnded is returned by Write after the far end sent END done.
 var errStreamEnded = fmt.Errorf("%w: stream ended by peer", ErrClosed)
 
+// errNoMemory is push's answer when Limits.MemoryBudget has no room for
+// one more DATA cell; the endpoint ends the stream with END resource limit.
+var errNoMemory = fmt.Errorf("%w: memory budget", ErrResourceLimit)
+
 // Stream is one TCP-like stream over a circuit. It implements net.Conn.
 // Reads return io.EOF after the far end finished cleanly, or an error
 // wrapping an errors.go sentinel if it failed or the circuit died. Writes
@@ -32,9 +36,13 @@ type Stream struct {
 	// Guarded by ep.mu.
 	sendWin int   // DATA cells we may still send on this stream
 	wErr    error // non-nil once writes must fail
+	// dst is the last hop's destination once dialed (nil before, and at
+	// the client); guarded by ep.mu. exitSide.connect owns and closes it;
+	// an END may close it first or bound its last writes (endDestination).
+	dst net.Conn
 
 	mu        sync.Mutex // guards the receive side below
-	chunks    []chunk    // received DATA not yet read
+	chunks    []chunk    // received DATA not yet read (endpoint.getChunk)
 	recvWin   int        // DATA cells the peer may still send
 	delivered int        // cells fully read since our last stream SENDME
 	rErr      error      // returned once chunks are drained
@@ -88,7 +96,10 @@ func (s *Stream) push(data []byte) error {
 	if s.rClosed || s.rErr != nil {
 		return nil
 	}
-	b := s.ep.e.getBuf()
+	b := s.ep.getChunk()
+	if b == nil {
+		return errNoMemory
+	}
 	n := copy(b[:], data)
 	s.chunks = append(s.chunks, chunk{b: b, end: n})
 	s.wake()
@@ -106,6 +117,14 @@ func (s *Stream) remoteEnd(err error) {
 	}
 	s.mu.Unlock()
 	s.wake()
+}
+
+// discardLocked frees the buffered DATA; s.mu must be held.
+func (s *Stream) discardLocked() {
+	for _, ch := range s.chunks {
+		s.ep.putChunk(ch.b)
+	}
+	s.chunks = nil
 }
 
 // Read reads stream data; see Stream.
@@ -129,7 +148,7 @@ func (s *Stream) Read(p []byte) (int, error) {
 				if ch.off < ch.end {
 					break
 				}
-				s.ep.e.putBuf(ch.b)
+				s.ep.putChunk(ch.b)
 				*ch = chunk{}
 				s.chunks = s.chunks[1:]
 				s.delivered++
@@ -216,10 +235,7 @@ func (s *Stream) Close() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.rClosed = true
-		for _, ch := range s.chunks {
-			s.ep.e.putBuf(ch.b)
-		}
-		s.chunks = nil
+		s.discardLocked()
 		s.mu.Unlock()
 		s.wake()
 		ep := s.ep
