@@ -1,17 +1,21 @@
 package wallet
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
 
 	"github.com/co-infuse/co-infuse/voucher"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 var errCrash = errors.New("simulated crash")
 
 // TestCrashRecovery interrupts a purchase at every step, closes the
-// wallet's store, reopens it and resumes. Every case must end with the
+// wallet's store, reopens it and resumes, on the same libp2p host or (as a
+// client-only node restarts) on a new one with another peer ID: the mint
+// treats a quote ID as a bearer claim. Every case must end with the
 // vouchers stored, exactly one payment and vouchers that the node redeems
 // for exactly the amount paid.
 func TestCrashRecovery(t *testing.T) {
@@ -58,47 +62,67 @@ func TestCrashRecovery(t *testing.T) {
 		},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			e := newEnv(t)
-			w := e.wallet(t)
-			tc.inject(e, w)
-			if _, err := w.Buy(ctxT(t), e.node, 11); !errors.Is(err, tc.wantErr) {
-				t.Fatalf("Buy: %v, want %v", err, tc.wantErr)
+		for _, newID := range []bool{false, true} {
+			name := tc.name
+			if newID {
+				name += ", restart with a new peer ID"
 			}
-			if used, _, _ := w.BudgetUsed(); used != 11+1 { // amount + fee limit
-				t.Fatalf("interrupted purchase counts %d against the budget, want 12", used)
-			}
-			w.Stop()
-			if tc.heal != nil {
-				tc.heal(e)
-			}
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				crashAndResume(t, tc.inject, tc.heal, tc.wantErr, newID)
+			})
+		}
+	}
+}
 
-			w2 := e.wallet(t)
-			if err := w2.Resume(ctxT(t)); err != nil {
-				t.Fatalf("Resume: %v", err)
-			}
-			if err := w2.Resume(ctxT(t)); err != nil { // idempotent
-				t.Fatalf("second Resume: %v", err)
-			}
-			if paid, _ := e.ln.Payments(); paid != 1 {
-				t.Fatalf("%d payments", paid)
-			}
-			bals, _ := w2.Balances()
-			if b := bals[e.node]; b.Available != 11 || b.Pending != 0 {
-				t.Fatalf("balance %+v", b)
-			}
-			vs, err := w2.Reserve(e.node, 11)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got, err := e.mint.Redeem(ctxT(t), vs); got != 11 || err != nil {
-				t.Fatalf("redeem: %d, %v", got, err)
-			}
-			if ps, _ := w2.RecentPurchases(-1); len(ps) != 1 || ps[0].State != PurchaseDone {
-				t.Fatalf("purchases %+v", ps)
-			}
-		})
+func crashAndResume(t *testing.T, inject func(*env, *Wallet), heal func(*env), wantErr error, newID bool) {
+	e := newEnv(t)
+	w := e.wallet(t)
+	inject(e, w)
+	if _, err := w.Buy(ctxT(t), e.node, 11); !errors.Is(err, wantErr) {
+		t.Fatalf("Buy: %v, want %v", err, wantErr)
+	}
+	if used, _, _ := w.BudgetUsed(); used != 11+1 { // amount + fee limit
+		t.Fatalf("interrupted purchase counts %d against the budget, want 12", used)
+	}
+	w.Stop()
+	if heal != nil {
+		heal(e)
+	}
+	if newID {
+		h := newHost(t)
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		if err := h.Connect(ctx, peer.AddrInfo{ID: e.node, Addrs: e.mintHost.Addrs()}); err != nil {
+			t.Fatal(err)
+		}
+		e.clientHost.Close() // the old run is gone
+		e.wcfg.Host = h
+	}
+
+	w2 := e.wallet(t)
+	if err := w2.Resume(ctxT(t)); err != nil {
+		t.Fatalf("Resume: %v", err)
+	}
+	if err := w2.Resume(ctxT(t)); err != nil { // idempotent
+		t.Fatalf("second Resume: %v", err)
+	}
+	if paid, _ := e.ln.Payments(); paid != 1 {
+		t.Fatalf("%d payments", paid)
+	}
+	bals, _ := w2.Balances()
+	if b := bals[e.node]; b.Available != 11 || b.Pending != 0 {
+		t.Fatalf("balance %+v", b)
+	}
+	vs, err := w2.Reserve(e.node, 11)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := e.mint.Redeem(ctxT(t), vs); got != 11 || err != nil {
+		t.Fatalf("redeem: %d, %v", got, err)
+	}
+	if ps, _ := w2.RecentPurchases(-1); len(ps) != 1 || ps[0].State != PurchaseDone {
+		t.Fatalf("purchases %+v", ps)
 	}
 }
 
