@@ -46,16 +46,14 @@ func (w *Wallet) BuyFrom(ctx context.Context, node peer.ID, pub Published, sats 
 		return Purchase{}, fmt.Errorf("buy from %s: %w", node, ErrBackoff)
 	}
 	now := w.cfg.Now()
-	// Trust rule 1: only published keysets; not too many mintable at once.
-	var mintable []*voucher.Keyset
-	for _, ks := range pub.Keysets {
-		if ks != nil && ks.MintableAt(now) {
-			mintable = append(mintable, ks)
+	// Trust rule 1: only published keysets, not too many mintable at once,
+	// none short-lived, few new ones per period (keysets.go).
+	mintable, err := w.checkKeysets(node, pub.Keysets, now)
+	if err != nil {
+		if isKeysetRefusal(err) {
+			w.penalize(node, err)
 		}
-	}
-	if len(mintable) == 0 || len(mintable) > w.cfg.MaxKeysetsPerNode {
-		w.penalize(node, ErrUnpublishedKeyset)
-		return Purchase{}, fmt.Errorf("buy: %d mintable keysets published: %w", len(mintable), ErrUnpublishedKeyset)
+		return Purchase{}, err
 	}
 	if pub.PriceMsatPerMB > w.cfg.MaxPriceMsatPerMB {
 		return Purchase{}, fmt.Errorf("buy: advertised %d msat/MB: %w", pub.PriceMsatPerMB, ErrPrice)

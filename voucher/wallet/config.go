@@ -31,6 +31,17 @@ type Published struct {
 	PriceMsatPerMB uint64
 }
 
+// Keyset rule defaults (VOUCHERS.md §1.3). A mint with the default
+// rotation (voucher/mint: 30 days of minting, the next keyset published
+// 7.5 days ahead) shows at most 2 keysets at once and 1 new one every 30
+// days, so a client sees at most 3 new ones in any 30 days (2 at first
+// contact, then the next) and a window 4 times the minimum.
+const (
+	DefaultMinMintWindow   = 7 * 24 * time.Hour
+	DefaultMaxNewKeysets   = 3
+	DefaultNewKeysetPeriod = 30 * 24 * time.Hour
+)
+
 // Config configures a Wallet. Zero values take the defaults on each field.
 type Config struct {
 	// Host opens mint streams. Required for buying.
@@ -82,6 +93,17 @@ type Config struct {
 	// MaxKeysetsPerNode is the most keysets a node may have mintable at
 	// once; more is treated as an attempt to tag clients. Default 2.
 	MaxKeysetsPerNode int
+	// MinMintWindow is the shortest minting window (NotBefore..NotAfter)
+	// of any keyset a node publishes; a shorter one is refused
+	// (ErrKeysetWindow). Default DefaultMinMintWindow (7 days).
+	MinMintWindow time.Duration
+	// MaxNewKeysets is the most keysets of one node first seen within
+	// NewKeysetPeriod; one more is refused (ErrKeysetChurn). Default
+	// DefaultMaxNewKeysets (3).
+	MaxNewKeysets int
+	// NewKeysetPeriod is the window MaxNewKeysets counts in. Default
+	// DefaultNewKeysetPeriod (30 days).
+	NewKeysetPeriod time.Duration
 	// MinInvoiceLeft is the least time an invoice must have before expiry
 	// to be paid. Default 30 s.
 	MinInvoiceLeft time.Duration
@@ -135,6 +157,11 @@ func (c *Config) setDefaults() {
 	if c.MaxKeysetsPerNode == 0 {
 		c.MaxKeysetsPerNode = 2
 	}
+	if c.MaxNewKeysets == 0 {
+		c.MaxNewKeysets = DefaultMaxNewKeysets
+	}
+	def(&c.MinMintWindow, DefaultMinMintWindow)
+	def(&c.NewKeysetPeriod, DefaultNewKeysetPeriod)
 	def(&c.AutoBuyInterval, 30*time.Second)
 	def(&c.InUseFor, 10*time.Minute)
 	def(&c.BackoffMin, time.Minute)
@@ -168,6 +195,10 @@ func (c *Config) Validate() error {
 		return errors.New("wallet config: BackoffMin/BackoffMax out of order")
 	case c.MaxKeysetsPerNode < 1:
 		return errors.New("wallet config: MaxKeysetsPerNode must be positive")
+	case c.MinMintWindow < 0:
+		return errors.New("wallet config: MinMintWindow negative")
+	case c.MaxNewKeysets < 1 || c.NewKeysetPeriod < 0:
+		return errors.New("wallet config: MaxNewKeysets must be positive and NewKeysetPeriod not negative")
 	case c.MinFeeLimitSat < 0:
 		return errors.New("wallet config: MinFeeLimitSat negative")
 	case c.AutoBuyInterval <= 0 || c.InUseFor <= 0 || c.StreamTimeout <= 0 || c.SettleWait < 0:

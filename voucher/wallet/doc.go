@@ -16,8 +16,17 @@
 // Trust rules: the wallet mints only with a keyset the node has published
 // (Config.Published, from the node's signed advert), refuses a node that
 // publishes more mintable keysets than MaxKeysetsPerNode (a node could
-// otherwise tag a client with a key of its own), and checks every invoice
-// (amount, payee, payment hash, expiry) before paying it.
+// otherwise tag a client with a key of its own), a keyset that mints for
+// less than MinMintWindow (7 days) and more than MaxNewKeysets (3) new
+// keysets first seen within NewKeysetPeriod (30 days), remembering first
+// sightings in its file (keysets.go: a node could otherwise tag clients by
+// when they bought); and it checks every invoice (amount, payee, payment
+// hash, expiry) before paying it.
+//
+// Nothing in the file refers to this client's own peer ID: a client-only
+// node is a new peer ID each run, and a purchase interrupted in one run is
+// finished in the next by quote ID, which the mint treats as a bearer
+// claim (VOUCHERS.md §3.4).
 //
 // What is left to others: Lightning is reached only through DecodeInvoice
 // and PayInvoice in Config (node/ wires them to lightning/); adverts are

@@ -18,6 +18,18 @@ var (
 	// ErrUnpublishedKeyset: the node asked us to use a keyset it has not
 	// published, or publishes too many mintable keysets.
 	ErrUnpublishedKeyset = errors.New("wallet: keyset not published")
+	// ErrKeysetWindow: the node publishes a keyset that mints for less
+	// than Config.MinMintWindow (default 7 days). Short-lived keysets would
+	// let a node tell its buyers apart by when they bought. Nothing was
+	// paid; the node goes into backoff.
+	ErrKeysetWindow = errors.New("wallet: keyset minting window too short")
+	// ErrKeysetChurn: more than Config.MaxNewKeysets (default 3) of the
+	// node's keysets were first seen within Config.NewKeysetPeriod
+	// (default 30 days). A node that keeps showing new keysets could give
+	// each client one of its own. Nothing was paid; the refusal holds,
+	// across restarts, until enough of those sightings are older than the
+	// period.
+	ErrKeysetChurn = errors.New("wallet: node publishes new keysets too often")
 	// ErrPayment: our LND could not pay (or is down). The purchase is kept
 	// and Resume retries it; the invoice is never paid twice.
 	ErrPayment = errors.New("wallet: payment failed")

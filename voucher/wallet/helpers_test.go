@@ -79,6 +79,15 @@ func newEnv(t *testing.T) *env { t.Helper(); return newEnvAt(t, 0) }
 // different start time is what gives a node a keyset of its own.
 func newEnvAt(t *testing.T, offset time.Duration) *env {
 	t.Helper()
+	return newEnvWith(t, offset, nil)
+}
+
+// newEnvWith is newEnvAt with the mint's config edited by tweak (if
+// non-nil) before the mint starts. The default test mint rotates daily to
+// keep clock jumps short; the wallet's MinMintWindow is lowered to match
+// unless tweak makes the keysets mint for long enough.
+func newEnvWith(t *testing.T, offset time.Duration, tweak func(*mint.Config)) *env {
+	t.Helper()
 	e := &env{clk: &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).Add(offset)}, dir: t.TempDir(), price: 2000}
 	e.ln = lnfake.New([33]byte{3, 0x11, 0x22}, e.clk.Now)
 	e.mintHost = newHost(t)
@@ -97,6 +106,9 @@ func newEnvAt(t *testing.T, offset time.Duration) *env {
 		Grace:          6 * time.Hour,
 		Now:            e.clk.Now,
 		Logger:         quiet,
+	}
+	if tweak != nil {
+		tweak(&e.mcfg)
 	}
 	e.startMint(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -121,6 +133,9 @@ func newEnvAt(t *testing.T, offset time.Duration) *env {
 		Now:              e.clk.Now,
 		SettleWait:       5 * time.Second,
 		Logger:           quiet,
+	}
+	if e.mcfg.KeysetLifetime < DefaultMinMintWindow {
+		e.wcfg.MinMintWindow = e.mcfg.KeysetLifetime
 	}
 	return e
 }

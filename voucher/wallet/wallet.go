@@ -64,7 +64,7 @@ func New(cfg Config) (*Wallet, error) {
 		return nil, fmt.Errorf("wallet: open store: %w", err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketPurchases, bucketVouchers, bucketKeysets} {
+		for _, b := range [][]byte{bucketPurchases, bucketVouchers, bucketKeysets, bucketSeen} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -410,9 +410,10 @@ func (w *Wallet) ReserveBatch(node peer.ID, sats uint64) ([]byte, []voucher.Vouc
 	return payload, vs, nil
 }
 
-// Prune deletes finished records older than Config.Retention and returns
-// how many it deleted. Unfinished purchases and spendable or reserved
-// vouchers are never deleted. The background goroutine calls it every
+// Prune deletes finished records older than Config.Retention, and keyset
+// sightings that no longer count (pruneSeen), and returns how many it
+// deleted. Unfinished purchases and spendable or reserved vouchers are
+// never deleted. The background goroutine calls it every
 // AutoBuyInterval.
 func (w *Wallet) Prune() (int, error) {
 	cutoff := w.cfg.Now().Add(-w.cfg.Retention)
@@ -460,7 +461,9 @@ func (w *Wallet) Prune() (int, error) {
 			}
 		}
 		n += len(dead)
-		return nil
+		seen, err := pruneSeen(tx, w.cfg.Now(), w.cfg.NewKeysetPeriod)
+		n += seen
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("wallet: prune: %w", err)
