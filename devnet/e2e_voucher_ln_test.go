@@ -9,8 +9,10 @@ package devnet
 //	PurchaseEndToEnd                  Buy 500: vouchers verify, Bob +500, Alice −500
 //	DoubleSpendRefusedAfterRestart    redeem, reopen the mint's store, ErrSpent
 //	CrashAfterPaymentResumesOnce      paid but unrecorded; Resume in a new wallet
+//	                                  on a new host (a client-only node's next run)
 //	DailyBudgetCap                    second Buy refused before any payment
-//	CrashBeforeSignaturesStoredResumesOnce  client killed while the node signs
+//	CrashBeforeSignaturesStoredResumesOnce  client killed while the node signs;
+//	                                  resumed on a new host too
 //	NodeRestartBetweenPaymentAndSigning     node down after the payment
 //	ConcurrentBuysShareOneBudget      three racers, room for two
 //	PaidQuotesFreeTheirOpenSlot       six paid purchases in a row from one node
@@ -126,8 +128,25 @@ func (p *payCounter) pay(ctx context.Context, payReq string, feeLimitSat int64) 
 // AutoBuy is off; the caller Starts it or calls Resume.
 func (e *lnEnv) newLNWallet(t *testing.T, path string, m func() *mint.Mint, pc *payCounter, budget uint64) *wallet.Wallet {
 	t.Helper()
+	return e.newLNWalletOn(t, e.walletHost, path, m, pc, budget)
+}
+
+// restartedHost is a new wallet host connected to the mint: a client-only
+// node's next run, with another peer ID than the run that bought.
+func (e *lnEnv) restartedHost(ctx context.Context, t *testing.T) host.Host {
+	t.Helper()
+	h := lnTestHost(t)
+	if err := h.Connect(ctx, peer.AddrInfo{ID: e.mintHost.ID(), Addrs: e.mintHost.Addrs()}); err != nil {
+		t.Fatalf("connect restarted wallet host to mint host: %v", err)
+	}
+	return h
+}
+
+// newLNWalletOn is newLNWallet on host h.
+func (e *lnEnv) newLNWalletOn(t *testing.T, h host.Host, path string, m func() *mint.Mint, pc *payCounter, budget uint64) *wallet.Wallet {
+	t.Helper()
 	w, err := wallet.New(wallet.Config{
-		Host: e.walletHost,
+		Host: h,
 		Path: path,
 		DecodeInvoice: func(ctx context.Context, pr string) (wallet.Invoice, error) {
 			inv, err := e.alice.DecodeInvoice(ctx, pr)
@@ -391,8 +410,10 @@ func TestE2EVoucherLightning(t *testing.T) {
 			t.Fatalf("Bob's channel balance %d → %d after the crashed purchase, want +%d", bob0, got, amount)
 		}
 
+		// The client comes back as a new run with another peer ID: the
+		// paid quote is still signed for it.
 		pc2 := &payCounter{lnd: e.alice}
-		w2 := e.newLNWallet(t, path, curMint, pc2, 10000)
+		w2 := e.newLNWalletOn(t, e.restartedHost(ctx, t), path, curMint, pc2, 10000)
 		defer w2.Stop()
 		if err := w2.Resume(ctx); err != nil {
 			t.Fatalf("Resume: %v", err)
@@ -482,7 +503,7 @@ func TestE2EVoucherLightning(t *testing.T) {
 		}
 
 		pc2 := &payCounter{lnd: e.alice}
-		w2 := e.newLNWallet(t, path, curMint, pc2, 10000)
+		w2 := e.newLNWalletOn(t, e.restartedHost(ctx, t), path, curMint, pc2, 10000)
 		defer w2.Stop()
 		if err := w2.Resume(ctx); err != nil {
 			t.Fatalf("Resume: %v", err)
