@@ -57,6 +57,8 @@ var table = map[string]entry{
 		"voucher/wallet": "the client's wallet",
 		"discovery":      "adverts and path selection",
 		"lightning":      "LND for mint and wallet",
+
+		"internal/netclass": "the relay's dial filter refuses the addresses the exit refuses first, by the same classification",
 	}},
 	"proxy": {
 		imports: map[string]string{
@@ -69,6 +71,8 @@ var table = map[string]entry{
 		imports: map[string]string{
 			"circuit":      "BeginRequest and the sentinels the exit answers with",
 			"circuit/cell": "cell.Target",
+
+			"internal/netclass": "private ranges refused before any rule, shared with the relay's dial filter",
 		},
 		external: []string{},
 	},
@@ -120,6 +124,9 @@ var table = map[string]entry{
 		"internal/regtest": "the harness's own command: scripts/test.sh builds btcd and lnd with it before the tests",
 	}},
 	"internal/deptest": {},
+	// The one public/private address classification (exit policy, relay
+	// dial filter); standard library only.
+	"internal/netclass": {external: []string{}},
 }
 
 // pending are rows for packages being created now; only these may be in
