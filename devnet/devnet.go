@@ -168,7 +168,7 @@ func Start(ctx context.Context, o Options) (_ *Devnet, err error) {
 			cfg.LND.Logger = nil
 		}
 		if cfg.Has(node.RoleExit) && !o.ExitsDefaultPolicy {
-			cfg.Exit.AllowLoopback = true
+			cfg.Exit.AllowPrivateRanges = []string{"loopback"}
 		}
 		if o.Configure != nil {
 			o.Configure(s.name, &cfg)

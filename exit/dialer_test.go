@@ -104,7 +104,7 @@ func mustDialer(t *testing.T, p *Policy, opts ...Option) *Dialer {
 
 func loopbackPolicy(t *testing.T) *Policy {
 	t.Helper()
-	p, err := NewPolicy(nil, true)
+	p, err := NewPolicy(nil, LoopbackRanges())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +189,7 @@ func TestDialTriesAddressesInOrder(t *testing.T) {
 	l := listenLoopback(t)
 	port := l.Addr().(*net.TCPAddr).Port
 	rec := &recorder{}
-	p, err := ParsePolicy([]string{"accept *:*"})
+	p, err := NewPolicy([]string{"accept *:*"}, LoopbackRanges())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,12 +1,19 @@
 // Package exit is the far end of an exit circuit: it decides whether a target
 // may be reached (Policy) and opens the TCP connection (Dialer).
 //
-// A Policy is an ordered list of accept/reject rules over address prefixes and
-// port ranges, written as strings such as "reject 10.0.0.0/8:*" or
-// "accept *:80-443"; the first rule that matches decides and a target no rule
-// matches is refused. DefaultPolicy refuses everything that is not the public
-// internet (private, loopback, link-local, CGNAT, multicast, documentation,
-// benchmarking and reserved ranges, in IPv4 and IPv6) and port 25.
+// A Policy refuses first, whatever its rules say, every address that is not
+// on the public internet: private, loopback, link-local, CGNAT, multicast,
+// unspecified, broadcast, documentation, benchmarking and reserved ranges in
+// IPv4 and IPv6, their IPv4-mapped forms, and NAT64 and 6to4 addresses that
+// embed them (the one classification of internal/netclass, which the
+// relay's libp2p dial filter shares), as Tor's ExitPolicyRejectPrivate.
+// Only ranges named in a separate setting (exit.allow_private_ranges,
+// ParsePrivateRanges; devnet opens loopback) are let through to the rules.
+// The rules are an ordered list of accept/reject lines over address prefixes
+// and port ranges, written as strings such as "reject 203.0.113.0/24:*" or
+// "accept *:80-443"; the first rule that matches decides and a target no
+// rule matches is refused. DefaultPolicy adds only "reject *:25" and
+// "accept *:*" to the first step.
 //
 // The Dialer resolves host names here at the exit, never at the client, and
 // checks every resolved address against the policy before dialing, so a name

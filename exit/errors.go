@@ -8,8 +8,13 @@ import (
 )
 
 var (
-	// ErrBadRule: a policy rule string does not follow the rule syntax.
+	// ErrBadRule: a policy rule string does not follow the rule syntax, or
+	// an operator accept rule covers only non-public addresses the policy
+	// does not open (NewPolicy).
 	ErrBadRule = errors.New("exit: bad policy rule")
+	// ErrBadPrivateRange: an entry of exit.allow_private_ranges is not
+	// "loopback", a prefix or an address inside one non-public range.
+	ErrBadPrivateRange = errors.New("exit: bad private range")
 	// ErrBadTarget: a target or host the exit does not serve. Errors
 	// carrying it also wrap circuit.ErrProtocol (the zero cell.Target) or
 	// circuit.ErrResolveFailed (a .onion name, or a RESOLVE host outside
@@ -27,8 +32,12 @@ type PolicyError struct {
 	// Index is the rule's position in the policy, from 0.
 	Index int
 	// Reason is set instead of Rule for refusals no rule expresses, such as
-	// a scoped (zoned) IPv6 address or port 0.
+	// a non-public address, a scoped (zoned) IPv6 address or port 0. It
+	// names a class and a registry range, never the address.
 	Reason string
+	// NotPublic is set when the address is not on the public internet and
+	// no opened range contains it: refused before any rule.
+	NotPublic bool
 }
 
 func (e *PolicyError) Error() string {

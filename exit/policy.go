@@ -5,27 +5,42 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/co-infuse/co-infuse/internal/netclass"
 )
 
 // maxRules caps a policy's length; policies come from operator config, and
 // the cap keeps a runaway generated list from making every Check slow.
 const maxRules = 1024
 
-// Policy is an ordered list of rules. Check walks it top to bottom and the
-// first rule that matches decides; an address no rule matches is refused, as
-// if the list ended in "reject *:*". A Policy is immutable after
-// construction and safe for concurrent use.
+// maxPrivateRanges caps the opened non-public ranges; they come from
+// operator config and are checked on every refusal.
+const maxPrivateRanges = 64
+
+// Policy is an ordered list of rules behind a fixed first step, as Tor's
+// ExitPolicyRejectPrivate. Check first refuses every address that is not on
+// the public internet (internal/netclass: private, loopback, link-local,
+// CGNAT, multicast, unspecified, broadcast, documentation, benchmarking,
+// reserved, and NAT64 or 6to4 addresses embedding any of those), unless it
+// lies in a range the policy opens (NewPolicy); no rule can accept such an
+// address. Then it walks the rules top to bottom and the first rule that
+// matches decides; an address no rule matches is refused, as if the list
+// ended in "reject *:*". A Policy is immutable after construction and safe
+// for concurrent use.
 type Policy struct {
-	rules []Rule // never modified after construction
+	rules []Rule         // never modified after construction
+	open  []netip.Prefix // non-public ranges opened; never modified after construction
 }
 
-// NewPolicyFromRules builds a policy from parsed rules, in order.
+// NewPolicyFromRules builds a policy from parsed rules, in order; it opens
+// no non-public range (see NewPolicy).
 func NewPolicyFromRules(rules ...Rule) *Policy {
 	return &Policy{rules: append([]Rule(nil), rules...)}
 }
 
 // ParsePolicy parses rules in order (the YAML form is a list of strings).
-// Errors wrap ErrBadRule and name the bad line by index.
+// Errors wrap ErrBadRule and name the bad line by index. The policy opens
+// no non-public range (see NewPolicy).
 func ParsePolicy(lines []string) (*Policy, error) {
 	if len(lines) > maxRules {
 		return nil, fmt.Errorf("%w: more than %d rules", ErrBadRule, maxRules)
@@ -41,24 +56,154 @@ func ParsePolicy(lines []string) (*Policy, error) {
 	return p, nil
 }
 
-// NewPolicy is the policy an exit operator configures: the operator's rules
-// first, then, if allowLoopback is set, "accept 127.0.0.0/8:*" and
-// "accept [::1]/128:*", then DefaultPolicy. Operator rules can therefore
-// narrow loopback access ("reject 127.0.0.1:9735") or open other ranges.
-func NewPolicy(operatorRules []string, allowLoopback bool) (*Policy, error) {
+// NewPolicy is the policy an exit operator configures: operatorRules
+// (exit.policy), then DefaultPolicy's rules, behind the refusal of every
+// non-public address. allowPrivate (exit.allow_private_ranges; see
+// ParsePrivateRanges) opens non-public ranges: each must be a masked prefix
+// inside one range of internal/netclass, else the error wraps
+// ErrBadPrivateRange. An address in an opened range is then judged by the
+// rules like any public one, so operator rules can narrow it ("reject
+// 127.0.0.1:9735"). Only the address itself is opened (and its IPv4-mapped
+// form, which the kernel dials as the same address), never a NAT64 or 6to4
+// address embedding it, which would go through a translator.
+//
+// An operator accept rule whose whole range is non-public and not opened
+// could never match; it is refused with an error wrapping ErrBadRule that
+// names the setting to use, so that a config written when rules came before
+// the private ranges ("accept 10.0.0.0/8:8333") fails loudly instead of
+// silently losing its meaning.
+func NewPolicy(operatorRules []string, allowPrivate []netip.Prefix) (*Policy, error) {
+	if len(allowPrivate) > maxPrivateRanges {
+		return nil, fmt.Errorf("%w: more than %d ranges", ErrBadPrivateRange, maxPrivateRanges)
+	}
+	for i, pr := range allowPrivate {
+		if err := checkPrivateRange(pr); err != nil {
+			return nil, fmt.Errorf("allow_private_ranges[%d]: %w", i, err)
+		}
+	}
 	op, err := ParsePolicy(operatorRules)
 	if err != nil {
 		return nil, err
 	}
-	rules := op.rules
-	if allowLoopback {
-		rules = append(rules, MustParseRule("accept 127.0.0.0/8:*"), MustParseRule("accept [::1]/128:*"))
+	p := &Policy{rules: op.rules, open: slices.Clone(allowPrivate)}
+	for i, r := range p.rules {
+		if r.Accept && p.dead(r) {
+			rg, _ := netclass.Inside(r.Prefix)
+			return nil, fmt.Errorf("policy[%d]: %w: %q accepts only %s addresses (%s), which are refused before any rule; open them with exit.allow_private_ranges",
+				i, ErrBadRule, r.String(), rg.Class, rg.Prefix)
+		}
 	}
-	rules = append(rules, DefaultPolicy().rules...)
-	if len(rules) > maxRules {
+	p.rules = append(p.rules, DefaultPolicy().rules...)
+	if len(p.rules) > maxRules {
 		return nil, fmt.Errorf("%w: more than %d rules", ErrBadRule, maxRules)
 	}
-	return &Policy{rules: rules}, nil
+	return p, nil
+}
+
+// LoopbackRanges are 127.0.0.0/8 and ::1/128, what the "loopback" entry of
+// ParsePrivateRanges opens (devnet does, to reach its demo server).
+func LoopbackRanges() []netip.Prefix {
+	return []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+}
+
+// ParsePrivateRanges parses the exit.allow_private_ranges setting. Each
+// entry is the word "loopback" (LoopbackRanges), a prefix in netip form
+// ("10.8.0.0/16", "fd00::/8"), or a single address (its /32 or /128). Each
+// must lie inside one non-public range of internal/netclass: public
+// addresses are opened by rules, and a prefix such as 0.0.0.0/0 is refused
+// rather than taken to open every private range at once. Errors wrap
+// ErrBadPrivateRange and name the entry by index.
+func ParsePrivateRanges(list []string) ([]netip.Prefix, error) {
+	if len(list) > maxPrivateRanges {
+		return nil, fmt.Errorf("%w: more than %d ranges", ErrBadPrivateRange, maxPrivateRanges)
+	}
+	var out []netip.Prefix
+	for i, s := range list {
+		if s == "loopback" {
+			out = append(out, LoopbackRanges()...)
+			continue
+		}
+		pr, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil || a.Zone() != "" {
+				return nil, fmt.Errorf("allow_private_ranges[%d]: %w: not \"loopback\", a prefix or an address", i, ErrBadPrivateRange)
+			}
+			pr = netip.PrefixFrom(a, a.BitLen())
+		}
+		if err := checkPrivateRange(pr); err != nil {
+			return nil, fmt.Errorf("allow_private_ranges[%d]: %w", i, err)
+		}
+		out = append(out, pr)
+	}
+	return out, nil
+}
+
+// checkPrivateRange vets one opened range; errors wrap ErrBadPrivateRange.
+func checkPrivateRange(pr netip.Prefix) error {
+	switch {
+	case !pr.IsValid():
+		return fmt.Errorf("%w: invalid prefix", ErrBadPrivateRange)
+	case pr.Addr().Zone() != "":
+		return fmt.Errorf("%w: scoped addresses are not allowed", ErrBadPrivateRange)
+	case pr.Addr().Is4In6():
+		return fmt.Errorf("%w: IPv4-mapped prefix; write the IPv4 form", ErrBadPrivateRange)
+	case pr.Masked() != pr:
+		return fmt.Errorf("%w: prefix has bits set beyond /%d", ErrBadPrivateRange, pr.Bits())
+	}
+	if _, ok := netclass.Inside(pr); !ok {
+		return fmt.Errorf("%w: %s is not inside one non-public range (public addresses are opened by exit.policy rules)", ErrBadPrivateRange, pr)
+	}
+	return nil
+}
+
+// OpenPrivate returns a copy of the non-public ranges the policy opens.
+func (p *Policy) OpenPrivate() []netip.Prefix { return slices.Clone(p.open) }
+
+// opened reports whether a (unmapped, unzoned) lies in an opened range.
+func (p *Policy) opened(a netip.Addr) bool {
+	for _, pr := range p.open {
+		if pr.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// dead reports whether r covers only non-public addresses that no opened
+// range reaches, so it can never match an address Check lets through.
+func (p *Policy) dead(r Rule) bool {
+	if !r.Prefix.IsValid() {
+		return false
+	}
+	if _, ok := netclass.Inside(r.Prefix); !ok {
+		return false
+	}
+	for _, pr := range p.open {
+		if pr.Overlaps(r.Prefix) {
+			return false
+		}
+	}
+	return true
+}
+
+// refusedFirst returns the refusal of a (unmapped) when it is not public
+// and no opened range contains it, else nil. Only a direct address can be
+// opened: a NAT64 or 6to4 address embedding a non-public one never is.
+func (p *Policy) refusedFirst(a netip.Addr) error {
+	v := netclass.Classify(a)
+	switch {
+	case v.Public():
+		return nil
+	case v.Wrap == netclass.Direct && p.opened(a):
+		return nil
+	case v.Class == netclass.Invalid:
+		return &PolicyError{Reason: "invalid address", NotPublic: true}
+	case v.Wrap != netclass.Direct:
+		return &PolicyError{Reason: fmt.Sprintf("%s address embedding a non-public IPv4 address (%s, %s), refused before any rule", v.Wrap, v.Class, v.Range), NotPublic: true}
+	default:
+		return &PolicyError{Reason: fmt.Sprintf("%s address (%s), refused before any rule", v.Class, v.Range), NotPublic: true}
+	}
 }
 
 // Rules returns a copy of the policy's rules in order.
@@ -96,10 +241,12 @@ func (p *Policy) UnmarshalYAML(unmarshal func(any) error) error {
 
 // Check decides whether the exit may connect to ap. It returns nil to accept
 // or a *PolicyError (which wraps circuit.ErrExitPolicy) naming the rule that
-// refused. IPv4-mapped IPv6 addresses are judged as the IPv4 address they
-// map; NAT64 (64:ff9b::/96) and 6to4 (2002::/16) addresses must pass both
-// as themselves and as the IPv4 address they embed. Scoped addresses and
-// port 0 are always refused.
+// refused, or with NotPublic set when the address was refused before any
+// rule. IPv4-mapped IPv6 addresses are judged as the IPv4 address they map;
+// NAT64 (64:ff9b::/96) and 6to4 (2002::/16) addresses are refused first
+// when the IPv4 address they embed is not public, and otherwise must pass
+// the rules both as themselves and as that IPv4 address. Scoped addresses
+// and port 0 are always refused.
 func (p *Policy) Check(ap netip.AddrPort) error {
 	a := ap.Addr()
 	switch {
@@ -111,7 +258,10 @@ func (p *Policy) Check(ap netip.AddrPort) error {
 		return &PolicyError{Reason: "port 0"}
 	}
 	a = a.Unmap()
-	if v4, ok := embeddedIPv4(a); ok {
+	if err := p.refusedFirst(a); err != nil {
+		return err
+	}
+	if v4, w := netclass.EmbeddedIPv4(a); w != netclass.Direct {
 		if err := p.decide(v4, ap.Port()); err != nil {
 			return err
 		}
@@ -132,14 +282,18 @@ func (p *Policy) decide(a netip.Addr, port uint16) error {
 }
 
 // AllowsAddr reports whether some port on a is accepted. It is exact: it
-// tracks which ports are still undecided as it walks the rules. The exit's
-// Resolve uses it, since a RESOLVE carries no port.
+// refuses what Check refuses before any rule, then tracks which ports are
+// still undecided as it walks the rules. The exit's Resolve uses it, since a
+// RESOLVE carries no port.
 func (p *Policy) AllowsAddr(a netip.Addr) bool {
 	if !a.IsValid() || a.Zone() != "" {
 		return false
 	}
 	a = a.Unmap()
-	if v4, ok := embeddedIPv4(a); ok && !p.allowsAddr(v4) {
+	if p.refusedFirst(a) != nil {
+		return false
+	}
+	if v4, w := netclass.EmbeddedIPv4(a); w != netclass.Direct && !p.allowsAddr(v4) {
 		return false
 	}
 	return p.allowsAddr(a)
@@ -186,11 +340,12 @@ func subtract(set []portRange, cut portRange) []portRange {
 }
 
 // AllowsPort is the cheap summary an exit advertises: it reports whether
-// some public address may be reached on port. It walks the rules that cover
-// port: a reject of a whole family closes that family, an accept of any
-// range in a family still open answers true. It may answer true for an
-// accept that earlier partial rejects shadow entirely; it never answers
-// false for a port that Check would accept somewhere.
+// some address may be reached on port. It walks the rules that cover port,
+// skipping accepts of only non-public ranges the policy does not open: a
+// reject of a whole family closes that family, an accept of any range in a
+// family still open answers true. It may answer true for an accept that
+// earlier partial rejects shadow entirely; it never answers false for a
+// port that Check would accept somewhere.
 func (p *Policy) AllowsPort(port uint16) bool {
 	if port == 0 {
 		return false
@@ -201,6 +356,9 @@ func (p *Policy) AllowsPort(port uint16) bool {
 			continue
 		}
 		if r.Accept {
+			if p.dead(r) {
+				continue
+			}
 			if (ruleTouches(r, IPv4) && !closed4) || (ruleTouches(r, IPv6) && !closed6) {
 				return true
 			}
@@ -220,23 +378,6 @@ func ruleTouches(r Rule, f Family) bool {
 		return r.Prefix.Addr().Is4() == (f == IPv4)
 	}
 	return r.Family == AnyFamily || r.Family == f
-}
-
-// embeddedIPv4 returns the IPv4 address carried in a NAT64 (RFC 6052
-// well-known prefix 64:ff9b::/96, last 32 bits) or 6to4 (RFC 3056,
-// 2002::/16, bits 16..47) address.
-func embeddedIPv4(a netip.Addr) (netip.Addr, bool) {
-	if !a.Is6() {
-		return netip.Addr{}, false
-	}
-	b := a.As16()
-	switch {
-	case b == [16]byte{0x00, 0x64, 0xff, 0x9b, 12: b[12], b[13], b[14], b[15]}:
-		return netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]}), true
-	case b[0] == 0x20 && b[1] == 0x02:
-		return netip.AddrFrom4([4]byte{b[2], b[3], b[4], b[5]}), true
-	}
-	return netip.Addr{}, false
 }
 
 // PortRange is an inclusive range of ports.

@@ -125,14 +125,27 @@ type CircuitConfig struct {
 
 // ExitConfig is the exit role's policy.
 type ExitConfig struct {
-	// Policy is an ordered list of rules evaluated before the default policy,
-	// e.g. "accept 127.0.0.0/8:*", "reject *:25". Default: none, so the
-	// default policy applies: refuse private, loopback, link-local, CGNAT and
-	// multicast ranges and port 25, accept the rest.
+	// Policy is an ordered list of rules evaluated before the default rules
+	// ("reject *:25", "accept *:*"), e.g. "accept *:443", "reject *:*".
+	// Default: none. Whatever the rules say, every address that is not on
+	// the public internet (private, loopback, link-local, CGNAT, multicast,
+	// unspecified, broadcast, documentation, benchmarking, reserved, and
+	// their IPv4-mapped, NAT64 and 6to4 forms) is refused before them,
+	// unless AllowPrivateRanges opens it; an accept rule covering only
+	// such addresses is a config error.
 	Policy []string `yaml:"policy"`
-	// AllowLoopback lets the exit connect to 127.0.0.0/8 and ::1. Default
-	// false; devnet sets it so that a newcomer can fetch a local page.
-	AllowLoopback bool `yaml:"allow_loopback"`
+	// AllowPrivateRanges opens non-public ranges to the exit, which the
+	// rules then judge like public ones: "loopback" (127.0.0.0/8 and
+	// ::1/128), a prefix ("10.8.0.0/16", "fd00::/8") or an address, each
+	// inside one non-public range (exit.ParsePrivateRanges). Default none;
+	// devnet sets loopback so that a newcomer can fetch a local page. It
+	// never opens NAT64 or 6to4 addresses that embed these ranges.
+	AllowPrivateRanges []string `yaml:"allow_private_ranges"`
+	// AllowLoopback is the setting AllowPrivateRanges replaced. false (what
+	// earlier configs say) is accepted and means nothing; true is a config
+	// error naming the new field, so that no range opens under an old name.
+	// Never written by RenderConfig.
+	AllowLoopback *bool `yaml:"allow_loopback,omitempty"`
 	// DialTimeout bounds one TCP connect at the exit. Default 20s.
 	DialTimeout time.Duration `yaml:"dial_timeout"`
 }
@@ -190,7 +203,7 @@ func DefaultConfig(dataDir string) Config {
 // ApplyDefaults fills every zero field with its documented default.
 func (c *Config) ApplyDefaults() {
 	// Empty lists are canonically nil, whether YAML said [] or nothing.
-	for _, l := range []*[]string{&c.Network.Announce, &c.Exit.Policy, &c.Discovery.Bootstrap, &c.Discovery.Family} {
+	for _, l := range []*[]string{&c.Network.Announce, &c.Exit.Policy, &c.Exit.AllowPrivateRanges, &c.Discovery.Bootstrap, &c.Discovery.Family} {
 		if len(*l) == 0 {
 			*l = nil
 		}
@@ -332,8 +345,8 @@ func (c *Config) Validate() error {
 			return fieldErr(d.name, "must not be negative")
 		}
 	}
-	if _, err := exit.NewPolicy(c.Exit.Policy, c.Exit.AllowLoopback); err != nil {
-		return fieldErr("exit.policy", "%v", err)
+	if _, err := c.ExitPolicy(); err != nil {
+		return err
 	}
 	if c.Circuit.MaxIsolated < 1 {
 		return fieldErr("circuit.max_isolated", "must be at least 1")
@@ -377,6 +390,23 @@ func (c *Config) Validate() error {
 		return fieldErr("log.level", "%q is not debug, info, warn or error", c.Log.Level)
 	}
 	return nil
+}
+
+// ExitPolicy builds the exit policy from exit.policy and
+// exit.allow_private_ranges; errors wrap ErrConfig and name the bad field.
+func (c *Config) ExitPolicy() (*exit.Policy, error) {
+	if c.Exit.AllowLoopback != nil && *c.Exit.AllowLoopback {
+		return nil, fieldErr("exit.allow_loopback", "was replaced by exit.allow_private_ranges: write allow_private_ranges: [loopback] instead")
+	}
+	open, err := exit.ParsePrivateRanges(c.Exit.AllowPrivateRanges)
+	if err != nil {
+		return nil, fieldErr("exit.allow_private_ranges", "%v", err)
+	}
+	p, err := exit.NewPolicy(c.Exit.Policy, open)
+	if err != nil {
+		return nil, fieldErr("exit.policy", "%v", err)
+	}
+	return p, nil
 }
 
 // checkHostPort accepts ip:port or localhost:port; port 0 means "any free

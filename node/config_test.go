@@ -15,6 +15,7 @@ func TestRenderConfigRoundTrip(t *testing.T) {
 	c.Roles = []Role{RoleClient, RoleRelay, RoleExit}
 	c.HTTP.Enabled = true
 	c.Exit.Policy = []string{"accept 127.0.0.0/8:*"}
+	c.Exit.AllowPrivateRanges = []string{"loopback", "10.8.0.0/16"}
 	c.Payments.Enabled = true
 	c.LND.TLSCertPath = "/home/u/.lnd/tls.cert"
 	c.LND.MacaroonPath = "/home/u/.lnd/admin.macaroon"
@@ -47,6 +48,10 @@ func TestConfigValidateNamesField(t *testing.T) {
 		{"socks without client", "roles: [relay]\nsocks:\n  enabled: true", "roles"},
 		{"level", "log:\n  level: loud", "log.level"},
 		{"exit policy", "exit:\n  policy: [\"allow everything\"]", "exit.policy"},
+		{"exit accepts a shut private range", "exit:\n  policy: [\"accept 10.0.0.0/8:8333\"]", "exit.policy"},
+		{"exit opens a public range", "exit:\n  allow_private_ranges: [\"8.8.8.0/24\"]", "exit.allow_private_ranges"},
+		{"exit opens everything", "exit:\n  allow_private_ranges: [\"0.0.0.0/0\"]", "exit.allow_private_ranges"},
+		{"old allow_loopback", "exit:\n  allow_loopback: true", "exit.allow_private_ranges"},
 		{"unknown key", "sock:\n  listen: 1", "config.yaml"},
 		{"payments without lnd", "payments:\n  enabled: true", "lnd.tlscertpath"},
 		{"negative timeout", "circuit:\n  build_timeout: -1s", "circuit.build_timeout"},
@@ -98,9 +103,61 @@ func TestPublicOnlyGater(t *testing.T) {
 		{"/ip6/fe80::1/tcp/4001", false},
 		{"/ip4/1.1.1.1/tcp/4001", true},
 		{"/ip6/2001:4860::8888/tcp/4001", true},
+		// The exit's classification (internal/netclass): wrapped forms of
+		// private addresses are refused, their public forms are not.
+		{"/ip6/64:ff9b::a00:1/tcp/4001", false},          // NAT64 of 10.0.0.1
+		{"/ip6/64:ff9b::7f00:1/udp/4001/quic-v1", false}, // NAT64 of 127.0.0.1
+		{"/ip6/64:ff9b::101:101/tcp/4001", true},         // NAT64 of 1.1.1.1
+		{"/ip6/64:ff9b:1::a00:1/tcp/4001", false},        // local-use NAT64
+		{"/ip6/2002:c0a8:101::1/tcp/4001", false},        // 6to4 of 192.168.1.1
+		{"/ip6/2002:a9fe:a9fe::1/tcp/4001", false},       // 6to4 of 169.254.169.254
+		{"/ip6/2002:101:101::1/tcp/4001", true},          // 6to4 of 1.1.1.1
+		{"/ip6/::ffff:10.0.0.1/tcp/4001", false},         // IPv4-mapped
+		{"/ip6/::ffff:1.1.1.1/tcp/4001", true},
+		{"/ip4/100.64.0.1/tcp/4001", false},
+		{"/ip4/0.0.0.0/tcp/4001", false},
+		{"/ip6/fd00::1/tcp/4001", false},
+		{"/ip6/fec0::1/tcp/4001", false},
+		{"/ip6/2001:db8::1/tcp/4001", false},
+		{"/ip6zone/eth0/ip6/fe80::1/tcp/4001", false},
+		{"/dns4/localhost/tcp/4001", false},
+		{"/dns4/example.com/tcp/4001", true},
 	} {
 		if got := (publicOnly{}).InterceptAddrDial("", ma.StringCast(tc.addr)); got != tc.ok {
 			t.Errorf("dial %s allowed = %v, want %v", tc.addr, got, tc.ok)
 		}
+	}
+}
+
+// TestExitOldAllowLoopback: configs written before exit.allow_private_ranges
+// say allow_loopback: false, which still parses and opens nothing; true
+// fails naming the new field; neither is written back.
+func TestExitOldAllowLoopback(t *testing.T) {
+	t.Parallel()
+	c, err := ParseConfig(t.TempDir(), []byte("roles: [exit]\nexit:\n  allow_loopback: false\n"))
+	if err != nil {
+		t.Fatalf("allow_loopback: false: %v", err)
+	}
+	p, err := c.ExitPolicy()
+	if err != nil || len(p.OpenPrivate()) != 0 {
+		t.Fatalf("allow_loopback: false: policy %v opens %v", err, p.OpenPrivate())
+	}
+	raw, err := RenderConfig(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(raw), "allow_loopback") || !strings.Contains(string(raw), "allow_private_ranges: []") {
+		t.Fatalf("rendered exit section:\n%s", raw)
+	}
+	_, err = ParseConfig(t.TempDir(), []byte("roles: [exit]\nexit:\n  allow_loopback: true\n"))
+	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "exit.allow_loopback") || !strings.Contains(err.Error(), "allow_private_ranges: [loopback]") {
+		t.Fatalf("allow_loopback: true: %v; want an error naming the new field", err)
+	}
+	c, err = ParseConfig(t.TempDir(), []byte("roles: [exit]\nexit:\n  allow_private_ranges: [loopback]\n  policy: [\"accept 127.0.0.1:8080\", \"reject *:*\"]\n"))
+	if err != nil {
+		t.Fatalf("allow_private_ranges: [loopback]: %v", err)
+	}
+	if p, err := c.ExitPolicy(); err != nil || len(p.OpenPrivate()) != 2 {
+		t.Fatalf("allow_private_ranges: [loopback]: %v, opens %v", err, p)
 	}
 }

@@ -66,9 +66,9 @@ func startMint(n *Node, mux *circuit.Mux) (io.Closer, error) {
 // RESOLVE. The policy's ports go into the advert, so clients choose this
 // exit only for ports it accepts.
 func startExit(n *Node, mux *circuit.Mux) (io.Closer, error) {
-	pol, err := exit.NewPolicy(n.cfg.Exit.Policy, n.cfg.Exit.AllowLoopback)
+	pol, err := n.cfg.ExitPolicy()
 	if err != nil {
-		return nil, fieldErr("exit.policy", "%v", err) // unreachable after Validate
+		return nil, err // unreachable after Validate
 	}
 	d, err := exit.New(pol, exit.WithDialTimeout(n.cfg.Exit.DialTimeout), exit.WithLogger(n.log))
 	if err != nil {

@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"net/netip"
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/connmgr"
@@ -16,6 +17,8 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
+
+	"github.com/co-infuse/co-infuse/internal/netclass"
 )
 
 // newHost builds the node's libp2p host: TCP and QUIC, Noise only, yamux,
@@ -74,14 +77,16 @@ const Version = "0.1.0-dev"
 
 // publicOnly refuses outbound dials to non-public addresses. A relay dials
 // whatever addresses an EXTEND names; without this a client could use it to
-// probe the relay's own network.
+// probe the relay's own network. It refuses what the exit refuses before
+// any rule (internal/netclass), NAT64 and 6to4 forms of private addresses
+// included.
 type publicOnly struct{}
 
 var _ connmgr.ConnectionGater = publicOnly{}
 
 func (publicOnly) InterceptPeerDial(peer.ID) bool { return true }
 func (publicOnly) InterceptAddrDial(_ peer.ID, a ma.Multiaddr) bool {
-	return manet.IsPublicAddr(a)
+	return publicAddr(a)
 }
 func (publicOnly) InterceptAccept(network.ConnMultiaddrs) bool { return true }
 func (publicOnly) InterceptSecured(network.Direction, peer.ID, network.ConnMultiaddrs) bool {
@@ -89,4 +94,24 @@ func (publicOnly) InterceptSecured(network.Direction, peer.ID, network.ConnMulti
 }
 func (publicOnly) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) {
 	return true, 0
+}
+
+// publicAddr judges a multiaddr by its first address component: an IP
+// address by netclass, a zone as link-local, a DNS name as go-multiaddr
+// does (localhost and special-use names are not public; the swarm dials
+// only the addresses a name resolves to, and those come here again). A
+// multiaddr with no address component is not public.
+func publicAddr(a ma.Multiaddr) bool {
+	for _, c := range a {
+		switch c.Code() {
+		case ma.P_IP4, ma.P_IP6:
+			ip, ok := netip.AddrFromSlice(c.RawValue())
+			return ok && netclass.IsPublic(ip)
+		case ma.P_IP6ZONE:
+			return false
+		case ma.P_DNS, ma.P_DNS4, ma.P_DNS6, ma.P_DNSADDR:
+			return manet.IsPublicAddr(a)
+		}
+	}
+	return false
 }

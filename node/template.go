@@ -66,15 +66,23 @@ circuit:
   predicted_ports: [{{range $i, $p := .Circuit.PredictedPorts}}{{if $i}}, {{end}}{{$p}}{{end}}]
 
 exit:
-  # Rules checked before the default policy, first match wins, e.g.
+  # Addresses that are not on the public internet are refused FIRST,
+  # whatever the rules below say: private (10/8, 172.16/12, 192.168/16,
+  # fc00::/7, fec0::/10), loopback, link-local (169.254/16 incl. cloud
+  # metadata, fe80::/10), CGNAT (100.64/10), multicast, unspecified,
+  # broadcast, documentation, benchmarking and reserved ranges, and their
+  # IPv4-mapped, NAT64 (64:ff9b::/96, 64:ff9b:1::/48) and 6to4 forms.
+  # Rules checked next, first match wins, then "reject *:25", "accept *:*":
   #   - "accept *:443"
-  #   - "reject 203.0.113.0/24:*"
-  # The default policy refuses private, loopback, link-local, CGNAT and
-  # multicast ranges and port 25.
+  #   - "reject *:*"
   policy:{{range .Exit.Policy}}
     - {{q .}}{{else}} []{{end}}
-  # Allow connections to 127.0.0.0/8 and ::1 (devnet only).
-  allow_loopback: {{.Exit.AllowLoopback}}
+  # Open non-public ranges to this exit (the rules then judge them):
+  # "loopback" (127.0.0.0/8 and ::1), or prefixes such as "10.8.0.0/16".
+  # Only for devnet and private deployments: anyone with a circuit reaches
+  # what you open here.
+  allow_private_ranges:{{range .Exit.AllowPrivateRanges}}
+    - {{q .}}{{else}} []{{end}}
   dial_timeout: {{.Exit.DialTimeout}}
 
 discovery:

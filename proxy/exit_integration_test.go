@@ -45,7 +45,11 @@ func TestWithExitDialer(t *testing.T) {
 		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
 	}
 	mk := func(allowLoopback bool) string {
-		pol, err := exit.NewPolicy(nil, allowLoopback)
+		var open []netip.Prefix
+		if allowLoopback {
+			open = exit.LoopbackRanges()
+		}
+		pol, err := exit.NewPolicy(nil, open)
 		if err != nil {
 			t.Fatal(err)
 		}
