@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"strings"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -163,13 +164,22 @@ func (n *Node) paidCircuit(c *circuit.Circuit) *payment.Circuit {
 // errNoClient: Dial or Resolve on a node without the client role.
 var errNoClient = errors.New("node: client role not enabled")
 
+// errOnion answers a .onion host here, with no circuit built and nothing
+// sent: onion services are not built yet, and an exit that got the name in
+// a BEGIN or RESOLVE would learn which onion peers the user dials.
+var errOnion = fmt.Errorf("node: .onion hosts are not reachable yet: %w", proxy.ErrOnionNotFound)
+
 // Dial opens a stream to target (parsed by the front end, never resolved
 // here) over a circuit of isolation key iso whose exit accepts target's
-// port. If the circuit dies before the exit answers, nothing has reached the
+// port. A .onion target is answered at once with proxy.ErrOnionNotFound.
+// If the circuit dies before the exit answers, nothing has reached the
 // target yet, so the stream is retried once on another circuit.
 func (n *Node) Dial(ctx context.Context, iso proxy.Isolation, target cell.Target) (net.Conn, error) {
 	if n.pool == nil {
 		return nil, errNoClient
+	}
+	if target.IsOnion() {
+		return nil, errOnion
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.Circuit.StreamTimeout)
 	defer cancel()
@@ -201,10 +211,14 @@ func (n *Node) Dial(ctx context.Context, iso proxy.Isolation, target cell.Target
 const resolvePort = 443
 
 // Resolve asks the exit of a circuit of iso to resolve host (Tor's
-// RESOLVE); Circuit.Resolve vets host with cell.CheckHost.
+// RESOLVE); Circuit.Resolve vets host with cell.CheckHost. A .onion host is
+// answered at once with proxy.ErrOnionNotFound, as in Dial.
 func (n *Node) Resolve(ctx context.Context, iso proxy.Isolation, host string) (netip.Addr, error) {
 	if n.pool == nil {
 		return netip.Addr{}, errNoClient
+	}
+	if h, err := cell.CheckHost(host); err == nil && strings.HasSuffix(h, ".onion") { // as cell.Target.IsOnion
+		return netip.Addr{}, errOnion
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.Circuit.StreamTimeout)
 	defer cancel()

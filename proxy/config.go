@@ -37,7 +37,8 @@ type Config struct {
 	// in canonical form; never the zero Target). A name must not be
 	// resolved locally. ctx bounds the opening only (ConnectTimeout, and
 	// cancelled on forced shutdown). Errors should wrap the circuit
-	// sentinels so the client gets the right reply code. The front end
+	// sentinels so the client gets the right reply code, or
+	// ErrOnionNotFound for a .onion target it cannot reach. The front end
 	// closes the returned conn.
 	Dial func(ctx context.Context, iso Isolation, target cell.Target) (net.Conn, error)
 	// Resolve answers Tor's SOCKS RESOLVE for host, a name in the canonical

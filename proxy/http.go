@@ -129,6 +129,9 @@ func httpStatus(err error) (int, string) {
 	switch {
 	case errors.Is(err, ErrBadTarget):
 		return http.StatusBadRequest, "malformed target"
+	case errors.Is(err, ErrOnionNotFound):
+		// As Tor's HTTP tunnel answers a failed onion lookup: 404.
+		return http.StatusNotFound, "onion service not found"
 	case errors.Is(err, circuit.ErrExitPolicy):
 		return http.StatusForbidden, "refused by the exit policy"
 	case errors.Is(err, circuit.ErrTimeout), errors.Is(err, context.DeadlineExceeded):

@@ -41,6 +41,7 @@ func TestHTTPConnectStatuses(t *testing.T) {
 	f.setErr("busy.example", wrap(circuit.ErrResourceLimit))
 	f.setErr("misc.example", errors.New("other"))
 	f.setErr("slow.example", errBlock)
+	f.setErr(testOnion(7), fmt.Errorf("dial: %w", ErrOnionNotFound))
 	addr := startHTTP(t, f, func(c *Config) { c.ConnectTimeout = 100 * time.Millisecond })
 	cases := []struct {
 		name, req string
@@ -56,6 +57,7 @@ func TestHTTPConnectStatuses(t *testing.T) {
 		{"timeout", "CONNECT timeout.example:443 HTTP/1.1\r\n\r\n", 504, "timed out"},
 		{"connect timeout", "CONNECT slow.example:443 HTTP/1.1\r\n\r\n", 504, "timed out"},
 		{"resource", "CONNECT busy.example:443 HTTP/1.1\r\n\r\n", 503, "capacity"},
+		{"onion answered locally", "CONNECT " + testOnion(7) + ":9735 HTTP/1.1\r\n\r\n", 404, "onion service not found"},
 		{"misc", "CONNECT misc.example:443 HTTP/1.1\r\n\r\n", 502, "stream"},
 		{"no port", "CONNECT x.example HTTP/1.1\r\n\r\n", 400, "host:port"},
 		{"port zero", "CONNECT x.example:0 HTTP/1.1\r\n\r\n", 400, "host:port"},

@@ -53,7 +53,7 @@ func validOnionV3(host string) bool {
 // extended codes; ok is false when the standard code fits better.
 func onionReplyCode(err error) (code byte, ok bool) {
 	switch {
-	case errors.Is(err, circuit.ErrResolveFailed), errors.Is(err, circuit.ErrServiceNotOffered):
+	case errors.Is(err, ErrOnionNotFound), errors.Is(err, circuit.ErrResolveFailed), errors.Is(err, circuit.ErrServiceNotOffered):
 		return repOnionDescNotFound, true
 	case errors.Is(err, circuit.ErrTimeout):
 		return repOnionIntroTimedOut, true

@@ -57,6 +57,8 @@ func TestSOCKSOnionReplyCodes(t *testing.T) {
 	f.setErr(nodesc, fmt.Errorf("x: %w", circuit.ErrResolveFailed))
 	f.setErr(slow, fmt.Errorf("x: %w", circuit.ErrTimeout))
 	f.setErr(refused, fmt.Errorf("x: %w", circuit.ErrConnRefused))
+	local := testOnion(6)
+	f.setErr(local, fmt.Errorf("dial: %w", ErrOnionNotFound))
 	addr := startSOCKS(t, f, nil)
 	cases := []struct {
 		name, host string
@@ -64,6 +66,7 @@ func TestSOCKSOnionReplyCodes(t *testing.T) {
 	}{
 		{"ok", ok, 0x00},
 		{"descriptor not found", nodesc, 0xF0},
+		{"answered by the client itself", local, 0xF0},
 		{"intro timed out", slow, 0xF7},
 		{"refused keeps standard code", refused, 0x05},
 		{"bad checksum", ok[:55] + "a.onion", 0xF6},

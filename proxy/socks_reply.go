@@ -36,7 +36,7 @@ func replyCode(err error) byte {
 		// One END reason (6) covers host and network unreachable: the
 		// errno stays at the exit, so 0x03 is never sent.
 		return repHostUnreachable
-	case errors.Is(err, circuit.ErrResolveFailed):
+	case errors.Is(err, circuit.ErrResolveFailed), errors.Is(err, ErrOnionNotFound):
 		return repHostUnreachable
 	case errors.Is(err, circuit.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return repTTLExpired

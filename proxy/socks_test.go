@@ -184,6 +184,7 @@ func TestSOCKSResolveRaw(t *testing.T) {
 	f.setAddr("v4.example", netip.MustParseAddr("198.51.100.9"))
 	f.setAddr("v6.example", netip.MustParseAddr("2001:db8::9"))
 	f.setAddr("mapped.example", netip.MustParseAddr("::ffff:198.51.100.10"))
+	f.setErr(testOnion(8), fmt.Errorf("resolve: %w", ErrOnionNotFound))
 	addr := startSOCKS(t, f, nil)
 	cases := []struct {
 		name string
@@ -194,6 +195,7 @@ func TestSOCKSResolveRaw(t *testing.T) {
 		{"v6", socksDomain(0xF0, "v6.example", 0), []byte{5, 0, 0, 4, 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0}},
 		{"mapped answer unmapped", socksDomain(0xF0, "mapped.example", 0), []byte{5, 0, 0, 1, 198, 51, 100, 10, 0, 0}},
 		{"no answer", socksDomain(0xF0, "none.example", 0), []byte{5, 1, 0, 1, 0, 0, 0, 0, 0, 0}},
+		{"onion answered locally", socksDomain(0xF0, testOnion(8), 0), []byte{5, 4, 0, 1, 0, 0, 0, 0, 0, 0}},
 		{"literal in domain", socksDomain(0xF0, "192.0.2.1", 0), []byte{5, 0, 0, 1, 192, 0, 2, 1, 0, 0}},
 		{"atyp 1 literal", []byte{5, 0xF0, 0, 1, 192, 0, 2, 2, 0, 0}, []byte{5, 0, 0, 1, 192, 0, 2, 2, 0, 0}},
 		{"bad host", socksDomain(0xF0, "a b", 0), []byte{5, 1, 0, 1, 0, 0, 0, 0, 0, 0}},
