@@ -103,3 +103,36 @@ func TestMuxServeAndClose(t *testing.T) {
 	}
 	m.Close()
 }
+
+// Through a real circuit whose last hop dispatches with a Mux: a BEGIN for
+// a service nobody registered gets END service-not-offered and the circuit
+// lives on; the registered service still answers on the same circuit.
+func TestMuxAtLastHop(t *testing.T) {
+	t.Parallel()
+	m := NewMux()
+	t.Cleanup(func() { m.Close() })
+	if err := m.Handle(cell.ServiceExit, loopbackBegin); err != nil {
+		t.Fatal(err)
+	}
+	tn := newTestNet(t, 3, func(i int, cfg *Config) {
+		if i == 2 {
+			cfg.Begin, cfg.Resolve = m.Begin, m.Resolve
+		}
+	})
+	srv := newTCPServer(t, echo)
+	ctx := testCtx(t)
+	c := tn.build(ctx, 1, 2)
+	for _, svc := range []cell.Service{cell.ServiceMempool, cell.ServiceRendezvous, cell.ServiceMint} {
+		if _, err := c.Dial(ctx, svc, srv.addr()); !errors.Is(err, ErrServiceNotOffered) {
+			t.Fatalf("Dial(%v) = %v, want ErrServiceNotOffered", svc, err)
+		}
+	}
+	if c.Err() != nil {
+		t.Fatalf("circuit died after refused services: %v", c.Err())
+	}
+	s, err := c.Dial(ctx, cell.ServiceExit, srv.addr())
+	if err != nil {
+		t.Fatalf("Dial(exit) after refusals: %v", err)
+	}
+	s.Close()
+}
