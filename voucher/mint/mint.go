@@ -436,7 +436,11 @@ func issuedResponse(rec *quoteRecord, reqHash [32]byte) ([]byte, error) {
 // sign serves a mint request (VOUCHERS.md §3.4): a retry of a signed quote
 // gets the stored signatures; otherwise the invoice must be settled, the
 // request must match the quote, and the signatures are stored (fsynced)
-// before they are returned.
+// before they are returned. A paid quote is a bearer claim on purpose:
+// whoever presents its ID is served, whatever peer or circuit asks, so a
+// client that restarts with a new peer ID (or buys through another
+// circuit) still gets what it paid for; binding it to the requester would
+// only link the purchase's two requests (VOUCHERS.md §3.4).
 func (m *Mint) sign(ctx context.Context, req *voucher.MintRequest, reqHash [32]byte) ([]byte, error) {
 	rec, err := m.loadQuote(req.Quote)
 	if errors.Is(err, errRecord) {
