@@ -130,7 +130,7 @@ func httpStatus(err error) (int, string) {
 	case errors.Is(err, ErrBadTarget):
 		return http.StatusBadRequest, "malformed target"
 	case errors.Is(err, ErrOnionNotFound):
-		// As Tor's HTTP tunnel answers a failed onion lookup: 404.
+		// The service is not found (404), not a failed gateway (502).
 		return http.StatusNotFound, "onion service not found"
 	case errors.Is(err, circuit.ErrExitPolicy):
 		return http.StatusForbidden, "refused by the exit policy"
