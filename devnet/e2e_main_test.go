@@ -12,7 +12,11 @@ package devnet
 //	TestE2EKillHopMidDownload      guard, middle, exit closed mid-download
 //	TestE2ECloseDuringDownload     Devnet.Close under load
 //	TestE2EIsolationCapSparesLiveStreams  pool cap vs live streams
-//	TestE2EPaidDownload            devnet with Lightning payments
+//	TestE2EPaidDownload            devnet with Lightning payments; status --json
+//	                               of the client agrees with every hop's
+//	TestE2ECircuitChoice           per-port exits, dirtiness, pre-built circuits
+//	TestE2EOnionAnsweredByClient   .onion gets 0xF0 with no circuit or BEGIN
+//	TestE2EVoucherLightning        purchases and crash-resume against real lnd
 //	TestE2ECLI                     the co-infuse binary: init, run, devnet
 //
 // E2E_LOG=debug prints the nodes' logs. TestMain checks for leaked
