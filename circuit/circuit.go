@@ -606,8 +606,9 @@ func (c *Circuit) Resolve(ctx context.Context, host string) (netip.Addr, error) 
 }
 
 // TopUp sends payload to hop i (0-based, as in Path) in a TOPUP and returns
-// the TOPUP_ACK payload. A non-zero status is an error wrapping ErrPayment.
-// One TopUp per hop runs at a time; others wait.
+// the TOPUP_ACK payload. A non-zero status is an error wrapping ErrPayment,
+// returned with the payload (the hop's reason, possibly empty). One TopUp
+// per hop runs at a time; others wait.
 func (c *Circuit) TopUp(ctx context.Context, i int, payload []byte) ([]byte, error) {
 	if i < 0 || i >= int(c.nhops.Load()) {
 		return nil, fmt.Errorf("topup: no hop %d: %w", i, ErrProtocol)
@@ -636,7 +637,7 @@ func (c *Circuit) TopUp(ctx context.Context, i int, payload []byte) ([]byte, err
 	select {
 	case ack := <-ch:
 		if ack[0] != TopUpOK {
-			return nil, fmt.Errorf("topup: status %d: %w", ack[0], ErrPayment)
+			return ack[1:], fmt.Errorf("topup: status %d: %w", ack[0], ErrPayment)
 		}
 		return ack[1:], nil
 	case <-ctx.Done():

@@ -163,8 +163,9 @@ type Config struct {
 	// It runs on the link reader: it must not block.
 	Account func(cookie [cell.CookieLen]byte, bytes int) error
 	// TopUp, if set, handles a TOPUP from the client; its result is
-	// returned in TOPUP_ACK status 0, an error in status 1 with an empty
-	// payload. Nil answers every TOPUP with status 1.
+	// returned in TOPUP_ACK status 0, an error in status 1 with the result
+	// as payload (the hook may return both, to say why; it may be empty).
+	// Nil answers every TOPUP with status 1 and an empty payload.
 	TopUp func(ctx context.Context, cookie [cell.CookieLen]byte, payload []byte) ([]byte, error)
 	// SessionClosed, if set, is called once when a relayed circuit whose
 	// handshake completed is torn down, with its session cookie.

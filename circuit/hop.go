@@ -515,6 +515,8 @@ func (h *hop) startTopUp(data []byte) error {
 			cancel()
 			if err == nil {
 				ack = cell.TopUpAck{Status: TopUpOK, Payload: out}
+			} else if len(out) > 0 {
+				ack.Payload = out // why it was refused
 			}
 		}
 		h.mu.Lock()

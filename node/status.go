@@ -61,6 +61,10 @@ type NodeStatus struct {
 	BytesCarried uint64 `json:"bytes_carried"`
 	// SatsPaid is the vouchers it was given, in sats.
 	SatsPaid uint64 `json:"sats_paid"`
+	// OverCharged counts circuits on which it billed more than the client
+	// counted (or credited less than its advertised price buys); the
+	// client stopped paying it and closed them.
+	OverCharged int `json:"over_charged,omitempty"`
 }
 
 // CircuitStatus is one client circuit.
@@ -107,6 +111,15 @@ type HopStatus struct {
 	BytesPaidFor uint64 `json:"bytes_paid_for"`
 	// SatsPaid is the value of the vouchers spent at this hop, in sats.
 	SatsPaid uint64 `json:"sats_paid"`
+	// PayProblem is why the client stopped paying this hop and closed the
+	// circuit (it over-charged, or answered a malformed TOPUP_ACK), or
+	// else the reason the hop last gave for crediting less than a top-up
+	// offered (e.g. "already spent"); empty if neither
+	// (payment.HopStats.LastReason).
+	PayProblem string `json:"pay_problem,omitempty"`
+	// OverCharged: the hop billed more bytes than the client counted for
+	// it, or credited less than its advertised price buys.
+	OverCharged bool `json:"over_charged,omitempty"`
 }
 
 // RelayStatus is the relay side of a node: the hop sessions it carries for
@@ -183,6 +196,8 @@ func (n *Node) status(started time.Time) Status {
 				if ps.Index < len(cst.Hops) {
 					cst.Hops[ps.Index].SatsPaid = ps.SatsPaid
 					cst.Hops[ps.Index].BytesPaidFor = uint64(max(ps.BytesPaid, 0))
+					cst.Hops[ps.Index].PayProblem = ps.LastReason
+					cst.Hops[ps.Index].OverCharged = ps.OverCharged
 				}
 			}
 			cs.Circuits = append(cs.Circuits, cst)

@@ -57,6 +57,9 @@ func addCircuit(m map[peer.ID]NodeStatus, c *circuit.Circuit, pc *payment.Circui
 	for _, ps := range pc.Stats() {
 		ns := m[ps.Peer]
 		ns.SatsPaid += ps.SatsPaid
+		if ps.OverCharged {
+			ns.OverCharged++
+		}
 		m[ps.Peer] = ns
 	}
 }

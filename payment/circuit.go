@@ -2,60 +2,82 @@ package payment
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
+	"time"
 
+	"github.com/co-infuse/co-infuse/circuit"
 	"github.com/co-infuse/co-infuse/voucher/wallet"
 )
 
-// Circuit is the client's ledger for one circuit's paid hops. Count meters
-// its stream bytes and starts top-ups; Close ends it. A nil *Circuit is a
-// circuit with no paid hop: its methods do nothing and Wrap returns the
-// conn unchanged.
+// Circuit is the client's ledger for one circuit's paid hops: it keeps
+// each hop's prepaid allowance ahead of the cells the hop carries
+// (schedule.go), checks every TOPUP_ACK against its own counts, and stops
+// paying a hop that over-charges. Check (and the conn from Wrap) looks at
+// the counts; Close ends it. A nil *Circuit is a circuit with no paid
+// hop: its methods do nothing and Wrap returns the conn unchanged.
 type Circuit struct {
 	cl   *Client
 	c    TopUpper
-	hops []hopState // Hop fields are fixed at Open; stats fields guarded by mu
+	hops []hopState // Hop fields are fixed at Open; the rest guarded by mu
 
-	used    atomic.Int64 // stream bytes since the last top-up began
-	topping atomic.Bool  // a top-up goroutine is running
-
-	// ctx ends when Close is called; it cancels an in-flight top-up.
+	// ctx ends when Close is called; it cancels in-flight top-ups.
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu     sync.Mutex
-	closed bool // guarded by mu; set once by Close
-	// wg counts this circuit's top-up goroutine (at most one). Add happens
-	// under the client's mu and this mu while neither is closed.
+	mu      sync.Mutex
+	closed  bool // guarded by mu; set once by Close
+	stopped bool // guarded by mu; a hop misbehaved: nothing more is paid
+	// wg counts this circuit's top-up goroutines (at most one per hop).
+	// Add happens under the client's mu and this mu while neither is
+	// closed.
 	wg sync.WaitGroup
 }
 
+// hopState is one paid hop; every field but Hop is guarded by Circuit.mu.
 type hopState struct {
 	Hop
-	st HopStats // guarded by Circuit.mu
+	st       HopStats
+	topping  bool      // a top-up goroutine for this hop is running
+	inflight uint64    // bytes it carried during its last successful top-up
+	fails    int       // consecutive failed top-ups
+	retryAt  time.Time // no top-up before this, after a failure
 }
 
-// HopStats is what a circuit paid one hop.
+// HopStats is what a circuit paid one hop, and what the hop answered.
 type HopStats struct {
 	Hop
-	// SatsPaid is the value of the vouchers in TOPUPs the hop
-	// acknowledged (Reservation.Sats).
+	// SatsPaid is the value of the vouchers the hop credited, as its
+	// TOPUP_ACKs said (at most what was offered).
 	SatsPaid uint64
-	// BytesPaid is the bytes those TOPUPs paid for (the prepay included).
+	// BytesPaid is the bytes those sats buy at the hop's advertised price
+	// (CreditBytes), the prepay included: the hop's credit as the client
+	// counts it.
 	BytesPaid int64
-	// TopUps is the number of TOPUPs the hop acknowledged, the prepay
+	// TopUps is the number of TOPUPs the hop credited, the prepay
 	// included.
 	TopUps int
 	// Failures is the number of payments that failed (no vouchers, a
-	// failed purchase, or no acknowledgement).
+	// failed purchase, a refusal or no acknowledgement).
 	Failures int
 	// Allowance is the allowance in bytes the hop reported in its last
-	// TOPUP_ACK (0 while in debt).
-	Allowance uint64
+	// TOPUP_ACK; negative while in debt.
+	Allowance int64
+	// Charged is the bytes the hop reported, in its last TOPUP_ACK, to
+	// have charged the circuit so far.
+	Charged uint64
+	// OverCharged: the hop reported more bytes charged than the client
+	// counted (beyond OverChargeToleranceBytes), or credited less than its
+	// advertised price buys. Stopped is then true as well.
+	OverCharged bool
+	// Stopped: the client stopped paying the hop and closed the circuit,
+	// because it over-charged or answered a malformed TOPUP_ACK.
+	Stopped bool
+	// LastReason is why the client stopped paying the hop, or else the
+	// reason the hop gave (AckReason.String) when it last credited less
+	// than a TOPUP offered; "" if neither happened.
+	LastReason string
 	// LastErr is the last payment failure, or nil.
 	LastErr error
 }
@@ -71,27 +93,62 @@ func newCircuit(cl *Client, c TopUpper, hops []Hop) *Circuit {
 	return pc
 }
 
-// Count records n bytes of stream data on the circuit. Once
-// TopUpEveryBytes have passed since the last top-up began it starts one
-// in the background, unless one is running; it never blocks. The top-up
-// pays every paid hop topUpBytes of what was used, in order, and stops at
-// the first failure (the hops then close the circuit when its allowance and
-// grace run out).
-func (pc *Circuit) Count(n int) {
-	if pc == nil || n <= 0 || len(pc.hops) == 0 {
+// carriedBy is hop index's count in HopBytes, 0 if there is none.
+func carriedBy(carried []uint64, index int) uint64 {
+	if index < len(carried) {
+		return carried[index]
+	}
+	return 0
+}
+
+// Check looks at the hops' carried bytes (TopUpper.HopBytes) and starts a
+// top-up, in the background, for every paid hop whose prepaid allowance
+// fell below LowWaterBytes, unless one is running for it or it is waiting
+// after a failure. It never blocks: it is meant to run on every read and
+// write of a stream (Wrap does that), and the Client runs it every
+// CheckInterval. After Close, or once a hop misbehaved, it does nothing.
+func (pc *Circuit) Check() {
+	if pc == nil || len(pc.hops) == 0 {
 		return
 	}
-	if pc.used.Add(int64(n)) < TopUpEveryBytes || !pc.topping.CompareAndSwap(false, true) {
+	carried := pc.c.HopBytes()
+	var due [8]int
+	start := due[:0]
+	var now time.Time
+	pc.mu.Lock()
+	if pc.closed || pc.stopped {
+		pc.mu.Unlock()
 		return
 	}
-	if !pc.start() {
-		pc.topping.Store(false)
+	for i := range pc.hops {
+		h := &pc.hops[i]
+		if h.topping || !needsTopUp(h.st.BytesPaid, carriedBy(carried, h.Index)) {
+			continue
+		}
+		if h.fails > 0 {
+			if now.IsZero() {
+				now = pc.cl.cfg.Now()
+			}
+			if now.Before(h.retryAt) {
+				continue
+			}
+		}
+		h.topping = true
+		start = append(start, i)
+	}
+	pc.mu.Unlock()
+	for _, i := range start {
+		if !pc.start(i) {
+			pc.mu.Lock()
+			pc.hops[i].topping = false
+			pc.mu.Unlock()
+		}
 	}
 }
 
-// start runs a top-up on a goroutine owned by the client and the circuit;
-// false if either is closed.
-func (pc *Circuit) start() bool {
+// start runs a top-up of hop i on a goroutine owned by the client and the
+// circuit; false if either is closed.
+func (pc *Circuit) start(i int) bool {
 	cl := pc.cl
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
@@ -105,31 +162,51 @@ func (pc *Circuit) start() bool {
 	go func() {
 		defer cl.wg.Done()
 		defer pc.wg.Done()
-		defer pc.topping.Store(false)
-		pc.topUp()
+		pc.topUp(i)
 	}()
 	return true
 }
 
-// topUp pays every hop for the bytes used since the last top-up.
-func (pc *Circuit) topUp() {
-	used := pc.used.Swap(0)
+// topUp pays hop i back up to TargetAheadBytes (refillBytes), then checks
+// again if it succeeded (the hop may have carried more meanwhile) or
+// schedules the retry if it failed.
+func (pc *Circuit) topUp(i int) {
 	ctx, cancel := context.WithTimeout(pc.cl.ctx, pc.cl.cfg.TopUpTimeout)
 	defer cancel()
 	defer context.AfterFunc(pc.ctx, cancel)()
-	for i := range pc.hops {
-		if err := pc.pay(ctx, i, topUpBytes(used)); err != nil {
-			pc.cl.log.Info("circuit top-up failed; its hops will close it when the prepaid bytes run out", "err", err)
-			return
-		}
+	before := carriedBy(pc.c.HopBytes(), pc.hops[i].Index)
+	pc.mu.Lock()
+	bytes := refillBytes(pc.hops[i].st.BytesPaid, before, pc.hops[i].inflight)
+	pc.mu.Unlock()
+	err := pc.pay(ctx, i, bytes)
+	after := carriedBy(pc.c.HopBytes(), pc.hops[i].Index)
+	pc.mu.Lock()
+	h := &pc.hops[i]
+	h.topping = false
+	if err == nil {
+		h.fails = 0
+		h.inflight = after - min(before, after)
+	} else {
+		h.fails++
+		h.retryAt = pc.cl.cfg.Now().Add(retryDelay(h.fails))
+	}
+	fails, stopped := h.fails, pc.stopped || pc.closed
+	pc.mu.Unlock()
+	switch {
+	case err == nil:
+		pc.Check()
+	case !stopped:
+		pc.cl.log.Info("hop top-up failed; retrying later (the hop closes the circuit if its prepaid bytes and grace run out first)",
+			"hop", pc.hops[i].Index+1, "peer", pc.hops[i].Peer, "failures", fails, "retry_in", retryDelay(fails), "err", err)
 	}
 }
 
 // pay sends hop i vouchers worth bytes of traffic in one TOPUP, buying
-// them first if the wallet holds too few. Vouchers are committed (marked
-// spent) only on TOPUP_ACK and released otherwise: if the hop did redeem
-// them after all, offering them again is refused as a double spend, so no
-// voucher is ever counted twice.
+// them first if the wallet holds too few, and checks the hop's TOPUP_ACK
+// (verify). Vouchers are committed (marked spent) when the hop credited
+// them, or refused them for good (AckReason.Permanent), and released
+// otherwise: if the hop did redeem them after all, offering them again is
+// refused as a double spend, so no voucher is ever counted twice.
 func (pc *Circuit) pay(ctx context.Context, i int, bytes int64) error {
 	h := pc.hops[i].Hop
 	sats := SatsFor(bytes, h.PriceSatPerMB)
@@ -143,34 +220,101 @@ func (pc *Circuit) pay(ctx context.Context, i int, bytes int64) error {
 	if err != nil {
 		return pc.failed(i, fmt.Errorf("vouchers for hop %d: %w", h.Index+1, err))
 	}
-	ack, err := pc.c.TopUp(ctx, h.Index, r.Payload)
-	if err != nil {
-		if r.Release != nil {
-			if rerr := r.Release(); rerr != nil {
-				pc.cl.log.Warn("release vouchers after failed top-up", "err", rerr)
-			}
-		}
+	offered := sats
+	if r.Sats > sats {
+		offered = r.Sats // the hop credits what it redeems: the change buys bytes too
+	}
+	out, err := pc.c.TopUp(ctx, h.Index, r.Payload)
+	refused := errors.Is(err, circuit.ErrPayment) // TOPUP_ACK status 1
+	if err != nil && (!refused || len(out) == 0) {
+		// No answer (timeout, circuit closed), or a refusal without a
+		// reason (a hop that takes no TOPUP): nothing was credited.
+		pc.settle(r, false)
 		return pc.failed(i, fmt.Errorf("pay hop %d: %w", h.Index+1, err))
 	}
-	if r.Commit != nil {
-		if cerr := r.Commit(); cerr != nil {
-			pc.cl.log.Warn("mark vouchers spent", "err", cerr)
-		}
+	var ack Ack
+	if perr := ack.UnmarshalBinary(out); perr != nil {
+		pc.settle(r, !refused) // status 0 says it redeemed them
+		return pc.stop(i, fmt.Errorf("pay hop %d: %w", h.Index+1, perr))
 	}
-	if r.Sats > sats {
-		// The hop credits what it redeemed: the change buys bytes too.
-		sats, bytes = r.Sats, CreditBytes(r.Sats, h.PriceSatPerMB)
+	switch {
+	case refused && ack.CreditedSat != 0:
+		pc.settle(r, false)
+		return pc.stop(i, fmt.Errorf("pay hop %d: %w: status 1 with %d sats credited", h.Index+1, ErrMalformedAck, ack.CreditedSat))
+	case refused:
+		pc.settle(r, ack.Reason.Permanent())
+	default:
+		pc.settle(r, true)
 	}
+	credited := min(ack.CreditedSat, offered)
 	pc.mu.Lock()
 	st := &pc.hops[i].st
-	st.SatsPaid += sats
-	st.BytesPaid += bytes
-	st.TopUps++
-	if len(ack) == 8 {
-		st.Allowance = binary.BigEndian.Uint64(ack)
+	st.Allowance, st.Charged = ack.Allowance, ack.Charged
+	if credited > 0 {
+		st.SatsPaid += credited
+		st.BytesPaid = min(st.BytesPaid+CreditBytes(credited, h.PriceSatPerMB), MaxAllowanceBytes)
+		st.TopUps++
+	}
+	if ack.Reason != ReasonNone {
+		st.LastReason = ack.Reason.String()
 	}
 	pc.mu.Unlock()
+	if err := pc.verify(i, ack, offered); err != nil {
+		return pc.stop(i, fmt.Errorf("pay hop %d: %w", h.Index+1, err))
+	}
+	if refused {
+		return pc.failed(i, fmt.Errorf("pay hop %d: refused (%v): %w", h.Index+1, ack.Reason, err))
+	}
+	if ack.Reason != ReasonNone {
+		pc.cl.log.Info("hop credited part of a top-up", "hop", h.Index+1, "peer", h.Peer,
+			"credited_sat", credited, "offered_sat", offered, "reason", ack.Reason)
+	}
 	return nil
+}
+
+// verify checks hop i's TOPUP_ACK against the client's own counts: the
+// bytes it charged against HopBytes (plus OverChargeToleranceBytes), the
+// credit it holds against what its advertised price buys, and a full
+// credit when it names no reason. Its error wraps ErrOverCharged or
+// ErrMalformedAck.
+func (pc *Circuit) verify(i int, ack Ack, offered uint64) error {
+	h := pc.hops[i].Hop
+	// Read after the TOPUP_ACK: every cell the hop charged before it
+	// answered has reached us, but for the tolerance.
+	carried := carriedBy(pc.c.HopBytes(), h.Index)
+	if ack.Charged > carried+OverChargeToleranceBytes {
+		return fmt.Errorf("%w: charged %d bytes, the client counted %d", ErrOverCharged, ack.Charged, carried)
+	}
+	pc.mu.Lock()
+	credit := pc.hops[i].st.BytesPaid
+	pc.mu.Unlock()
+	// The hop's allowance plus what it charged is what it credited in all
+	// (ack.Charged < 2^63 and |Allowance| ≤ 2^50, so the sum fits).
+	if held := ack.Allowance + int64(min(ack.Charged, MaxAllowanceBytes)); held < credit && held < MaxAllowanceBytes {
+		return fmt.Errorf("%w: credited %d bytes in all, its advertised price (%d sat/MB) buys %d", ErrOverCharged, held, h.PriceSatPerMB, credit)
+	}
+	if ack.Reason == ReasonNone && ack.CreditedSat != offered {
+		return fmt.Errorf("%w: credited %d of %d sats without a reason", ErrMalformedAck, ack.CreditedSat, offered)
+	}
+	return nil
+}
+
+// settle commits r's vouchers (spent, or worthless at this hop) or
+// releases them to the wallet.
+func (pc *Circuit) settle(r Reservation, commit bool) {
+	if commit {
+		if r.Commit != nil {
+			if err := r.Commit(); err != nil {
+				pc.cl.log.Warn("mark vouchers spent", "err", err)
+			}
+		}
+		return
+	}
+	if r.Release != nil {
+		if err := r.Release(); err != nil {
+			pc.cl.log.Warn("release vouchers after failed top-up", "err", err)
+		}
+	}
 }
 
 // failed records err against hop i and returns it.
@@ -179,6 +323,29 @@ func (pc *Circuit) failed(i int, err error) error {
 	pc.hops[i].st.Failures++
 	pc.hops[i].st.LastErr = err
 	pc.mu.Unlock()
+	return err
+}
+
+// stop records that hop i misbehaved (err wraps ErrOverCharged or
+// ErrMalformedAck), stops paying every hop of the circuit, closes it and
+// returns err.
+func (pc *Circuit) stop(i int, err error) error {
+	h := pc.hops[i].Hop
+	pc.mu.Lock()
+	st := &pc.hops[i].st
+	st.Failures++
+	st.LastErr = err
+	st.Stopped = true
+	st.OverCharged = st.OverCharged || errors.Is(err, ErrOverCharged)
+	st.LastReason = err.Error()
+	first := !pc.stopped
+	pc.stopped = true
+	pc.mu.Unlock()
+	if first {
+		pc.cl.log.Warn("hop misbehaved in a top-up; no longer paying it, closing the circuit",
+			"hop", h.Index+1, "peer", h.Peer, "err", err)
+		_ = pc.c.Close()
+	}
 	return err
 }
 
@@ -197,9 +364,9 @@ func (pc *Circuit) Stats() []HopStats {
 	return out
 }
 
-// Close stops the circuit's top-up, if one is running (its TOPUP fails and
-// its vouchers are released), and waits for it to end. Later Counts do
-// nothing. Safe to call more than once.
+// Close stops the circuit's top-ups, if any is running (its TOPUP fails
+// and its vouchers are released), and waits for them to end. Later Checks
+// do nothing. It does not close the TopUpper. Safe to call more than once.
 func (pc *Circuit) Close() {
 	if pc == nil {
 		return
@@ -207,6 +374,7 @@ func (pc *Circuit) Close() {
 	pc.mu.Lock()
 	pc.closed = true
 	pc.mu.Unlock()
+	pc.cl.forget(pc)
 	pc.cancel()
 	pc.wg.Wait()
 }

@@ -12,12 +12,23 @@ import (
 	"github.com/co-infuse/co-infuse/circuit"
 )
 
-// TopUpper sends a TOPUP to hop i (0-based, as in circuit.Circuit.Path) of
-// a circuit and returns the TOPUP_ACK payload; a refusal is an error. It
-// must return promptly once ctx is done. *circuit.Circuit implements it in
-// production and a fake in this package's tests.
+// TopUpper is the circuit a Circuit pays for. *circuit.Circuit implements
+// it in production and a fake in this package's tests.
 type TopUpper interface {
+	// TopUp sends a TOPUP to hop i (0-based, as in circuit.Circuit.Path)
+	// and returns the TOPUP_ACK payload. A refusal (status 1) is an error
+	// wrapping circuit.ErrPayment, returned with the payload (the hop's
+	// Ack, or empty). It must return promptly once ctx is done.
 	TopUp(ctx context.Context, i int, payload []byte) ([]byte, error)
+	// HopBytes returns, per hop (first hop first), the bytes of RELAY
+	// cells that hop has carried for the circuit in both directions,
+	// counted as the hop charges them (cell.Size per cell). It must be
+	// cheap and must not block: Check calls it on every stream read and
+	// write.
+	HopBytes() []uint64
+	// Close tears the circuit down; the Circuit calls it when a hop
+	// over-charges. It must not block on the Circuit.
+	Close() error
 }
 
 var _ TopUpper = (*circuit.Circuit)(nil)
@@ -68,18 +79,27 @@ type ClientConfig struct {
 	// wallet does not buy per top-up: a short wallet buys
 	// max(needed, TargetBalanceSat). 0 buys only what is needed.
 	TargetBalanceSat uint64
-	// TopUpTimeout bounds each background top-up (every paid hop of one
-	// circuit, purchases included). Default 1m. A hop that never answers
-	// holds a top-up this long at most.
+	// TopUpTimeout bounds each background top-up of one hop, purchases
+	// included. Default 1m. A hop that never answers holds a top-up this
+	// long at most (and the circuit then closes: circuit.Circuit.TopUp).
 	TopUpTimeout time.Duration
+	// CheckInterval is how often the client checks every open Circuit
+	// (Circuit.Check) besides on stream reads and writes, so cells no
+	// stream sees (keep-alives, data nobody reads yet) are paid for too.
+	// Default DefaultCheckInterval (1s). One goroutine does it for all
+	// circuits, from the first Open to Close.
+	CheckInterval time.Duration
+	// Now is the clock for retry delays; nil means time.Now.
+	Now func() time.Time
 	// Logger receives the client's logs; nil discards them. The client
 	// adds subsys=payment/client.
 	Logger *slog.Logger
 }
 
 // Client pays the paid hops of a node's circuits (PROTOCOL.md §5.3) on the
-// schedule in schedule.go. It owns every background top-up goroutine; Close
-// stops and waits for them. Its methods are safe for concurrent use.
+// schedule in schedule.go. It owns every background top-up goroutine (at
+// most one per paid hop of each open circuit) and one checker goroutine;
+// Close stops and waits for them. Its methods are safe for concurrent use.
 type Client struct {
 	cfg ClientConfig
 	log *slog.Logger
@@ -90,8 +110,14 @@ type Client struct {
 
 	mu     sync.Mutex
 	closed bool // guarded by mu; set once by Close
-	// wg counts top-up goroutines of every circuit. Add happens under mu
-	// while closed is false, so it never races Close's Wait.
+	// circuits is guarded by mu: the open Circuits the checker visits,
+	// added by Open after the prepay and removed by Circuit.Close.
+	circuits map[*Circuit]struct{}
+	// ticking is guarded by mu: the checker goroutine has been started.
+	ticking bool
+	// wg counts top-up goroutines of every circuit and the checker. Add
+	// happens under mu while closed is false, so it never races Close's
+	// Wait.
 	wg sync.WaitGroup
 }
 
@@ -104,18 +130,30 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.TopUpTimeout < 0 {
 		return nil, fmt.Errorf("%w: ClientConfig.TopUpTimeout %v is negative", ErrConfig, cfg.TopUpTimeout)
 	}
+	if cfg.CheckInterval < 0 {
+		return nil, fmt.Errorf("%w: ClientConfig.CheckInterval %v is negative", ErrConfig, cfg.CheckInterval)
+	}
 	if cfg.TopUpTimeout == 0 {
 		cfg.TopUpTimeout = time.Minute
+	}
+	if cfg.CheckInterval == 0 {
+		cfg.CheckInterval = DefaultCheckInterval
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Client{cfg: cfg, log: cfg.Logger.With("subsys", "payment/client"), ctx: ctx, cancel: cancel}, nil
+	return &Client{cfg: cfg, log: cfg.Logger.With("subsys", "payment/client"), ctx: ctx, cancel: cancel,
+		circuits: make(map[*Circuit]struct{})}, nil
 }
 
-// Open prepays every hop in hops PrepayBytes at its price, in order,
-// through c, and returns the circuit's ledger. hops lists only the paid
+// Open prepays every hop in hops, in order, through c, at its price:
+// PrepayBytes plus the cells it carried for the build (schedule.go), and
+// returns the circuit's ledger, which the client then checks every
+// CheckInterval. hops lists only the paid
 // hops; with none, Open pays nothing and returns a Circuit that never pays.
 // ctx bounds the prepayment (purchases included), as does Close. On error
 // nothing more is paid and the caller should close the circuit: hops paid
@@ -141,18 +179,75 @@ func (cl *Client) Open(ctx context.Context, c TopUpper, hops []Hop) (*Circuit, e
 	defer context.AfterFunc(cl.ctx, cancel)()
 
 	pc := newCircuit(cl, c, hops)
-	for i := range pc.hops {
-		if err := pc.pay(ctx, i, PrepayBytes); err != nil {
+	carried := c.HopBytes()
+	for i, h := range pc.hops {
+		if err := pc.pay(ctx, i, refillBytes(0, carriedBy(carried, h.Index), 0)); err != nil {
 			pc.Close()
 			return nil, fmt.Errorf("prepay: %w", err)
 		}
 	}
+	if len(pc.hops) > 0 && !cl.track(pc) {
+		pc.Close()
+		return nil, ErrClosed
+	}
 	return pc, nil
 }
 
+// track adds pc to the circuits the checker visits, starting the checker
+// if it is not running; false once the client is closed.
+func (cl *Client) track(pc *Circuit) bool {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if cl.closed {
+		return false
+	}
+	cl.circuits[pc] = struct{}{}
+	if !cl.ticking {
+		cl.ticking = true
+		cl.wg.Add(1)
+		go func() {
+			defer cl.wg.Done()
+			cl.checkLoop()
+		}()
+	}
+	return true
+}
+
+// forget removes pc from the checker's circuits.
+func (cl *Client) forget(pc *Circuit) {
+	cl.mu.Lock()
+	delete(cl.circuits, pc)
+	cl.mu.Unlock()
+}
+
+// checkLoop checks every open circuit every CheckInterval until Close.
+func (cl *Client) checkLoop() {
+	t := time.NewTicker(cl.cfg.CheckInterval)
+	defer t.Stop()
+	var pcs []*Circuit
+	for {
+		select {
+		case <-cl.ctx.Done():
+			return
+		case <-t.C:
+		}
+		cl.mu.Lock()
+		pcs = pcs[:0]
+		for pc := range cl.circuits {
+			pcs = append(pcs, pc)
+		}
+		cl.mu.Unlock()
+		for _, pc := range pcs {
+			pc.Check()
+		}
+		clear(pcs)
+	}
+}
+
 // Close stops every background top-up (their TOPUPs fail and their
-// vouchers are released) and waits for them to end. Later Opens fail with
-// ErrClosed and later Counts do nothing. Safe to call more than once.
+// vouchers are released) and the checker, and waits for them to end. Later
+// Opens fail with ErrClosed and later Checks start nothing. Safe to call
+// more than once.
 func (cl *Client) Close() {
 	cl.mu.Lock()
 	cl.closed = true

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/co-infuse/co-infuse/circuit"
+	"github.com/co-infuse/co-infuse/circuit/cell"
 	"github.com/co-infuse/co-infuse/voucher/wallet"
 )
 
@@ -31,6 +34,13 @@ type fakeWallet struct {
 // payloadFor is the fake batch paying sats of node's vouchers.
 func payloadFor(node peer.ID, sats uint64) string {
 	return string(node) + ":" + strconv.FormatUint(sats, 10)
+}
+
+// satsOf is the value of a payloadFor batch.
+func satsOf(payload string) uint64 {
+	_, s, _ := strings.Cut(payload, ":")
+	n, _ := strconv.ParseUint(s, 10, 64)
+	return n
 }
 
 type payment struct {
@@ -91,11 +101,25 @@ func (w *fakeWallet) snapshot() (buys, spent, released []payment) {
 	return append([]payment(nil), w.buys...), append([]payment(nil), w.spent...), append([]payment(nil), w.released...)
 }
 
-// fakeCircuit is a TopUpper. Every TOPUP is sent on calls (buffered), then
-// answered by answer, or acknowledged with allowance 42 if answer is nil.
+// fakeCircuit is a TopUpper whose hops behave like honest Ledgers: each
+// credits CreditBytes of the sats in a TOPUP at its price and charges the
+// cells the test says it carried (add), plus extra. Every TOPUP is sent
+// on calls (buffered) before it is answered; answer, if set, answers
+// instead (it may call honest). A TOPUP and its TOPUP_ACK each add a cell
+// at every hop up to the one paid, as on a real circuit.
 type fakeCircuit struct {
 	calls  chan topUpCall
-	answer func(ctx context.Context, i int) ([]byte, error)
+	answer func(ctx context.Context, i int, payload string) ([]byte, error)
+
+	mu      sync.Mutex
+	prices  [cell.MaxHops]uint64 // guarded by mu
+	carried [cell.MaxHops]uint64 // guarded by mu
+	credit  [cell.MaxHops]int64  // guarded by mu
+	extra   [cell.MaxHops]uint64 // guarded by mu: bytes over-charged
+	// pastGrace is guarded by mu: a hop that carried more than its credit
+	// and SessionGraceBytes (a real hop would have destroyed the circuit).
+	pastGrace []string
+	closed    bool // guarded by mu
 }
 
 type topUpCall struct {
@@ -103,16 +127,73 @@ type topUpCall struct {
 	payload string
 }
 
-func newFakeCircuit(answer func(ctx context.Context, i int) ([]byte, error)) *fakeCircuit {
-	return &fakeCircuit{calls: make(chan topUpCall, 64), answer: answer}
+func newFakeCircuit(hops []Hop, answer func(ctx context.Context, i int, payload string) ([]byte, error)) *fakeCircuit {
+	fc := &fakeCircuit{calls: make(chan topUpCall, 4096), answer: answer}
+	for _, h := range hops {
+		fc.prices[h.Index] = h.PriceSatPerMB
+	}
+	return fc
 }
 
 func (c *fakeCircuit) TopUp(ctx context.Context, i int, payload []byte) ([]byte, error) {
 	c.calls <- topUpCall{i, string(payload)}
 	if c.answer != nil {
-		return c.answer(ctx, i)
+		return c.answer(ctx, i, string(payload))
 	}
-	return []byte{0, 0, 0, 0, 0, 0, 0, 42}, nil
+	return c.honest(i, string(payload))
+}
+
+// honest is the answer of an honest hop i to a TOPUP paying payload.
+func (c *fakeCircuit) honest(i int, payload string) ([]byte, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for j := 0; j <= i; j++ {
+		c.carried[j] += 2 * cell.Size // TOPUP and TOPUP_ACK
+	}
+	sats := satsOf(payload)
+	c.credit[i] = min(c.credit[i]+CreditBytes(sats, c.prices[i]), MaxAllowanceBytes)
+	return encodeAck(c.ackLocked(i, sats, ReasonNone)), nil
+}
+
+// ackLocked is hop i's Ack after crediting sats. c.mu must be held.
+func (c *fakeCircuit) ackLocked(i int, sats uint64, r AckReason) Ack {
+	charged := c.carried[i] + c.extra[i]
+	allowance := int64(MaxAllowanceBytes)
+	if c.prices[i] != 0 {
+		allowance = c.credit[i] - int64(charged)
+	}
+	return Ack{Reason: r, CreditedSat: sats, Allowance: allowance, Charged: charged}
+}
+
+// add makes every hop carry cells more cells.
+func (c *fakeCircuit) add(cells uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range c.carried {
+		c.carried[i] += cells * cell.Size
+		if c.prices[i] != 0 && c.credit[i]-int64(c.carried[i]) < -SessionGraceBytes && len(c.pastGrace) < 10 {
+			c.pastGrace = append(c.pastGrace, fmt.Sprintf("hop %d carried %d bytes, credited %d", i, c.carried[i], c.credit[i]))
+		}
+	}
+}
+
+func (c *fakeCircuit) HopBytes() []uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]uint64(nil), c.carried[:]...)
+}
+
+func (c *fakeCircuit) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *fakeCircuit) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
 }
 
 // drain returns the calls made so far.
@@ -129,7 +210,7 @@ func (c *fakeCircuit) drain() []topUpCall {
 }
 
 // blockUntilDone is an answer from a hop that never acknowledges.
-func blockUntilDone(ctx context.Context, _ int) ([]byte, error) {
+func blockUntilDone(ctx context.Context, _ int, _ string) ([]byte, error) {
 	<-ctx.Done()
 	return nil, ctx.Err()
 }
@@ -159,6 +240,24 @@ var testHops = []Hop{
 	{Index: 4, Peer: "D", PriceSatPerMB: 0},         // free, still 1 sat
 }
 
+// dueCells is enough cells to take a freshly prepaid hop below the low
+// water mark, whatever the sat rounding of its prepay.
+const dueCells = TargetAheadBytes / cell.Size
+
+// ackBytes encodes a, for fakes that lie.
+func ackBytes(a Ack) []byte {
+	b, err := a.AppendBinary(nil)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// refusal is a TOPUP_ACK status 1 carrying a.
+func refusal(a Ack) ([]byte, error) {
+	return ackBytes(a), fmt.Errorf("topup: status 1: %w", circuit.ErrPayment)
+}
+
 func TestNewClientConfig(t *testing.T) {
 	t.Parallel()
 	if _, err := NewClient(ClientConfig{}); !errors.Is(err, ErrConfig) {
@@ -167,13 +266,16 @@ func TestNewClientConfig(t *testing.T) {
 	if _, err := NewClient(ClientConfig{Reserve: newFakeWallet(nil).reserve, TopUpTimeout: -1}); !errors.Is(err, ErrConfig) {
 		t.Fatalf("negative timeout: err = %v", err)
 	}
+	if _, err := NewClient(ClientConfig{Reserve: newFakeWallet(nil).reserve, CheckInterval: -1}); !errors.Is(err, ErrConfig) {
+		t.Fatalf("negative check interval: err = %v", err)
+	}
 	cl, err := NewClient(ClientConfig{Reserve: newFakeWallet(nil).reserve})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cl.Close()
 	cl.Close() // twice is fine
-	if _, err := cl.Open(context.Background(), newFakeCircuit(nil), testHops); !errors.Is(err, ErrClosed) {
+	if _, err := cl.Open(context.Background(), newFakeCircuit(testHops, nil), testHops); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Open after Close: err = %v", err)
 	}
 }
@@ -182,7 +284,7 @@ func TestClientPrepay(t *testing.T) {
 	t.Parallel()
 	w := newFakeWallet(rich())
 	cl := newTestClient(t, w, ClientConfig{})
-	fc := newFakeCircuit(nil)
+	fc := newFakeCircuit(testHops, nil)
 	pc, err := cl.Open(context.Background(), fc, testHops)
 	if err != nil {
 		t.Fatal(err)
@@ -204,6 +306,7 @@ func TestClientPrepay(t *testing.T) {
 		t.Fatalf("calls %v, spent %v, released %v", calls, spent, released)
 	}
 	st := pc.Stats()
+	carried := fc.HopBytes()
 	for i, w := range want {
 		if w.sats != SatsFor(PrepayBytes, testHops[i].PriceSatPerMB) {
 			t.Fatalf("table disagrees with SatsFor for hop %d", i)
@@ -214,27 +317,48 @@ func TestClientPrepay(t *testing.T) {
 		if spent[i] != (payment{w.node, w.sats}) {
 			t.Errorf("spent %d = %+v", i, spent[i])
 		}
-		if st[i].SatsPaid != w.sats || st[i].BytesPaid != PrepayBytes || st[i].TopUps != 1 || st[i].Allowance != 42 || st[i].Hop != testHops[i] {
+		credit := CreditBytes(w.sats, testHops[i].PriceSatPerMB)
+		if st[i].SatsPaid != w.sats || st[i].BytesPaid != credit || st[i].TopUps != 1 || st[i].Hop != testHops[i] ||
+			st[i].Charged == 0 || st[i].Charged > carried[w.hop] || st[i].Stopped || st[i].LastReason != "" {
 			t.Errorf("stats %d = %+v", i, st[i])
 		}
+	}
+}
+
+// The prepay covers the cells the build already made a hop carry.
+func TestClientPrepayCoversBuild(t *testing.T) {
+	t.Parallel()
+	w := newFakeWallet(rich())
+	cl := newTestClient(t, w, ClientConfig{})
+	hops := []Hop{{Index: 0, Peer: "A", PriceSatPerMB: 1_000_000}} // 1 sat per byte
+	fc := newFakeCircuit(hops, nil)
+	fc.add(3) // two EXTENDs and EXTENDEDs passed the first hop, and a DROP
+	pc, err := cl.Open(context.Background(), fc, hops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pc.Close)
+	if calls := fc.drain(); len(calls) != 1 || satsOf(calls[0].payload) != PrepayBytes+3*cell.Size {
+		t.Fatalf("calls %v, want one paying %d", calls, PrepayBytes+3*cell.Size)
 	}
 }
 
 func TestClientNoPaidHops(t *testing.T) {
 	t.Parallel()
 	cl := newTestClient(t, newFakeWallet(nil), ClientConfig{})
-	fc := newFakeCircuit(nil)
+	fc := newFakeCircuit(nil, nil)
 	pc, err := cl.Open(context.Background(), fc, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	a, b := net.Pipe()
 	t.Cleanup(func() { a.Close(); b.Close() })
+	fc.add(1 << 20)
 	for _, p := range []*Circuit{pc, nil} {
 		if p.Wrap(a) != a {
 			t.Error("Wrap of a circuit with no paid hop changed the conn")
 		}
-		p.Count(10 * TopUpEveryBytes)
+		p.Check()
 		p.Close()
 		if len(p.Stats()) != 0 {
 			t.Error("stats of nothing")
@@ -245,33 +369,144 @@ func TestClientNoPaidHops(t *testing.T) {
 	}
 }
 
-// TestClientTopUpOnce: concurrent Counts that together reach
-// TopUpEveryBytes start exactly one top-up, paying used × 5/4 at each hop;
-// bytes counted while it runs wait for the next one.
-func TestClientTopUpOnce(t *testing.T) {
+// TestScheduleKeepsAhead drives a circuit of three paid hops through a
+// traffic pattern, one step at a time, with every top-up taking latency
+// steps to be answered, and checks that no hop ever runs past its grace,
+// that the client pays for what the hops carried and not much more, and
+// that top-ups stay few.
+func TestScheduleKeepsAhead(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		steps   int
+		cells   uint64 // per step, at every hop
+		latency int    // steps a top-up takes
+	}{
+		// 10,000 small request/response round trips: one cell each way.
+		{"chatty: 10,000 tiny round trips", 10_000, 2, 100},
+		// Each top-up lands only after 600 round trips (4.7 MiB of cells
+		// per hop), into the grace: just within the schedule's 5 MiB.
+		{"chatty, top-ups slower than 600 round trips", 10_000, 2, 600},
+		// 100 MiB of bulk data, 64 KiB per step.
+		{"bulk", 1_600, 16, 20},
+		// Each top-up lands only after 4.75 MiB more cells.
+		{"bulk, top-ups slower than 4.75 MiB", 1_600, 16, 76},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				hops := testHops[:2]
+				hops = append(hops, Hop{Index: 2, Peer: "C", PriceSatPerMB: 2})
+				w := newFakeWallet(rich())
+				cl := newTestClient(t, w, ClientConfig{})
+				var (
+					mu   sync.Mutex
+					step int
+					tick = make(chan struct{}) // closed and replaced every step
+					done bool                  // answer at once from now on
+				)
+				fc := newFakeCircuit(hops, nil)
+				fc.answer = func(ctx context.Context, i int, payload string) ([]byte, error) {
+					mu.Lock()
+					until := step + tc.latency
+					for step < until && !done {
+						ch := tick
+						mu.Unlock()
+						select {
+						case <-ch:
+						case <-ctx.Done():
+							return nil, ctx.Err()
+						}
+						mu.Lock()
+					}
+					mu.Unlock()
+					return fc.honest(i, payload)
+				}
+				mu.Lock()
+				done = true // the prepay is answered at once
+				mu.Unlock()
+				pc, err := cl.Open(context.Background(), fc, hops)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer pc.Close()
+				mu.Lock()
+				done = false
+				mu.Unlock()
+				for range tc.steps {
+					fc.add(tc.cells)
+					pc.Check() // what a wrapped stream does on each read and write
+					mu.Lock()
+					step++
+					close(tick)
+					tick = make(chan struct{})
+					mu.Unlock()
+					synctest.Wait()
+				}
+				// Let the last top-ups land.
+				mu.Lock()
+				done = true
+				close(tick)
+				tick = make(chan struct{})
+				mu.Unlock()
+				synctest.Wait()
+
+				fc.mu.Lock()
+				past := fc.pastGrace
+				fc.mu.Unlock()
+				if len(past) > 0 {
+					t.Fatalf("a hop ran past its grace: %v", past)
+				}
+				carried := fc.HopBytes()
+				for i, st := range pc.Stats() {
+					c := carried[st.Index]
+					lead := st.BytesPaid - int64(c)
+					if st.Stopped || st.Failures != 0 || st.Charged > c {
+						t.Errorf("hop %d: %+v", i, st)
+					}
+					// Paid for what it carried, plus at most the allowance
+					// kept ahead and one sat of rounding.
+					if lead < 0 || lead > 2*TargetAheadBytes+CreditBytes(1, st.PriceSatPerMB) {
+						t.Errorf("hop %d carried %d bytes, was paid for %d: lead %d", i, c, st.BytesPaid, lead)
+					}
+					if most := int(c/(LowWaterBytes/2)) + 2; st.TopUps > most {
+						t.Errorf("hop %d: %d top-ups for %d bytes, want at most %d", i, st.TopUps, c, most)
+					}
+					if st.TopUps < 2 {
+						t.Errorf("hop %d was never topped up: %+v", i, st)
+					}
+				}
+				if _, spent, released := w.snapshot(); len(released) != 0 || len(spent) == 0 {
+					t.Errorf("spent %d, released %v", len(spent), released)
+				}
+			})
+		})
+	}
+}
+
+// Checks from many goroutines start one top-up per hop at a time.
+func TestClientOneTopUpPerHop(t *testing.T) {
 	t.Parallel()
 	w := newFakeWallet(rich())
 	cl := newTestClient(t, w, ClientConfig{})
 	hold := make(chan struct{})
-	first := true
 	var mu sync.Mutex
-	fc := newFakeCircuit(func(ctx context.Context, i int) ([]byte, error) {
+	holding := false
+	hops := testHops[:2]
+	fc := newFakeCircuit(hops, nil)
+	fc.answer = func(ctx context.Context, i int, payload string) ([]byte, error) {
 		mu.Lock()
-		block := first && i == 0
+		h := holding
 		mu.Unlock()
-		if block {
+		if h {
 			select {
 			case <-hold:
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
 		}
-		return nil, nil
-	})
-	hops := testHops[:2]
-	mu.Lock()
-	first = false
-	mu.Unlock()
+		return fc.honest(i, payload)
+	}
 	pc, err := cl.Open(context.Background(), fc, hops)
 	if err != nil {
 		t.Fatal(err)
@@ -279,52 +514,35 @@ func TestClientTopUpOnce(t *testing.T) {
 	t.Cleanup(pc.Close)
 	fc.drain()
 	mu.Lock()
-	first = true
+	holding = true
 	mu.Unlock()
-
-	const writers = 16
+	fc.add(PrepayBytes / cell.Size) // both hops are at 0 ahead
 	var wg sync.WaitGroup
-	for range writers {
-		wg.Go(func() { pc.Count(TopUpEveryBytes / writers) })
+	for range 32 {
+		wg.Go(pc.Check)
 	}
 	wg.Wait()
-	got := <-fc.calls // the top-up is in flight, held at hop 0
-	if want := (topUpCall{0, payloadFor("A", SatsFor(topUpBytes(TopUpEveryBytes), 1))}); got != want {
-		t.Fatalf("first top-up %+v, want %+v", got, want)
+	got := map[int]int{}
+	for range 2 {
+		got[(<-fc.calls).hop]++
 	}
-	// More than another TopUpEveryBytes while it runs: no second top-up.
-	for range writers {
-		wg.Go(func() { pc.Count(TopUpEveryBytes / 4) })
+	for range 32 {
+		wg.Go(pc.Check)
 	}
 	wg.Wait()
+	if extra := fc.drain(); len(extra) != 0 || got[0] != 1 || got[1] != 1 {
+		t.Fatalf("top-ups %v, then %v: want one per hop", got, extra)
+	}
 	mu.Lock()
-	first = false
+	holding = false
 	mu.Unlock()
 	close(hold)
-	if got, want := <-fc.calls, (topUpCall{1, payloadFor("B", SatsFor(topUpBytes(TopUpEveryBytes), 2))}); got != want {
-		t.Fatalf("second hop %+v, want %+v", got, want)
-	}
-	// The next Count starts the next top-up, for everything since. No
-	// Count runs now, so waiting on the circuit's WaitGroup is safe: it
-	// returns once the running top-up has ended.
-	pc.wg.Wait()
-	pc.Count(1)
-	next := 4*TopUpEveryBytes + 1
-	for i, h := range hops {
-		want := topUpCall{h.Index, payloadFor(h.Peer, SatsFor(topUpBytes(int64(next)), h.PriceSatPerMB))}
-		if got := <-fc.calls; got != want {
-			t.Fatalf("next top-up, hop %d: %+v, want %+v", i, got, want)
-		}
-	}
 	pc.Close()
-	if extra := fc.drain(); len(extra) != 0 {
-		t.Fatalf("extra TOPUPs %v", extra)
-	}
 	st := pc.Stats()
-	for i, h := range hops {
-		wantBytes := int64(PrepayBytes) + topUpBytes(TopUpEveryBytes) + topUpBytes(int64(next))
-		if st[i].TopUps != 3 || st[i].BytesPaid != wantBytes || st[i].Failures != 0 {
-			t.Errorf("hop %v: %+v", h, st[i])
+	carried := fc.HopBytes()
+	for i, s := range st {
+		if s.TopUps != 2 || s.BytesPaid-int64(carried[s.Index]) < LowWaterBytes {
+			t.Errorf("hop %d: %+v (carried %d)", i, s, carried[s.Index])
 		}
 	}
 }
@@ -364,7 +582,7 @@ func TestClientBuysWhenShort(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(cl.Close)
-			fc := newFakeCircuit(nil)
+			fc := newFakeCircuit(testHops, nil)
 			pc, err := cl.Open(context.Background(), fc, testHops[:1])
 			if tc.wantErr == nil && err != nil || tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
 				t.Fatalf("Open: err = %v, want %v", err, tc.wantErr)
@@ -381,77 +599,89 @@ func TestClientBuysWhenShort(t *testing.T) {
 	}
 }
 
-// TestClientReleaseOrCommit: vouchers are marked spent only on TOPUP_ACK
-// and released on any failure, for the prepay and for top-ups.
+// TestClientReleaseOrCommit: vouchers are marked spent when the hop
+// credited them or refused them for good, and released when it did not
+// answer, could not redeem now, or refused without saying why.
 func TestClientReleaseOrCommit(t *testing.T) {
 	t.Parallel()
-	refuse := errors.New("status 1")
+	noAnswer := errors.New("circuit closed")
 	for _, tc := range []struct {
-		name    string
-		failAt  int // hop index whose TOPUP fails; -1 none
-		wantErr bool
+		name       string
+		answer     func() ([]byte, error) // hop 1's answer
+		wantCommit bool
+		wantReason string
 	}{
-		{"all acknowledged", -1, false},
-		{"first hop refuses", 0, true},
-		{"second hop refuses", 1, true},
+		{"no answer", func() ([]byte, error) { return nil, noAnswer }, false, ""},
+		{"status 1 without a reason", func() ([]byte, error) {
+			return nil, fmt.Errorf("topup: status 1: %w", circuit.ErrPayment)
+		}, false, ""},
+		{"mint unavailable", func() ([]byte, error) { return refusal(Ack{Reason: ReasonUnavailable}) }, false, "mint unavailable"},
+		{"not yet valid", func() ([]byte, error) { return refusal(Ack{Reason: ReasonNotYetValid}) }, false, "keyset not yet valid"},
+		{"malformed batch", func() ([]byte, error) { return refusal(Ack{Reason: ReasonMalformed}) }, false, "malformed batch"},
+		{"unknown session", func() ([]byte, error) { return refusal(Ack{Reason: ReasonUnknownSession}) }, false, "unknown session"},
+		{"already spent", func() ([]byte, error) { return refusal(Ack{Reason: ReasonSpent}) }, true, "already spent"},
+		{"forged", func() ([]byte, error) { return refusal(Ack{Reason: ReasonForged}) }, true, "bad signature"},
+		{"unknown keyset", func() ([]byte, error) { return refusal(Ack{Reason: ReasonUnknownKeyset}) }, true, "unknown keyset"},
+		{"expired", func() ([]byte, error) { return refusal(Ack{Reason: ReasonExpired}) }, true, "keyset expired"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			w := newFakeWallet(rich())
 			cl := newTestClient(t, w, ClientConfig{})
-			fc := newFakeCircuit(func(_ context.Context, i int) ([]byte, error) {
-				if i == tc.failAt {
-					return nil, refuse
+			hops := testHops[:3]
+			fc := newFakeCircuit(hops, nil)
+			fc.answer = func(_ context.Context, i int, payload string) ([]byte, error) {
+				if i == 1 {
+					return tc.answer()
 				}
-				return nil, nil
-			})
-			_, err := cl.Open(context.Background(), fc, testHops[:3])
-			if tc.wantErr != (err != nil) || err != nil && !errors.Is(err, refuse) {
-				t.Fatalf("Open: err = %v", err)
+				return fc.honest(i, payload)
+			}
+			_, err := cl.Open(context.Background(), fc, hops)
+			if err == nil {
+				t.Fatal("Open succeeded with a refusing hop")
 			}
 			_, spent, released := w.snapshot()
-			wantSpent := 3
-			if tc.failAt >= 0 {
-				wantSpent = tc.failAt
+			wantSpent, wantReleased := 1, 1
+			if tc.wantCommit {
+				wantSpent, wantReleased = 2, 0
 			}
-			if len(spent) != wantSpent {
-				t.Errorf("spent %v, want %d", spent, wantSpent)
+			if len(spent) != wantSpent || len(released) != wantReleased {
+				t.Errorf("spent %v, released %v; want %d spent, %d released", spent, released, wantSpent, wantReleased)
 			}
-			if tc.failAt >= 0 && (len(released) != 1 || released[0].node != testHops[tc.failAt].Peer) {
-				t.Errorf("released %v, want hop %d's", released, tc.failAt)
+			if tc.wantReason != "" && !strings.Contains(err.Error(), tc.wantReason) {
+				t.Errorf("err %q does not say %q", err, tc.wantReason)
 			}
-			if tc.failAt < 0 && len(released) != 0 {
-				t.Errorf("released %v", released)
-			}
-			for _, s := range spent {
-				for _, r := range released {
-					if s == r {
-						t.Errorf("%+v both spent and released", s)
-					}
-				}
+			if fc.isClosed() {
+				t.Error("a refusal closed the circuit")
 			}
 		})
 	}
 }
 
-// TestClientTopUpFailure: a failed background top-up releases its
-// vouchers, is recorded, and stops at the failing hop.
-func TestClientTopUpFailure(t *testing.T) {
+// A failed top-up is retried only after retryDelay, doubling per
+// consecutive failure; a success resets it.
+func TestClientRetryAfterFailure(t *testing.T) {
 	t.Parallel()
+	var clock fakeClock
 	w := newFakeWallet(rich())
-	cl := newTestClient(t, w, ClientConfig{})
-	refuse := errors.New("status 1")
+	cl := newTestClient(t, w, ClientConfig{Now: clock.now})
 	var mu sync.Mutex
 	failing := false
-	fc := newFakeCircuit(func(_ context.Context, i int) ([]byte, error) {
+	hops := testHops[:1]
+	fc := newFakeCircuit(hops, nil)
+	fc.answer = func(_ context.Context, i int, payload string) ([]byte, error) {
 		mu.Lock()
-		defer mu.Unlock()
-		if failing && i == 0 {
-			return nil, refuse
+		f := failing
+		mu.Unlock()
+		if f {
+			fc.mu.Lock()
+			a := fc.ackLocked(i, 0, ReasonUnavailable)
+			fc.mu.Unlock()
+			return refusal(a)
 		}
-		return nil, nil
-	})
-	pc, err := cl.Open(context.Background(), fc, testHops[:2])
+		return fc.honest(i, payload)
+	}
+	pc, err := cl.Open(context.Background(), fc, hops)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -460,23 +690,192 @@ func TestClientTopUpFailure(t *testing.T) {
 	mu.Lock()
 	failing = true
 	mu.Unlock()
-	pc.Count(TopUpEveryBytes)
+	fc.add(dueCells)
+	// settled waits for the running top-up (if any) to end.
+	settled := func() {
+		t.Helper()
+		pc.wg.Wait()
+	}
+	pc.Check()
 	<-fc.calls
-	pc.Close() // waits for the top-up
-	if calls := fc.drain(); len(calls) != 0 {
-		t.Fatalf("kept paying after a failure: %v", calls)
+	settled()
+	for _, d := range []time.Duration{retryMin, 2 * retryMin, 4 * retryMin} {
+		clock.advance(d - 1)
+		pc.Check()
+		settled()
+		if calls := fc.drain(); len(calls) != 0 {
+			t.Fatalf("retried before %v: %v", d, calls)
+		}
+		clock.advance(1)
+		pc.Check()
+		settled()
+		if calls := fc.drain(); len(calls) != 1 {
+			t.Fatalf("no retry after %v: %v", d, calls)
+		}
 	}
-	_, spent, released := w.snapshot()
-	if len(spent) != 2 || len(released) != 1 || released[0] != (payment{"A", SatsFor(topUpBytes(TopUpEveryBytes), 1)}) {
-		t.Fatalf("spent %v, released %v", spent, released)
-	}
-	st := pc.Stats()
-	if st[0].Failures != 1 || !errors.Is(st[0].LastErr, refuse) || st[0].TopUps != 1 || st[1].Failures != 0 {
+	mu.Lock()
+	failing = false
+	mu.Unlock()
+	clock.advance(8 * retryMin)
+	pc.Check()
+	settled()
+	st := pc.Stats()[0]
+	if st.Failures != 4 || st.TopUps != 2 || st.LastReason != "mint unavailable" || st.Stopped {
 		t.Fatalf("stats %+v", st)
 	}
-	pc.Count(10 * TopUpEveryBytes) // closed: nothing starts
-	if calls := fc.drain(); len(calls) != 0 {
-		t.Fatalf("paid after Close: %v", calls)
+	if retryDelay(100) != retryMax || retryDelay(1) != retryMin {
+		t.Fatalf("retryDelay bounds: %v, %v", retryDelay(1), retryDelay(100))
+	}
+}
+
+// A hop whose TOPUP_ACK bills more than the client counted, credits less
+// than its price buys, or cannot be parsed, is no longer paid, and the
+// circuit is closed.
+func TestClientStopsMisbehavingHop(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		lie       func(fc *fakeCircuit, i int, payload string) ([]byte, error)
+		wantStop  bool
+		wantOver  bool
+		wantInErr string
+		wantSpent bool // the top-up's vouchers were committed
+	}{
+		{"honest", nil, false, false, "", true},
+		{"charges within the tolerance", func(fc *fakeCircuit, i int, p string) ([]byte, error) {
+			fc.mu.Lock()
+			fc.extra[i] = OverChargeToleranceBytes
+			fc.mu.Unlock()
+			return fc.honest(i, p)
+		}, false, false, "", true},
+		{"charges one cell beyond the tolerance", func(fc *fakeCircuit, i int, p string) ([]byte, error) {
+			fc.mu.Lock()
+			fc.extra[i] = OverChargeToleranceBytes + cell.Size
+			fc.mu.Unlock()
+			return fc.honest(i, p)
+		}, true, true, "the client counted", true},
+		{"charges more in a refusal", func(fc *fakeCircuit, i int, p string) ([]byte, error) {
+			fc.mu.Lock()
+			fc.extra[i] = 1 << 30
+			a := fc.ackLocked(i, 0, ReasonSpent)
+			fc.mu.Unlock()
+			return refusal(a)
+		}, true, true, "the client counted", true},
+		{"credits at twice its advertised price", func(fc *fakeCircuit, i int, p string) ([]byte, error) {
+			fc.mu.Lock()
+			defer fc.mu.Unlock()
+			sats := satsOf(p)
+			fc.credit[i] += CreditBytes(sats, 2*fc.prices[i])
+			return encodeAck(fc.ackLocked(i, sats, ReasonNone)), nil
+		}, true, true, "advertised price", true},
+		{"credits less than offered without a reason", func(fc *fakeCircuit, i int, p string) ([]byte, error) {
+			fc.mu.Lock()
+			defer fc.mu.Unlock()
+			sats := satsOf(p) - 1
+			fc.credit[i] += CreditBytes(sats, fc.prices[i])
+			return encodeAck(fc.ackLocked(i, sats, ReasonNone)), nil
+		}, true, false, "without a reason", true},
+		{"malformed ack", func(*fakeCircuit, int, string) ([]byte, error) {
+			return []byte{0, 0, 0, 0, 0, 0, 0, 42}, nil
+		}, true, false, "malformed", true},
+		{"status 1 claiming a credit", func(fc *fakeCircuit, i int, p string) ([]byte, error) {
+			return refusal(Ack{Reason: ReasonSpent, CreditedSat: 3})
+		}, true, false, "status 1 with 3 sats credited", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			w := newFakeWallet(rich())
+			cl := newTestClient(t, w, ClientConfig{})
+			hops := testHops[:2]
+			var mu sync.Mutex
+			lying := false
+			fc := newFakeCircuit(hops, nil)
+			fc.answer = func(_ context.Context, i int, p string) ([]byte, error) {
+				mu.Lock()
+				l := lying
+				mu.Unlock()
+				if l && i == 1 && tc.lie != nil {
+					return tc.lie(fc, i, p)
+				}
+				return fc.honest(i, p)
+			}
+			pc, err := cl.Open(context.Background(), fc, hops)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(pc.Close)
+			fc.drain()
+			mu.Lock()
+			lying = true
+			mu.Unlock()
+			fc.add(dueCells) // both hops are due
+			pc.Check()
+			pc.wg.Wait()
+			_, spent, released := w.snapshot()
+			st := pc.Stats()
+			if st[1].Stopped != tc.wantStop || st[1].OverCharged != tc.wantOver || st[0].Stopped || fc.isClosed() != tc.wantStop {
+				t.Fatalf("stats %+v, circuit closed %v", st, fc.isClosed())
+			}
+			if tc.wantStop && (!strings.Contains(st[1].LastReason, tc.wantInErr) || !strings.Contains(st[1].LastErr.Error(), tc.wantInErr)) {
+				t.Errorf("reason %q, err %v: want %q", st[1].LastReason, st[1].LastErr, tc.wantInErr)
+			}
+			if tc.wantOver && !errors.Is(st[1].LastErr, ErrOverCharged) || tc.wantStop && !tc.wantOver && !errors.Is(st[1].LastErr, ErrMalformedAck) {
+				t.Errorf("err %v", st[1].LastErr)
+			}
+			if wantSpent := 3 + b2i(tc.wantSpent); len(spent) != wantSpent || len(released) != 1-b2i(tc.wantSpent) {
+				t.Errorf("spent %v, released %v", spent, released)
+			}
+			// Nothing more is paid, whatever the hops carry next.
+			fc.drain()
+			fc.add(2 * TargetAheadBytes / cell.Size)
+			pc.Check()
+			pc.wg.Wait()
+			if calls := fc.drain(); tc.wantStop != (len(calls) == 0) {
+				t.Errorf("after the check, paid %v", calls)
+			}
+		})
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// A hop that credits part of a batch and names the refusal is paid on.
+func TestClientPartialCredit(t *testing.T) {
+	t.Parallel()
+	w := newFakeWallet(rich())
+	cl := newTestClient(t, w, ClientConfig{})
+	hops := []Hop{{Index: 0, Peer: "A", PriceSatPerMB: 1}}
+	fc := newFakeCircuit(hops, nil)
+	fc.answer = func(_ context.Context, i int, p string) ([]byte, error) {
+		fc.mu.Lock()
+		defer fc.mu.Unlock()
+		sats := satsOf(p) - 2 // two 1-sat vouchers were spent already
+		fc.credit[i] += CreditBytes(sats, 1)
+		return encodeAck(fc.ackLocked(i, sats, ReasonSpent)), nil
+	}
+	pc, err := cl.Open(context.Background(), fc, hops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pc.Close)
+	st := pc.Stats()[0]
+	if st.SatsPaid != 7 || st.BytesPaid != 7_000_000 || st.LastReason != "already spent" || st.Stopped || st.Failures != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	// The next top-up counts from the 7 MB credited, not the 8 MiB paid.
+	fc.drain()
+	fc.add(3_000_000 / cell.Size)
+	carried := fc.HopBytes()[0]
+	pc.Check()
+	pc.wg.Wait()
+	want := payloadFor("A", SatsFor(refillBytes(7_000_000, carried, 0), 1))
+	if calls := fc.drain(); len(calls) != 1 || calls[0].payload != want {
+		t.Fatalf("calls %v, want one paying %s", calls, want)
 	}
 }
 
@@ -491,16 +890,18 @@ func TestClientCloseWaits(t *testing.T) {
 			cl := newTestClient(t, w, ClientConfig{TopUpTimeout: time.Hour})
 			var mu sync.Mutex
 			hang := false
-			fc := newFakeCircuit(func(ctx context.Context, i int) ([]byte, error) {
+			hops := testHops[:1]
+			fc := newFakeCircuit(hops, nil)
+			fc.answer = func(ctx context.Context, i int, p string) ([]byte, error) {
 				mu.Lock()
 				h := hang
 				mu.Unlock()
 				if h {
-					return blockUntilDone(ctx, i)
+					return blockUntilDone(ctx, i, p)
 				}
-				return nil, nil
-			})
-			pc, err := cl.Open(context.Background(), fc, testHops[:1])
+				return fc.honest(i, p)
+			}
+			pc, err := cl.Open(context.Background(), fc, hops)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -508,7 +909,8 @@ func TestClientCloseWaits(t *testing.T) {
 			mu.Lock()
 			hang = true
 			mu.Unlock()
-			pc.Count(TopUpEveryBytes)
+			fc.add(TargetAheadBytes / cell.Size)
+			pc.Check()
 			<-fc.calls // in flight
 			if closeClient {
 				cl.Close()
@@ -525,6 +927,10 @@ func TestClientCloseWaits(t *testing.T) {
 				t.Fatalf("last error %v, want context.Canceled", st[0].LastErr)
 			}
 			pc.Close()
+			pc.Check() // closed: starts nothing
+			if calls := fc.drain(); len(calls) != 0 {
+				t.Fatalf("paid after Close: %v", calls)
+			}
 		})
 	}
 }
@@ -538,22 +944,24 @@ func TestClientSilentHop(t *testing.T) {
 		t.Parallel()
 		synctest.Test(t, func(t *testing.T) {
 			w := newFakeWallet(rich())
-			cl := newTestClient(t, w, ClientConfig{TopUpTimeout: time.Minute})
+			cl := newTestClient(t, w, ClientConfig{TopUpTimeout: time.Minute, CheckInterval: time.Hour})
 			var mu sync.Mutex
 			silent := false
 			released := make(chan struct{})
-			fc := newFakeCircuit(func(ctx context.Context, i int) ([]byte, error) {
+			hops := testHops[:2]
+			fc := newFakeCircuit(hops, nil)
+			fc.answer = func(ctx context.Context, i int, p string) ([]byte, error) {
 				mu.Lock()
 				s := silent
 				mu.Unlock()
-				if !s {
-					return nil, nil
+				if !s || i != 0 {
+					return fc.honest(i, p)
 				}
-				_, err := blockUntilDone(ctx, i)
+				_, err := blockUntilDone(ctx, i, p)
 				close(released)
 				return nil, err
-			})
-			pc, err := cl.Open(context.Background(), fc, testHops[:2])
+			}
+			pc, err := cl.Open(context.Background(), fc, hops)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -562,17 +970,15 @@ func TestClientSilentHop(t *testing.T) {
 			silent = true
 			mu.Unlock()
 			start := time.Now()
-			pc.Count(TopUpEveryBytes)
+			fc.add(TargetAheadBytes / cell.Size)
+			pc.Check()
 			<-released // the bubble's clock runs while everything waits
 			synctest.Wait()
 			if d := time.Since(start); d != time.Minute {
 				t.Errorf("the top-up waited %v, want TopUpTimeout", d)
 			}
-			if pc.topping.Load() {
-				t.Error("top-up goroutine still running")
-			}
 			st := pc.Stats()
-			if !errors.Is(st[0].LastErr, context.DeadlineExceeded) || st[1].Failures != 0 {
+			if !errors.Is(st[0].LastErr, context.DeadlineExceeded) || st[1].Failures != 0 || st[1].TopUps != 2 {
 				t.Errorf("stats %+v", st)
 			}
 			if _, _, rel := w.snapshot(); len(rel) != 1 {
@@ -586,7 +992,7 @@ func TestClientSilentHop(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			w := newFakeWallet(rich())
 			cl := newTestClient(t, w, ClientConfig{})
-			fc := newFakeCircuit(blockUntilDone)
+			fc := newFakeCircuit(testHops, blockUntilDone)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			start := time.Now()
@@ -603,7 +1009,7 @@ func TestClientSilentHop(t *testing.T) {
 		t.Parallel()
 		w := newFakeWallet(rich())
 		cl := newTestClient(t, w, ClientConfig{})
-		fc := newFakeCircuit(blockUntilDone)
+		fc := newFakeCircuit(testHops, blockUntilDone)
 		done := make(chan error, 1)
 		go func() {
 			_, err := cl.Open(context.Background(), fc, testHops[:1])
@@ -617,12 +1023,14 @@ func TestClientSilentHop(t *testing.T) {
 	})
 }
 
-func TestWrapCounts(t *testing.T) {
+// A wrapped conn's reads and writes check the circuit's hops.
+func TestWrapChecks(t *testing.T) {
 	t.Parallel()
 	w := newFakeWallet(rich())
-	cl := newTestClient(t, w, ClientConfig{})
-	fc := newFakeCircuit(nil)
-	pc, err := cl.Open(context.Background(), fc, testHops[:1])
+	cl := newTestClient(t, w, ClientConfig{CheckInterval: time.Hour})
+	hops := testHops[:1]
+	fc := newFakeCircuit(hops, nil)
+	pc, err := cl.Open(context.Background(), fc, hops)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -631,38 +1039,71 @@ func TestWrapCounts(t *testing.T) {
 	a, b := net.Pipe()
 	t.Cleanup(func() { a.Close(); b.Close() })
 	ca := pc.Wrap(a)
-	msg := make([]byte, 1000)
-	errc := make(chan error, 1)
-	go func() {
-		_, err := b.Write(msg)
-		errc <- err
-	}()
-	if _, err := ca.Read(make([]byte, 1000)); err != nil {
-		t.Fatal(err)
+	msg := make([]byte, 10)
+	for _, dir := range []string{"read", "write"} {
+		fc.add(dueCells)
+		errc := make(chan error, 1)
+		if dir == "read" {
+			go func() { _, err := b.Write(msg); errc <- err }()
+			_, err = ca.Read(make([]byte, 10))
+		} else {
+			go func() { _, err := b.Read(make([]byte, 10)); errc <- err }()
+			_, err = ca.Write(msg)
+		}
+		if err := errors.Join(err, <-errc); err != nil {
+			t.Fatal(err)
+		}
+		if call := <-fc.calls; call.hop != 0 {
+			t.Fatalf("%s: top-up %+v", dir, call)
+		}
+		pc.wg.Wait()
 	}
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		_, err := b.Read(make([]byte, 1000))
-		errc <- err
-	}()
-	if _, err := ca.Write(msg); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
-	if got := pc.used.Load(); got != 2000 {
-		t.Fatalf("counted %d bytes, want 2000", got)
-	}
+}
+
+// The client's checker pays for cells no stream sees.
+func TestClientCheckerTicks(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		w := newFakeWallet(rich())
+		cl := newTestClient(t, w, ClientConfig{CheckInterval: 10 * time.Second})
+		hops := testHops[:2]
+		fc := newFakeCircuit(hops, nil)
+		pc, err := cl.Open(context.Background(), fc, hops)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fc.drain()
+		start := time.Now()
+		fc.add(dueCells) // keep-alives nobody reads
+		for range 2 {
+			select {
+			case <-fc.calls:
+			case <-time.After(time.Minute):
+				t.Fatal("no top-up from the checker")
+			}
+		}
+		if d := time.Since(start); d != 10*time.Second {
+			t.Errorf("checked after %v, want CheckInterval", d)
+		}
+		pc.Close()
+		cl.mu.Lock()
+		n := len(cl.circuits)
+		cl.mu.Unlock()
+		if n != 0 {
+			t.Errorf("closed circuit still checked")
+		}
+		cl.Close() // the checker ends with the client
+	})
 }
 
 // A reservation worth more than asked (denominations without exact
 // change) is recorded at its value, and the bytes it buys follow it.
 func TestPaidAtReservationValue(t *testing.T) {
 	t.Parallel()
-	c := newFakeCircuit(nil)
+	hops := []Hop{{Index: 0, Peer: "hop", PriceSatPerMB: 2}}
+	c := newFakeCircuit(hops, func(_ context.Context, i int, _ string) ([]byte, error) {
+		return encodeAck(Ack{CreditedSat: 32, Allowance: CreditBytes(32, 2)}), nil
+	})
 	cl, err := NewClient(ClientConfig{Reserve: func(peer.ID, uint64) (Reservation, error) {
 		return Reservation{Payload: []byte("v"), Sats: 32}, nil
 	}})
@@ -670,13 +1111,13 @@ func TestPaidAtReservationValue(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	pc, err := cl.Open(t.Context(), c, []Hop{{Index: 0, Peer: "hop", PriceSatPerMB: 2}})
+	pc, err := cl.Open(t.Context(), c, hops)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pc.Close()
 	st := pc.Stats()[0]
-	if st.SatsPaid != 32 || st.BytesPaid != CreditBytes(32, 2) {
-		t.Fatalf("prepay recorded %d sats for %d bytes, want 32 sats for %d bytes", st.SatsPaid, st.BytesPaid, CreditBytes(32, 2))
+	if st.SatsPaid != 32 || st.BytesPaid != CreditBytes(32, 2) || st.Stopped {
+		t.Fatalf("prepay recorded %+v, want 32 sats for %d bytes", st, CreditBytes(32, 2))
 	}
 }

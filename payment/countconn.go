@@ -2,30 +2,35 @@ package payment
 
 import "net"
 
-// Wrap returns conn with its reads and writes counted on pc (Count). For a
-// nil pc, or one with no paid hop, it returns conn itself. Closing the
-// returned conn closes conn.
+// Wrap returns conn with every read and write that moved bytes followed by
+// pc.Check, so a busy stream keeps its circuit's hops paid ahead of the
+// cells it makes them carry. For a nil pc, or one with no paid hop, it
+// returns conn itself. Closing the returned conn closes conn.
 func (pc *Circuit) Wrap(conn net.Conn) net.Conn {
 	if pc == nil || len(pc.hops) == 0 {
 		return conn
 	}
-	return &countingConn{Conn: conn, pc: pc}
+	return &checkedConn{Conn: conn, pc: pc}
 }
 
-// countingConn reports a stream's bytes to its circuit's ledger.
-type countingConn struct {
+// checkedConn checks its circuit's hops after each read and write.
+type checkedConn struct {
 	net.Conn
 	pc *Circuit
 }
 
-func (c *countingConn) Read(b []byte) (int, error) {
+func (c *checkedConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
-	c.pc.Count(n)
+	if n > 0 {
+		c.pc.Check()
+	}
 	return n, err
 }
 
-func (c *countingConn) Write(b []byte) (int, error) {
+func (c *checkedConn) Write(b []byte) (int, error) {
 	n, err := c.Conn.Write(b)
-	c.pc.Count(n)
+	if n > 0 {
+		c.pc.Check()
+	}
 	return n, err
 }

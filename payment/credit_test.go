@@ -4,6 +4,9 @@ import (
 	"math"
 	"math/big"
 	"testing"
+	"time"
+
+	"github.com/co-infuse/co-infuse/circuit/cell"
 )
 
 // bigCredit is CreditBytes in arbitrary precision, the reference.
@@ -86,7 +89,7 @@ func TestSatsFor(t *testing.T) {
 func TestSatsForBuysAtLeastBytes(t *testing.T) {
 	t.Parallel()
 	for _, price := range []uint64{1, 2, 3, 7, 999_999, 1_000_000, 1_000_001, 2_000_000, 123_456_789} {
-		for _, bytes := range []int64{1, 4096, 999_999, 1_000_000, PrepayBytes, topUpBytes(TopUpEveryBytes), 1 << 40} {
+		for _, bytes := range []int64{1, 4096, 999_999, 1_000_000, PrepayBytes, LowWaterBytes + 1, 1 << 40} {
 			sats := SatsFor(bytes, price)
 			if got := CreditBytes(sats, price); got < bytes {
 				t.Errorf("price %d: SatsFor(%d) = %d sats credits only %d bytes", price, bytes, sats, got)
@@ -95,13 +98,35 @@ func TestSatsForBuysAtLeastBytes(t *testing.T) {
 	}
 }
 
-func TestTopUpBytes(t *testing.T) {
+func TestSchedule(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct{ used, want int64 }{
-		{-1, 0}, {0, 0}, {3, 3}, {4, 5}, {TopUpEveryBytes, 5 << 20}, {math.MaxInt64 / 2, math.MaxInt64/2 + math.MaxInt64/8},
+	for _, tc := range []struct {
+		credit    int64
+		carried   uint64
+		inflight  uint64
+		wantNeeds bool
+		wantPay   int64
+	}{
+		{0, 0, 0, true, TargetAheadBytes},
+		{0, 3 * cell.Size, 0, true, TargetAheadBytes + 3*cell.Size},
+		{TargetAheadBytes, TargetAheadBytes - LowWaterBytes, 0, false, LowWaterBytes},
+		{TargetAheadBytes, TargetAheadBytes - LowWaterBytes + 1, 0, true, LowWaterBytes + 1},
+		{TargetAheadBytes, TargetAheadBytes - LowWaterBytes + 1, 5 << 20, true, LowWaterBytes + 1 + 5<<20},
+		{TargetAheadBytes, TargetAheadBytes - LowWaterBytes + 1, 1 << 40, true, LowWaterBytes + 1 + TargetAheadBytes},
+		{TargetAheadBytes, TargetAheadBytes + SessionGraceBytes, 0, true, TargetAheadBytes + SessionGraceBytes},
+		{2 * TargetAheadBytes, 0, 0, false, 1}, // far ahead: never below 1
+		{MaxAllowanceBytes, math.MaxUint64, math.MaxUint64, true, 2 * TargetAheadBytes},
 	} {
-		if got := topUpBytes(tc.used); got != tc.want {
-			t.Errorf("topUpBytes(%d) = %d, want %d", tc.used, got, tc.want)
+		if got := needsTopUp(tc.credit, tc.carried); got != tc.wantNeeds {
+			t.Errorf("needsTopUp(%d, %d) = %v", tc.credit, tc.carried, got)
+		}
+		if got := refillBytes(tc.credit, tc.carried, tc.inflight); got != tc.wantPay {
+			t.Errorf("refillBytes(%d, %d, %d) = %d, want %d", tc.credit, tc.carried, tc.inflight, got, tc.wantPay)
+		}
+	}
+	for fails, want := range []time.Duration{retryMin, retryMin, 2 * retryMin, 4 * retryMin, 8 * retryMin, 16 * retryMin, 32 * retryMin, retryMax, retryMax} {
+		if got := retryDelay(fails); got != want {
+			t.Errorf("retryDelay(%d) = %v, want %v", fails, got, want)
 		}
 	}
 }

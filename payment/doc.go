@@ -5,19 +5,26 @@
 // Hop side: a Ledger keeps one prepaid byte allowance per session cookie
 // (§4.3). Its Account, TopUp and Closed methods have the shapes of
 // circuit.Config's Account, TopUp and SessionClosed hooks. TopUp redeems
-// a voucher batch through LedgerConfig.Redeem and credits CreditBytes of
-// the redeemed sats; Account charges every relayed cell and refuses, with
+// a voucher batch through LedgerConfig.Redeem, credits CreditBytes of
+// the redeemed sats and answers an Ack (ack.go): sats credited, the
+// allowance after crediting, the bytes charged so far and, if a voucher
+// was refused, why. Account charges every relayed cell and refuses, with
 // an error wrapping circuit.ErrPayment, once a session has run more than
 // GraceBytes into debt. NoteService tells the ledger which service a
 // session asked for, so Stats can split the hop's work by role.
 //
-// Client side: a Client pays the paid hops of a circuit. Open prepays each
-// of them PrepayBytes at its price before the circuit carries a stream;
-// (*Circuit).Count (or the conn from Wrap) meters stream bytes and, after
-// every TopUpEveryBytes, pays every paid hop for what was used plus 25 %,
-// one top-up at a time per circuit, on a goroutine the Client owns. The
-// schedule (PrepayBytes, TopUpEveryBytes, the 25 % margin, SatsFor) lives in
-// schedule.go and nowhere else.
+// Client side: a Client pays the paid hops of a circuit in the hops' own
+// unit, the RELAY cells each has carried (TopUpper.HopBytes). Open
+// prepays each of them PrepayBytes at its price before the circuit
+// carries a stream; then (*Circuit).Check, run on every read and write of
+// a conn from Wrap and every CheckInterval by the Client, tops a hop up
+// back to TargetAheadBytes whenever its prepaid allowance falls below
+// LowWaterBytes, at most one top-up per hop at a time, on goroutines the
+// Client owns. Each TOPUP_ACK is checked against the client's counts: a
+// hop that charges more than it carried (beyond OverChargeToleranceBytes)
+// or credits less than its advertised price buys is no longer paid, and
+// the circuit is closed (HopStats.OverCharged, LastReason). The schedule
+// lives in schedule.go and nowhere else.
 //
 // What it leaves to others:
 //   - vouchers, the spent set and Lightning: voucher/mint and

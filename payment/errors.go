@@ -14,6 +14,15 @@ var (
 	// spent, wrong keyset, expired) or worth 0 sats; the hop answers
 	// TOPUP_ACK status 1. The error also wraps Redeem's error, if any.
 	ErrNothingCredited = errors.New("payment: top-up credited nothing")
+	// ErrMalformedAck: a TOPUP_ACK payload is not a valid Ack (PROTOCOL.md
+	// §5.3), or contradicts its status. The hop's fault: the client stops
+	// paying it and closes the circuit.
+	ErrMalformedAck = errors.New("payment: malformed TOPUP_ACK")
+	// ErrOverCharged: a hop's TOPUP_ACK reports more bytes charged than
+	// the client counted for it (plus OverChargeToleranceBytes), or less
+	// credit than its advertised price buys. The client stops paying it
+	// and closes the circuit.
+	ErrOverCharged = errors.New("payment: hop over-charges")
 	// ErrClosed: the Client or Circuit has been closed.
 	ErrClosed = errors.New("payment: closed")
 	// ErrConfig: a Config field is missing or out of range; the message

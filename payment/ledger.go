@@ -2,7 +2,6 @@ package payment
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -173,28 +172,37 @@ func (l *Ledger) Account(cookie [cell.CookieLen]byte, bytes int) error {
 // TopUp is circuit.Config.TopUp: it redeems the voucher batch in payload
 // through LedgerConfig.Redeem (the spent set is synced before that
 // returns), credits CreditBytes(sats, PriceSatPerMB) to the session, and
-// answers its new allowance in bytes, 8 bytes big-endian, 0 while it is
-// still in debt (PROTOCOL.md §5.3). If Redeem credits some sats and
-// refuses other vouchers, the sats are credited and TopUp succeeds; if it
-// credits nothing, TopUp returns its error (TOPUP_ACK status 1). A cookie
-// with no session is refused with ErrUnknownSession before anything is
-// redeemed.
+// answers an Ack (PROTOCOL.md §5.3): the sats credited, the allowance
+// after crediting, the bytes charged so far and, when a voucher was
+// refused, the reason (reasonFor of Redeem's error). If Redeem credits
+// some sats and refuses other vouchers, the sats are credited and TopUp
+// succeeds (TOPUP_ACK status 0); if it credits nothing, TopUp returns the
+// Ack together with an error wrapping ErrNothingCredited and Redeem's
+// error (status 1). A cookie with no session is refused with
+// ErrUnknownSession before anything is redeemed.
 func (l *Ledger) TopUp(ctx context.Context, cookie [cell.CookieLen]byte, payload []byte) ([]byte, error) {
 	l.mu.Lock()
 	s := l.sessions[cookie]
 	l.mu.Unlock()
 	if s == nil {
-		return nil, ErrUnknownSession
+		return encodeAck(Ack{Reason: ReasonUnknownSession}), ErrUnknownSession
 	}
 	sats, err := l.redeem(ctx, payload)
+	reason := reasonFor(err)
 	if sats == 0 {
-		if err == nil {
-			return nil, ErrNothingCredited
+		if reason == ReasonNone {
+			reason = ReasonOther
 		}
-		return nil, fmt.Errorf("%w: %w", ErrNothingCredited, err)
+		l.mu.Lock()
+		ack := s.ackLocked(0, reason)
+		l.mu.Unlock()
+		if err == nil {
+			return ack, ErrNothingCredited
+		}
+		return ack, fmt.Errorf("%w: %w", ErrNothingCredited, err)
 	}
 	if err != nil {
-		l.log.Debug("top-up partly refused; crediting the good vouchers", "sats", sats, "err", err)
+		l.log.Debug("top-up partly refused; crediting the good vouchers", "sats", sats, "reason", reason, "err", err)
 	}
 	credit := CreditBytes(sats, l.price)
 	l.mu.Lock()
@@ -206,12 +214,25 @@ func (l *Ledger) TopUp(ctx context.Context, cookie [cell.CookieLen]byte, payload
 		e.SatsRedeemed += sats
 		e.TopUps++
 		l.ended[s.roleName()] = e
-		return binary.BigEndian.AppendUint64(nil, 0), nil
+		return s.ackLocked(sats, reason), nil
 	}
 	s.allowance = min(s.allowance+credit, MaxAllowanceBytes)
 	s.sats += sats
 	s.topUps++
-	return binary.BigEndian.AppendUint64(nil, uint64(max(s.allowance, 0))), nil
+	return s.ackLocked(sats, reason), nil
+}
+
+// ackLocked is the encoded Ack for a TOPUP of s that credited sats. The
+// ledger's mu must be held.
+func (s *session) ackLocked(sats uint64, reason AckReason) []byte {
+	return encodeAck(Ack{Reason: reason, CreditedSat: sats, Allowance: s.allowance, Charged: min(s.charged, maxChargedBytes)})
+}
+
+// encodeAck encodes an Ack the ledger built; its fields are within bounds
+// by the ledger's invariants (allowance within ±MaxAllowanceBytes).
+func encodeAck(a Ack) []byte {
+	b, _ := a.AppendBinary(make([]byte, 0, AckLen))
+	return b
 }
 
 // NoteService records that a BEGIN for service svc reached this hop on the

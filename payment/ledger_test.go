@@ -2,7 +2,6 @@ package payment
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -46,12 +45,14 @@ func newTestLedger(t *testing.T, cfg LedgerConfig) *Ledger {
 
 func ck(b byte) [cell.CookieLen]byte { return [cell.CookieLen]byte{b} }
 
-func allowanceOf(t *testing.T, ans []byte) uint64 {
+// ackOf parses a TopUp answer.
+func ackOf(t *testing.T, ans []byte) Ack {
 	t.Helper()
-	if len(ans) != 8 {
-		t.Fatalf("TopUp answer is %d bytes, want 8", len(ans))
+	var a Ack
+	if err := a.UnmarshalBinary(ans); err != nil {
+		t.Fatalf("TopUp answer %x: %v", ans, err)
 	}
-	return binary.BigEndian.Uint64(ans)
+	return a
 }
 
 func TestNewLedgerConfig(t *testing.T) {
@@ -112,8 +113,8 @@ func TestLedgerGraceThenRefusal(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got, want := allowanceOf(t, ans), uint64(max(500_000-int64(cells)*cell.Size, 0)); got != want {
-				t.Fatalf("allowance answered %d, want %d", got, want)
+			if got, want := ackOf(t, ans), (Ack{CreditedSat: 1, Allowance: 500_000 - int64(cells)*cell.Size, Charged: uint64(cells) * cell.Size}); got != want {
+				t.Fatalf("answered %+v, want %+v", got, want)
 			}
 			if err := l.Account(a, cell.Size); err != nil {
 				t.Fatalf("after top-up: %v", err)
@@ -151,7 +152,7 @@ func TestLedgerFreeHop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := allowanceOf(t, ans); got != MaxAllowanceBytes {
+	if got := ackOf(t, ans).Allowance; got != MaxAllowanceBytes {
 		t.Fatalf("free hop: allowance %d, want MaxAllowanceBytes", got)
 	}
 }
@@ -188,7 +189,7 @@ func TestLedgerTopUpCredit(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if got := allowanceOf(t, ans); got != uint64(tc.wantAllowance) {
+			if got := ackOf(t, ans).Allowance; got != tc.wantAllowance {
 				t.Errorf("answered %d, want %d", got, tc.wantAllowance)
 			}
 			s, ok := l.Session(c)
@@ -269,8 +270,8 @@ func TestLedgerTopUpRacesClose(t *testing.T) {
 	l.Closed(ck(1))
 	close(proceed)
 	res := <-done
-	if res.err != nil || allowanceOf(t, res.ans) != 0 {
-		t.Fatalf("TopUp = %v, %v; want allowance 0, nil", res.ans, res.err)
+	if res.err != nil || ackOf(t, res.ans).CreditedSat != 3 {
+		t.Fatalf("TopUp = %x, %v; want 3 sats credited, nil", res.ans, res.err)
 	}
 	if _, ok := l.Session(ck(1)); ok {
 		t.Fatal("a TopUp after Closed recreated the session")

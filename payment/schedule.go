@@ -3,33 +3,108 @@ package payment
 import (
 	"math"
 	"math/bits"
+	"time"
+
+	"github.com/co-infuse/co-infuse/circuit/cell"
 )
 
 // The client's payment schedule (PROTOCOL.md §5.3). Everything that decides
 // when a client pays and how much is in this file, so that changing the
 // metering changes it only here.
 //
-// A client pays each paid hop for PrepayBytes at the hop's advertised price
-// when the circuit is built, before any stream. Then, whenever
-// TopUpEveryBytes of stream data have crossed the circuit, it pays every
-// paid hop for what was used plus 25 % (topUpBytes) for cell padding and
-// flow-control cells, so each hop's allowance stays near PrepayBytes. A hop
-// lets a session run SessionGraceBytes into debt, which covers the time a
-// top-up takes.
+// The client meters each paid hop in the hop's own unit: the RELAY cells it
+// has carried for the circuit in either direction, cell.Size bytes each
+// ((*circuit.Circuit).HopBytes, TopUpper.HopBytes). For hop i it keeps
+// credit(i), the bytes the hop has credited (CreditBytes of the sats each
+// TOPUP_ACK says were credited, at the hop's advertised price), and
+// ahead(i) = credit(i) − carried(i), the prepaid allowance the client
+// believes the hop still holds.
+//
+//   - At circuit build, before any stream, each paid hop is paid
+//     refillBytes: TargetAheadBytes plus what it has carried already (the
+//     EXTEND cells of the build).
+//   - Whenever ahead(i) < LowWaterBytes, hop i is paid refillBytes =
+//     TargetAheadBytes − ahead(i) + min(inflight(i), TargetAheadBytes),
+//     where inflight(i) is what the hop carried while its previous top-up
+//     was on its way (0 before the first). So each top-up pays exactly
+//     for the cells carried since the last one, and the allowance lands
+//     back near TargetAheadBytes even when traffic outruns a top-up
+//     (without inflight, back-to-back top-ups that each take L bytes of
+//     cells would bottom out at TargetAheadBytes − 2L). In steady
+//     traffic that is LowWaterBytes' worth of cells (4 MiB) or more each
+//     time. The wallet's denominations may overshoot; the overshoot is
+//     credited and lowers the next top-up.
+//   - Hops are checked whenever a wrapped stream reads or writes, and
+//     every CheckInterval (cells nobody reads: keep-alives, unread
+//     streams). At most one top-up per hop is in flight; a hop whose
+//     top-up just succeeded is checked again at once (it may have carried
+//     another LowWaterBytes meanwhile), and one whose top-up failed is not
+//     tried again before retryDelay.
+//
+// The hop lets a session run SessionGraceBytes into debt. A hop therefore
+// cuts the circuit off only if a top-up takes longer to land than the
+// hop takes to carry (TargetAheadBytes + SessionGraceBytes)/2 = 5 MiB of
+// the circuit's cells: the first top-up under heavy traffic lands at
+// TargetAheadBytes − L (L: the cells carried while it was on its way)
+// and the next, which cannot know L yet, starts there and lands at
+// TargetAheadBytes − 2L. From then on inflight covers L, and the bound is
+// LowWaterBytes + SessionGraceBytes = 6 MiB. At a circuit's
+// end the client has paid each hop for what it carried plus at most
+// 2 × TargetAheadBytes and a sat of rounding (the allowance it keeps
+// ahead), never a percentage of the traffic.
 const (
-	// PrepayBytes is what a circuit prepays at each paid hop: 8 MiB.
-	PrepayBytes = 8 << 20
-	// TopUpEveryBytes is how much stream data starts a top-up: 4 MiB.
-	TopUpEveryBytes = 4 << 20
+	// TargetAheadBytes is the allowance the client keeps prepaid at each
+	// paid hop, and prepays at build: 8 MiB.
+	TargetAheadBytes = 8 << 20
+	// PrepayBytes is what a new circuit prepays at each paid hop beyond
+	// the cells of its build: TargetAheadBytes.
+	PrepayBytes = TargetAheadBytes
+	// LowWaterBytes: a hop whose prepaid allowance (as the client counts
+	// it) falls below this is topped up back to TargetAheadBytes: 4 MiB.
+	LowWaterBytes = 4 << 20
+	// OverChargeToleranceBytes is how far a hop's TOPUP_ACK may report
+	// more bytes charged than the client counted for it: 128 cells
+	// (512 KiB). A hop charges a backward cell before it sends it, so
+	// when it answers a TOPUP each of its senders (the relayed direction,
+	// and at the last hop every stream, at most 64) may hold one cell it
+	// has charged and not yet sent; the TOPUP_ACK overtakes those cells.
+	OverChargeToleranceBytes = 128 * cell.Size
+	// DefaultCheckInterval is ClientConfig.CheckInterval's default: 1s.
+	DefaultCheckInterval = time.Second
+	// retryMin and retryMax bound the wait after a failed top-up before
+	// the hop is tried again: retryMin doubling per consecutive failure up
+	// to retryMax.
+	retryMin = time.Second
+	retryMax = time.Minute
 )
 
-// topUpBytes is what a top-up pays each hop for, given the stream bytes
-// used since the last one began: used + 25 %, rounded down.
-func topUpBytes(used int64) int64 {
-	if used <= 0 {
-		return 0
+// ahead is a hop's prepaid allowance as the client counts it: what the
+// hop credited minus what it carried (negative in debt).
+func ahead(credit int64, carried uint64) int64 {
+	return credit - int64(min(carried, MaxAllowanceBytes))
+}
+
+// needsTopUp reports whether a hop that credited credit bytes and carried
+// carried is below the low-water mark.
+func needsTopUp(credit int64, carried uint64) bool {
+	return ahead(credit, carried) < LowWaterBytes
+}
+
+// refillBytes is what to pay a hop to bring its prepaid allowance back to
+// TargetAheadBytes plus what it is expected to carry while the payment is
+// on its way (inflight: what it carried during its previous top-up, capped
+// at TargetAheadBytes); at least 1.
+func refillBytes(credit int64, carried, inflight uint64) int64 {
+	return max(TargetAheadBytes-ahead(credit, carried)+int64(min(inflight, TargetAheadBytes)), 1)
+}
+
+// retryDelay is how long a hop waits after its fails-th consecutive failed
+// top-up (fails ≥ 1) before it is tried again.
+func retryDelay(fails int) time.Duration {
+	if fails > 6 {
+		return retryMax
 	}
-	return used + used/4 // = floor(used*5/4), without overflow
+	return min(retryMin<<max(fails-1, 0), retryMax)
 }
 
 // SatsFor is what bytes of traffic cost at priceSatPerMB (1 MB = 10^6
