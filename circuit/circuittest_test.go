@@ -143,7 +143,12 @@ func newTCPServer(t testing.TB, handle func(net.Conn)) *tcpServer {
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
-				defer c.Close()
+				defer func() {
+					_ = c.Close()
+					mu.Lock()
+					delete(conns, c)
+					mu.Unlock()
+				}()
 				handle(c)
 			}()
 		}
