@@ -395,8 +395,7 @@ func TestScheduleKeepsAhead(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
-				hops := testHops[:2]
-				hops = append(hops, Hop{Index: 2, Peer: "C", PriceSatPerMB: 2})
+				hops := []Hop{testHops[0], testHops[1], {Index: 2, Peer: "C", PriceSatPerMB: 2}}
 				w := newFakeWallet(rich())
 				cl := newTestClient(t, w, ClientConfig{})
 				var (
