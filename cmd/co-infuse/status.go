@@ -110,6 +110,9 @@ func printCircuits(w io.Writer, c *node.ClientStatus) {
 				head = "\t\t\t\t"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", head, h.Role, h.Peer, formatBytes(h.BytesCarried), formatBytes(h.BytesPaidFor), h.SatsPaid)
+			if h.PayProblem != "" {
+				fmt.Fprintf(tw, "\t\t\t\t\t\t  stopped paying: %s\t\t\t\n", h.PayProblem)
+			}
 		}
 	}
 	tw.Flush()
