@@ -21,6 +21,10 @@
 // Concurrency: each link has one reader and one writer goroutine; a relayed
 // circuit has no goroutine of its own (the link readers run it), so an idle
 // relayed circuit costs only its keys and table entries. Each client
-// circuit has one goroutine that owns its incoming side. Every goroutine is
-// owned by the Engine and waited for in Close.
+// circuit has one goroutine that owns its incoming side. At the last hop each
+// stream has one owner goroutine that holds its stream slot, its
+// destination conn and its buffers until END, the destination or the
+// circuit's end lets it release all three. Every goroutine is owned by the
+// Engine and waited for in Close. Limits caps what peers can make an Engine
+// hold, memory included (Limits.MemoryBudget).
 package circuit
