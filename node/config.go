@@ -184,6 +184,11 @@ type LogConfig struct {
 	Level string `yaml:"level"`
 }
 
+// MaxPriceSatPerMB bounds every price in the config: 10^6 sat/MB (one
+// sat per byte) is far above any sane price and keeps msat arithmetic
+// (price × 1000) far from overflow.
+const MaxPriceSatPerMB = 1_000_000
+
 // ErrConfig marks every configuration error; the message names the field.
 var ErrConfig = errors.New("config")
 
@@ -374,10 +379,16 @@ func (c *Config) Validate() error {
 			return fieldErr(fmt.Sprintf("discovery.bootstrap[%d]", i), "%q lacks /p2p/<peer id>", s)
 		}
 	}
-	for r := range c.Discovery.PriceSatPerMB {
+	for r, p := range c.Discovery.PriceSatPerMB {
 		if r != RoleRelay && r != RoleExit {
 			return fieldErr("discovery.price_sat_per_mb", "unknown role %q", r)
 		}
+		if p > MaxPriceSatPerMB {
+			return fieldErr("discovery.price_sat_per_mb", "%s: %d is above %d sat/MB", r, p, MaxPriceSatPerMB)
+		}
+	}
+	if c.Discovery.MaxPriceSatPerMB > MaxPriceSatPerMB {
+		return fieldErr("discovery.max_price_sat_per_mb", "%d is above %d sat/MB", c.Discovery.MaxPriceSatPerMB, MaxPriceSatPerMB)
 	}
 	if c.Payments.Enabled {
 		if err := c.LND.Validate(); err != nil {

@@ -161,3 +161,16 @@ func TestExitOldAllowLoopback(t *testing.T) {
 		t.Fatalf("allow_private_ranges: [loopback]: %v, opens %v", err, p)
 	}
 }
+
+func TestConfigRefusesHugePrices(t *testing.T) {
+	t.Parallel()
+	for _, yml := range []string{
+		"discovery:\n  price_sat_per_mb:\n    relay: 1000001\n",
+		"discovery:\n  max_price_sat_per_mb: 18446744073709551615\n",
+	} {
+		_, err := ParseConfig(t.TempDir(), []byte(yml))
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "price_sat_per_mb") {
+			t.Errorf("%q: err = %v, want a config error naming the price field", yml, err)
+		}
+	}
+}
