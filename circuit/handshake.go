@@ -31,6 +31,27 @@ func (k *hopKeys) wipe() {
 	clear(k.bwd[:])
 }
 
+// wipeHandshake overwrites what this package can reach of a handshake that
+// is done or abandoned (PROTOCOL.md §4.2): the local ephemeral private key
+// and the handshake hash, which the noise package hands out as slices of
+// its own state, and the split cipher states' keys, which Rekey replaces by
+// a one-way function of themselves. Best effort: the chaining key, the
+// handshake's own cipher key, the DH outputs and the AES key schedules
+// inside flynn/noise and crypto/aes are unexported; they become garbage
+// here and are overwritten only when the heap reuses them. hs and the
+// cipher states may be nil.
+func wipeHandshake(hs *noise.HandshakeState, css ...*noise.CipherState) {
+	if hs != nil {
+		clear(hs.LocalEphemeral().Private)
+		clear(hs.ChannelBinding())
+	}
+	for _, cs := range css {
+		if cs != nil {
+			cs.Rekey()
+		}
+	}
+}
+
 // clientHandshake is the initiator's half-finished handshake with one hop.
 type clientHandshake struct {
 	hs *noise.HandshakeState
@@ -56,11 +77,23 @@ func startHandshake(pub [32]byte) (*clientHandshake, []byte, error) {
 	return &clientHandshake{hs: hs}, msg, nil
 }
 
+// wipe erases the handshake state; the handshake cannot be used after.
+// Safe to call more than once.
+func (c *clientHandshake) wipe() {
+	wipeHandshake(c.hs)
+	c.hs = nil
+}
+
 // finish reads message 2 (<- e, ee) and returns the hop's keys and cookie.
+// The handshake state is wiped either way.
 func (c *clientHandshake) finish(msg []byte) (hopKeys, error) {
 	var k hopKeys
+	if c.hs == nil {
+		return k, fmt.Errorf("%w: handshake already used", errHandshake)
+	}
 	payload, cs1, cs2, err := c.hs.ReadMessage(nil, msg)
-	c.hs = nil
+	defer wipeHandshake(nil, cs1, cs2)
+	c.wipe()
 	if err != nil {
 		return k, fmt.Errorf("%w: %w", errHandshake, err)
 	}
@@ -93,6 +126,7 @@ func acceptHandshake(key *OnionKey, msg1 []byte, cookie [cell.CookieLen]byte) (h
 	if err != nil {
 		return k, nil, fmt.Errorf("accept handshake: %w", err)
 	}
+	defer wipeHandshake(hs)
 	payload, _, _, err := hs.ReadMessage(nil, msg1)
 	if err != nil {
 		return k, nil, fmt.Errorf("%w: %w", errHandshake, err)
@@ -101,6 +135,7 @@ func acceptHandshake(key *OnionKey, msg1 []byte, cookie [cell.CookieLen]byte) (h
 		return k, nil, fmt.Errorf("%w: message 1 payload of %d bytes", errHandshake, len(payload))
 	}
 	msg2, cs1, cs2, err := hs.WriteMessage(nil, cookie[:])
+	defer wipeHandshake(nil, cs1, cs2)
 	if err != nil {
 		return k, nil, fmt.Errorf("accept handshake: %w", err)
 	}

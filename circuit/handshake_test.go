@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/co-infuse/co-infuse/circuit/cell"
+	"github.com/flynn/noise"
 )
 
 func TestHandshake(t *testing.T) {
@@ -130,3 +131,77 @@ func TestReasonMapping(t *testing.T) {
 }
 
 func wrapf(err error) error { return errors.Join(errors.New("context"), err) }
+
+// Handshake state this package can reach is zeroed once the keys are
+// derived (PROTOCOL.md §4.2), on success and when the hop never answers.
+func TestHandshakeStateWiped(t *testing.T) {
+	t.Parallel()
+	key, err := GenerateOnionKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	zero := func(b []byte) bool { return len(b) > 0 && bytes.Count(b, []byte{0}) == len(b) }
+	for _, tc := range []struct {
+		name   string
+		answer bool
+	}{
+		{"finished", true},
+		{"abandoned", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ch, msg1, err := startHandshake(key.Public())
+			if err != nil {
+				t.Fatal(err)
+			}
+			hs := ch.hs
+			eph, hash := hs.LocalEphemeral().Private, hs.ChannelBinding()
+			if zero(eph) || zero(hash) {
+				t.Fatal("fresh handshake state is already zero")
+			}
+			if tc.answer {
+				_, msg2, err := acceptHandshake(key, msg1, [cell.CookieLen]byte{1})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := ch.finish(msg2); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := ch.finish(msg2); !errors.Is(err, ErrProtocol) {
+					t.Fatalf("second finish = %v, want ErrProtocol", err)
+				}
+			} else {
+				ch.wipe()
+			}
+			if !zero(eph) || !zero(hs.ChannelBinding()) {
+				t.Fatalf("ephemeral key %x, handshake hash %x: want zero", eph, hs.ChannelBinding())
+			}
+		})
+	}
+	t.Run("cipher states", func(t *testing.T) {
+		t.Parallel()
+		cs := noise.NewCipherSuite(noise.DH25519, noise.CipherAESGCM, noise.HashSHA256)
+		hs, err := noise.NewHandshakeState(noise.Config{CipherSuite: cs, Pattern: noise.HandshakeNN, Initiator: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := noise.NewHandshakeState(noise.Config{CipherSuite: cs, Pattern: noise.HandshakeNN})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m1, _, _, _ := hs.WriteMessage(nil, nil)
+		if _, _, _, err := resp.ReadMessage(nil, m1); err != nil {
+			t.Fatal(err)
+		}
+		m2, _, _, _ := resp.WriteMessage(nil, nil)
+		_, cs1, cs2, err := hs.ReadMessage(nil, m2)
+		if err != nil || cs1 == nil {
+			t.Fatal(err)
+		}
+		k1, k2 := cs1.UnsafeKey(), cs2.UnsafeKey()
+		wipeHandshake(hs, cs1, cs2)
+		if cs1.UnsafeKey() == k1 || cs2.UnsafeKey() == k2 {
+			t.Fatal("cipher state keys survived the wipe")
+		}
+	})
+}
