@@ -37,6 +37,7 @@ type Circuit struct {
 	e      *Engine
 	id     uint64
 	link   *link
+	q      *circQueue // toward the first hop; ordered by sendMu
 	circID cell.CircID
 	ep     *endpoint
 	want   int // len(path)
@@ -50,6 +51,9 @@ type Circuit struct {
 
 	sendMu   sync.Mutex   // guards the hops' fwd layers and the order of cells sent
 	lastSent atomic.Int64 // unix nanos of the last RELAY cell sent
+	// teardown is the first TEARDOWN received (§5.4), depth<<8 | reason,
+	// or 0: the deepest hop that reported why the circuit is going away.
+	teardown atomic.Uint32
 	// cells[i] counts the RELAY cells hop i has carried for us in either
 	// direction, as its Account hook counts them (HopBytes).
 	cells [cell.MaxHops]atomic.Uint64
@@ -88,17 +92,17 @@ func (e *Engine) Build(ctx context.Context, path []HopInfo) (*Circuit, error) {
 	}
 	c.ep = newEndpoint(e, cell.MaxData(len(path)), c.sendToLast)
 	c.ep.pending = make(map[uint16]chan reply)
+	c.q = l.newQueue(c)
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
 		return nil, fmt.Errorf("build: engine: %w", ErrClosed)
 	}
-	id, err := l.register(c)
-	if err != nil {
+	if err := l.register(c.q); err != nil {
 		e.mu.Unlock()
 		return nil, fmt.Errorf("build: %w", err)
 	}
-	c.circID = id
+	c.circID = c.q.id
 	e.circuits[c] = struct{}{}
 	e.wg.Add(1)
 	e.mu.Unlock()
@@ -148,6 +152,7 @@ func (c *Circuit) buildHop(ctx context.Context, i int, hi HopInfo) error {
 		if err != nil {
 			return err
 		}
+		defer hs.wipe() // also when the hop never answers
 		wait := lim.CreateTimeout
 		if i == 0 {
 			cl := c.e.pool.Get()
@@ -158,7 +163,7 @@ func (c *Circuit) buildHop(ctx context.Context, i int, hi HopInfo) error {
 				return err
 			}
 			c.sendMu.Lock()
-			err = c.link.send(cl)
+			err = c.q.push(cl)
 			c.sendMu.Unlock()
 			if err != nil {
 				return err
@@ -321,6 +326,15 @@ func (c *Circuit) handleMsg(k, n int, m cell.Relay) error {
 			return fmt.Errorf("%w: EXTENDED from hop %d of %d", ErrProtocol, k, n)
 		}
 		return c.deliverCtrl(x.Handshake)
+	case cell.RelayTeardown:
+		// §5.4: the hop's DESTROY (with a generic reason) follows; the
+		// first TEARDOWN is from the deepest hop that reported.
+		var t cell.Teardown
+		if err := t.UnmarshalBinary(m.Data); err != nil {
+			return fmt.Errorf("%w: %w", ErrProtocol, err)
+		}
+		c.teardown.CompareAndSwap(0, uint32(k)<<8|uint32(t.Reason))
+		return nil
 	case cell.RelayTopUpAck:
 		var a cell.TopUpAck
 		if err := a.UnmarshalBinary(m.Data); err != nil {
@@ -382,6 +396,17 @@ func (c *Circuit) sendRelay(depth int, cmd cell.RelayCmd, stream uint16, data []
 	}
 	cl.SetCircID(c.circID)
 	cl.SetCommand(cell.CmdRelay)
+	err := c.sealAndQueue(depth, cl)
+	if errors.Is(err, errQueueFull) {
+		// More cells than flow control allows in flight: the link to the
+		// first hop has stalled (§1.2).
+		c.closeWith(cell.ReasonResource, false, true)
+	}
+	return err
+}
+
+// sealAndQueue seals cl for hop depth and queues it, under sendMu.
+func (c *Circuit) sealAndQueue(depth int, cl *cell.Cell) error {
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
 	select {
@@ -394,12 +419,12 @@ func (c *Circuit) sendRelay(depth int, cmd cell.RelayCmd, stream uint16, data []
 		c.e.pool.Put(cl)
 		return fmt.Errorf("%w: no hop %d", ErrProtocol, depth)
 	}
-	if err := sealForward(c.keys[:depth], depth, body); err != nil {
+	if err := sealForward(c.keys[:depth], depth, cl.Body()); err != nil {
 		c.e.pool.Put(cl)
 		return err
 	}
 	c.lastSent.Store(c.e.coarseNow())
-	if err := c.link.send(cl); err != nil {
+	if err := c.q.push(cl); err != nil {
 		return err
 	}
 	for i := range depth {
@@ -427,18 +452,26 @@ func (c *Circuit) sendToLast(cmd cell.RelayCmd, stream uint16, data []byte) erro
 	return c.sendRelay(int(c.nhops.Load()), cmd, stream, data)
 }
 
-// closeWith tears the circuit down once. remote says a hop did it;
-// sendDestroy sends DESTROY to the first hop.
+// closeWith tears the circuit down once. remote says a hop did it: then a
+// TEARDOWN received before gives the reason and the hop (§5.4).
+// sendDestroy sends DESTROY to the first hop; what was still queued for it
+// is dropped.
 func (c *Circuit) closeWith(r cell.Reason, remote, sendDestroy bool) {
 	c.closeOnce.Do(func() {
 		c.sendMu.Lock()
-		c.err = &CloseError{Reason: r, Remote: remote}
+		ce := &CloseError{Reason: r, Remote: remote}
+		if td := c.teardown.Load(); remote && td != 0 {
+			ce.Reason, ce.Depth = cell.Reason(td), int(td>>8)
+		}
+		c.err = ce
 		close(c.done)
 		if sendDestroy {
-			c.link.sendDestroy(c.circID, r)
+			c.q.finish(nil, r, false)
+		} else {
+			c.q.drop()
 		}
 		c.sendMu.Unlock()
-		c.link.unregister(c.circID, c)
+		c.link.unregister(c.q)
 		c.ep.shutdown(c.err)
 		c.e.mu.Lock()
 		delete(c.e.circuits, c)

@@ -68,9 +68,25 @@ type Limits struct {
 	// is left is dropped. END with any other reason closes the
 	// destination at once. Default 5s.
 	EndLinger time.Duration
-	// MaxLinkQueue is the length, in cells, of each link's send queue;
-	// senders wait when it is full. Default 256 (1 MiB).
+	// MaxLinkQueue is the most link-level cells (DESTROY answers to
+	// refused CREATEs, which belong to no circuit) waiting for one link's
+	// writer; the link's reader waits when it is full, so a neighbour that
+	// floods CREATEs without reading stalls only itself. Default 256.
 	MaxLinkQueue int
+	// MaxCircuitQueue is the most cells one circuit may have waiting for
+	// one link (PROTOCOL.md §1.2); a circuit that would exceed it is
+	// destroyed with reason resource limit and the link stays. Every
+	// cell counts, DROP included. It must exceed what flow control lets
+	// an honest circuit have in flight in one direction: the circuit
+	// window (2048 DATA cells, §5.2) plus SENDMEs, ENDs and other control
+	// cells. Default 3072 (12 MiB, held only while queued).
+	MaxCircuitQueue int
+	// MaxQueuedCells bounds the cells queued toward all links together.
+	// Once it is reached, a circuit that already holds more than an equal
+	// share of it (MaxQueuedCells ÷ circuits with queued cells) is
+	// destroyed with reason resource limit when it queues one more, so
+	// the total stays below about twice this. Default 65536 (256 MiB).
+	MaxQueuedCells int
 	// CreateTimeout bounds the Admit hook and the handshake at a hop, and
 	// how long Build waits for each CREATED or EXTENDED. Default 10s.
 	CreateTimeout time.Duration
@@ -89,8 +105,9 @@ type Limits struct {
 	// its first stream this way). Keep it well below relays' IdleTimeout
 	// (10m by default). Default 2m.
 	KeepAlive time.Duration
-	// WriteTimeout bounds each batched write to a link; a neighbour that
-	// stops reading for longer loses the link. Default 30s.
+	// WriteTimeout bounds each write to a link (at most 64 KiB); a
+	// neighbour that stops reading for longer loses the link with every
+	// circuit on it. Default 30s.
 	WriteTimeout time.Duration
 }
 
@@ -115,6 +132,8 @@ func (l *Limits) setDefaults() {
 		l.MemoryBudget = 512 << 20
 	}
 	def(&l.MaxLinkQueue, 256)
+	def(&l.MaxCircuitQueue, circWindow+1024)
+	def(&l.MaxQueuedCells, 65536)
 	defd(&l.CreateTimeout, 10*time.Second)
 	defd(&l.ExtendTimeout, 15*time.Second)
 	defd(&l.BeginTimeout, 20*time.Second)

@@ -20,7 +20,10 @@
 //
 // Concurrency: each link has one reader and one writer goroutine; a relayed
 // circuit has no goroutine of its own (the link readers run it), so an idle
-// relayed circuit costs only its keys and table entries. Each client
+// relayed circuit costs only its keys and table entries. Cells wait for a
+// link in per-circuit queues that the link's writer serves by EWMA
+// (PROTOCOL.md §1.2); no reader ever waits for another link, and a circuit
+// whose queue is full is destroyed rather than stalling its link. Each client
 // circuit has one goroutine that owns its incoming side. At the last hop each
 // stream has one owner goroutine that holds its stream slot, its
 // destination conn and its buffers until END, the destination or the

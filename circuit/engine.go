@@ -28,17 +28,23 @@ type Engine struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // every goroutine the engine starts
 
-	bufs     sync.Pool    // *dataBuf for received stream data
-	clock    atomic.Int64 // unix nanos, refreshed by the sweeper; for per-cell timestamps
-	nStreams atomic.Int64 // open streams, client and last-hop
-	begins   atomic.Int64 // Begin and Resolve hook calls running (Limits.MaxPendingBegins)
-	mem      memBudget    // Limits.MemoryBudget
-	authFail atomic.Int64 // cells that failed a layer's authentication
+	bufs         sync.Pool    // *dataBuf for received stream data
+	chunks       sync.Pool    // *fifoChunk for circuit queues (queue.go)
+	queued       atomic.Int64 // cells in circuit queues, all links
+	activeQueues atomic.Int64 // circuit queues holding cells, all links
+	clock        atomic.Int64 // unix nanos, refreshed by the sweeper; for per-cell timestamps
+	nStreams     atomic.Int64 // open streams, client and last-hop
+	begins       atomic.Int64 // Begin and Resolve hook calls running (Limits.MaxPendingBegins)
+	mem          memBudget    // Limits.MemoryBudget
+	authFail     atomic.Int64 // cells that failed a layer's authentication
 
 	// testTamper, if set by a test, sees every RELAY cell this engine is
 	// about to forward (forward: toward the last hop) and may change it; if
 	// it returns true the cell is sent twice.
 	testTamper atomic.Pointer[func(c *cell.Cell, forward bool) (dup bool)]
+	// testDestroyRecv, if set by a test, sees the reason of every DESTROY
+	// this engine reads, and the neighbour it came from.
+	testDestroyRecv atomic.Pointer[func(from peer.ID, r cell.Reason)]
 
 	mu        sync.Mutex // guards everything below
 	started   bool
@@ -52,6 +58,11 @@ type Engine struct {
 	circuits  map[*Circuit]struct{}
 	sweepDone chan struct{}
 }
+
+// cellPoolSize is the most idle cells an engine keeps for reuse (16 MiB):
+// enough that a bulk circuit whose queues swell and drain by a few
+// thousand cells at a time recycles them instead of allocating.
+const cellPoolSize = 4096
 
 // linkDial is an outbound link being opened; later callers wait on done.
 type linkDial struct {
@@ -90,7 +101,7 @@ func New(cfg Config) (*Engine, error) {
 	e := &Engine{
 		cfg:      cfg,
 		log:      lg.With("subsys", "circuit"),
-		pool:     cell.NewPool(4 * cfg.Limits.MaxLinkQueue),
+		pool:     cell.NewPool(cellPoolSize),
 		ctx:      ctx,
 		cancel:   cancel,
 		out:      make(map[peer.ID]*link),

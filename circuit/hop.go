@@ -33,17 +33,24 @@ type hop struct {
 	e      *Engine
 	prev   *link
 	prevID cell.CircID
+	pq     *circQueue // toward prev; ordered by bmu
 	depth  int
 	cookie [cell.CookieLen]byte // set once, before state leaves hopPending
 	fwd    *layer               // used only by prev's reader, after hopPending
 
 	lastActive atomic.Int64 // unix nanos of the last cell
 
+	// DROPs addressed to this hop (§3.4), a token bucket; used only by
+	// prev's reader.
+	dropTokens int
+	dropAt     int64 // unix nanos the bucket was last filled
+
 	mu       sync.Mutex // guards the fields below
 	state    hopState
 	next     *link
 	nextID   cell.CircID
-	extendBy int64 // unix nanos; while hopExtending
+	nq       *circQueue // toward next; fed only by prev's reader
+	extendBy int64      // unix nanos; while hopExtending
 	exit     *exitSide
 	ctx      context.Context // lazily made for hooks; cancelled on destroy
 	cancel   context.CancelFunc
@@ -70,6 +77,7 @@ func (e *Engine) handleCreate(l *link, c *cell.Cell) {
 		return
 	}
 	h := &hop{e: e, prev: l, prevID: id, depth: int(cr.Depth)}
+	h.pq = l.newQueue(h)
 	h.lastActive.Store(time.Now().UnixNano())
 	lim := e.cfg.Limits
 	e.mu.Lock()
@@ -79,7 +87,7 @@ func (e *Engine) handleCreate(l *link, c *cell.Cell) {
 		l.sendDestroy(id, cell.ReasonResource)
 		return
 	}
-	if err := l.registerID(id, h); err != nil {
+	if err := l.registerID(id, h.pq); err != nil {
 		e.mem.release(circuitCost)
 		e.mu.Unlock()
 		if old, ok := l.lookup(id).(*hop); ok {
@@ -156,7 +164,7 @@ func (h *hop) accept(msg1 []byte) {
 	if h.bclosed {
 		e.pool.Put(c)
 	} else {
-		_ = h.prev.send(c)
+		_ = h.pq.push(c) // an empty queue has room; a closed link destroys us
 	}
 	h.bmu.Unlock()
 }
@@ -190,7 +198,7 @@ func (h *hop) fromPrev(c *cell.Cell) {
 	case cell.CmdDestroy:
 		r := parseDestroy(c)
 		e.pool.Put(c)
-		h.destroy(r, h.prev)
+		h.destroyedBy(r, h.prev)
 		return
 	case cell.CmdRelay:
 	default:
@@ -199,7 +207,7 @@ func (h *hop) fromPrev(c *cell.Cell) {
 		return
 	}
 	h.mu.Lock()
-	st, next, nextID := h.state, h.next, h.nextID
+	st, nq, nextID := h.state, h.nq, h.nextID
 	h.mu.Unlock()
 	if st == hopClosed {
 		e.pool.Put(c)
@@ -236,9 +244,13 @@ func (h *hop) fromPrev(c *cell.Cell) {
 		if f := e.testTamper.Load(); f != nil && (*f)(c, true) {
 			d := e.pool.Get()
 			*d = *c
-			_ = next.send(d)
+			_ = nq.push(d)
 		}
-		_ = next.send(c) // a dead link destroys us through linkClosed
+		// Never waits (§1.2): a full queue destroys this circuit alone; a
+		// dead link destroys us through linkClosed.
+		if err := nq.push(c); errors.Is(err, errQueueFull) {
+			h.destroy(cell.ReasonResource, nil)
+		}
 	case kindHere:
 		msg, err := cell.DecodeRelay(body[hdrLen : cell.OnionLen(h.depth)-cell.TagLen])
 		if err == nil {
@@ -291,7 +303,7 @@ func (h *hop) fromNext(l *link, c *cell.Cell) {
 	case cell.CmdDestroy:
 		r := parseDestroy(c)
 		e.pool.Put(c)
-		h.destroy(r, l)
+		h.destroyedBy(r, l)
 	case cell.CmdCreated:
 		var cd cell.Created
 		err := cd.UnmarshalBody(c.Body())
@@ -343,10 +355,13 @@ func (h *hop) fromNext(l *link, c *cell.Cell) {
 		if dup {
 			d := e.pool.Get()
 			*d = *c
-			_ = h.prev.send(d)
+			_ = h.pq.push(d)
 		}
-		_ = h.prev.send(c)
+		err := h.pq.push(c)
 		h.bmu.Unlock()
+		if errors.Is(err, errQueueFull) {
+			h.destroy(cell.ReasonResource, nil)
+		}
 	default:
 		e.pool.Put(c)
 		h.destroy(cell.ReasonProtocol, nil)
@@ -369,22 +384,32 @@ func (h *hop) sendBack(cmd cell.RelayCmd, stream uint16, data []byte) error {
 	c.SetCircID(h.prevID)
 	c.SetCommand(cell.CmdRelay)
 	h.bmu.Lock()
-	defer h.bmu.Unlock()
 	if h.bclosed {
+		h.bmu.Unlock()
 		e.pool.Put(c)
 		return fmt.Errorf("hop: %w", ErrClosed)
 	}
 	if err := sealHere(h.bwd, &h.cookie, h.depth, body); err != nil {
+		h.bmu.Unlock()
 		e.pool.Put(c)
 		return err
 	}
-	return h.prev.send(c)
+	err := h.pq.push(c)
+	h.bmu.Unlock()
+	if errors.Is(err, errQueueFull) {
+		// A full queue toward the client destroys the circuit (§1.2).
+		h.destroy(cell.ReasonResource, nil)
+	}
+	return err
 }
 
 // handleMsg handles a relay message addressed to this hop.
 func (h *hop) handleMsg(st hopState, m cell.Relay) error {
 	switch m.Cmd {
 	case cell.RelayDrop:
+		if !h.takeDrop() {
+			return fmt.Errorf("%w: more than %d DROPs in a burst", ErrResourceLimit, dropBurst)
+		}
 		return nil
 	case cell.RelayExtend:
 		return h.startExtend(st, m.Data)
@@ -397,6 +422,33 @@ func (h *hop) handleMsg(st hopState, m cell.Relay) error {
 		return h.exitSide().handle(m)
 	}
 	return fmt.Errorf("%w: %v sent to a hop", ErrProtocol, m.Cmd)
+}
+
+// DROPs a hop accepts per circuit (PROTOCOL.md §3.4): a burst of
+// dropBurst, then one per dropEvery. Clients send one per KeepAlive
+// (2 min); DROPs are not counted in any window, so without this a
+// neighbour could make a hop open cells for nothing at line rate.
+const (
+	dropBurst = 64
+	dropEvery = 100 * time.Millisecond
+)
+
+// takeDrop takes a token for a DROP addressed to this hop; false means the
+// circuit sent too many.
+func (h *hop) takeDrop() bool {
+	now := h.e.coarseNow()
+	if h.dropAt == 0 {
+		h.dropTokens, h.dropAt = dropBurst, now
+	}
+	if add := (now - h.dropAt) / int64(dropEvery); add > 0 {
+		h.dropTokens = int(min(int64(h.dropTokens)+add, dropBurst))
+		h.dropAt += add * int64(dropEvery)
+	}
+	if h.dropTokens == 0 {
+		return false
+	}
+	h.dropTokens--
+	return true
 }
 
 // context returns a ctx cancelled when the hop is destroyed or the engine
@@ -460,17 +512,17 @@ func (h *hop) extend(pi peer.AddrInfo, msg1 []byte) {
 		h.destroy(cell.ReasonConnectFailed, nil)
 		return
 	}
-	id, err := l.register(h)
-	if err != nil {
+	q := l.newQueue(h)
+	if err := l.register(q); err != nil {
 		h.destroy(DestroyReasonFor(err), nil)
 		return
 	}
 	c := e.pool.Get()
-	c.SetCircID(id)
+	c.SetCircID(q.id)
 	c.SetCommand(cell.CmdCreate)
 	if err := (&cell.Create{Depth: uint8(h.depth + 1), Handshake: msg1}).MarshalBody(c.Body()); err != nil {
 		e.pool.Put(c)
-		l.unregister(id, h)
+		l.unregister(q)
 		h.destroy(cell.ReasonProtocol, nil)
 		return
 	}
@@ -478,12 +530,12 @@ func (h *hop) extend(pi peer.AddrInfo, msg1 []byte) {
 	if h.state != hopExtending {
 		h.mu.Unlock()
 		e.pool.Put(c)
-		l.unregister(id, h)
+		l.unregister(q)
 		return
 	}
-	h.next, h.nextID = l, id
+	h.next, h.nextID, h.nq = l, q.id, q
 	h.mu.Unlock()
-	_ = l.send(c)
+	_ = q.push(c) // an empty queue has room; a closed link destroys us
 }
 
 // extendExpired reports an EXTEND that got no CREATED in time.
@@ -542,9 +594,25 @@ const (
 	TopUpRefused = 1 // no TopUp hook, or it failed
 )
 
-// destroy tears the hop down and sends DESTROY with reason r to every
-// neighbour except from (the one that told us). Safe to call many times.
-func (h *hop) destroy(r cell.Reason, from *link) {
+// destroy tears the hop down for a reason of its own: a violation, a
+// refusal, a timeout, a full queue, or from, the link that closed. r goes
+// in every DESTROY it sends (its neighbours learn it) and, inside this
+// hop's layer, in a TEARDOWN to the client (PROTOCOL.md §2.3, §5.4).
+// Safe to call many times.
+func (h *hop) destroy(r cell.Reason, from *link) { h.teardown(r, r, from) }
+
+// destroyedBy handles a DESTROY with reason r that arrived on from. It is
+// passed on with reason none, so hops that collude cannot signal each
+// other through reasons across an honest hop; r reaches the client only in
+// this hop's TEARDOWN, when from is the next hop (§2.3).
+func (h *hop) destroyedBy(r cell.Reason, from *link) { h.teardown(r, cell.ReasonNone, from) }
+
+// teardown sends DESTROY with reason wire to every neighbour except from,
+// and TEARDOWN with reason r to the client unless from is the previous
+// hop. The client's TEARDOWN follows every cell already queued toward it
+// (its layer's counter requires them); what was queued toward the next hop
+// is dropped.
+func (h *hop) teardown(r, wire cell.Reason, from *link) {
 	e := h.e
 	h.mu.Lock()
 	if h.state == hopClosed {
@@ -553,21 +621,29 @@ func (h *hop) destroy(r cell.Reason, from *link) {
 	}
 	opened := h.state != hopPending
 	h.state = hopClosed
-	next, nextID, ex, cancel := h.next, h.nextID, h.exit, h.cancel
+	next, nq, ex, cancel := h.next, h.nq, h.exit, h.cancel
 	h.mu.Unlock()
 
 	h.bmu.Lock()
-	h.bclosed = true
 	if from != h.prev {
-		h.prev.sendDestroy(h.prevID, r)
-	}
-	h.bmu.Unlock()
-	h.prev.unregister(h.prevID, h)
-	if next != nil {
-		if from != next {
-			next.sendDestroy(nextID, r)
+		var td *cell.Cell
+		if h.bwd != nil && !h.bclosed {
+			td = h.teardownCell(r)
 		}
-		next.unregister(nextID, h)
+		h.pq.finish(td, wire, true)
+	} else {
+		h.pq.drop()
+	}
+	h.bclosed = true
+	h.bmu.Unlock()
+	h.prev.unregister(h.pq)
+	if nq != nil {
+		if from != next {
+			nq.finish(nil, wire, false)
+		} else {
+			nq.drop()
+		}
+		next.unregister(nq)
 	}
 	if cancel != nil {
 		cancel()
@@ -587,6 +663,36 @@ func (h *hop) destroy(r cell.Reason, from *link) {
 	if opened && e.cfg.SessionClosed != nil {
 		e.cfg.SessionClosed(h.cookie)
 	}
+}
+
+// teardownCell returns a TEARDOWN with reason r sealed in the backward
+// layer (§5.4), or nil. It is charged like any cell the hop originates,
+// but a session that cannot pay still gets it: it is the circuit's last.
+// Caller holds bmu, with bwd set.
+func (h *hop) teardownCell(r cell.Reason) *cell.Cell {
+	e := h.e
+	var buf [1]byte
+	data, err := (&cell.Teardown{Reason: r}).AppendBinary(buf[:0])
+	if err != nil {
+		return nil
+	}
+	c := e.pool.Get()
+	body := c.Body()
+	n := cell.OnionLen(h.depth)
+	if err := cell.EncodeRelay(body[hdrLen:n-cell.TagLen], cell.RelayTeardown, 0, data); err != nil {
+		e.pool.Put(c)
+		return nil
+	}
+	c.SetCircID(h.prevID)
+	c.SetCommand(cell.CmdRelay)
+	if err := sealHere(h.bwd, &h.cookie, h.depth, body); err != nil {
+		e.pool.Put(c)
+		return nil
+	}
+	if e.cfg.Account != nil {
+		_ = e.cfg.Account(h.cookie, cell.Size)
+	}
+	return c
 }
 
 // parseDestroy reads a DESTROY's reason; a malformed one counts as a

@@ -17,7 +17,7 @@ import (
 // linkBufSize is the bufio size on each side of a link stream.
 const linkBufSize = 16 * cell.Size
 
-// errLinkClosed is returned by link.send after the link went down.
+// errLinkClosed is returned by circQueue.push after the link went down.
 var errLinkClosed = fmt.Errorf("%w: link closed", ErrClosed)
 
 // circEnd is one circuit's presence on a link: a client circuit, or a hop
@@ -38,16 +38,23 @@ var (
 // link is one /co-infuse/link/1 stream to a neighbour (PROTOCOL.md §1.1).
 // It has a reader and a writer goroutine, both owned by the engine's
 // WaitGroup. Circuit IDs are chosen by the side that opened the stream.
+//
+// Sending never blocks a producer on the neighbour (§1.2): each circuit
+// has its own bounded queue toward the link (circQueue), the writer picks
+// among circuits with queued cells by EWMA (sched.go), and a circuit whose
+// queue is full is destroyed, not the link. Only the link's own reader may
+// wait, for room for link-level cells (DESTROY answers to refused CREATEs),
+// and so only on its own neighbour.
 type link struct {
 	e        *Engine
 	s        network.Stream
 	peer     peer.ID
 	outbound bool // we opened it, so we choose circuit IDs
 
-	queue chan *cell.Cell // bounded send queue, drained by writeLoop
-	done  chan struct{}   // closed when the link is down
-	drain chan struct{}   // closed to make writeLoop flush and close
-	wdone chan struct{}   // closed when writeLoop has returned
+	done  chan struct{} // closed when the link is down
+	drain chan struct{} // closed to make writeLoop flush and close
+	wdone chan struct{} // closed when writeLoop has returned
+	wake  chan struct{} // one token: there are cells for the writer
 	once  sync.Once
 	drOnc sync.Once
 
@@ -55,8 +62,17 @@ type link struct {
 	draining atomic.Bool  // shutdown was called: take no new circuits
 
 	mu     sync.Mutex // guards circs, nextID
-	circs  map[cell.CircID]circEnd
+	circs  map[cell.CircID]*circQueue
 	nextID uint32
+
+	// The send side: guarded by smu, as is every circQueue of this link.
+	smu       sync.Mutex
+	heap      []*circQueue  // queues with cells, by ewma (sched.go)
+	tick      int64         // EWMA tick the heap is scaled to
+	ctrl      cellFIFO      // link-level cells, at most Limits.MaxLinkQueue
+	ctrlSpace chan struct{} // closed when the writer takes ctrl cells; nil if nobody waits
+	idle      bool          // the writer found nothing and waits for wake
+	sclosed   bool          // the link is down: queue nothing
 }
 
 func newLink(e *Engine, s network.Stream, outbound bool) *link {
@@ -65,11 +81,12 @@ func newLink(e *Engine, s network.Stream, outbound bool) *link {
 		s:        s,
 		peer:     s.Conn().RemotePeer(),
 		outbound: outbound,
-		queue:    make(chan *cell.Cell, e.cfg.Limits.MaxLinkQueue),
 		done:     make(chan struct{}),
 		drain:    make(chan struct{}),
 		wdone:    make(chan struct{}),
-		circs:    make(map[cell.CircID]circEnd),
+		wake:     make(chan struct{}, 1),
+		circs:    make(map[cell.CircID]*circQueue),
+		tick:     time.Now().UnixNano() / int64(ewmaTick),
 	}
 	l.lastUsed.Store(time.Now().UnixNano())
 	return l
@@ -81,25 +98,53 @@ func (l *link) start() {
 	go l.writeLoop()
 }
 
-// send queues c for the writer, waiting while the queue is full. It takes
-// ownership of c either way.
-func (l *link) send(c *cell.Cell) error {
+// kick wakes the writer.
+func (l *link) kick() {
 	select {
-	case <-l.done:
-		l.e.pool.Put(c)
-		return errLinkClosed
+	case l.wake <- struct{}{}:
 	default:
-	}
-	select {
-	case l.queue <- c:
-		return nil
-	case <-l.done:
-		l.e.pool.Put(c)
-		return errLinkClosed
 	}
 }
 
-// sendDestroy queues a DESTROY for id.
+// sendCtrl queues a link-level cell (one that belongs to no circuit),
+// taking ownership of c. Only the link's own reader calls it: when
+// MaxLinkQueue such cells wait, it waits for the writer, so a neighbour
+// that floods CREATEs without reading the answers stalls only itself, and
+// loses the link after the write timeout.
+func (l *link) sendCtrl(c *cell.Cell) {
+	for {
+		l.smu.Lock()
+		if l.sclosed {
+			l.smu.Unlock()
+			l.e.pool.Put(c)
+			return
+		}
+		if l.ctrl.n < l.e.cfg.Limits.MaxLinkQueue {
+			l.ctrl.push(&l.e.chunks, c)
+			kick := l.idle
+			l.idle = false
+			l.smu.Unlock()
+			if kick {
+				l.kick()
+			}
+			return
+		}
+		if l.ctrlSpace == nil {
+			l.ctrlSpace = make(chan struct{})
+		}
+		ch := l.ctrlSpace
+		l.smu.Unlock()
+		select {
+		case <-ch:
+		case <-l.done:
+			l.e.pool.Put(c)
+			return
+		}
+	}
+}
+
+// sendDestroy queues a DESTROY for id, a circuit the link does not carry
+// (a refused CREATE). Only the link's reader calls it.
 func (l *link) sendDestroy(id cell.CircID, r cell.Reason) {
 	c := l.e.pool.Get()
 	c.SetCircID(id)
@@ -109,15 +154,16 @@ func (l *link) sendDestroy(id cell.CircID, r cell.Reason) {
 		l.e.pool.Put(c)
 		return
 	}
-	_ = l.send(c)
+	l.sendCtrl(c)
 }
 
-// register adds end under a fresh circuit ID on an outbound link.
-func (l *link) register(end circEnd) (cell.CircID, error) {
+// register adds q under a fresh circuit ID on an outbound link and sets
+// q.id.
+func (l *link) register(q *circQueue) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.circs == nil || l.draining.Load() {
-		return 0, errLinkClosed
+		return errLinkClosed
 	}
 	for range 1 << 16 {
 		l.nextID++
@@ -126,15 +172,16 @@ func (l *link) register(end circEnd) (cell.CircID, error) {
 		}
 		id := cell.CircID(l.nextID)
 		if _, ok := l.circs[id]; !ok {
-			l.circs[id] = end
-			return id, nil
+			q.id = id
+			l.circs[id] = q
+			return nil
 		}
 	}
-	return 0, fmt.Errorf("%w: no free circuit id on link", ErrResourceLimit)
+	return fmt.Errorf("%w: no free circuit id on link", ErrResourceLimit)
 }
 
-// registerID adds end under the peer-chosen id on an inbound link.
-func (l *link) registerID(id cell.CircID, end circEnd) error {
+// registerID adds q under the peer-chosen id on an inbound link.
+func (l *link) registerID(id cell.CircID, q *circQueue) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.circs == nil || l.draining.Load() {
@@ -143,15 +190,18 @@ func (l *link) registerID(id cell.CircID, end circEnd) error {
 	if _, ok := l.circs[id]; ok {
 		return fmt.Errorf("%w: circuit id in use", ErrProtocol)
 	}
-	l.circs[id] = end
+	q.id = id
+	l.circs[id] = q
 	return nil
 }
 
-// unregister removes id if it still maps to end.
-func (l *link) unregister(id cell.CircID, end circEnd) {
+// unregister removes q from the circuit table if it is still there; cells
+// for its ID are dropped from then on. Its queued cells stay for the
+// writer.
+func (l *link) unregister(q *circQueue) {
 	l.mu.Lock()
-	if cur, ok := l.circs[id]; ok && cur == end {
-		delete(l.circs, id)
+	if cur, ok := l.circs[q.id]; ok && cur == q {
+		delete(l.circs, q.id)
 		l.lastUsed.Store(time.Now().UnixNano())
 	}
 	l.mu.Unlock()
@@ -160,7 +210,10 @@ func (l *link) unregister(id cell.CircID, end circEnd) {
 func (l *link) lookup(id cell.CircID) circEnd {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.circs[id]
+	if q := l.circs[id]; q != nil {
+		return q.end
+	}
+	return nil
 }
 
 func (l *link) numCircuits() int {
@@ -181,8 +234,9 @@ func (l *link) isClosed() bool {
 	}
 }
 
-// close takes the link down at once: the stream is reset and every
-// circuit on it is told. Safe to call many times from any goroutine.
+// close takes the link down at once: the stream is reset, every queued
+// cell freed and every circuit on it told. Safe to call many times from
+// any goroutine.
 func (l *link) close(cause error) {
 	l.once.Do(func() {
 		close(l.done)
@@ -192,11 +246,25 @@ func (l *link) close(cause error) {
 		circs := l.circs
 		l.circs = nil
 		l.mu.Unlock()
+		l.smu.Lock()
+		l.sclosed = true
+		for len(l.heap) > 0 {
+			q := l.heap[0]
+			q.closed = true
+			q.dropLocked()
+		}
+		for _, q := range circs {
+			q.closed = true
+		}
+		for c := l.ctrl.pop(&l.e.chunks); c != nil; c = l.ctrl.pop(&l.e.chunks) {
+			l.e.pool.Put(c)
+		}
+		l.smu.Unlock()
 		if cause != nil && !errors.Is(cause, io.EOF) && !errors.Is(cause, errLinkClosed) {
 			l.e.log.Debug("link closed", "peer", l.peer, "outbound", l.outbound, "err", cause)
 		}
-		for _, end := range circs {
-			end.linkClosed(l)
+		for _, q := range circs {
+			q.end.linkClosed(l)
 		}
 	})
 }
@@ -233,6 +301,11 @@ func (l *link) readLoop() {
 			}
 			l.e.handleCreate(l, c)
 		case cell.CmdCreated, cell.CmdRelay, cell.CmdDestroy:
+			if cmd == cell.CmdDestroy {
+				if f := l.e.testDestroyRecv.Load(); f != nil {
+					(*f)(l.peer, parseDestroy(c))
+				}
+			}
 			end := l.lookup(c.CircID())
 			if end == nil {
 				// Late cell for a circuit already torn down.
@@ -248,59 +321,69 @@ func (l *link) readLoop() {
 	}
 }
 
-// writeLoop batches queued cells through a bufio.Writer and flushes when
-// the queue is empty.
+// writeLoop writes the cells the scheduler picks through a bufio.Writer,
+// flushing when there are none left. Every write to the stream must make
+// progress within the write timeout, or the link is closed (§1.1): a
+// neighbour that stops reading loses the link, one that reads slowly only
+// slows its own circuits.
 func (l *link) writeLoop() {
 	defer l.e.wg.Done()
 	defer close(l.wdone)
-	w := bufio.NewWriterSize(l.s, linkBufSize)
-	timeout := l.e.cfg.Limits.WriteTimeout
-	write := func(c *cell.Cell) error {
-		_, err := w.Write(c[:])
-		l.e.pool.Put(c)
+	w := bufio.NewWriterSize(&deadlineWriter{s: l.s, timeout: l.e.cfg.Limits.WriteTimeout}, linkBufSize)
+	var batch [writeBatch]*cell.Cell
+	write := func(n int) error {
+		var err error
+		for i, c := range batch[:n] {
+			if err == nil {
+				_, err = w.Write(c[:])
+			}
+			l.e.pool.Put(c)
+			batch[i] = nil
+		}
 		return err
 	}
 	for {
-		var c *cell.Cell
+		if n := l.take(batch[:]); n > 0 {
+			if err := write(n); err != nil {
+				l.close(fmt.Errorf("link write: %w", err))
+				return
+			}
+			continue
+		}
+		if err := w.Flush(); err != nil {
+			l.close(fmt.Errorf("link write: %w", err))
+			return
+		}
 		select {
-		case c = <-l.queue:
+		case <-l.wake:
 		case <-l.done:
 			return
 		case <-l.drain:
-			_ = l.s.SetWriteDeadline(time.Now().Add(timeout))
 			for {
-				select {
-				case c = <-l.queue:
-					if write(c) != nil {
-						l.close(nil)
-						return
-					}
-					continue
-				default:
+				n := l.take(batch[:])
+				if n == 0 {
+					break
 				}
-				break
+				if write(n) != nil {
+					l.close(nil)
+					return
+				}
 			}
 			_ = w.Flush()
 			_ = l.s.CloseWrite()
 			return
 		}
-		_ = l.s.SetWriteDeadline(time.Now().Add(timeout))
-		err := write(c)
-	batch:
-		for err == nil {
-			select {
-			case c = <-l.queue:
-				err = write(c)
-			default:
-				break batch
-			}
-		}
-		if err == nil {
-			err = w.Flush()
-		}
-		if err != nil {
-			l.close(fmt.Errorf("link write: %w", err))
-			return
-		}
 	}
+}
+
+// deadlineWriter sets the write deadline before each write to the stream,
+// so that the timeout bounds a lack of progress, not a batch's duration.
+type deadlineWriter struct {
+	s       network.Stream
+	timeout time.Duration
+}
+
+func (w *deadlineWriter) Write(p []byte) (int, error) {
+	_ = w.s.SetWriteDeadline(time.Now().Add(w.timeout))
+	return w.s.Write(p)
 }

@@ -68,13 +68,33 @@ func TestMalformedCellClosesOnlyItsCircuit(t *testing.T) {
 		}},
 	} {
 		id := cell.CircID(len(tc.name))
-		_, reply := rl.create(t, id, pub)
+		hs, reply := rl.create(t, id, pub)
 		if reply.Command() != cell.CmdCreated {
 			t.Fatalf("%s: CREATE answered with %v", tc.name, reply.Command())
 		}
+		var cd cell.Created
+		if err := cd.UnmarshalBody(reply.Body()); err != nil {
+			t.Fatal(err)
+		}
+		keys, err := hs.finish(cd.Handshake)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bwd, _ := newLayer(keys.bwd)
 		bad := tc.cell(id)
 		rl.write(t, &bad)
+		// §5.4: the hop's TEARDOWN, then its DESTROY, both with its reason.
 		var got cell.Cell
+		rl.read(t, &got)
+		k, region, err := openBackward([]*onionKeys{{cookie: keys.cookie, bwd: bwd}}, got.Body())
+		if got.Command() != cell.CmdRelay || got.CircID() != id || err != nil || k != 1 {
+			t.Fatalf("%s: got %v on %d (%v), want TEARDOWN on %d", tc.name, got.Command(), got.CircID(), err, id)
+		}
+		m, err := cell.DecodeRelay(region)
+		var td cell.Teardown
+		if err != nil || m.Cmd != cell.RelayTeardown || td.UnmarshalBinary(m.Data) != nil || td.Reason != cell.ReasonProtocol {
+			t.Fatalf("%s: got %v %x (%v), want TEARDOWN protocol", tc.name, m.Cmd, m.Data, err)
+		}
 		rl.read(t, &got)
 		if got.Command() != cell.CmdDestroy || got.CircID() != id || parseDestroy(&got) != cell.ReasonProtocol {
 			t.Fatalf("%s: got %v reason %v on %d, want DESTROY protocol on %d", tc.name, got.Command(), parseDestroy(&got), got.CircID(), id)

@@ -115,17 +115,27 @@ func ErrorForDestroy(r cell.Reason) error {
 // CloseError is why a circuit was torn down. It matches ErrClosed and the
 // sentinel ErrorForDestroy(Reason) under errors.Is.
 type CloseError struct {
-	// Reason is the DESTROY reason (§2.3).
+	// Reason is the DESTROY reason (§2.3). When a hop tore the circuit
+	// down it is the reason that hop gave in its TEARDOWN (§5.4), if one
+	// came, rather than the generic one DESTROY carries past a hop.
 	Reason cell.Reason
 	// Remote is true when a hop tore the circuit down, false when this side
 	// did.
 	Remote bool
+	// Depth is the position (1 = first hop) of the hop that reported
+	// Reason in a TEARDOWN: the hop that gave up, or the one whose next
+	// hop did. 0 when no TEARDOWN came (Reason is then the first hop's
+	// DESTROY reason, or link closed).
+	Depth int
 }
 
 // Error says who closed the circuit and why.
 func (e *CloseError) Error() string {
 	who := "locally"
-	if e.Remote {
+	switch {
+	case e.Remote && e.Depth > 0:
+		who = fmt.Sprintf("by hop %d", e.Depth)
+	case e.Remote:
 		who = "by a hop"
 	}
 	return fmt.Sprintf("circuit: closed %s: %v", who, e.Reason)
