@@ -5,6 +5,8 @@
 #                hops vs a direct TCP connection
 #   first byte:  ready circuit, fresh circuit (build included), direct TCP
 #   build:       3-hop circuit build over open links
+#   sharing:     100 circuits through one relay (aggregate, slowest/mean);
+#                an interactive echo beside a bulk circuit vs alone
 #   crypto:      one hop's layer on one cell
 #   vouchers:    blind signing, verification, redemption with durable spent set
 # Usage: bash scripts/bench.sh [count]   (default 3 runs of each; medians shown)
@@ -14,7 +16,7 @@ count=${1:-3}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 echo "running circuit benchmarks ($count runs each; 2 shared cores make single figures noisy)..."
-go test -run '^$' -bench '^Benchmark(Layer|Circuit3Hop|RawRelay3|Direct|Build3Hop|FirstByte|FirstByteFresh|FirstByteDirect)$' \
+go test -run '^$' -bench '^Benchmark(Layer|Circuit3Hop|RawRelay3|Direct|Build3Hop|FirstByte|FirstByteFresh|FirstByteDirect|ManyCircuits|Interactive)$' \
 	-benchtime 2s -count "$count" ./circuit/ | tee "$out" | grep -E '^Benchmark' || true
 echo "running devnet benchmarks (fresh SOCKS credentials: pre-built circuit, build on the critical path, direct)..."
 go test -run '^$' -bench '^BenchmarkE2EFreshCredentials$' -benchtime 100x -count "$count" ./devnet/ | tee -a "$out" | grep -E '^Benchmark' || true
@@ -26,6 +28,7 @@ awk '
 	for (i = 2; i <= NF; i++) {
 		if ($(i+1) == "ns/op") { ns[name] = ns[name] " " $i }
 		if ($(i+1) == "MB/s")  { mbs[name] = mbs[name] " " $i }
+		if ($(i+1) == "slowest/mean") { spread[name] = spread[name] " " $i }
 	}
 }
 function median(s,   a, n, i, j, t) {
@@ -43,6 +46,11 @@ END {
 	printf "1st byte  ready circuit %8.2f ms (target <= 5 ms) | fresh circuit %8.2f ms | direct TCP %8.2f ms\n", \
 		median(ns["BenchmarkFirstByte/stream"]) / 1e6, median(ns["BenchmarkFirstByteFresh"]) / 1e6, median(ns["BenchmarkFirstByteDirect"]) / 1e6
 	printf "layer     one hop, one cell: %.1f MB/s\n", median(mbs["BenchmarkLayer"])
+	printf "sharing   100 circuits through one relay: %.1f MB/s in all, slowest / mean = %.2f (target >= 0.50)\n", \
+		median(mbs["BenchmarkManyCircuits"]), median(spread["BenchmarkManyCircuits"])
+	ia = median(ns["BenchmarkInteractive/alone"]); ib = median(ns["BenchmarkInteractive/beside-bulk"]); ip = median(ns["BenchmarkInteractive/beside-paced-bulk"])
+	printf "          interactive echo alone %.2f ms | beside a bulk circuit %.2f ms | beside one paced to 40 MB/s %.2f ms\n", ia / 1e6, ib / 1e6, ip / 1e6
+	if (ia > 0) printf "          ratios %.1f and %.1f (target <= 2; unpaced, the 2 CPUs running the whole network are the bottleneck)\n", ib / ia, ip / ia
 	fd = median(ns["BenchmarkE2EFreshCredentials/direct"]); fp = median(ns["BenchmarkE2EFreshCredentials/prebuilt"]); fb = median(ns["BenchmarkE2EFreshCredentials/build"])
 	printf "fresh credentials through the devnet, first byte: pre-built circuit %.2f ms | build on the critical path %.2f ms | direct %.2f ms\n", fp / 1e6, fb / 1e6, fd / 1e6
 	if (fd > 0) printf "          pre-built - direct = %.2f ms (target <= 1 ms); build / pre-built = %.1fx\n", (fp - fd) / 1e6, (fp > 0 ? fb / fp : 0)
