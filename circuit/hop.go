@@ -249,7 +249,7 @@ func (h *hop) fromPrev(c *cell.Cell) {
 		// Never waits (§1.2): a full queue destroys this circuit alone; a
 		// dead link destroys us through linkClosed.
 		if err := nq.push(c); errors.Is(err, errQueueFull) {
-			h.destroy(cell.ReasonResource, nil)
+			h.queueFull(nq)
 		}
 	case kindHere:
 		msg, err := cell.DecodeRelay(body[hdrLen : cell.OnionLen(h.depth)-cell.TagLen])
@@ -360,7 +360,7 @@ func (h *hop) fromNext(l *link, c *cell.Cell) {
 		err := h.pq.push(c)
 		h.bmu.Unlock()
 		if errors.Is(err, errQueueFull) {
-			h.destroy(cell.ReasonResource, nil)
+			h.queueFull(h.pq)
 		}
 	default:
 		e.pool.Put(c)
@@ -397,10 +397,17 @@ func (h *hop) sendBack(cmd cell.RelayCmd, stream uint16, data []byte) error {
 	err := h.pq.push(c)
 	h.bmu.Unlock()
 	if errors.Is(err, errQueueFull) {
-		// A full queue toward the client destroys the circuit (§1.2).
-		h.destroy(cell.ReasonResource, nil)
+		h.queueFull(h.pq)
 	}
 	return err
+}
+
+// queueFull destroys the circuit because its queue q is full (§1.2): the
+// neighbour on q's link reads more slowly than the circuit sends, or the
+// circuit ignores its windows. It is logged once: the circuit is gone.
+func (h *hop) queueFull(q *circQueue) {
+	h.e.log.Debug("circuit queue full: circuit destroyed", "peer", q.l.peer, "cells", q.queueLen())
+	h.destroy(cell.ReasonResource, nil)
 }
 
 // handleMsg handles a relay message addressed to this hop.
