@@ -439,12 +439,21 @@ func (c *Circuit) sealAndQueue(depth int, cl *cell.Cell) error {
 // §5.3), so a client can check what each hop bills. Cells still in flight
 // are counted at the client before the hop sees them.
 func (c *Circuit) HopBytes() []uint64 {
-	n := int(c.nhops.Load())
-	out := make([]uint64, n)
+	out := make([]uint64, c.nhops.Load())
 	for i := range out {
-		out[i] = c.cells[i].Load() * cell.Size
+		out[i] = c.HopCarried(i)
 	}
 	return out
+}
+
+// HopCarried is HopBytes for hop i (0-based) alone, without allocating,
+// for callers on a stream's read and write path; 0 when there is no hop
+// i.
+func (c *Circuit) HopCarried(i int) uint64 {
+	if i < 0 || i >= int(c.nhops.Load()) {
+		return 0
+	}
+	return c.cells[i].Load() * cell.Size
 }
 
 // sendToLast sends to the last hop; it is the endpoint's send function.

@@ -93,15 +93,7 @@ func newCircuit(cl *Client, c TopUpper, hops []Hop) *Circuit {
 	return pc
 }
 
-// carriedBy is hop index's count in HopBytes, 0 if there is none.
-func carriedBy(carried []uint64, index int) uint64 {
-	if index < len(carried) {
-		return carried[index]
-	}
-	return 0
-}
-
-// Check looks at the hops' carried bytes (TopUpper.HopBytes) and starts a
+// Check looks at the hops' carried bytes (TopUpper.HopCarried) and starts a
 // top-up, in the background, for every paid hop whose prepaid allowance
 // fell below LowWaterBytes, unless one is running for it or it is waiting
 // after a failure. It never blocks: it is meant to run on every read and
@@ -111,7 +103,6 @@ func (pc *Circuit) Check() {
 	if pc == nil || len(pc.hops) == 0 {
 		return
 	}
-	carried := pc.c.HopBytes()
 	var due [8]int
 	start := due[:0]
 	var now time.Time
@@ -122,7 +113,7 @@ func (pc *Circuit) Check() {
 	}
 	for i := range pc.hops {
 		h := &pc.hops[i]
-		if h.topping || !needsTopUp(h.st.BytesPaid, carriedBy(carried, h.Index)) {
+		if h.topping || !needsTopUp(h.st.BytesPaid, pc.c.HopCarried(h.Index)) {
 			continue
 		}
 		if h.fails > 0 {
@@ -174,12 +165,12 @@ func (pc *Circuit) topUp(i int) {
 	ctx, cancel := context.WithTimeout(pc.cl.ctx, pc.cl.cfg.TopUpTimeout)
 	defer cancel()
 	defer context.AfterFunc(pc.ctx, cancel)()
-	before := carriedBy(pc.c.HopBytes(), pc.hops[i].Index)
+	before := pc.c.HopCarried(pc.hops[i].Index)
 	pc.mu.Lock()
 	bytes := refillBytes(pc.hops[i].st.BytesPaid, before, pc.hops[i].inflight)
 	pc.mu.Unlock()
 	err := pc.pay(ctx, i, bytes)
-	after := carriedBy(pc.c.HopBytes(), pc.hops[i].Index)
+	after := pc.c.HopCarried(pc.hops[i].Index)
 	pc.mu.Lock()
 	h := &pc.hops[i]
 	h.topping = false
@@ -273,7 +264,7 @@ func (pc *Circuit) pay(ctx context.Context, i int, bytes int64) error {
 }
 
 // verify checks hop i's TOPUP_ACK against the client's own counts: the
-// bytes it charged against HopBytes (plus OverChargeToleranceBytes), the
+// bytes it charged against HopCarried (plus OverChargeToleranceBytes), the
 // credit it holds against what its advertised price buys, and a full
 // credit when it names no reason. Its error wraps ErrOverCharged or
 // ErrMalformedAck.
@@ -281,7 +272,7 @@ func (pc *Circuit) verify(i int, ack Ack, offered uint64) error {
 	h := pc.hops[i].Hop
 	// Read after the TOPUP_ACK: every cell the hop charged before it
 	// answered has reached us, but for the tolerance.
-	carried := carriedBy(pc.c.HopBytes(), h.Index)
+	carried := pc.c.HopCarried(h.Index)
 	if ack.Charged > carried+OverChargeToleranceBytes {
 		return fmt.Errorf("%w: charged %d bytes, the client counted %d", ErrOverCharged, ack.Charged, carried)
 	}

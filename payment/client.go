@@ -20,12 +20,12 @@ type TopUpper interface {
 	// wrapping circuit.ErrPayment, returned with the payload (the hop's
 	// Ack, or empty). It must return promptly once ctx is done.
 	TopUp(ctx context.Context, i int, payload []byte) ([]byte, error)
-	// HopBytes returns, per hop (first hop first), the bytes of RELAY
-	// cells that hop has carried for the circuit in both directions,
-	// counted as the hop charges them (cell.Size per cell). It must be
-	// cheap and must not block: Check calls it on every stream read and
-	// write.
-	HopBytes() []uint64
+	// HopCarried returns the bytes of RELAY cells hop i (0-based) has
+	// carried for the circuit in both directions, counted as the hop
+	// charges them (cell.Size per cell); 0 when there is no hop i. It
+	// must be cheap, allocate nothing and not block: Check calls it on
+	// every stream read and write.
+	HopCarried(i int) uint64
 	// Close tears the circuit down; the Circuit calls it when a hop
 	// over-charges. It must not block on the Circuit.
 	Close() error
@@ -179,9 +179,8 @@ func (cl *Client) Open(ctx context.Context, c TopUpper, hops []Hop) (*Circuit, e
 	defer context.AfterFunc(cl.ctx, cancel)()
 
 	pc := newCircuit(cl, c, hops)
-	carried := c.HopBytes()
 	for i, h := range pc.hops {
-		if err := pc.pay(ctx, i, refillBytes(0, carriedBy(carried, h.Index), 0)); err != nil {
+		if err := pc.pay(ctx, i, refillBytes(0, c.HopCarried(h.Index), 0)); err != nil {
 			pc.Close()
 			return nil, fmt.Errorf("prepay: %w", err)
 		}

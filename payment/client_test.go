@@ -177,10 +177,13 @@ func (c *fakeCircuit) add(cells uint64) {
 	}
 }
 
-func (c *fakeCircuit) HopBytes() []uint64 {
+func (c *fakeCircuit) HopCarried(i int) uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return append([]uint64(nil), c.carried[:]...)
+	if i < 0 || i >= len(c.carried) {
+		return 0
+	}
+	return c.carried[i]
 }
 
 func (c *fakeCircuit) Close() error {
@@ -1119,4 +1122,11 @@ func TestPaidAtReservationValue(t *testing.T) {
 	if st.SatsPaid != 32 || st.BytesPaid != CreditBytes(32, 2) || st.Stopped {
 		t.Fatalf("prepay recorded %+v, want 32 sats for %d bytes", st, CreditBytes(32, 2))
 	}
+}
+
+// HopBytes is every hop's HopCarried, for assertions.
+func (c *fakeCircuit) HopBytes() []uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]uint64(nil), c.carried[:]...)
 }

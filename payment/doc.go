@@ -14,7 +14,7 @@
 // session asked for, so Stats can split the hop's work by role.
 //
 // Client side: a Client pays the paid hops of a circuit in the hops' own
-// unit, the RELAY cells each has carried (TopUpper.HopBytes). Open
+// unit, the RELAY cells each has carried (TopUpper.HopCarried). Open
 // prepays each of them PrepayBytes at its price before the circuit
 // carries a stream; then (*Circuit).Check, run on every read and write of
 // a conn from Wrap and every CheckInterval by the Client, tops a hop up

@@ -14,7 +14,7 @@ import (
 //
 // The client meters each paid hop in the hop's own unit: the RELAY cells it
 // has carried for the circuit in either direction, cell.Size bytes each
-// ((*circuit.Circuit).HopBytes, TopUpper.HopBytes). For hop i it keeps
+// ((*circuit.Circuit).HopBytes, TopUpper.HopCarried). For hop i it keeps
 // credit(i), the bytes the hop has credited (CreditBytes of the sats each
 // TOPUP_ACK says were credited, at the hop's advertised price), and
 // ahead(i) = credit(i) − carried(i), the prepaid allowance the client
