@@ -98,6 +98,17 @@ func (l *link) start() {
 	go l.writeLoop()
 }
 
+// unlockWake releases l.smu, which the caller holds after queueing a
+// cell, and wakes the writer if it was idle.
+func (l *link) unlockWake() {
+	kick := l.idle
+	l.idle = false
+	l.smu.Unlock()
+	if kick {
+		l.kick()
+	}
+}
+
 // kick wakes the writer.
 func (l *link) kick() {
 	select {
@@ -121,12 +132,7 @@ func (l *link) sendCtrl(c *cell.Cell) {
 		}
 		if l.ctrl.n < l.e.cfg.Limits.MaxLinkQueue {
 			l.ctrl.push(&l.e.chunks, c)
-			kick := l.idle
-			l.idle = false
-			l.smu.Unlock()
-			if kick {
-				l.kick()
-			}
+			l.unlockWake()
 			return
 		}
 		if l.ctrlSpace == nil {

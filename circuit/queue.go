@@ -54,12 +54,7 @@ func (q *circQueue) push(c *cell.Cell) error {
 	q.cells.push(&e.chunks, c)
 	e.queued.Add(1)
 	q.scheduleLocked()
-	kick := l.idle
-	l.idle = false
-	l.smu.Unlock()
-	if kick {
-		l.kick()
-	}
+	l.unlockWake()
 	return nil
 }
 
@@ -115,12 +110,7 @@ func (q *circQueue) finish(tail *cell.Cell, r cell.Reason, keep bool) bool {
 	q.cells.push(&e.chunks, d)
 	e.queued.Add(1)
 	q.scheduleLocked()
-	kick := l.idle
-	l.idle = false
-	l.smu.Unlock()
-	if kick {
-		l.kick()
-	}
+	l.unlockWake()
 	return tail != nil
 }
 
