@@ -64,6 +64,10 @@ type Advert struct {
 	// Expiry is when the advert stops being valid. Publish fills it in when
 	// zero (now + AdvertTTL).
 	Expiry time.Time
+	// Stake proves that Payee's Lightning node runs this node (stake.go);
+	// zero when the node is unstaked. Publish fills it in when
+	// Config.SignStake is set.
+	Stake StakeProof
 }
 
 // HasRole reports whether the advert offers role r.

@@ -76,6 +76,12 @@ func encodeBody(ad *Advert) ([]byte, error) {
 	b.AddUint32(ad.CapacityKBps)
 	b.AddUint64(ad.Seq)
 	b.AddUint64(uint64(ad.Expiry.Unix()))
+	// §3.2 stake proof: present only when the node is staked, so unstaked
+	// adverts encode as before.
+	if !ad.Stake.IsZero() {
+		b.AddUint64(uint64(ad.Stake.Expiry.Unix()))
+		b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(ad.Stake.Sig)) })
+	}
 	out, err := b.Bytes()
 	if err != nil {
 		return nil, fmt.Errorf("encode advert: %w: %v", ErrMalformed, err)
@@ -187,6 +193,19 @@ func checkAdvert(ad *Advert) error {
 	}
 	if ad.Expiry.Unix() <= 0 {
 		return bad("no expiry")
+	}
+	if !ad.Stake.IsZero() {
+		if ad.Payee == "" {
+			return bad("stake proof without a payee")
+		}
+		if !validStakeSig(ad.Stake.Sig) {
+			return bad("stake signature is not 1..%d zbase32 characters", MaxStakeSigLen)
+		}
+		if ad.Stake.Expiry.Unix() <= 0 {
+			return bad("stake proof without expiry")
+		}
+	} else if !ad.Stake.Expiry.IsZero() {
+		return bad("stake expiry without signature")
 	}
 	return nil
 }
@@ -334,6 +353,15 @@ func decodeBody(body []byte) (Advert, error) {
 		return fail("expiry")
 	}
 	ad.Expiry = unixTime(exp)
+	if !s.Empty() {
+		var sexp uint64
+		var sig cryptobyte.String
+		if !s.ReadUint64(&sexp) || int64(sexp) <= 0 || !s.ReadUint8LengthPrefixed(&sig) ||
+			!validStakeSig(string(sig)) || ad.Payee == "" {
+			return fail("stake proof")
+		}
+		ad.Stake = StakeProof{Expiry: unixTime(sexp), Sig: string(sig)}
+	}
 	if !s.Empty() {
 		return fail("trailing bytes")
 	}

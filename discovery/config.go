@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"time"
@@ -83,6 +84,25 @@ type Config struct {
 	// MaxDHTRecords bounds records other peers can make our DHT store.
 	// Default 100000.
 	MaxDHTRecords int `yaml:"max_dht_records"`
+	// SignStake signs a stake message with this node's Lightning node key
+	// (lnd SignMessage) and returns the zbase32 signature. Nil: adverts go
+	// out unstaked. Only relays need it.
+	SignStake func(ctx context.Context, msg []byte) (string, error) `yaml:"-"`
+	// VerifyStake asks the client's LND which Lightning node signed msg
+	// (lnd VerifyMessage) and returns its key as 66 hex digits, "" with a
+	// nil error when the signature does not verify, and an error only when
+	// LND cannot answer now (the check is retried; the cached verdict
+	// stays). Nil, or NodeChannels nil: every node counts as unstaked.
+	VerifyStake func(ctx context.Context, msg []byte, sig string) (string, error) `yaml:"-"`
+	// NodeChannels returns the public channels of a Lightning node in the
+	// client's LND graph and LND's best block height; no channels and a
+	// nil error when the node is not in the graph; an error only when LND
+	// cannot answer now.
+	NodeChannels func(ctx context.Context, node string) ([]StakeChannel, uint32, error) `yaml:"-"`
+	// StakeMaxStale is how long a verified stake keeps counting after the
+	// client's LND last confirmed it (LND offline). Default
+	// DefaultStakeMaxStale (14 days); then the node weighs as unstaked.
+	StakeMaxStale time.Duration `yaml:"stake_max_stale"`
 	// Logger receives debug logs of rejected adverts and errors; nil means
 	// slog.Default(). A "subsys"="discovery" attribute is added.
 	Logger *slog.Logger `yaml:"-"`
@@ -115,6 +135,9 @@ func (c *Config) Validate() error {
 	}
 	if c.FailBackoff < 0 {
 		return bad("fail_backoff", c.FailBackoff)
+	}
+	if c.StakeMaxStale < 0 {
+		return bad("stake_max_stale", c.StakeMaxStale)
 	}
 	if c.MaxKnown < 0 {
 		return bad("max_known", c.MaxKnown)
@@ -155,6 +178,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.AgeRamp == 0 {
 		c.AgeRamp = DefaultAgeRamp
+	}
+	if c.StakeMaxStale == 0 {
+		c.StakeMaxStale = DefaultStakeMaxStale
 	}
 	if c.MaxKnown == 0 {
 		c.MaxKnown = DefaultMaxKnown

@@ -37,6 +37,41 @@ const (
 	MaxAddrs = 16
 	// MaxAddrLen bounds one binary multiaddr.
 	MaxAddrLen = 256
+	// MaxStakeSigLen bounds a stake proof's zbase32 signature (lnd's are
+	// 104 characters).
+	MaxStakeSigLen = 160
+)
+
+// Stake rule (DISCOVERY.md §7).
+const (
+	// StakeCapSat caps the effective stake that counts: a node with 0.5 BTC
+	// of 90-day-old public channels weighs as much as any whale.
+	StakeCapSat = 50_000_000
+	// StakeFullAgeBlocks is the channel age (about 90 days of blocks) at
+	// which a channel's capacity counts in full; younger channels count
+	// in proportion to their age.
+	StakeFullAgeBlocks = 12960
+	// UnstakedWeight is the stake factor of a node with no verified stake:
+	// 1/500 of a capped node, the weight of 100,000 sat staked for 90 days.
+	UnstakedWeight = 0.002
+	// StakeProofLifetime is how long a node's own stake proof is valid.
+	StakeProofLifetime = 14 * 24 * time.Hour
+	// MaxStakeLifetime bounds a proof's expiry ahead of now; a longer one
+	// counts as no proof.
+	MaxStakeLifetime = 31 * 24 * time.Hour
+	// DefaultStakeMaxStale is how long a verified stake counts without
+	// LND confirming it again (the client's LND may be offline).
+	DefaultStakeMaxStale = 14 * 24 * time.Hour
+	// stakeRenew: a node re-signs its proof when it expires sooner.
+	stakeRenew = 7 * 24 * time.Hour
+	// stakeRecheck is how often a client re-reads a staked node's channels.
+	stakeRecheck = 24 * time.Hour
+	// stakeCheckTimeout bounds one LND call of the stake rule.
+	stakeCheckTimeout = 10 * time.Second
+	// stakeParallel bounds concurrent stake checks.
+	stakeParallel = 4
+	// stakeLoopInterval spaces background stake checks.
+	stakeLoopInterval = time.Minute
 )
 
 // Time limits.
@@ -90,7 +125,7 @@ const (
 	DefaultMaxDHTRecords = 100000
 	// maxBadPeers bounds the negative cache of peers whose adverts failed.
 	maxBadPeers = 4096
-	// capacityCapKBps caps self-reported capacity in path weights, so a
-	// lying node gains little by claiming more.
-	capacityCapKBps = 10 * 1024
+	// finalRedraws bounds how often pickPath redraws a final hop that
+	// conflicts with every guard.
+	finalRedraws = 16
 )

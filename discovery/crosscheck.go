@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -65,9 +66,17 @@ func (s *Service) CrossCheck(ctx context.Context, p peer.ID, witnesses []peer.ID
 		}
 		s.mu.Unlock()
 		switch {
-		case theirs.Seq == seq && ours != nil && !bytes.Equal(env, ours):
-			s.dropEquivocator(p)
-			s.log.Debug("node equivocates", "peer", p, "witness", w, "seq", seq)
+		case theirs.Seq == seq && ours != nil:
+			same, err := sameBody(env, ours)
+			if err != nil || same {
+				continue // a re-encoded envelope of the same body proves nothing
+			}
+			s.mu.Lock()
+			if st := s.peers[p]; st != nil {
+				s.banLocked(p, st, env)
+			}
+			s.mu.Unlock()
+			s.log.Debug("node equivocates", "peer", p, "seq", seq)
 			return had, fmt.Errorf("cross-check %s: %w", p, ErrEquivocation)
 		case theirs.Seq > seq:
 			if _, err := s.accept(env, "", nil); err != nil {
@@ -78,17 +87,36 @@ func (s *Service) CrossCheck(ctx context.Context, p peer.ID, witnesses []peer.ID
 	return had, nil
 }
 
-// dropEquivocator forgets p's advert and keeps p out for
-// equivocationBackoff.
-func (s *Service) dropEquivocator(p peer.ID) {
-	s.mu.Lock()
-	if st := s.peers[p]; st != nil {
-		st.ad = nil
-		st.rec.Env = nil
-		st.rec.Fail++
-		st.rec.LastFail = s.cfg.Now()
-		s.dirty[p] = true
+// banLocked records that p signed two different bodies with one seq: ours
+// (st.rec.Env) and other, both verified. It keeps both envelopes as the
+// proof, forgets p's advert and refuses p's adverts, whatever their seq, for
+// equivocationBackoff; the ban is persisted with the peer record.
+func (s *Service) banLocked(p peer.ID, st *peerState, other []byte) {
+	now := s.cfg.Now()
+	if st.rec.Env != nil {
+		st.rec.Proof = [][]byte{bytes.Clone(st.rec.Env), bytes.Clone(other)}
 	}
-	s.mu.Unlock()
-	s.markBadFor(p, equivocationBackoff)
+	st.rec.BannedUntil = now.Add(equivocationBackoff)
+	st.ad = nil
+	st.rec.Env = nil
+	st.rec.Fail++
+	st.rec.LastFail = now
+	s.dirty[p] = true
+}
+
+// EquivocationProof returns the two validly signed envelopes, with one
+// sequence number and different bodies, that got p banned, and until when;
+// nil if p is not banned.
+func (s *Service) EquivocationProof(p peer.ID) ([][]byte, time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.peers[p]
+	if st == nil || !s.cfg.Now().Before(st.rec.BannedUntil) {
+		return nil, time.Time{}
+	}
+	out := make([][]byte, len(st.rec.Proof))
+	for i, e := range st.rec.Proof {
+		out[i] = bytes.Clone(e)
+	}
+	return out, st.rec.BannedUntil
 }

@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"bytes"
 	"fmt"
 	"time"
 
@@ -81,6 +82,31 @@ func OpenAdvert(env []byte, now time.Time) (Advert, error) {
 	return ad, nil
 }
 
+// signedBody returns the body of an envelope (not verified).
+func signedBody(env []byte) ([]byte, bool) {
+	s := cryptobyte.String(env)
+	var ver uint8
+	var pkb, body cryptobyte.String
+	if !s.ReadUint8(&ver) || ver != envelopeVersion ||
+		!s.ReadUint16LengthPrefixed(&pkb) || !s.ReadUint16LengthPrefixed(&body) {
+		return nil, false
+	}
+	return body, true
+}
+
+// sameBody reports whether two envelopes carry the same signed body, which
+// is what a node commits to: envelopes may differ in encoding details a
+// relaying witness could change (and signatures may be re-randomised), the
+// signed body cannot.
+func sameBody(a, b []byte) (bool, error) {
+	ba, ok1 := signedBody(a)
+	bb, ok2 := signedBody(b)
+	if !ok1 || !ok2 {
+		return false, fmt.Errorf("open advert: %w: envelope", ErrMalformed)
+	}
+	return bytes.Equal(ba, bb), nil
+}
+
 // openUnchecked does everything OpenAdvert does except the time checks.
 func openUnchecked(env []byte) (Advert, error) {
 	if len(env) > MaxEnvelopeSize {
@@ -104,6 +130,15 @@ func openUnchecked(env []byte) (Advert, error) {
 	pub, err := crypto.UnmarshalPublicKey(pkb)
 	if err != nil {
 		return Advert{}, fmt.Errorf("open advert: %w: public key: %v", ErrMalformed, err)
+	}
+	// Only the canonical key encoding: one key, one envelope form.
+	if canon, err := crypto.MarshalPublicKey(pub); err != nil || !bytes.Equal(canon, pkb) {
+		return Advert{}, fmt.Errorf("open advert: %w: public key not canonically encoded", ErrMalformed)
+	}
+	// Only the canonical body: the bytes signed are the one encoding of the
+	// advert, so two different signed bodies are two different adverts.
+	if canon, err := encodeBody(&ad); err != nil || !bytes.Equal(canon, body) {
+		return Advert{}, fmt.Errorf("open advert: %w: body not canonically encoded", ErrMalformed)
 	}
 	if !ad.Peer.MatchesPublicKey(pub) {
 		return Advert{}, fmt.Errorf("open advert: %w", ErrKeyMismatch)

@@ -175,6 +175,7 @@ func (s *Service) Publish(ctx context.Context, ad Advert) error {
 		}
 	}
 	ad.Family = fam
+	s.refreshOwnStake(ctx, ad.Payee)
 	s.mu.Lock()
 	own := &ownAdvert{tmpl: ad, autoSeq: ad.Seq == 0, autoExpiry: ad.Expiry.IsZero()}
 	if err := s.signLocked(own); err != nil {
@@ -210,6 +211,9 @@ func (s *Service) signLocked(o *ownAdvert) error {
 	}
 	if o.autoExpiry {
 		ad.Expiry = now.Add(s.cfg.AdvertTTL).Truncate(time.Second)
+	}
+	if ad.Stake.IsZero() && ad.Payee != "" && s.ownStakePayee == ad.Payee && now.Before(s.ownStake.Expiry) {
+		ad.Stake = s.ownStake
 	}
 	addrs := ad.Addrs
 	if len(addrs) == 0 {
@@ -280,6 +284,10 @@ func (s *Service) republishLoop(d *dht.IpfsDHT) {
 			return
 		case <-t.C:
 		}
+		s.mu.Lock()
+		payee := s.own.tmpl.Payee
+		s.mu.Unlock()
+		s.refreshOwnStake(s.ctx, payee)
 		s.mu.Lock()
 		err := s.signLocked(s.own)
 		signed := s.own.signed.Clone()

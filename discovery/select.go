@@ -69,6 +69,10 @@ type candidate struct {
 	ok, fail uint32
 	// lastFail is the time of the latest failure (zero if none).
 	lastFail time.Time
+	// lnNode is the Lightning node whose stake proof this client verified
+	// ("" if none); stakeSat its effective stake (stake.go).
+	lnNode   string
+	stakeSat int64
 }
 
 // selectRules are the tunables of path selection.
@@ -97,32 +101,14 @@ func (c *candidate) usable(role Role, req *PathRequest, r *selectRules) bool {
 	return !slices.Contains(req.Exclude, ad.Peer)
 }
 
-// sameFamily reports whether a and b are one operator's: their declared
-// families, each including the node itself, intersect. A node can only
-// exclude itself by declaring others, never pull two honest nodes together.
-// Both family lists are sorted (newCandidate), so this is one merge.
+// sameFamily reports whether a and b are one operator's: each declares the
+// other. A one-sided claim counts for nothing, so a node cannot push honest
+// nodes out of its paths, nor itself out of theirs, by declaring them.
+// Both family lists are sorted (newCandidate).
 func sameFamily(a, b *candidate) bool {
-	if len(a.family) == 0 && len(b.family) == 0 {
-		return false
-	}
-	if _, ok := slices.BinarySearch(a.family, b.ad.Peer); ok {
-		return true
-	}
-	if _, ok := slices.BinarySearch(b.family, a.ad.Peer); ok {
-		return true
-	}
-	i, j := 0, 0
-	for i < len(a.family) && j < len(b.family) {
-		switch {
-		case a.family[i] == b.family[j]:
-			return true
-		case a.family[i] < b.family[j]:
-			i++
-		default:
-			j++
-		}
-	}
-	return false
+	_, ab := slices.BinarySearch(a.family, b.ad.Peer)
+	_, ba := slices.BinarySearch(b.family, a.ad.Peer)
+	return ab && ba
 }
 
 // conflicts reports whether a and b may not share a path.
@@ -133,6 +119,9 @@ func conflicts(a, b *candidate, r *selectRules) bool {
 	if r.allowSameNetwork {
 		return false
 	}
+	if a.lnNode != "" && a.lnNode == b.lnNode {
+		return true // one Lightning node's stake: one family
+	}
 	for _, g := range a.groups {
 		if slices.Contains(b.groups, g) {
 			return true
@@ -141,13 +130,17 @@ func conflicts(a, b *candidate, r *selectRules) bool {
 	return sameFamily(a, b)
 }
 
-// weight is the selection weight of c for role: better than price alone.
+// weight is the selection weight of c for role:
+//   - stake: the node's verified Lightning stake, age-weighted and capped
+//     (stakeWeight), UnstakedWeight without one; this is what a Sybil must
+//     pay for, so it dominates;
 //   - age: time since this client first saw the node, ramping from 5% to
-//     100% over ageRamp, so a fresh batch of Sybils starts nearly weightless;
+//     100% over ageRamp, so a fresh batch of Sybils starts nearly weightless
+//     for a client that has been running a while;
 //   - observed success: (ok+1)/(ok+fail+2);
-//   - capacity: 0.5..1 by self-reported capacity, capped at capacityCapKBps
-//     so a lie buys at most 2x;
 //   - price: 0.5..1, cheaper is better but undercutting buys at most 2x.
+//
+// Self-reported capacity does not count: it costs nothing to claim.
 func (c *candidate) weight(role Role, req *PathRequest, r *selectRules) float64 {
 	age := r.now.Sub(c.firstSeen)
 	ageF := 1.0
@@ -155,12 +148,11 @@ func (c *candidate) weight(role Role, req *PathRequest, r *selectRules) float64 
 		ageF = min(max(float64(age)/float64(r.ageRamp), 0.05), 1)
 	}
 	succF := float64(c.ok+1) / float64(c.ok+c.fail+2)
-	capF := 0.5 + 0.5*float64(min(c.ad.CapacityKBps, capacityCapKBps))/capacityCapKBps
 	priceF := 1.0
 	if req.MaxPriceSat > 0 {
 		priceF = 1 - 0.5*float64(min(c.ad.Price(role), req.MaxPriceSat))/float64(req.MaxPriceSat)
 	}
-	return ageF * succF * capF * priceF
+	return stakeWeight(c.stakeSat) * ageF * succF * priceF
 }
 
 // pickWeighted picks one of pool for role, not conflicting with chosen. The
@@ -187,27 +179,57 @@ func pickWeighted(rng *rand.Rand, pool []*candidate, role Role, req *PathRequest
 		return nil
 	}
 	share := map[netGroup]int{}
-	if !r.allowSameNetwork {
-		for _, c := range elig {
-			if c.hasHome {
-				share[c.home]++
-			}
+	lnShare := map[string]int{}
+	for _, c := range elig {
+		if !r.allowSameNetwork && c.hasHome {
+			share[c.home]++
+		}
+		if c.lnNode != "" {
+			lnShare[c.lnNode]++
 		}
 	}
 	w := make([]float64, len(elig))
-	var sum float64
+	var sum, exitSum float64
 	for i, c := range elig {
 		w[i] = c.weight(role, req, r)
 		if c.hasHome && share[c.home] > 1 {
 			w[i] /= float64(share[c.home])
 		}
+		if n := lnShare[c.lnNode]; c.lnNode != "" && n > 1 {
+			w[i] /= float64(n) // one stake, however many identities
+		}
 		sum += w[i]
+		if c.ad.HasRole(RoleExit) {
+			exitSum += w[i]
+		}
+	}
+	if role == RoleRelay && exitSum > 0 {
+		// Exit weight is scarce: like Tor's bandwidth weights, exits play
+		// guard or middle only with the part of their weight beyond a
+		// third of the total, so an attacker cannot buy the guard and the
+		// exit position with one weight.
+		scale := max(0, exitSum-sum/3) / exitSum
+		sum = 0
+		for i, c := range elig {
+			if c.ad.HasRole(RoleExit) {
+				w[i] *= scale
+			}
+			sum += w[i]
+		}
+	}
+	if sum <= 0 {
+		return elig[rng.IntN(len(elig))]
 	}
 	x := rng.Float64() * sum
 	for i, c := range elig {
 		x -= w[i]
-		if x < 0 {
+		if x < 0 && w[i] > 0 {
 			return c
+		}
+	}
+	for i := len(elig) - 1; i >= 0; i-- {
+		if w[i] > 0 {
+			return elig[i]
 		}
 	}
 	return elig[len(elig)-1]
@@ -238,19 +260,32 @@ func pickPath(rng *rand.Rand, pool []*candidate, guards []*candidate, req PathRe
 	if err := req.normalize(); err != nil {
 		return nil, err
 	}
-	final := pickWeighted(rng, pool, req.Final, &req, r, nil)
-	if final == nil {
-		return nil, fmt.Errorf("%w: no usable %s", ErrNoPath, req.Final)
-	}
-	if req.Hops == 1 {
-		return []*candidate{final}, nil
-	}
-	var guard *candidate
-	for _, g := range guards {
-		if g.usable(RoleRelay, &req, r) && !conflicts(g, final, r) {
-			guard = g
+	// A final hop that conflicts with every guard is redrawn without it,
+	// up to finalRedraws times: a liar cannot turn its claims into a
+	// failed build.
+	var final, guard *candidate
+	excl := slices.Clone(req.Exclude)
+	for try := 0; try < finalRedraws; try++ {
+		fr := req
+		fr.Exclude = excl
+		final = pickWeighted(rng, pool, req.Final, &fr, r, nil)
+		if final == nil {
+			return nil, fmt.Errorf("%w: no usable %s", ErrNoPath, req.Final)
+		}
+		if req.Hops == 1 {
+			return []*candidate{final}, nil
+		}
+		guard = nil
+		for _, g := range guards {
+			if g.usable(RoleRelay, &req, r) && !conflicts(g, final, r) {
+				guard = g
+				break
+			}
+		}
+		if guard != nil {
 			break
 		}
+		excl = append(excl, final.ad.Peer)
 	}
 	if guard == nil {
 		return nil, fmt.Errorf("%w: no usable entry guard", ErrNoPath)

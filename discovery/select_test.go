@@ -270,9 +270,10 @@ func TestSameFamily(t *testing.T) {
 		want bool
 	}{
 		{"strangers", mk(0), mk(1), false},
-		{"a lists b", mk(0, 1), mk(1), true},
-		{"b lists a", mk(0), mk(1, 0), true},
-		{"both list a third", mk(0, 3, 2), mk(1, 2), true},
+		{"a lists b", mk(0, 1), mk(1), false},
+		{"b lists a", mk(0), mk(1, 0), false},
+		{"each lists the other", mk(0, 1, 3), mk(1, 0), true},
+		{"both list a third", mk(0, 3, 2), mk(1, 2), false},
 		{"disjoint families", mk(0, 2), mk(1, 3), false},
 	}
 	for _, tc := range tests {

@@ -68,6 +68,12 @@ type Service struct {
 	republishing bool
 	rng          *rand.Rand
 	cache        *cache
+	// ownStake is our latest stake proof, for ownStakePayee.
+	ownStake      StakeProof
+	ownStakePayee string
+
+	// stakeKick wakes the stake loop (buffered 1; never closed).
+	stakeKick chan struct{}
 }
 
 // New returns a Service for host h, whose identity key is priv. It opens and
@@ -96,16 +102,17 @@ func New(h host.Host, priv crypto.PrivKey, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{
-		h:        h,
-		priv:     priv,
-		cfg:      cfg,
-		log:      cfg.Logger.With("subsys", "discovery"),
-		peers:    map[peer.ID]*peerState{},
-		bad:      map[peer.ID]time.Time{},
-		lastFind: map[string]time.Time{},
-		dirty:    map[peer.ID]bool{},
-		rng:      rand.New(rand.NewChaCha8(seed)),
-		cache:    c,
+		h:         h,
+		priv:      priv,
+		cfg:       cfg,
+		log:       cfg.Logger.With("subsys", "discovery"),
+		peers:     map[peer.ID]*peerState{},
+		bad:       map[peer.ID]time.Time{},
+		lastFind:  map[string]time.Time{},
+		dirty:     map[peer.ID]bool{},
+		rng:       rand.New(rand.NewChaCha8(seed)),
+		cache:     c,
+		stakeKick: make(chan struct{}, 1),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.load(); err != nil {
@@ -227,6 +234,11 @@ func (s *Service) Start(ctx context.Context) error {
 	s.dht = d
 	s.h.SetStreamHandler(ProtocolAdvert, s.handleAdvert)
 	s.started = true
+	if s.cfg.VerifyStake != nil && s.cfg.NodeChannels != nil {
+		s.wg.Add(1)
+		go s.stakeLoop()
+		s.kickStake()
+	}
 
 	var ok int
 	var lastErr error
@@ -365,11 +377,28 @@ func (s *Service) accept(env []byte, from peer.ID, observed ma.Multiaddr) (Adver
 	defer s.mu.Unlock()
 	st := s.peers[ad.Peer]
 	if st != nil {
+		if now.Before(st.rec.BannedUntil) {
+			return Advert{}, fmt.Errorf("open advert: banned until %s: %w", st.rec.BannedUntil.Format(time.RFC3339), ErrEquivocation)
+		}
 		if ad.Seq < st.rec.MaxSeq {
 			return Advert{}, fmt.Errorf("open advert: seq %d < %d: %w", ad.Seq, st.rec.MaxSeq, ErrReplay)
 		}
-		if ad.Seq == st.rec.MaxSeq && st.rec.Env != nil && !bytes.Equal(env, st.rec.Env) {
-			return Advert{}, fmt.Errorf("open advert: seq %d reused: %w", ad.Seq, ErrReplay)
+		if ad.Seq == st.rec.MaxSeq && st.rec.Env != nil {
+			same, err := sameBody(env, st.rec.Env)
+			if err != nil {
+				return Advert{}, err
+			}
+			if !same {
+				// Two validly signed, different bodies with one seq: the
+				// node equivocates. Keep both as the proof.
+				s.banLocked(ad.Peer, st, env)
+				return Advert{}, fmt.Errorf("open advert: seq %d signed twice: %w", ad.Seq, ErrEquivocation)
+			}
+			// The same signed body, perhaps in another envelope: keep ours.
+			if st.ad != nil {
+				st.rec.LastSeen = now
+				return st.ad.Clone(), nil
+			}
 		}
 	} else {
 		for len(s.peers) >= s.cfg.MaxKnown {
@@ -388,7 +417,18 @@ func (s *Service) accept(env []byte, from peer.ID, observed ma.Multiaddr) (Adver
 	st.ad = &ad
 	delete(s.bad, ad.Peer)
 	s.dirty[ad.Peer] = true
+	if needsStakeCheck(st, now) {
+		s.kickStake()
+	}
 	return ad.Clone(), nil
+}
+
+// kickStake wakes the stake loop without blocking.
+func (s *Service) kickStake() {
+	select {
+	case s.stakeKick <- struct{}{}:
+	default:
+	}
 }
 
 // evictLocked removes one peer to make room: a non-guard without a fresh
@@ -399,8 +439,8 @@ func (s *Service) evictLocked() {
 	var vScore time.Time
 	first := true
 	for id, st := range s.peers {
-		if s.isGuardLocked(id) {
-			continue
+		if s.isGuardLocked(id) || now.Before(st.rec.BannedUntil) {
+			continue // guards and bans (with their proof) go last
 		}
 		score := st.rec.LastSeen
 		if st.ad == nil || !st.ad.Fresh(now) {
@@ -500,12 +540,38 @@ type PeerStatus struct {
 	LastResultAt time.Time
 	// Guard tells whether the peer is one of our entry guards.
 	Guard bool
+	// Stake is this client's verdict on the peer's Lightning stake proof.
+	Stake StakeStatus
+	// Weight is the peer's selection weight as a relay now (stake, age,
+	// success; before the per-network and per-Lightning-node splits).
+	Weight float64
+	// BannedUntil is set while the peer is banned for equivocating.
+	BannedUntil time.Time `json:",omitzero"`
+}
+
+// StakeStatus is what `peers` shows of a node's stake.
+type StakeStatus struct {
+	// Proof tells whether the current advert carries a stake proof.
+	Proof bool
+	// Node is the Lightning node the proof verified for, "" if none.
+	Node string `json:",omitempty"`
+	// CapacitySat and EffectiveSat are the node's public channel capacity
+	// and its age-weighted stake (DISCOVERY.md §7), as counted now (0 if
+	// the verdict is stale or the proof expired).
+	CapacitySat, EffectiveSat int64
+	// Channels counts its public channels.
+	Channels int
+	// CheckedAt is when our LND last confirmed it.
+	CheckedAt time.Time `json:",omitzero"`
+	// Refused says why a proof was refused ("" if not).
+	Refused string `json:",omitempty"`
 }
 
 // Known returns the status of every peer the service knows, by peer ID.
 func (s *Service) Known() []PeerStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := s.cfg.Now()
 	out := make([]PeerStatus, 0, len(s.peers))
 	for id, st := range s.peers {
 		ps := PeerStatus{
@@ -515,6 +581,21 @@ func (s *Service) Known() []PeerStatus {
 		if st.ad != nil {
 			c := st.ad.Clone()
 			ps.Roles, ps.Prices, ps.Seq, ps.Expiry = c.Roles, c.Prices, c.Seq, c.Expiry
+			ps.Stake.Proof = !c.Stake.IsZero()
+			cand := newCandidate(&c, st.observed)
+			cand.firstSeen, cand.ok, cand.fail = st.rec.FirstSeen, st.rec.OK, st.rec.Fail
+			cand.lnNode, cand.stakeSat = currentStake(st, now, s.cfg.StakeMaxStale)
+			ps.Weight = cand.weight(RoleRelay, &PathRequest{}, s.rules(now))
+			if cand.lnNode != "" {
+				ps.Stake.Node, ps.Stake.EffectiveSat = cand.lnNode, cand.stakeSat
+				ps.Stake.CapacitySat, ps.Stake.Channels = st.rec.Stake.CapacitySat, st.rec.Stake.Channels
+			}
+		}
+		if sr := st.rec.Stake; sr != nil {
+			ps.Stake.CheckedAt, ps.Stake.Refused = sr.CheckedAt, sr.Err
+		}
+		if now.Before(st.rec.BannedUntil) {
+			ps.BannedUntil = st.rec.BannedUntil
 		}
 		switch {
 		case st.rec.LastOK.IsZero() && st.rec.LastFail.IsZero():

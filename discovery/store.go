@@ -34,6 +34,14 @@ type peerRecord struct {
 	Fail      uint32    `json:"fail"`
 	LastFail  time.Time `json:"last_fail,omitzero"`
 	LastOK    time.Time `json:"last_ok,omitzero"`
+	// Stake is this client's verdict on the peer's stake proof (nil: none
+	// checked).
+	Stake *stakeRecord `json:"stake,omitempty"`
+	// BannedUntil is set when the peer was caught equivocating; Proof holds
+	// the two validly signed envelopes with one seq and different bodies.
+	// Both survive new sequence numbers and restarts.
+	BannedUntil time.Time `json:"banned_until,omitzero"`
+	Proof       [][]byte  `json:"equivocation_proof,omitempty"`
 }
 
 // guardEntry is one persistent entry guard.

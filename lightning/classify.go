@@ -25,14 +25,21 @@ const (
 	rpcChannelBalance = "/lnrpc.Lightning/ChannelBalance"
 	rpcWalletBalance  = "/lnrpc.Lightning/WalletBalance"
 	rpcQueryRoutes    = "/lnrpc.Lightning/QueryRoutes"
+	rpcSignMessage    = "/lnrpc.Lightning/SignMessage"
+	rpcVerifyMessage  = "/lnrpc.Lightning/VerifyMessage"
+	rpcGetNodeInfo    = "/lnrpc.Lightning/GetNodeInfo"
 )
 
 // permissionFor is the macaroon permission LND requires for each RPC we use
 // (from LND's rpcserver.go and routerrpc permission tables).
 func permissionFor(method string) string {
 	switch method {
-	case rpcGetInfo:
+	case rpcGetInfo, rpcGetNodeInfo:
 		return "info:read"
+	case rpcSignMessage:
+		return "message:write"
+	case rpcVerifyMessage:
+		return "message:read"
 	case rpcAddInvoice:
 		return "invoices:write"
 	case rpcLookupInvoice:
@@ -117,6 +124,9 @@ func classify(method string, cfg Config, err error) error {
 
 	case st.Code() == codes.Canceled:
 		return fmt.Errorf("lnd %s: %w", name, context.Canceled)
+
+	case method == rpcGetNodeInfo && (st.Code() == codes.NotFound || strings.Contains(lower, "unable to find node")):
+		return fmt.Errorf("lnd %s: %w", name, ErrNodeNotInGraph)
 
 	case st.Code() == codes.NotFound && method == rpcLookupInvoice:
 		return fmt.Errorf("lnd %s: %w", name, ErrInvoiceNotFound)

@@ -58,6 +58,14 @@ var (
 	// (wrong payment details, canceled, or an error along the route).
 	ErrPaymentFailed = errors.New("payment failed")
 
+	// ErrStakeUnverified means a stake signature did not verify: it recovers
+	// no key, or lnd does not know the signer in its channel graph.
+	ErrStakeUnverified = errors.New("stake signature not verified")
+
+	// ErrNodeNotInGraph means this LND's channel graph has no such node
+	// (it has no public channel this node has heard of).
+	ErrNodeNotInGraph = errors.New("node not in channel graph")
+
 	// ErrClosed means the Client was used after Close.
 	ErrClosed = errors.New("lightning client closed")
 )

@@ -237,14 +237,16 @@ func (n *Node) startDiscovery(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	n.disc, err = discovery.New(n.host, n.priv, discovery.Config{
+	dcfg := discovery.Config{
 		Mode:             n.cfg.Discovery.Mode,
 		Bootstrap:        boot,
 		CacheDir:         filepath.Join(n.cfg.DataDir, "discovery"),
 		AllowSameNetwork: n.cfg.Discovery.AllowSameNetwork,
 		DHTServer:        n.relays(),
 		Logger:           n.log,
-	})
+	}
+	n.stakeFuncs(&dcfg)
+	n.disc, err = discovery.New(n.host, n.priv, dcfg)
 	if err != nil {
 		return fmt.Errorf("discovery: %w", err)
 	}

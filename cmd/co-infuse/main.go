@@ -401,7 +401,7 @@ func cmdPeers(args []string, stdout, stderr io.Writer) error {
 		return enc.Encode(peers)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PEER\tROLES\tPRICES (sat/MB)\tFIRST SEEN\tLAST RESULT")
+	fmt.Fprintln(tw, "PEER\tROLES\tPRICES (sat/MB)\tSTAKE\tWEIGHT\tFIRST SEEN\tLAST RESULT")
 	for _, p := range peers {
 		fmt.Fprintln(tw, formatPeer(p))
 	}
@@ -433,7 +433,25 @@ func formatPeer(p discovery.PeerStatus) string {
 	if p.Guard {
 		guard = " [guard]"
 	}
-	return fmt.Sprintf("%s%s\t%s\t%s\t%s\t%s", p.Peer, guard, strings.Join(roles, ","), strings.Join(prices, " "), first, last)
+	if !p.BannedUntil.IsZero() {
+		guard += " [banned: equivocation]"
+	}
+	return fmt.Sprintf("%s%s\t%s\t%s\t%s\t%.4f\t%s\t%s", p.Peer, guard, strings.Join(roles, ","), strings.Join(prices, " "),
+		formatStake(p.Stake), p.Weight, first, last)
+}
+
+// formatStake is the STAKE column: the verified Lightning stake, or why
+// there is none.
+func formatStake(s discovery.StakeStatus) string {
+	switch {
+	case s.Node != "":
+		return fmt.Sprintf("%d sat effective (%d sat in %d channels, node %.12s…)", s.EffectiveSat, s.CapacitySat, s.Channels, s.Node)
+	case s.Refused != "":
+		return "refused: " + s.Refused
+	case s.Proof:
+		return "unchecked"
+	}
+	return "unstaked"
 }
 
 func cmdWallet(args []string, stdout, stderr io.Writer) error {
