@@ -125,6 +125,16 @@ const (
 	DefaultMaxDHTRecords = 100000
 	// maxBadPeers bounds the negative cache of peers whose adverts failed.
 	maxBadPeers = 4096
+	// maxPerResponder bounds the provider records one DHT server (or our
+	// own provider store) contributes to one lookup.
+	maxPerResponder = 16
+	// responderTimeout bounds one DHT server's provider answer.
+	responderTimeout = 5 * time.Second
+	// closestTimeout bounds the closest-peers walk of one lookup.
+	closestTimeout = 10 * time.Second
+	// candidateTimeout bounds fetching one candidate's advert in a lookup,
+	// so tarpit providers cost at most this each, in parallel.
+	candidateTimeout = 3 * time.Second
 	// finalRedraws bounds how often pickPath redraws a final hop that
 	// conflicts with every guard.
 	finalRedraws = 16

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
+	dhtpb "github.com/libp2p/go-libp2p-kad-dht/pb"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
@@ -304,12 +305,15 @@ func (s *Service) republishLoop(d *dht.IpfsDHT) {
 	}
 }
 
-// Find asks the DHT for providers of role, fetches and verifies their adverts
-// (at most 16 at a time, each within FetchTimeout) and returns up to max of
-// them (max <= 0: 64). Providers whose advert fails are skipped, logged at
-// debug and not asked again for FailBackoff. Every verified advert also
-// enters the cache used by SelectPath. It returns what it found when ctx
-// ends; an error only if the service is not running.
+// Find asks the DHT for providers of role (gatherProviders: the servers
+// closest to the key, at most 16 random records from each, interleaved),
+// fetches and verifies every candidate's advert (16 at a time, each within
+// 3 s) and returns up to max of them (max <= 0: 64). Providers whose advert
+// fails are skipped, logged at debug and not asked again for FailBackoff.
+// Every verified advert also enters the cache used by SelectPath. A DHT
+// server stuffing tarpit records delays it by at most about one candidate
+// timeout (3 s). It returns what it found when ctx ends; an error only if
+// the service is not running.
 func (s *Service) Find(ctx context.Context, role Role, max int) ([]Advert, error) {
 	if !validRole(role) {
 		return nil, fmt.Errorf("%w: role %q", ErrBadConfig, role)
@@ -340,26 +344,21 @@ func (s *Service) find(ctx context.Context, key cid.Cid, max int, keep func(*Adv
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	cands := s.gatherProviders(ctx, d, key)
 	var (
 		mu  sync.Mutex
 		out []Advert
 		wg  sync.WaitGroup
 	)
 	sem := make(chan struct{}, DefaultFetchParallel)
-	full := func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(out) >= max
-	}
-	seen := map[peer.ID]bool{}
+	// Every candidate is validated (in parallel, each within
+	// candidateTimeout): the view is the whole bounded sample, not the
+	// first answers. What Find returns is capped at max; the cache keeps
+	// every verified advert.
 loop:
-	for ai := range d.FindProvidersAsync(ctx, key, s.cfg.MaxProviders) {
-		if ai.ID == s.h.ID() || seen[ai.ID] || s.isBad(ai.ID) {
+	for _, ai := range cands {
+		if s.isBad(ai.ID) {
 			continue
-		}
-		seen[ai.ID] = true
-		if full() {
-			break
 		}
 		select {
 		case sem <- struct{}{}:
@@ -370,7 +369,9 @@ loop:
 		go func(ai peer.AddrInfo) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			ad, err := s.fetch(ctx, ai)
+			fctx, fcancel := context.WithTimeout(ctx, min(s.cfg.FetchTimeout, candidateTimeout))
+			ad, err := s.fetch(fctx, ai)
+			fcancel()
 			if err != nil {
 				if ctx.Err() == nil {
 					s.log.Debug("advert rejected", "peer", ai.ID, "err", err)
@@ -385,12 +386,85 @@ loop:
 			if len(out) < max {
 				out = append(out, ad)
 			}
-			if len(out) >= max {
-				cancel()
-			}
 			mu.Unlock()
 		}(ai)
 	}
 	wg.Wait()
 	return out, nil
+}
+
+// gatherProviders collects provider records for key without letting one
+// DHT server decide the view: it asks the DHT for the peers closest to the
+// key, asks each of them (in parallel, within responderTimeout) for its
+// providers, keeps at most maxPerResponder random ones from each, and
+// interleaves the responders' lists round-robin, our own provider store
+// first, up to MaxProviders candidates. A server stuffing hundreds of
+// records (tarpits, Sybils) thus contributes as many as any honest one.
+func (s *Service) gatherProviders(ctx context.Context, d *dht.IpfsDHT, key cid.Cid) []peer.AddrInfo {
+	mhKey := key.Hash()
+	var lists [][]peer.AddrInfo
+	if local, err := d.ProviderStore().GetProviders(ctx, mhKey); err == nil {
+		lists = append(lists, s.sampleProviders(local))
+	}
+	cctx, ccancel := context.WithTimeout(ctx, closestTimeout)
+	closest, err := d.GetClosestPeers(cctx, string(mhKey))
+	ccancel()
+	if err != nil && len(closest) == 0 {
+		s.log.Debug("closest-peers lookup failed", "err", err)
+	}
+	pm, err := dhtpb.NewProtocolMessenger(d.MessageSender())
+	if err == nil && len(closest) > 0 {
+		got := make(chan []peer.AddrInfo, len(closest))
+		for _, p := range closest {
+			go func(p peer.ID) {
+				rctx, rcancel := context.WithTimeout(ctx, responderTimeout)
+				defer rcancel()
+				provs, _, err := pm.GetProviders(rctx, p, mhKey)
+				if err != nil {
+					got <- nil
+					return
+				}
+				infos := make([]peer.AddrInfo, 0, min(len(provs), 4*maxPerResponder))
+				for _, pi := range provs {
+					if pi != nil && len(infos) < 4*maxPerResponder {
+						infos = append(infos, *pi)
+					}
+				}
+				got <- s.sampleProviders(infos)
+			}(p)
+		}
+		for range closest {
+			if l := <-got; len(l) > 0 {
+				lists = append(lists, l)
+			}
+		}
+	}
+	seen := map[peer.ID]bool{s.h.ID(): true}
+	var out []peer.AddrInfo
+	for i := 0; len(out) < s.cfg.MaxProviders; i++ {
+		more := false
+		for _, l := range lists {
+			if i >= len(l) {
+				continue
+			}
+			more = true
+			if ai := l[i]; !seen[ai.ID] && len(out) < s.cfg.MaxProviders {
+				seen[ai.ID] = true
+				out = append(out, ai)
+			}
+		}
+		if !more {
+			break
+		}
+	}
+	return out
+}
+
+// sampleProviders returns at most maxPerResponder of l, chosen at random.
+func (s *Service) sampleProviders(l []peer.AddrInfo) []peer.AddrInfo {
+	l = slices.Clone(l)
+	s.mu.Lock()
+	s.rng.Shuffle(len(l), func(i, j int) { l[i], l[j] = l[j], l[i] })
+	s.mu.Unlock()
+	return l[:min(len(l), maxPerResponder)]
 }
