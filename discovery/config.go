@@ -51,6 +51,14 @@ type Config struct {
 	// rules and the per-network weight split. Only for loopback networks
 	// such as devnet, where every node is 127.0.0.1. Default false.
 	AllowSameNetwork bool `yaml:"allow_same_network"`
+	// AllowPrivate is the private-network setting. Off (default), loopback,
+	// private (RFC 1918, 100.64/10 CGNAT, fc00::/7), link-local and
+	// unspecified addresses never form /16 (/32) groups, so two relays that
+	// both show a Docker-bridge or LAN address do not conflict, and Publish
+	// leaves them out of this node's advert (unless AllowSameNetwork, the
+	// loopback test-net setting, is on). On, they are advertised and grouped
+	// by /16 like public ones (container networks in distinct /16s).
+	AllowPrivate bool `yaml:"allow_private"`
 	// Guards is the number of entry guards kept. Default 3.
 	Guards int `yaml:"guards"`
 	// DHTServer runs the DHT in server mode (relays and other public nodes

@@ -10,9 +10,33 @@ import (
 // the IPv4 /16 or the IPv6 /32 of an address.
 type netGroup netip.Prefix
 
+// privateAddr reports whether ip is loopback, private (RFC 1918, fc00::/7),
+// shared CGNAT space (100.64.0.0/10), link-local or unspecified: an address
+// that says nothing about which operator or network a node is on.
+func privateAddr(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	return ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsUnspecified() ||
+		ip.IsLinkLocalMulticast() || cgnat.Contains(ip)
+}
+
+var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+
+// isPrivateMultiaddr reports whether a's IP (if any) is private.
+func isPrivateMultiaddr(a ma.Multiaddr) bool {
+	for _, c := range a {
+		switch c.Code() {
+		case ma.P_IP4, ma.P_IP6:
+			ip, ok := netip.AddrFromSlice(c.RawValue())
+			return ok && privateAddr(ip)
+		}
+	}
+	return false
+}
+
 // groupOf returns the network group of a multiaddr's IP, and false for
-// addresses with no IP component (DNS names, relay circuits).
-func groupOf(a ma.Multiaddr) (netGroup, bool) {
+// addresses with no IP component (DNS names, relay circuits) and, unless
+// allowPrivate, for private addresses (privateAddr).
+func groupOf(a ma.Multiaddr, allowPrivate bool) (netGroup, bool) {
 	if a == nil {
 		return netGroup{}, false
 	}
@@ -24,6 +48,9 @@ func groupOf(a ma.Multiaddr) (netGroup, bool) {
 				return netGroup{}, false
 			}
 			ip = ip.Unmap()
+			if !allowPrivate && privateAddr(ip) {
+				return netGroup{}, false
+			}
 			bits := 32
 			if ip.Is4() {
 				bits = 16
@@ -39,10 +66,10 @@ func groupOf(a ma.Multiaddr) (netGroup, bool) {
 }
 
 // groupsOf returns the distinct groups of addrs.
-func groupsOf(addrs ...ma.Multiaddr) []netGroup {
+func groupsOf(allowPrivate bool, addrs ...ma.Multiaddr) []netGroup {
 	var out []netGroup
 	for _, a := range addrs {
-		g, ok := groupOf(a)
+		g, ok := groupOf(a, allowPrivate)
 		if !ok {
 			continue
 		}

@@ -15,7 +15,7 @@ func (s *Service) snapshotLocked(now time.Time) []*candidate {
 		if st.ad == nil || !st.ad.Fresh(now) {
 			continue
 		}
-		c := newCandidate(st.ad, st.observed)
+		c := newCandidate(st.ad, st.observed, s.cfg.AllowPrivate)
 		c.firstSeen = st.rec.FirstSeen
 		c.ok, c.fail, c.lastFail = st.rec.OK, st.rec.Fail, st.rec.LastFail
 		out = append(out, c)

@@ -221,7 +221,11 @@ func (s *Service) signLocked(o *ownAdvert) error {
 		addrs = s.h.Addrs()
 	}
 	ad.Addrs = nil
+	keepPrivate := s.cfg.AllowPrivate || s.cfg.AllowSameNetwork
 	for _, a := range addrs {
+		if !keepPrivate && isPrivateMultiaddr(a) {
+			continue // never advertise Docker-bridge, LAN or loopback addresses
+		}
 		if a != nil && len(ad.Addrs) < MaxAddrs && len(a.Bytes()) <= MaxAddrLen {
 			ad.Addrs = append(ad.Addrs, a)
 		}

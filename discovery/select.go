@@ -29,12 +29,13 @@ type PathRequest struct {
 }
 
 // newCandidate builds the selection view of ad; observed is the address we
-// reached the node on (nil if unknown).
-func newCandidate(ad *Advert, observed ma.Multiaddr) *candidate {
-	c := &candidate{ad: ad, groups: groupsOf(ad.Addrs...), family: slices.Clone(ad.Family)}
+// reached the node on (nil if unknown); allowPrivate is Config.AllowPrivate
+// (private addresses form groups only when it is on).
+func newCandidate(ad *Advert, observed ma.Multiaddr, allowPrivate bool) *candidate {
+	c := &candidate{ad: ad, groups: groupsOf(allowPrivate, ad.Addrs...), family: slices.Clone(ad.Family)}
 	slices.Sort(c.family)
 	if observed != nil {
-		if g, ok := groupOf(observed); ok {
+		if g, ok := groupOf(observed, allowPrivate); ok {
 			c.home, c.hasHome = g, true
 			if !slices.Contains(c.groups, g) {
 				c.groups = append(c.groups, g)

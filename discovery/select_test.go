@@ -43,7 +43,7 @@ func synthPool(t testing.TB, n int, sameNet, sameFam bool) (pool []*candidate, g
 			roles = append(roles, RoleExit)
 		}
 		ad, _ := synthAdvert(t, i, ip, roles, fam)
-		c := newCandidate(&ad, nil)
+		c := newCandidate(&ad, nil, true)
 		c.firstSeen = testEpoch.Add(-time.Duration(i%30) * 24 * time.Hour)
 		c.ok = uint32(i % 7)
 		pool = append(pool, c)
@@ -118,7 +118,7 @@ func TestPathRules(t *testing.T) {
 		narrow := pool[0]
 		ad := narrow.ad.Clone()
 		ad.ExitPorts = []PortRange{{8333, 8333}}
-		narrow = newCandidate(&ad, nil)
+		narrow = newCandidate(&ad, nil, true)
 		p2 := append([]*candidate{narrow}, pool[1:]...)
 		for _, c := range p2[1:] {
 			if c.ad.HasRole(RoleExit) {
@@ -145,7 +145,7 @@ func TestPathRules(t *testing.T) {
 	})
 	t.Run("price cap and failures", func(t *testing.T) {
 		failed := pool[5]
-		failed = newCandidate(failed.ad, nil)
+		failed = newCandidate(failed.ad, nil, true)
 		failed.fail, failed.lastFail = 1, testEpoch.Add(-time.Minute)
 		p2 := slices.Clone(pool)
 		p2[5] = failed
@@ -204,14 +204,14 @@ func TestGroupOf(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.a+" "+tc.b, func(t *testing.T) {
 			t.Parallel()
-			ga, ok1 := groupOf(ma.StringCast(tc.a))
-			gb, ok2 := groupOf(ma.StringCast(tc.b))
+			ga, ok1 := groupOf(ma.StringCast(tc.a), true)
+			gb, ok2 := groupOf(ma.StringCast(tc.b), true)
 			if !ok1 || !ok2 || (ga == gb) != tc.same {
 				t.Fatalf("groups %v %v (ok %v %v), same=%v", ga, gb, ok1, ok2, tc.same)
 			}
 		})
 	}
-	if _, ok := groupOf(ma.StringCast("/dns4/example.invalid/tcp/1")); ok {
+	if _, ok := groupOf(ma.StringCast("/dns4/example.invalid/tcp/1"), true); ok {
 		t.Fatal("dns address has a group")
 	}
 }
@@ -223,14 +223,14 @@ func TestWeightSplitUsesObservedNetwork(t *testing.T) {
 	t.Parallel()
 	r := &selectRules{now: testEpoch, failBackoff: time.Minute}
 	honestAd, _ := synthAdvert(t, 1, "50.1.0.1", []Role{RoleRelay}, nil)
-	honest := newCandidate(&honestAd, ma.StringCast("/ip4/50.1.0.1/tcp/4001"))
+	honest := newCandidate(&honestAd, ma.StringCast("/ip4/50.1.0.1/tcp/4001"), true)
 	pool := []*candidate{honest}
 	for i := 0; i < 9; i++ {
 		ad, _ := synthAdvert(t, 100+i, "60.1.0.1", []Role{RoleRelay}, nil)
 		// Claims the honest node's /16 too, but lives in 60.1/16.
 		ad.Addrs = append(ad.Addrs, ma.StringCast("/ip4/50.1.9.9/tcp/1"))
 		ad.CapacityKBps = honestAd.CapacityKBps
-		pool = append(pool, newCandidate(&ad, ma.StringCast("/ip4/60.1.0.2/tcp/4001")))
+		pool = append(pool, newCandidate(&ad, ma.StringCast("/ip4/60.1.0.2/tcp/4001"), true))
 	}
 	rng := rand.New(rand.NewPCG(5, 5))
 	hits := 0
@@ -262,7 +262,7 @@ func TestSameFamily(t *testing.T) {
 		for _, f := range fam {
 			ad.Family = append(ad.Family, ids[f])
 		}
-		return newCandidate(&ad, nil)
+		return newCandidate(&ad, nil, true)
 	}
 	tests := []struct {
 		name string

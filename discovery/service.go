@@ -582,7 +582,7 @@ func (s *Service) Known() []PeerStatus {
 			c := st.ad.Clone()
 			ps.Roles, ps.Prices, ps.Seq, ps.Expiry = c.Roles, c.Prices, c.Seq, c.Expiry
 			ps.Stake.Proof = !c.Stake.IsZero()
-			cand := newCandidate(&c, st.observed)
+			cand := newCandidate(&c, st.observed, s.cfg.AllowPrivate)
 			cand.firstSeen, cand.ok, cand.fail = st.rec.FirstSeen, st.rec.OK, st.rec.Fail
 			cand.lnNode, cand.stakeSat = currentStake(st, now, s.cfg.StakeMaxStale)
 			ps.Weight = cand.weight(RoleRelay, &PathRequest{}, s.rules(now))

@@ -30,7 +30,7 @@ func sybilNet(t testing.TB, oneNet bool, attackerAge time.Duration) (pool []*can
 			roles = append(roles, RoleExit)
 		}
 		ad, _ := synthAdvert(t, 1000+i, ip, roles, nil)
-		c := newCandidate(&ad, nil)
+		c := newCandidate(&ad, nil, true)
 		if attacker {
 			bad[ad.Peer] = true
 			for _, r := range roles {
@@ -179,7 +179,7 @@ func stakeNet(t testing.TB, staked bool, attackerShare float64, splitExit bool) 
 			roles = append(roles, RoleExit)
 		}
 		ad, _ := synthAdvert(t, 1000+i, ip, roles, nil)
-		c := newCandidate(&ad, nil)
+		c := newCandidate(&ad, nil, true)
 		c.firstSeen = testEpoch // fresh client: everyone new, no history
 		for _, r := range roles {
 			ad.Prices[r] = uint64(10 + i%21)

@@ -169,6 +169,12 @@ type DiscoveryConfig struct {
 	// an IPv6 /32 or a declared family. Only for loopback test networks such
 	// as devnet. Default false.
 	AllowSameNetwork bool `yaml:"allow_same_network"`
+	// AllowPrivatePeers is the private-network setting: this node advertises
+	// its loopback and private (RFC 1918, CGNAT, ULA, link-local) addresses,
+	// and private addresses count in /16 groups like public ones. For
+	// container and LAN deployments. Default false: they are never
+	// advertised nor grouped.
+	AllowPrivatePeers bool `yaml:"allow_private_peers"`
 	// Family lists peer IDs of other nodes run by the same operator.
 	Family []string `yaml:"family"`
 	// PriceSatPerMB is what this node charges per relayed MB, per role

@@ -242,6 +242,7 @@ func (n *Node) startDiscovery(ctx context.Context) error {
 		Bootstrap:        boot,
 		CacheDir:         filepath.Join(n.cfg.DataDir, "discovery"),
 		AllowSameNetwork: n.cfg.Discovery.AllowSameNetwork,
+		AllowPrivate:     n.cfg.Discovery.AllowPrivatePeers,
 		DHTServer:        n.relays(),
 		Logger:           n.log,
 	}
