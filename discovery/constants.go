@@ -92,8 +92,8 @@ const (
 	// DefaultAgeRamp is the time since first seen after which a node gets
 	// full age weight (see select.go).
 	DefaultAgeRamp = 7 * 24 * time.Hour
-	// DefaultGuardLifetime is how long an entry guard is kept before it is
-	// rotated out even if it keeps working.
+	// DefaultGuardLifetime is the lifetime of a guard entry from a cache
+	// written before lifetimes were randomised (guardLifetimeMin..Max).
 	DefaultGuardLifetime = 60 * 24 * time.Hour
 	// bootstrapWait bounds how long Start waits for the first routing
 	// table entry after connecting to bootstrap peers.
@@ -125,6 +125,17 @@ const (
 	DefaultMaxDHTRecords = 100000
 	// maxBadPeers bounds the negative cache of peers whose adverts failed.
 	maxBadPeers = 4096
+	// maxSampledGuards bounds the sampled guard set (Tor: a fraction of the
+	// network; here a fixed small number).
+	maxSampledGuards = 20
+	// guardLifetimeMin and guardLifetimeMax bound a guard's randomised
+	// lifetime, so guards chosen together do not all rotate at once.
+	guardLifetimeMin = 30 * 24 * time.Hour
+	guardLifetimeMax = 60 * 24 * time.Hour
+	// guardRefreshInterval spaces the refresh of guards' adverts.
+	guardRefreshInterval = 20 * time.Minute
+	// guardRefreshAhead: a guard advert expiring sooner is fetched again.
+	guardRefreshAhead = 3 * time.Hour
 	// maxPerResponder bounds the provider records one DHT server (or our
 	// own provider store) contributes to one lookup.
 	maxPerResponder = 16

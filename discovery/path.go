@@ -3,6 +3,7 @@ package discovery
 import (
 	"context"
 	"errors"
+	"slices"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"time"
@@ -70,11 +71,13 @@ func (s *Service) SelectPath(ctx context.Context, req PathRequest) ([]Advert, er
 	pool := s.snapshotLocked(now)
 	guards := s.maintainGuardsLocked(pool, PathRequest{}, r)
 	path, err := pickPath(s.rng, pool, guards, req, r)
-	if errors.Is(err, ErrNoPath) && req.Hops > 1 && len(s.guards) < 2*s.cfg.Guards {
-		// None of our guards fits this request (price, exclusions, conflict
-		// with the exit): add one that does, within the list bound.
-		s.addGuardsLocked(pool, guards, len(guards)+1, req, r)
-		guards = s.guardCandidatesLocked(pool)
+	if errors.Is(err, ErrNoPath) && req.Hops > 1 {
+		// None of our guards fits this request (price, exclusions): sample
+		// one that does, within the sampled-set bound.
+		if s.addGuardsLocked(pool, len(s.usableGuardsLocked(pool, &req, r))+1, req, r) {
+			s.persistGuardsLocked()
+		}
+		guards = s.usableGuardsLocked(pool, &req, r)
 		path, err = pickPath(s.rng, pool, guards, req, r)
 	}
 	if err != nil {
@@ -133,61 +136,151 @@ func (s *Service) guardCandidatesLocked(pool []*candidate) []*candidate {
 	return out
 }
 
-// maintainGuardsLocked drops guards past their lifetime or unlisted for too
-// long, refreshes LastListed, tops the list up to cfg.Guards usable guards,
-// persists it if it changed, and returns the guard candidates in order.
+// maintainGuardsLocked keeps the sampled guard set (Tor's guard-spec, in
+// small): entries past their randomised lifetime or unlisted for
+// DefaultGuardUnlisted leave; LastListed is refreshed; while fewer than
+// cfg.Guards sampled guards are usable, one more relay is sampled by weight
+// (within maxSampledGuards entries; when the set is full, the entry unlisted
+// longest makes room). It persists changes and returns the usable guards in
+// sample order: the first cfg.Guards are the primary guards, the rest are
+// the fail-over order.
 func (s *Service) maintainGuardsLocked(pool []*candidate, req PathRequest, r *selectRules) []*candidate {
 	changed := false
-	listed := map[string]bool{}
+	listed := map[peer.ID]bool{}
 	for _, c := range pool {
 		if c.ad.HasRole(RoleRelay) {
-			listed[string(c.ad.Peer)] = true
+			listed[c.ad.Peer] = true
 		}
 	}
 	kept := s.guards[:0:0]
 	for _, g := range s.guards {
-		if listed[string(g.Peer)] {
-			if r.now.Sub(g.LastListed) > time.Minute {
-				g.LastListed = r.now
-				changed = true
-			}
+		if listed[g.Peer] && r.now.Sub(g.LastListed) > time.Minute {
+			g.LastListed = r.now
+			changed = true
 		}
-		if r.now.Sub(g.Added) > DefaultGuardLifetime || r.now.Sub(g.LastListed) > DefaultGuardUnlisted {
+		life := g.Lifetime
+		if life <= 0 {
+			life = DefaultGuardLifetime
+		}
+		if r.now.Sub(g.Added) > life || r.now.Sub(g.LastListed) > DefaultGuardUnlisted {
 			changed = true
 			continue
 		}
 		kept = append(kept, g)
 	}
 	s.guards = kept
-	guards := s.guardCandidatesLocked(pool)
-	if s.addGuardsLocked(pool, guards, s.cfg.Guards, req, r) {
+	if s.addGuardsLocked(pool, s.cfg.Guards, req, r) {
 		changed = true
-		guards = s.guardCandidatesLocked(pool)
-	} else if changed {
+	}
+	if changed {
 		s.persistGuardsLocked()
 	}
-	return guards
+	return s.usableGuardsLocked(pool, &req, r)
 }
 
-// addGuardsLocked tops the guard list up to want usable guards for req,
-// within 2*cfg.Guards entries, and persists it. It reports whether any
-// guard was added.
-func (s *Service) addGuardsLocked(pool, guards []*candidate, want int, req PathRequest, r *selectRules) bool {
-	room := 2*s.cfg.Guards - len(s.guards)
-	if room <= 0 {
+// usableGuardsLocked returns the sampled guards, in order, that are usable
+// as a relay for req now.
+func (s *Service) usableGuardsLocked(pool []*candidate, req *PathRequest, r *selectRules) []*candidate {
+	var out []*candidate
+	for _, c := range s.guardCandidatesLocked(pool) {
+		if c.usable(RoleRelay, req, r) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// addGuardsLocked samples relays into the guard set until want of them are
+// usable for req, making room in a full set by dropping the entry unlisted
+// longest that is not usable now. It reports whether it changed the set;
+// the caller persists.
+func (s *Service) addGuardsLocked(pool []*candidate, want int, req PathRequest, r *selectRules) bool {
+	changed := false
+	for tries := 0; tries < maxSampledGuards; tries++ {
+		have := s.usableGuardsLocked(pool, &req, r)
+		if len(have) >= want {
+			break
+		}
+		if len(s.guards) >= maxSampledGuards && !s.dropStaleGuardLocked(have) {
+			break
+		}
+		var sampled []peer.ID
+		for _, g := range s.guards {
+			sampled = append(sampled, g.Peer)
+		}
+		sreq := req
+		sreq.Exclude = append(slices.Clone(req.Exclude), sampled...)
+		added := pickGuards(s.rng, pool, have, len(have)+1, sreq, r)
+		if len(added) == 0 {
+			break
+		}
+		life := guardLifetimeMin + time.Duration(s.rng.Int64N(int64(guardLifetimeMax-guardLifetimeMin)))
+		s.guards = append(s.guards, guardEntry{Peer: added[0].ad.Peer, Added: r.now, LastListed: r.now, Lifetime: life})
+		changed = true
+	}
+	return changed
+}
+
+// dropStaleGuardLocked removes the sampled guard, not in usable, that was
+// listed least recently. It reports whether one was removed.
+func (s *Service) dropStaleGuardLocked(usable []*candidate) bool {
+	victim := -1
+	for i, g := range s.guards {
+		if slices.ContainsFunc(usable, func(c *candidate) bool { return c.ad.Peer == g.Peer }) {
+			continue
+		}
+		if victim < 0 || g.LastListed.Before(s.guards[victim].LastListed) {
+			victim = i
+		}
+	}
+	if victim < 0 {
 		return false
 	}
-	added := pickGuards(s.rng, pool, guards, want, req, r)
-	if len(added) > room {
-		added = added[:room]
+	s.guards = slices.Delete(s.guards, victim, victim+1)
+	return true
+}
+
+// refreshGuards fetches again the adverts of sampled guards whose advert is
+// missing or expires within guardRefreshAhead, so guards stay usable on
+// their own schedule, not only when a Find happens to reach them. Guards
+// that do not answer are marked failing as usual.
+func (s *Service) refreshGuards(ctx context.Context) {
+	now := s.cfg.Now()
+	s.mu.Lock()
+	var todo []peer.ID
+	for _, g := range s.guards {
+		st := s.peers[g.Peer]
+		if st == nil || st.ad == nil || st.ad.Expiry.Sub(now) < guardRefreshAhead {
+			todo = append(todo, g.Peer)
+		}
 	}
-	for _, c := range added {
-		s.guards = append(s.guards, guardEntry{Peer: c.ad.Peer, Added: r.now, LastListed: r.now})
+	fetch := s.fetchAdvert
+	s.mu.Unlock()
+	for _, p := range todo {
+		if ctx.Err() != nil {
+			return
+		}
+		if _, err := fetch(ctx, s.h.Peerstore().PeerInfo(p)); err != nil {
+			s.log.Debug("guard advert refresh failed", "peer", p, "err", err)
+			s.markBad(p)
+		}
 	}
-	if len(added) > 0 {
-		s.persistGuardsLocked()
+}
+
+// guardLoop refreshes guard adverts every guardRefreshInterval. Owned by
+// the Service; stops with s.ctx.
+func (s *Service) guardLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(guardRefreshInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.refreshGuards(s.ctx)
 	}
-	return len(added) > 0
 }
 
 func (s *Service) persistGuardsLocked() {
@@ -196,13 +289,14 @@ func (s *Service) persistGuardsLocked() {
 	}
 }
 
-// Guards returns the current entry guards in preference order.
+// Guards returns the sampled guard set in preference order; the first
+// usable Config.Guards of them are the primary guards.
 func (s *Service) Guards() []GuardStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]GuardStatus, len(s.guards))
 	for i, g := range s.guards {
-		out[i] = GuardStatus{Peer: g.Peer, Added: g.Added, LastListed: g.LastListed}
+		out[i] = GuardStatus{Peer: g.Peer, Added: g.Added, LastListed: g.LastListed, Lifetime: g.Lifetime}
 	}
 	return out
 }
@@ -213,4 +307,6 @@ type GuardStatus struct {
 	// Added is when it became a guard; LastListed when it last had a
 	// fresh relay advert.
 	Added, LastListed time.Time
+	// Lifetime is how long after Added it is rotated out (randomised).
+	Lifetime time.Duration
 }

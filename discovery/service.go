@@ -59,7 +59,7 @@ type Service struct {
 	// mu guards everything below it. Never held across network I/O.
 	mu           sync.Mutex
 	peers        map[peer.ID]*peerState // bounded by cfg.MaxKnown
-	guards       []guardEntry           // bounded by 2*cfg.Guards
+	guards       []guardEntry           // the sampled guard set, bounded by maxSampledGuards
 	bad          map[peer.ID]time.Time  // negative cache, bounded by maxBadPeers
 	own          *ownAdvert
 	lastFind     map[string]time.Time // SelectPath's own Finds; keys are roles and port classes only
@@ -71,6 +71,10 @@ type Service struct {
 	// ownStake is our latest stake proof, for ownStakePayee.
 	ownStake      StakeProof
 	ownStakePayee string
+
+	// fetchAdvert fetches and accepts a peer's advert (s.fetch; tests
+	// replace it to simulate a week of relays coming and going).
+	fetchAdvert func(context.Context, peer.AddrInfo) (Advert, error)
 
 	// stakeKick wakes the stake loop (buffered 1; never closed).
 	stakeKick chan struct{}
@@ -114,6 +118,7 @@ func New(h host.Host, priv crypto.PrivKey, cfg Config) (*Service, error) {
 		cache:     c,
 		stakeKick: make(chan struct{}, 1),
 	}
+	s.fetchAdvert = s.fetch
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.load(); err != nil {
 		c.close()
@@ -203,8 +208,8 @@ func (s *Service) load() error {
 		s.log.Debug("guard list unreadable, starting afresh", "err", err)
 		g = nil
 	}
-	if len(g) > 2*s.cfg.Guards {
-		g = g[:2*s.cfg.Guards]
+	if len(g) > maxSampledGuards {
+		g = g[:maxSampledGuards]
 	}
 	s.guards = g
 	s.ownSeq = s.cache.loadOwnSeq()
@@ -234,6 +239,8 @@ func (s *Service) Start(ctx context.Context) error {
 	s.dht = d
 	s.h.SetStreamHandler(ProtocolAdvert, s.handleAdvert)
 	s.started = true
+	s.wg.Add(1)
+	go s.guardLoop()
 	if s.cfg.VerifyStake != nil && s.cfg.NodeChannels != nil {
 		s.wg.Add(1)
 		go s.stakeLoop()

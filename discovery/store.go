@@ -49,6 +49,9 @@ type guardEntry struct {
 	Peer       peer.ID   `json:"peer"`
 	Added      time.Time `json:"added"`
 	LastListed time.Time `json:"last_listed"`
+	// Lifetime is the randomised time after Added when it is rotated out
+	// (0 in old caches: DefaultGuardLifetime).
+	Lifetime time.Duration `json:"lifetime,omitempty"`
 }
 
 // cache is the on-disk advert and guard store. A nil *cache is a valid
