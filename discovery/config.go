@@ -65,7 +65,9 @@ type Config struct {
 	// should); default client mode. The mode is fixed, never switched by
 	// AutoNAT reachability (kad-dht's ModeAuto is not used). A client-mode
 	// node queries and provides but does not answer DHT queries, so it
-	// holds no records for others. In ipfs mode a server answers Amino
+	// holds no records for others; it also answers no advert query
+	// (ProtocolAdvert is not registered): a pure client says nothing about
+	// what it knows or will use. In ipfs mode a server answers Amino
 	// queries and stores IPFS provider and /pk, /ipns records for the whole
 	// IPFS network, up to MaxDHTRecords.
 	DHTServer bool `yaml:"dht_server"`

@@ -103,6 +103,12 @@ const (
 	equivocationBackoff = 7 * 24 * time.Hour
 	// defaultWitnesses is how many known peers CrossCheck asks by default.
 	defaultWitnesses = 5
+	// crossCheckCover is the size of the set of nodes CrossCheck asks each
+	// witness about (the node checked and decoys), so a witness cannot
+	// tell which one the client is about to pay.
+	crossCheckCover = 8
+	// crossCheckTimeout bounds one witness answer.
+	crossCheckTimeout = 3 * time.Second
 	// flushInterval is how often changed peer records are written to disk.
 	flushInterval = 5 * time.Second
 	// refindInterval spaces the DHT queries SelectPath makes on its own.

@@ -237,7 +237,12 @@ func (s *Service) Start(ctx context.Context) error {
 		return fmt.Errorf("discovery: start dht: %w", err)
 	}
 	s.dht = d
-	s.h.SetStreamHandler(ProtocolAdvert, s.handleAdvert)
+	if s.cfg.DHTServer {
+		// A pure client (DHT client mode) answers no discovery query: no
+		// advert protocol, so it neither announces a co-infuse protocol in
+		// identify nor tells anyone which adverts it holds.
+		s.h.SetStreamHandler(ProtocolAdvert, s.handleAdvert)
+	}
 	s.started = true
 	s.wg.Add(1)
 	go s.guardLoop()
@@ -342,7 +347,9 @@ func (s *Service) Close() error {
 	s.wg.Wait()
 	var errs []error
 	if s.started {
-		s.h.RemoveStreamHandler(ProtocolAdvert)
+		if s.cfg.DHTServer {
+			s.h.RemoveStreamHandler(ProtocolAdvert)
+		}
 		errs = append(errs, s.dht.Close())
 	}
 	s.mu.Lock()
