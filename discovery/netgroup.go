@@ -3,6 +3,7 @@ package discovery
 import (
 	"net/netip"
 
+	"github.com/co-infuse/co-infuse/internal/netclass"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -10,16 +11,12 @@ import (
 // the IPv4 /16 or the IPv6 /32 of an address.
 type netGroup netip.Prefix
 
-// privateAddr reports whether ip is loopback, private (RFC 1918, fc00::/7),
-// shared CGNAT space (100.64.0.0/10), link-local or unspecified: an address
-// that says nothing about which operator or network a node is on.
-func privateAddr(ip netip.Addr) bool {
-	ip = ip.Unmap()
-	return ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsUnspecified() ||
-		ip.IsLinkLocalMulticast() || cgnat.Contains(ip)
-}
-
-var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+// privateAddr reports whether ip is not a public address by the same
+// classification exits and the relay dial filter use (internal/netclass):
+// loopback, private (RFC 1918, fc00::/7), shared CGNAT space, link-local,
+// unspecified, documentation, multicast and their mapped forms. Such an
+// address says nothing about which operator or network a node is on.
+func privateAddr(ip netip.Addr) bool { return !netclass.IsPublic(ip) }
 
 // isPrivateMultiaddr reports whether a's IP (if any) is private.
 func isPrivateMultiaddr(a ma.Multiaddr) bool {

@@ -68,7 +68,9 @@ type NetworkConfig struct {
 	// link-local addresses. Default false, so that a client cannot use a
 	// relay's EXTEND (or a forged advert) to make it probe the network it
 	// sits in. Private deployments and loopback test networks (devnet)
-	// turn it on.
+	// turn it on. It is also discovery's private-network setting: only with
+	// it on does a node advertise its private addresses, and do private
+	// addresses form /16 groups in path selection (DISCOVERY.md §6).
 	AllowPrivatePeers bool `yaml:"allow_private_peers"`
 }
 
@@ -169,12 +171,6 @@ type DiscoveryConfig struct {
 	// an IPv6 /32 or a declared family. Only for loopback test networks such
 	// as devnet. Default false.
 	AllowSameNetwork bool `yaml:"allow_same_network"`
-	// AllowPrivatePeers is the private-network setting: this node advertises
-	// its loopback and private (RFC 1918, CGNAT, ULA, link-local) addresses,
-	// and private addresses count in /16 groups like public ones. For
-	// container and LAN deployments. Default false: they are never
-	// advertised nor grouped.
-	AllowPrivatePeers bool `yaml:"allow_private_peers"`
 	// Family lists peer IDs of other nodes run by the same operator.
 	Family []string `yaml:"family"`
 	// PriceSatPerMB is what this node charges per relayed MB, per role

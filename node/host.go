@@ -26,7 +26,11 @@ import (
 // their own (no relay client, no NAT port mapping, no AutoNAT service, no
 // mDNS — mDNS is a separate service we never start). Listen and announce
 // addresses come from the config.
-func newHost(priv crypto.PrivKey, cfg NetworkConfig) (host.Host, error) {
+//
+// Only relays and exits (public) say "co-infuse/<version>" in identify; a
+// pure client keeps go-libp2p's default user agent, so the DHT servers it
+// queries cannot tell it from any other libp2p program by that.
+func newHost(priv crypto.PrivKey, cfg NetworkConfig, public bool) (host.Host, error) {
 	limits := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&limits)
 	scaled := limits.AutoScale()
@@ -47,7 +51,9 @@ func newHost(priv crypto.PrivKey, cfg NetworkConfig) (host.Host, error) {
 		libp2p.DisableRelay(),
 		libp2p.DisableMetrics(),
 		libp2p.ResourceManager(rm),
-		libp2p.UserAgent("co-infuse/" + Version),
+	}
+	if public {
+		opts = append(opts, libp2p.UserAgent("co-infuse/"+Version))
 	}
 	if !cfg.AllowPrivatePeers {
 		opts = append(opts, libp2p.ConnectionGater(publicOnly{}))

@@ -138,7 +138,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	if n.host, err = newHost(n.priv, n.cfg.Network); err != nil {
+	if n.host, err = newHost(n.priv, n.cfg.Network, n.relays()); err != nil {
 		return err
 	}
 	n.log = n.log.With("peer", n.host.ID().String())
@@ -242,7 +242,7 @@ func (n *Node) startDiscovery(ctx context.Context) error {
 		Bootstrap:        boot,
 		CacheDir:         filepath.Join(n.cfg.DataDir, "discovery"),
 		AllowSameNetwork: n.cfg.Discovery.AllowSameNetwork,
-		AllowPrivate:     n.cfg.Discovery.AllowPrivatePeers,
+		AllowPrivate:     n.cfg.Network.AllowPrivatePeers,
 		DHTServer:        n.relays(),
 		Logger:           n.log,
 	}

@@ -103,8 +103,6 @@ discovery:
     - {{q .}}{{else}} []{{end}}
   # Allow two hops on one IPv4 /16 or in one family (loopback test nets only).
   allow_same_network: {{.Discovery.AllowSameNetwork}}
-  # Advertise and group private/loopback addresses (container or LAN nets only).
-  allow_private_peers: {{.Discovery.AllowPrivatePeers}}
   # Peer IDs of your other nodes, so clients never put two of them in a path.
   family:{{range .Discovery.Family}}
     - {{q .}}{{else}} []{{end}}

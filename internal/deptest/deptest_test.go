@@ -111,7 +111,9 @@ var table = map[string]entry{
 	// Test helpers of the voucher packages.
 	"voucher/internal/lnfake":   {},
 	"voucher/internal/testkeys": {},
-	"discovery":                 {},
+	"discovery": {imports: map[string]string{
+		"internal/netclass": "which addresses are private: never grouped by /16 nor advertised unless allow_private_peers",
+	}},
 	"lightning": {external: []string{
 		"github.com/lightningnetwork/lnd/lnrpc",
 		"google.golang.org/grpc",
