@@ -37,6 +37,9 @@ func TestAdvertRoundTrip(t *testing.T) {
 			a.Roles = []Role{RoleRelay, RoleExit, RoleMempool}
 			a.ExitPorts = []PortRange{{9000, 9100}, {22, 25}}
 		}},
+		{"stake proof", func(a *Advert) {
+			a.Stake = StakeProof{Expiry: testEpoch.Add(14 * 24 * time.Hour), Sig: strings.Repeat("d7y1", 26)}
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -57,6 +60,9 @@ func TestAdvertRoundTrip(t *testing.T) {
 			}
 			if !bytes.Equal(env, env2) {
 				t.Fatal("re-encoding a decoded advert changed its bytes")
+			}
+			if got.Stake.Sig != ad.Stake.Sig || !got.Stake.Expiry.Equal(ad.Stake.Expiry) {
+				t.Fatalf("stake %+v, want %+v", got.Stake, ad.Stake)
 			}
 			if got.Peer != ad.Peer || got.Seq != ad.Seq || !got.Expiry.Equal(ad.Expiry) ||
 				len(got.Roles) != len(ad.Roles) || got.OnionKey != ad.OnionKey || len(got.Addrs) != len(ad.Addrs) {
@@ -292,6 +298,12 @@ func FuzzOpenAdvert(f *testing.F) {
 // FuzzDecodeBody: arbitrary bodies never panic; decode → encode → same bytes.
 func FuzzDecodeBody(f *testing.F) {
 	seedFromTestdata(f)
+	_, id := testKey(f, "fuzz-stake")
+	staked := sampleAdvert(f, id)
+	staked.Stake = StakeProof{Expiry: testEpoch.Add(time.Hour), Sig: strings.Repeat("ybnd", 26)}
+	if b, err := encodeBody(&staked); err == nil {
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for _, in := range [][]byte{body, bodyOf(body)} {
 			ad, err := decodeBody(in)
@@ -372,5 +384,55 @@ func TestKeysetWindowNegativeRejected(t *testing.T) {
 	binary.BigEndian.PutUint64(bad[i:], 1<<63) // negative as int64
 	if _, err := decodeBody(bad); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("decode = %v, want ErrMalformed", err)
+	}
+}
+
+// TestStakeProofEncodingRefused: a stake proof needs a payee, an expiry and
+// a zbase32 signature of at most MaxStakeSigLen characters.
+func TestStakeProofEncodingRefused(t *testing.T) {
+	t.Parallel()
+	priv, id := testKey(t, "stake")
+	sig := strings.Repeat("y", 104)
+	tests := []struct {
+		name string
+		mod  func(*Advert)
+	}{
+		{"no payee", func(a *Advert) { a.Payee = ""; a.Stake = StakeProof{Expiry: testEpoch, Sig: sig} }},
+		{"not zbase32", func(a *Advert) { a.Stake = StakeProof{Expiry: testEpoch, Sig: "l0v" + sig} }},
+		{"too long", func(a *Advert) { a.Stake = StakeProof{Expiry: testEpoch, Sig: strings.Repeat("y", MaxStakeSigLen+1)} }},
+		{"no expiry", func(a *Advert) { a.Stake = StakeProof{Sig: sig} }},
+		{"expiry without signature", func(a *Advert) { a.Stake = StakeProof{Expiry: testEpoch} }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ad := sampleAdvert(t, id)
+			tc.mod(&ad)
+			if _, err := SignAdvert(&ad, priv); !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrTooLarge) {
+				t.Fatalf("err = %v, want ErrMalformed", err)
+			}
+		})
+	}
+	// Message binding: another peer or another payee gives another message.
+	_, other := testKey(t, "other")
+	m := StakeMessage(id, "02aa", testEpoch)
+	if string(m) == string(StakeMessage(other, "02aa", testEpoch)) || string(m) == string(StakeMessage(id, "03aa", testEpoch)) {
+		t.Fatal("stake message does not bind peer and payee")
+	}
+}
+
+// TestStakeWeight: capacity counts by channel age, is capped, and never
+// falls below UnstakedWeight.
+func TestStakeWeight(t *testing.T) {
+	t.Parallel()
+	c, e := effectiveStake([]StakeChannel{{CapacitySat: 1_000_000, FundingHeight: 1000}, {CapacitySat: 2_000_000, FundingHeight: 1000 + StakeFullAgeBlocks/2}, {CapacitySat: -5}}, 1000+StakeFullAgeBlocks)
+	if c != 3_000_000 || e != 2_000_000 {
+		t.Fatalf("capacity %d effective %d, want 3000000 and 2000000", c, e)
+	}
+	if w := stakeWeight(0); w != UnstakedWeight {
+		t.Fatalf("unstaked weight %v", w)
+	}
+	if stakeWeight(10*StakeCapSat) != 1 || stakeWeight(StakeCapSat/2) != 0.5 {
+		t.Fatal("cap or linearity wrong")
 	}
 }
