@@ -123,3 +123,38 @@ func TestTarpitProvidersBounded(t *testing.T) {
 		t.Fatalf("client dialled %d tarpit providers, bound %d", n, maxPerResponder)
 	}
 }
+
+// BenchmarkFirstPathStuffedDHT: a fresh client's first SelectPath (which
+// runs the relay lookup) among 6 honest relays, without and with one DHT
+// server answering the relay key with 600 tarpit providers. Compare the
+// two ns/op: the ratio is what one stuffing server costs the first circuit
+// (docs/THREAT_MODEL.md). Run with -benchtime=3x; each op is a new client.
+func BenchmarkFirstPathStuffedDHT(b *testing.B) {
+	for _, stuffed := range []bool{false, true} {
+		b.Run(map[bool]string{false: "clean", true: "stuffed-600"}[stuffed], func(b *testing.B) {
+			ctx := testCtx(b, 10*time.Minute)
+			nodes := cluster(b, ctx, 7, ModePrivate, func() (host.Host, crypto.PrivKey) { return loopbackHost(b, nil) })
+			honest, stuffer := nodes[:6], nodes[6]
+			publishAll(b, ctx, honest)
+			var tp *tarpit
+			if stuffed {
+				tp = newTarpit(b)
+				stuff(b, ctx, stuffer, RoleRelay, 600, tp)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				h, priv := loopbackHost(b, nil)
+				c := startService(b, ctx, h, priv, Config{Bootstrap: []peer.AddrInfo{honest[0].info()}})
+				b.StartTimer()
+				if _, err := c.SelectPath(ctx, PathRequest{Hops: 3, Final: RoleRelay}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			if tp != nil {
+				b.ReportMetric(float64(tp.accepts.Load())/float64(b.N), "tarpit-dials/op")
+			}
+		})
+	}
+}
