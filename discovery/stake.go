@@ -124,16 +124,22 @@ func currentStake(st *peerState, now time.Time, maxStale time.Duration) (node st
 	}
 	sr := st.rec.Stake
 	if sr.Sig != st.ad.Stake.Sig || sr.Node == "" || sr.Node != st.ad.Payee ||
-		!now.Before(st.ad.Stake.Expiry) || now.Sub(sr.CheckedAt) > maxStale {
+		!proofLive(st.ad.Stake, now) || now.Sub(sr.CheckedAt) > maxStale {
 		return "", 0
 	}
 	return sr.Node, sr.EffectiveSat
 }
 
+// proofLive reports whether p has not expired at now and does not expire
+// more than MaxStakeLifetime ahead (a proof meant to outlive key changes).
+func proofLive(p StakeProof, now time.Time) bool {
+	return now.Before(p.Expiry) && p.Expiry.Sub(now) <= MaxStakeLifetime
+}
+
 // needsStakeCheck reports whether st carries a proof this client has not
 // checked, or checked longer than stakeRecheck ago.
 func needsStakeCheck(st *peerState, now time.Time) bool {
-	if st.ad == nil || st.ad.Stake.IsZero() || st.ad.Payee == "" || !now.Before(st.ad.Stake.Expiry) {
+	if st.ad == nil || st.ad.Stake.IsZero() || st.ad.Payee == "" || !proofLive(st.ad.Stake, now) {
 		return false
 	}
 	sr := st.rec.Stake
