@@ -11,13 +11,19 @@
 // binding, freshness and sequence, and keep adverts, success statistics and
 // entry guards in a bbolt cache so a restart does not start from zero.
 //
-// SelectPath chooses hops among fresh adverts: an entry guard first, exits
-// by port, weighted by age, observed success, capped capacity and price,
-// never two hops in one IPv4 /16 (IPv6 /32) or declared family.
+// SelectPath chooses hops among fresh adverts: a primary guard from a
+// sampled guard set first, exits by port, weighted by verified Lightning
+// stake (the advert's payee signs the node's peer ID; the client checks
+// with its own LND through funcs in Config, §7), age, observed success and
+// price, never two hops in one IPv4 /16 (IPv6 /32), one Lightning node or
+// one mutually declared family. Lookups cap what any one DHT server
+// contributes (§5.1); equivocation is proved on signed bodies and banned
+// persistently (§4).
 //
 // This package is the only importer of go-libp2p-kad-dht. It leaves to
 // others: building the libp2p host and choosing its key (node), what the
 // keysets and onion key mean (voucher, circuit), enforcing the exit policy
-// (exit), paying hops (voucher, lightning), the CLI (cmd). It never dials a
+// (exit), paying hops (voucher, lightning), talking to LND (lightning,
+// handed in as funcs: this package never imports lnrpc), the CLI (cmd). It never dials a
 // circuit hop; node reports circuit outcomes back through Report.
 package discovery

@@ -11,7 +11,9 @@
 // and looking up invoices on the selling side, decoding and paying invoices on
 // the buying side. PayInvoice is idempotent per payment hash: paying an
 // invoice that this node already paid returns the original preimage instead of
-// paying twice. A few operator methods (addresses, peers, channels, balances)
+// paying twice. The stake rule's calls (stake.go: SignMessage, VerifyMessage,
+// NodeChannels) let a relay prove its Lightning node and a client weigh it;
+// node hands them to discovery as funcs. A few operator methods (addresses, peers, channels, balances)
 // exist for the regtest harness and status displays.
 //
 // Left to others: what an invoice buys (voucher), when and how much to pay
