@@ -100,7 +100,7 @@ func classify(method string, cfg Config, err error) error {
 		if perm == "" {
 			perm = "the permission for " + name
 		}
-		return fmt.Errorf("lnd %s: %w: the macaroon %s lacks %s; use admin.macaroon or bake one with `lncli bakemacaroon info:read invoices:read invoices:write offchain:read offchain:write` (see docs/LIGHTNING.md)",
+		return fmt.Errorf("lnd %s: %w: the macaroon %s lacks %s; use admin.macaroon or bake one with `lncli bakemacaroon info:read invoices:read invoices:write offchain:read offchain:write message:read message:write` (see docs/LIGHTNING.md)",
 			name, ErrPermissionDenied, cfg.MacaroonPath, perm)
 
 	case st.Code() == codes.Unauthenticated,
