@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"time"
@@ -50,19 +51,8 @@ func (s *Service) SelectPath(ctx context.Context, req PathRequest) ([]Advert, er
 		return nil, err
 	}
 	relays, finals := s.countUsable(req)
-	if _, err := s.running(); err == nil {
-		if relays < 2*req.Hops+s.cfg.Guards && s.findDue("relay") {
-			_, _ = s.Find(ctx, RoleRelay, 0)
-		}
-		if finals < 1 {
-			if req.Final == RoleExit {
-				if s.findDue("exit/" + portClass(req.Port)) {
-					_, _ = s.FindExits(ctx, req.Port, 0)
-				}
-			} else if req.Final != RoleRelay && s.findDue(string(req.Final)) {
-				_, _ = s.Find(ctx, req.Final, 0)
-			}
-		}
+	if _, err := s.running(); err == nil && (relays < 2*req.Hops+s.cfg.Guards || finals < 1) {
+		s.refreshView(ctx)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -88,6 +78,29 @@ func (s *Service) SelectPath(ctx context.Context, req PathRequest) ([]Advert, er
 		out[i] = c.ad.Clone()
 	}
 	return out, nil
+}
+
+// viewRoles are the role keys refreshView asks the DHT for.
+var viewRoles = [...]Role{RoleRelay, RoleExit, RoleMempool, RoleRendezvous}
+
+// refreshView runs the same lookups whatever the request that needed them:
+// every role key, never an exit port class, in parallel, each at most once
+// per refindInterval. DHT servers thus learn that a client refreshed its
+// view, not which kind of hop or which exit port it is about to use (exit
+// port filtering happens locally, on the adverts).
+func (s *Service) refreshView(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, r := range viewRoles {
+		if !s.findDue(string(r)) {
+			continue
+		}
+		wg.Add(1)
+		go func(r Role) {
+			defer wg.Done()
+			_, _ = s.Find(ctx, r, 0)
+		}(r)
+	}
+	wg.Wait()
 }
 
 // findDue reports whether SelectPath may run its own Find for what (a role
