@@ -507,11 +507,16 @@ func (s *Service) markBadFor(p peer.ID, d time.Duration) {
 	s.bad[p] = now.Add(d)
 }
 
+// isBad reports whether p failed recently or is banned for equivocating.
 func (s *Service) isBad(p peer.ID) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := s.cfg.Now()
+	if st := s.peers[p]; st != nil && now.Before(st.rec.BannedUntil) {
+		return true
+	}
 	until, ok := s.bad[p]
-	return ok && s.cfg.Now().Before(until)
+	return ok && now.Before(until)
 }
 
 // Report records the outcome of using p (a circuit hop that worked or
