@@ -76,6 +76,15 @@ var table = map[string]entry{
 		},
 		external: []string{},
 	},
+	// The mempool destination and client: bytes and funcs only; node
+	// hands it circuits (Dial) and wires the Server into the service mux.
+	"mempool": {external: []string{
+		"github.com/btcsuite/btcd/wire",
+		"github.com/btcsuite/btcd/btcjson",
+		"github.com/btcsuite/btcd/chaincfg/chainhash",
+		"github.com/btcsuite/btcd/rpcclient",
+		"go.etcd.io/bbolt",
+	}},
 	"payment": {
 		imports: map[string]string{
 			"circuit":        "hooks of a paid circuit and hop",
