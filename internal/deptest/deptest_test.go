@@ -48,6 +48,7 @@ var table = map[string]entry{
 	"node": {imports: map[string]string{
 		"proxy":          "front ends",
 		"exit":           "a destination",
+		"mempool":        "a destination (delivery role) and the client's private broadcast behind the JSON-RPC port",
 		"payment":        "hop session ledger and client prepay schedule",
 		"circuit":        "the circuit engine",
 		"circuit/pool":   "the client's circuit pool",
