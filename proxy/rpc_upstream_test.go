@@ -57,7 +57,8 @@ func (u *fakeUpstream) serve(w http.ResponseWriter, r *http.Request) {
 		if c.Method == "boom" {
 			return fmt.Sprintf(`{"result":null,"error":{"code":-5,"message":"boom"},"id":%s}`, c.ID), 500
 		}
-		return fmt.Sprintf(`{"result":"up:%s%s","error":null,"id":%s}`, c.Method, r.URL.Path, c.ID), 200
+		res, _ := json.Marshal("up:" + c.Method + r.URL.Path)
+		return fmt.Sprintf(`{"result":%s,"error":null,"id":%s}`, res, c.ID), 200
 	}
 	w.Header().Set("Content-Type", "application/json")
 	if strings.HasPrefix(strings.TrimSpace(string(body)), "[") {
