@@ -489,13 +489,13 @@ func (c *Client) deliver(ctx context.Context, e Entry) {
 		}
 		c.reschedule(e.TxID, time.Now().Add(c.cfg.EchoDelay), "")
 	case rejection != nil:
+		c.mu.Lock()
+		c.stats.Rejected++
+		c.mu.Unlock()
 		if _, err := c.outbox.Remove(e.TxID); err != nil {
 			c.log.Warn("outbox write failed", "err", err)
 		}
 		c.forget(e.TxID)
-		c.mu.Lock()
-		c.stats.Rejected++
-		c.mu.Unlock()
 		c.notify(e.TxID, rejection)
 	default:
 		why := "no verdict"
@@ -533,13 +533,13 @@ func (c *Client) echo(ctx context.Context, e Entry) {
 	case err != nil:
 		c.reschedule(e.TxID, time.Now().Add(c.backoff(e.Attempts)), "echo: "+err.Error())
 	case st == StateMempool || st == StateChain:
+		c.mu.Lock()
+		c.stats.Delivered++ // counted first, so that an empty outbox implies it
+		c.mu.Unlock()
 		if _, err := c.outbox.Remove(e.TxID); err != nil {
 			c.log.Warn("outbox write failed", "err", err)
 		}
 		c.forget(e.TxID)
-		c.mu.Lock()
-		c.stats.Delivered++
-		c.mu.Unlock()
 		c.log.Debug("transaction delivered and echoed")
 	case st == StateUnknown:
 		// Not seen elsewhere: send it again next round.
