@@ -44,6 +44,7 @@ var table = map[string]entry{
 		"node":             "the nodes it runs",
 		"discovery":        "advert roles and modes for the nodes' configs",
 		"internal/regtest": "the regtest Lightning network beside the nodes",
+		"mempool":          "the delivery nodes' backend config (the regtest btcd)",
 	}},
 	"node": {imports: map[string]string{
 		"proxy":          "front ends",
