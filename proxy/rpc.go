@@ -35,10 +35,16 @@ type RPCServer struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu      sync.Mutex
-	addr    net.Addr // guarded by mu; first listener's address
-	conns   int      // guarded by mu; open client connections
-	removed bool     // guarded by mu; cookie file removed
+	mu       sync.Mutex
+	addr     net.Addr // guarded by mu; first listener's address
+	conns    int      // guarded by mu; open client connections
+	stopping bool     // guarded by mu; no new handler may start
+	removed  bool     // guarded by mu; cookie file removed
+
+	// handlers counts ServeHTTP calls in progress, so Shutdown and Close
+	// return only after the last one (and its func call) has ended. Add
+	// happens under mu while stopping is false.
+	handlers sync.WaitGroup
 }
 
 // NewRPC validates cfg, fills its defaults (see RPCConfig) and, when
@@ -134,13 +140,12 @@ func (s *RPCServer) Shutdown(ctx context.Context) error {
 		s.cancel()
 		_ = s.http.Close()
 	}
-	s.cancel()
 	s.finish()
 	return err
 }
 
 // Close closes the listeners and every connection at once, cancels calls
-// in progress and removes the cookie file.
+// in progress, waits for their handlers and removes the cookie file.
 func (s *RPCServer) Close() error {
 	s.cancel()
 	err := s.http.Close()
@@ -148,8 +153,26 @@ func (s *RPCServer) Close() error {
 	return err
 }
 
-// finish removes the cookie once and drops idle upstream connections.
+// enter counts a handler in, or reports that the server is stopping.
+func (s *RPCServer) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping {
+		return false
+	}
+	s.handlers.Add(1)
+	return true
+}
+
+// finish stops new handlers, cancels and waits for running ones, removes
+// the cookie once and drops idle upstream connections.
 func (s *RPCServer) finish() {
+	s.mu.Lock()
+	s.stopping = true
+	s.mu.Unlock()
+	s.cancel()
+	s.handlers.Wait()
+
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.up != nil {
@@ -183,6 +206,11 @@ func (s *RPCServer) connState(c net.Conn, st http.ConnState) {
 // ServeHTTP answers one HTTP request: POST only, Basic authentication,
 // then one JSON-RPC body. Exported so tests and callers can mount it.
 func (s *RPCServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.enter() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	defer s.handlers.Done()
 	if r.Method != http.MethodPost {
 		w.WriteHeader(http.StatusMethodNotAllowed)
 		_, _ = w.Write([]byte("JSONRPC server handles only POST requests"))
