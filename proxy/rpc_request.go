@@ -31,8 +31,8 @@ type rpcCall struct {
 // gets no reply.
 func (c *rpcCall) notification() bool { return c.version == rpcV2 && !c.hasID }
 
-// parseCall parses one request object as bitcoind does: version first,
-// then id (so later errors carry it), method, params. On error the
+// parseCall parses one request object as bitcoind does: id first (so
+// later errors carry it), then version, method, params. On error the
 // returned call holds what was parsed so far, for the error reply.
 func parseCall(raw json.RawMessage) (rpcCall, *RPCError) {
 	c := rpcCall{raw: raw}
@@ -42,6 +42,10 @@ func parseCall(raw json.RawMessage) (rpcCall, *RPCError) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return c, &RPCError{RPCInvalidRequest, "Invalid Request object"}
+	}
+	if id, ok := m["id"]; ok {
+		c.hasID = true
+		c.id = compactJSON(id)
 	}
 	if v, ok := m["jsonrpc"]; ok && !isNull(v) {
 		var s string
@@ -55,10 +59,6 @@ func parseCall(raw json.RawMessage) (rpcCall, *RPCError) {
 		default:
 			return c, &RPCError{RPCInvalidRequest, "JSON-RPC version not supported"}
 		}
-	}
-	if id, ok := m["id"]; ok {
-		c.hasID = true
-		c.id = compactJSON(id)
 	}
 	mv, ok := m["method"]
 	if !ok || isNull(mv) {

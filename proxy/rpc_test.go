@@ -56,8 +56,8 @@ func TestRPCCalls(t *testing.T) {
 		{"missing method", `{"id":1}`, 400, `{"result":null,"error":{"code":-32600,"message":"Missing method"},"id":1}`, nil},
 		{"method not string", `{"method":5,"id":1}`, 400, `{"result":null,"error":{"code":-32600,"message":"Method must be a string"},"id":1}`, nil},
 		{"params scalar", `{"method":"x","params":"a","id":1}`, 400, `{"result":null,"error":{"code":-32600,"message":"Params must be an array or object"},"id":1}`, nil},
-		{"bad version", `{"jsonrpc":"3.0","method":"x","id":1}`, 400, `{"result":null,"error":{"code":-32600,"message":"JSON-RPC version not supported"},"id":null}`, nil},
-		{"version not string", `{"jsonrpc":2,"method":"x","id":1}`, 400, `{"result":null,"error":{"code":-32600,"message":"jsonrpc field must be a string"},"id":null}`, nil},
+		{"bad version", `{"jsonrpc":"3.0","method":"x","id":1}`, 400, `{"result":null,"error":{"code":-32600,"message":"JSON-RPC version not supported"},"id":1}`, nil},
+		{"version not string", `{"jsonrpc":2,"method":"x","id":1}`, 400, `{"result":null,"error":{"code":-32600,"message":"jsonrpc field must be a string"},"id":1}`, nil},
 		{"v2 missing method", `{"jsonrpc":"2.0","id":1}`, 400, `{"jsonrpc":"2.0","error":{"code":-32600,"message":"Missing method"},"id":1}`, nil},
 		// -32601 unknown method (no upstream): 404 in 1.0, 200 in 2.0.
 		{"v1 unknown", `{"method":"getblockcount","id":1}`, 404, `{"result":null,"error":{"code":-32601,"message":"Method not found"},"id":1}`, nil},
