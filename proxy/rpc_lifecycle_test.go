@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -131,5 +133,100 @@ func TestFailLimiter(t *testing.T) {
 	}
 	if l.tokens != before {
 		t.Fatalf("tokens %v after a cancelled wait, want %v", l.tokens, before)
+	}
+}
+
+// TestRPCMaxConns checks that a connection beyond MaxConns is closed at
+// once while the first stays served.
+func TestRPCMaxConns(t *testing.T) {
+	t.Parallel()
+	s := startRPC(t, func(c *RPCConfig) { c.MaxConns = 1 })
+	addr := strings.TrimPrefix(s.url, "http://")
+	first, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	if err := pollUntil(t.Context(), func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.conns == 1
+	}); err != nil {
+		t.Fatal("first connection never counted")
+	}
+	second, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	if n, err := second.Read(make([]byte, 1)); err == nil {
+		t.Fatalf("second connection read %d bytes, want it closed", n)
+	}
+	// The first one still gets answers.
+	req := "POST / HTTP/1.1\r\nHost: x\r\nAuthorization: " + basicAuth(testRPCUser+":"+testRPCPass) +
+		"\r\nContent-Length: 2\r\n\r\n[]"
+	if _, err := first.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(first), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("first connection: status %d", resp.StatusCode)
+	}
+}
+
+// TestRPCMaxConcurrent checks that no more than MaxConcurrent calls run at
+// once and that the waiting ones are served in turn.
+func TestRPCMaxConcurrent(t *testing.T) {
+	t.Parallel()
+	const n = 4
+	entered := make(chan struct{}, n)
+	release := make(chan struct{})
+	var mu sync.Mutex
+	active, most := 0, 0
+	s := startRPC(t, func(c *RPCConfig) {
+		c.MaxConcurrent = 1
+		c.Broadcast = func(ctx context.Context, _ string, _ *float64) (string, error) {
+			mu.Lock()
+			active++
+			most = max(most, active)
+			mu.Unlock()
+			entered <- struct{}{}
+			<-release
+			mu.Lock()
+			active--
+			mu.Unlock()
+			return testTxID, nil
+		}
+	})
+	auth := basicAuth(testRPCUser + ":" + testRPCPass)
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			errs <- tryPostRPC(s.url, auth, `{"method":"sendrawtransaction","params":["00"],"id":1}`)
+		}()
+	}
+	for range n {
+		<-entered
+		mu.Lock()
+		a := active
+		mu.Unlock()
+		if a != 1 {
+			t.Errorf("%d calls running at once, MaxConcurrent is 1", a)
+		}
+		release <- struct{}{}
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if most != 1 {
+		t.Errorf("at most %d calls ran at once, want 1", most)
 	}
 }
