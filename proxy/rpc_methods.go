@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -151,6 +152,9 @@ func positional(params json.RawMessage, m rpcMethod) ([]json.RawMessage, *RPCErr
 		if err := json.Unmarshal(params, &named); err != nil {
 			return nil, &RPCError{RPCInvalidRequest, "Params must be an array or object"}
 		}
+		if dup := duplicateKey(params); dup != "" {
+			return nil, &RPCError{RPCInvalidParameter, "Parameter " + dup + " specified multiple times"}
+		}
 		for i, n := range m.names {
 			v, ok := named[n]
 			if !ok {
@@ -170,6 +174,32 @@ func positional(params json.RawMessage, m rpcMethod) ([]json.RawMessage, *RPCErr
 		return nil, &RPCError{RPCMiscError, m.usage}
 	}
 	return args, nil
+}
+
+// duplicateKey returns a key that occurs twice in obj, a valid JSON object
+// (encoding/json would silently keep the last), or "".
+func duplicateKey(obj json.RawMessage) string {
+	dec := json.NewDecoder(bytes.NewReader(obj))
+	if _, err := dec.Token(); err != nil { // {
+		return ""
+	}
+	seen := make(map[string]bool)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		k, _ := tok.(string)
+		if seen[k] {
+			return k
+		}
+		seen[k] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return ""
+		}
+	}
+	return ""
 }
 
 // arg returns args[i], or nil when it is absent or null.

@@ -87,6 +87,8 @@ func TestRPCCalls(t *testing.T) {
 		// -8 invalid parameters.
 		{"fee rate 1 BTC", `{"method":"sendrawtransaction","params":["00",1],"id":1}`, 500,
 			`{"result":null,"error":{"code":-8,"message":"Fee rates larger than or equal to 1BTC/kvB are not accepted"},"id":1}`, nil},
+		{"named twice", `{"method":"sendrawtransaction","params":{"hexstring":"00","hexstring":"01"},"id":1}`, 500,
+			`{"result":null,"error":{"code":-8,"message":"Parameter hexstring specified multiple times"},"id":1}`, nil},
 		{"unknown named", `{"method":"sendrawtransaction","params":{"hexstring":"00","fee":1},"id":1}`, 500,
 			`{"result":null,"error":{"code":-8,"message":"Unknown named parameter fee"},"id":1}`, nil},
 		{"abort id short", `{"method":"abortprivatebroadcast","params":["abcd"],"id":1}`, 500,
