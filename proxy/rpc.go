@@ -312,6 +312,14 @@ func (s *RPCServer) handleSingle(ctx context.Context, w http.ResponseWriter, cli
 // calls run here in order; the others go to the upstream, all unchanged in
 // one request if no call is local.
 func (s *RPCServer) handleBatch(ctx context.Context, w http.ResponseWriter, clientPath string, body []byte) {
+	var upErr error // the whole batch was forwarded and that failed
+	if s.up != nil && !mayNameLocal(body) {
+		// Nothing here can name a local method: the upstream gets the
+		// batch as it is, however long, and nothing is parsed.
+		if upErr = s.forward(ctx, w, clientPath, body); upErr == nil {
+			return
+		}
+	}
 	var elems []json.RawMessage
 	if err := json.Unmarshal(body, &elems); err != nil { // valid JSON: cannot fail
 		writeJSON(w, http.StatusInternalServerError, appendRPCReply(nil, rpcV1, nil, false, nil, &RPCError{RPCParseError, "Parse error"}))
@@ -332,9 +340,11 @@ func (s *RPCServer) handleBatch(ctx context.Context, w http.ResponseWriter, clie
 		}
 	}
 	if local == 0 && s.up != nil && len(elems) > 0 {
-		err := s.forward(ctx, w, clientPath, body)
+		err := upErr
 		if err == nil {
-			return
+			if err = s.forward(ctx, w, clientPath, body); err == nil {
+				return
+			}
 		}
 		rerr := upstreamError(err)
 		for i := range errs {

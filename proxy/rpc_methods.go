@@ -57,6 +57,31 @@ var rpcMethods = map[string]rpcMethod{
 	},
 }
 
+// withheld are broadcast methods that are neither served here nor ever
+// forwarded: the upstream would send the transactions from the user's own
+// node, in the clear. They get -32601, so a client falls back to
+// sendrawtransaction.
+var withheld = map[string]bool{
+	"submitpackage": true,
+}
+
+// localNames are substrings of every method name answered here: a body
+// holding none of them (and no \u escape that could spell one) can be
+// forwarded without parsing.
+var localNames = [][]byte{
+	[]byte(methodSendRawTransaction), []byte("privatebroadcast"), []byte("submitpackage"), []byte(`\u`),
+}
+
+// mayNameLocal reports whether body could name a method answered here.
+func mayNameLocal(body []byte) bool {
+	for _, n := range localNames {
+		if bytes.Contains(body, n) {
+			return true
+		}
+	}
+	return false
+}
+
 // isLocal reports whether method is answered here rather than forwarded.
 func (s *RPCServer) isLocal(method string) bool {
 	switch method {
@@ -67,11 +92,14 @@ func (s *RPCServer) isLocal(method string) bool {
 	case methodAbortPrivate:
 		return s.cfg.Abort != nil
 	}
-	return false
+	return withheld[method]
 }
 
 // exec runs one local call and returns its result as JSON.
 func (s *RPCServer) exec(ctx context.Context, c *rpcCall) (json.RawMessage, *RPCError) {
+	if withheld[c.method] {
+		return nil, &RPCError{RPCMethodNotFound, "Method not found (" + c.method + " is not forwarded: the upstream node would broadcast in the clear)"}
+	}
 	m := rpcMethods[c.method]
 	args, rerr := positional(c.params, m)
 	if rerr != nil {

@@ -92,6 +92,7 @@ func TestRPCPassThrough(t *testing.T) {
 	up := newFakeUpstream(t, "up:pw")
 	s := startRPC(t, func(c *RPCConfig) {
 		c.Upstream = &RPCUpstream{URL: strings.TrimPrefix(up.srv.URL, "http://"), User: "up", Password: "pw"}
+		c.MaxBatch = 5
 	})
 	auth := basicAuth(testRPCUser + ":" + testRPCPass)
 
@@ -144,10 +145,33 @@ func TestRPCPassThrough(t *testing.T) {
 	if got := bodies[len(bodies)-1]; got != `[{"method":"getblockcount","id":1},{"jsonrpc":"2.0","method":"getbestblockhash","id":3}]` {
 		t.Errorf("sub-batch sent upstream: %s", got)
 	}
+
+	// A method name spelled with escapes is still recognised.
+	r = postRPC(t, s.url, auth, `[{"method":"\u0073endrawtransaction","params":["00"],"id":1}]`)
+	if r.body != `[{"result":"`+testTxID+`","error":null,"id":1}]`+"\n" {
+		t.Errorf("escaped method: %s", r.body)
+	}
+	// submitpackage would broadcast from the upstream: never forwarded.
+	r = postRPC(t, s.url, auth, `{"method":"submitpackage","params":[["00"]],"id":1}`)
+	if r.status != 404 || !strings.Contains(r.body, `"code":-32601`) {
+		t.Errorf("submitpackage: %d %s", r.status, r.body)
+	}
+	r = postRPC(t, s.url, auth, `[{"method":"getblockcount","id":1},{"jsonrpc":"2.0","method":"submitpackage","params":[["00"]],"id":2}]`)
+	if r.status != 200 || !strings.Contains(r.body, `"up:getblockcount/"`) || !strings.Contains(r.body, `"code":-32601`) {
+		t.Errorf("submitpackage in a batch: %d %s", r.status, r.body)
+	}
+	bodies, _ = up.seen()
 	for _, b := range bodies {
-		if strings.Contains(b, "sendrawtransaction") {
+		if strings.Contains(b, "sendrawtransaction") || strings.Contains(b, "submitpackage") || strings.Contains(b, `\u`) {
 			t.Errorf("a broadcast reached the upstream: %s", b)
 		}
+	}
+
+	// A forwarded batch is not held to MaxBatch (5 here): it is not parsed.
+	long := "[" + strings.Repeat(`{"method":"getblockcount","id":1},`, 5) + `{"method":"getblockcount","id":1}]`
+	r = postRPC(t, s.url, auth, long)
+	if r.status != 200 || strings.Count(r.body, "up:getblockcount") != 6 {
+		t.Errorf("long forwarded batch: %d %s", r.status, r.body)
 	}
 }
 
