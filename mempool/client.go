@@ -222,21 +222,56 @@ func (c *Client) Broadcast(ctx context.Context, hexTx string, maxFeeRate *float6
 		c.mu.Unlock()
 		return "", &Error{Code: CodeMisc, Message: "private broadcast is not running"}
 	}
+	// Fast path: the first round starts now and picks its circuit and
+	// opens its stream while the outbox is written; it sends nothing of
+	// the transaction until the write is on disk (persisted).
+	fast := !c.running[tx.TxID]
+	if fast {
+		select {
+		case c.sem <- struct{}{}:
+		default:
+			fast = false // every worker busy: queue it
+		}
+	}
+	var persisted chan error
+	if fast {
+		persisted = make(chan error, 1) // written once by this call
+		c.running[tx.TxID] = true
+		c.waiters[tx.TxID] = append(c.waiters[tx.TxID], w)
+		c.stats.Rounds++
+		c.wg.Add(1)
+		e.Attempts = 1
+		go func() {
+			defer c.wg.Done()
+			c.runRound(e, persisted)
+			<-c.sem
+			c.mu.Lock()
+			delete(c.running, e.TxID)
+			c.mu.Unlock()
+			c.kick()
+		}()
+	}
 	c.mu.Unlock()
 	added, err := c.outbox.Add(e)
+	if fast {
+		persisted <- err
+	}
 	if err != nil {
+		c.dropWaiter(tx.TxID, w)
 		return "", err
 	}
 	c.mu.Lock()
-	if !added {
-		// Queued already: wait for the round under way, if any.
-		if old, ok, _ := c.outbox.Get(tx.TxID); ok && old.Accepted() {
-			c.mu.Unlock()
-			return tx.TxID, nil
+	if !fast {
+		if !added {
+			// Queued already: wait for the round under way, if any.
+			if old, ok, _ := c.outbox.Get(tx.TxID); ok && old.Accepted() {
+				c.mu.Unlock()
+				return tx.TxID, nil
+			}
 		}
+		c.waiters[tx.TxID] = append(c.waiters[tx.TxID], w)
+		c.due[tx.TxID] = time.Now() // a repeated send retries at once
 	}
-	c.waiters[tx.TxID] = append(c.waiters[tx.TxID], w)
-	c.due[tx.TxID] = time.Now() // a repeated send retries at once
 	c.mu.Unlock()
 	c.kick()
 	t := time.NewTimer(c.cfg.VerdictWait)
@@ -386,9 +421,14 @@ func (c *Client) backoff(n int) time.Duration {
 	return time.Duration(float64(d) * (0.5 + rand.Float64())) // not secret: spreads retries
 }
 
-// reschedule sets txid's next round, unless it left the outbox.
-func (c *Client) reschedule(txid string, at time.Time, why string) {
-	if _, err := c.outbox.Update(txid, func(e *Entry) { e.Next, e.LastError = at, why }); err != nil {
+// reschedule stores e's attempt count and its next round, unless it left
+// the outbox.
+func (c *Client) reschedule(e Entry, at time.Time, why string) {
+	txid := e.TxID
+	if _, err := c.outbox.Update(txid, func(x *Entry) {
+		x.Attempts = max(x.Attempts, e.Attempts)
+		x.Next, x.LastError = at, why
+	}); err != nil {
 		if !errors.Is(err, ErrUnknownTx) {
 			c.log.Warn("outbox write failed", "err", err)
 		}
@@ -407,18 +447,30 @@ func (c *Client) forget(txid string) {
 }
 
 // round runs one delivery round (not yet accepted) or echo check.
+//
+// Nothing is written before the round's first request goes out (the
+// transaction is on disk since Broadcast); the attempt count is stored
+// with the round's outcome.
 func (c *Client) round(txid string) {
-	e, err := c.outbox.Update(txid, func(e *Entry) { e.Attempts++ })
-	if err != nil {
+	e, ok, err := c.outbox.Get(txid)
+	if err != nil || !ok {
 		c.forget(txid) // aborted meanwhile
 		return
 	}
+	e.Attempts++
+	c.runRound(e, nil)
+}
+
+// runRound runs e's round. persisted, if not nil, delivers the result of
+// writing e to the outbox: the round may choose circuits and open streams
+// before it, but sends the transaction only after a nil result.
+func (c *Client) runRound(e Entry, persisted <-chan error) {
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.AttemptTimeout)
 	defer cancel()
 	if e.Accepted() {
 		c.echo(ctx, e)
 	} else {
-		c.deliver(ctx, e)
+		c.deliver(ctx, e, persisted)
 	}
 }
 
@@ -430,7 +482,7 @@ type verdictFrom struct {
 
 // deliver sends e to one delivery node and, through another circuit, to a
 // second one in another network, and acts on their verdicts.
-func (c *Client) deliver(ctx context.Context, e Entry) {
+func (c *Client) deliver(ctx context.Context, e Entry, persisted <-chan error) {
 	sub := Submit{Tx: e.Raw, MaxFeeRate: e.MaxFeeRate, HasMaxFeeRate: e.HasMaxFeeRate}
 	body, err := sub.Marshal()
 	if err != nil { // unreachable: CheckTx bounds the size
@@ -438,20 +490,33 @@ func (c *Client) deliver(ctx context.Context, e Entry) {
 		return
 	}
 	first, err := c.cfg.Dial(ctx, Avoid{})
+	if persisted != nil {
+		if perr := <-persisted; perr != nil {
+			// Not on disk (outbox full or broken): nothing is sent, and
+			// Broadcast returns the error.
+			if err == nil {
+				first.Conn.Close()
+			}
+			return
+		}
+	}
 	if err != nil {
-		c.reschedule(e.TxID, time.Now().Add(c.backoff(e.Attempts)), "dial: "+err.Error())
+		c.reschedule(e, time.Now().Add(c.backoff(e.Attempts)), "dial: "+err.Error())
 		return
 	}
-	results := make(chan verdictFrom, 2) // one per send
+	const sends = 2
+	results := make(chan verdictFrom, sends) // one per send; never blocks
 	go func() { results <- c.submitTo(ctx, first, body) }()
-	sends := 1
-	second, err := c.cfg.Dial(ctx, Avoid{Nodes: []string{first.Node}, Networks: nonEmpty(first.Network)})
-	if err == nil {
-		sends++
-		go func() { results <- c.submitTo(ctx, second, body) }()
-	} else {
-		c.log.Debug("no second delivery node this round", "err", err)
-	}
+	go func() {
+		// The second copy must not hold up the first verdict.
+		second, err := c.cfg.Dial(ctx, Avoid{Nodes: []string{first.Node}, Networks: nonEmpty(first.Network)})
+		if err != nil {
+			c.log.Debug("no second delivery node this round", "err", err)
+			results <- verdictFrom{err: err}
+			return
+		}
+		results <- c.submitTo(ctx, second, body)
+	}()
 	var (
 		accepted  []string
 		rejection error
@@ -465,10 +530,13 @@ func (c *Client) deliver(ctx context.Context, e Entry) {
 		case r.v.Status == Accepted:
 			accepted = append(accepted, r.node)
 			if len(accepted) == 1 {
+				// The caller hears first: if we crash before the write,
+				// the next run sends again and the backend answers
+				// "already have it", which is accepted.
+				c.notify(e.TxID, nil)
 				if _, err := c.outbox.Update(e.TxID, func(e *Entry) { e.AcceptedBy = appendNew(e.AcceptedBy, r.node) }); err != nil {
 					c.forget(e.TxID)
 				}
-				c.notify(e.TxID, nil)
 			}
 		case r.v.Status == Rejected:
 			if rejection == nil {
@@ -487,7 +555,7 @@ func (c *Client) deliver(ctx context.Context, e Entry) {
 				}
 			})
 		}
-		c.reschedule(e.TxID, time.Now().Add(c.cfg.EchoDelay), "")
+		c.reschedule(e, time.Now().Add(c.cfg.EchoDelay), "")
 	case rejection != nil:
 		c.mu.Lock()
 		c.stats.Rejected++
@@ -502,7 +570,7 @@ func (c *Client) deliver(ctx context.Context, e Entry) {
 		if lastErr != nil {
 			why = lastErr.Error()
 		}
-		c.reschedule(e.TxID, time.Now().Add(c.backoff(e.Attempts)), why)
+		c.reschedule(e, time.Now().Add(c.backoff(e.Attempts)), why)
 	}
 }
 
@@ -517,7 +585,7 @@ func (c *Client) echo(ctx context.Context, e Entry) {
 		d, err = c.cfg.Dial(ctx, Avoid{Nodes: e.AcceptedBy[:1]})
 	}
 	if err != nil {
-		c.reschedule(e.TxID, time.Now().Add(c.backoff(e.Attempts)), "echo dial: "+err.Error())
+		c.reschedule(e, time.Now().Add(c.backoff(e.Attempts)), "echo dial: "+err.Error())
 		return
 	}
 	q := Query{TxID: mustHash(e)}
@@ -531,7 +599,7 @@ func (c *Client) echo(ctx context.Context, e Entry) {
 	}
 	switch {
 	case err != nil:
-		c.reschedule(e.TxID, time.Now().Add(c.backoff(e.Attempts)), "echo: "+err.Error())
+		c.reschedule(e, time.Now().Add(c.backoff(e.Attempts)), "echo: "+err.Error())
 	case st == StateMempool || st == StateChain:
 		c.mu.Lock()
 		c.stats.Delivered++ // counted first, so that an empty outbox implies it
@@ -544,9 +612,9 @@ func (c *Client) echo(ctx context.Context, e Entry) {
 	case st == StateUnknown:
 		// Not seen elsewhere: send it again next round.
 		_, _ = c.outbox.Update(e.TxID, func(e *Entry) { e.AcceptedBy = nil })
-		c.reschedule(e.TxID, time.Now().Add(c.backoff(e.Attempts)), "not seen back by another delivery node")
+		c.reschedule(e, time.Now().Add(c.backoff(e.Attempts)), "not seen back by another delivery node")
 	default:
-		c.reschedule(e.TxID, time.Now().Add(c.backoff(e.Attempts)), "echo: delivery node unavailable")
+		c.reschedule(e, time.Now().Add(c.backoff(e.Attempts)), "echo: delivery node unavailable")
 	}
 }
 

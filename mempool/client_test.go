@@ -250,3 +250,37 @@ func TestAbort(t *testing.T) {
 		t.Fatalf("second abort: %v", err)
 	}
 }
+
+// A transaction that cannot be written to the outbox is never sent, even
+// though the fast path opens its stream while the write runs.
+func TestOutboxFullSendsNothing(t *testing.T) {
+	t.Parallel()
+	f := newFakeNet(t, 3)
+	f.down = true
+	c, err := NewClient(ClientConfig{Dial: f.dial, OutboxPath: filepath.Join(t.TempDir(), "o.db"), MaxQueued: 1, VerdictWait: time.Millisecond, RetryMin: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	h1, _ := testTx(t, 10, false)
+	if _, err := c.Broadcast(context.Background(), h1, nil); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.down = false
+	f.mu.Unlock()
+	h2, _ := testTx(t, 11, false)
+	var e *Error
+	if _, err := c.Broadcast(context.Background(), h2, nil); !errors.As(err, &e) || e.Code != CodeMisc {
+		t.Fatalf("full outbox: %v", err)
+	}
+	c.Close() // waits for the round
+	for _, s := range f.servers {
+		if n := s.Stats().Submits; n != 0 {
+			t.Fatalf("a delivery node got %d SUBMITs of a transaction not on disk", n)
+		}
+	}
+}
