@@ -16,6 +16,7 @@ import (
 //	co-infuse   sendrawtransaction through the client's JSON-RPC port until
 //	            it returns: a delivery node accepted it into btcd's mempool
 //	            (two circuits built, one SUBMIT each)
+//	broadcast-func  the client's Broadcast called directly (no JSON-RPC)
 //	sustained   16 callers at once through the one client; reports tx/s
 //
 // Each iteration spends a fresh confirmed coin of a key the benchmark
@@ -62,11 +63,24 @@ func BenchmarkE2EMempool(b *testing.B) {
 			}
 		})
 	}
+	// The mempool client's Broadcast without the JSON-RPC front end, to
+	// split the time between the two.
+	b.Run("broadcast-func", func(b *testing.B) {
+		key.fund(ctx, b, d.Chain, direct, b.N)
+		b.ResetTimer()
+		for range b.N {
+			tx := key.spendOne(b)
+			if _, err := d.Client.Mempool().Broadcast(ctx, txHex(b, tx), nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("sustained", func(b *testing.B) {
 		const callers = 16
 		key.fund(ctx, b, d.Chain, direct, b.N)
 		b.ResetTimer()
 		start := time.Now()
+		defer b.StopTimer() // the clients' cleanup is not timed
 		work := make(chan struct{}, b.N)
 		for range b.N {
 			work <- struct{}{}
@@ -74,11 +88,14 @@ func BenchmarkE2EMempool(b *testing.B) {
 		close(work)
 		var wg sync.WaitGroup
 		for range callers {
+			// One RPC client each: rpcclient's HTTP POST mode sends one
+			// request at a time.
+			c := coinfuseRPC(b, d)
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				for range work {
-					if !send(b, through) {
+					if !send(b, c) {
 						return
 					}
 				}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -99,6 +100,7 @@ func (n *Node) startMempoolClient() error {
 		return err
 	}
 	n.mempool = c
+	n.refillDelivery()
 	return nil
 }
 
@@ -109,22 +111,183 @@ func (n *Node) Mempool() *mempool.Client { return n.mempool }
 // chosen nodes sit in a network to avoid.
 const maxDeliverySelect = 8
 
-// dialDelivery is mempool.ClientConfig.Dial: it selects a path whose last
-// hop plays the mempool role and is neither a node nor (unless
-// discovery.allow_same_network) in a network of avoid, builds a new
-// circuit for it alone (never from the pool, never shared), pays it ahead
-// like any circuit, and opens the delivery stream. Closing the returned
-// Conn destroys the circuit.
+// Pre-built delivery circuits: built ahead so that a broadcast does not
+// wait for a circuit build, yet each used for one request only and never
+// for anything else (Tor's preemptive circuits, with isolation of one).
+const (
+	// deliveryReady is how many unused delivery circuits are kept built:
+	// a round takes two (two delivery nodes) and an echo query one.
+	deliveryReady = 3
+	// deliveryReadyMaxAge retires an unused one, so that no circuit sits
+	// idle long before it carries a transaction.
+	deliveryReadyMaxAge = 10 * time.Minute
+)
+
+// readyCircuit is a pre-built, never used circuit to a delivery node,
+// with its stream opened ahead (s, nil until opened).
+type readyCircuit struct {
+	c      *circuit.Circuit
+	s      net.Conn
+	opened time.Time
+	node   peer.ID
+	group  string // network group of the delivery node, "" when relaxed
+	built  time.Time
+}
+
+// deliveryPool holds pre-built delivery circuits; n.wg owns its builder.
+type deliveryPool struct {
+	mu       sync.Mutex
+	ready    []readyCircuit // guarded by mu
+	building bool           // guarded by mu: a refill goroutine runs
+}
+
+// dialDelivery is mempool.ClientConfig.Dial: it takes a pre-built circuit
+// whose last hop avoid allows, or builds one: a path from discovery whose
+// last hop plays the mempool role and is neither a node nor (unless
+// discovery.allow_same_network) in a network of avoid, prepaid like any
+// circuit. Either way the circuit is new, carries this one stream and
+// nothing else, and is destroyed when the returned Conn closes.
 func (n *Node) dialDelivery(ctx context.Context, avoid mempool.Avoid) (mempool.Delivery, error) {
+	defer n.refillDelivery()
+	r, err := n.takeReady(avoid)
+	if err != nil {
+		if r, err = n.buildDeliveryCircuit(ctx, avoid); err != nil {
+			return mempool.Delivery{}, err
+		}
+	}
+	if r.s == nil || time.Since(r.opened) > readyStreamFresh {
+		if r.s != nil {
+			r.s.Close()
+		}
+		if err := n.openDeliveryStream(ctx, &r); err != nil {
+			r.c.Close()
+			return mempool.Delivery{}, err
+		}
+	}
+	conn := &circuitConn{Conn: r.s, c: r.c}
+	return mempool.Delivery{Conn: conn, Node: r.node.String(), Network: r.group}, nil
+}
+
+// readyStreamFresh is how long a pre-opened delivery stream is used: well
+// inside the delivery node's wait for the first request
+// (mempool.DefaultReadTimeout), after which it closes the stream.
+const readyStreamFresh = 20 * time.Second
+
+// openDeliveryStream opens the BEGIN service mempool stream on r's circuit.
+func (n *Node) openDeliveryStream(ctx context.Context, r *readyCircuit) error {
+	target, err := cell.ParseTarget(mempool.Target)
+	if err != nil {
+		return err // unreachable: a constant
+	}
+	s, err := r.c.Dial(ctx, cell.ServiceMempool, target)
+	if err != nil {
+		return fmt.Errorf("open delivery stream: %w", err)
+	}
+	r.s, r.opened = n.paidCircuit(r.c).Wrap(s), time.Now()
+	return nil
+}
+
+// errNoReady: no pre-built delivery circuit fits.
+var errNoReady = errors.New("no pre-built delivery circuit fits")
+
+// takeReady removes and returns a live pre-built circuit that avoid
+// allows, dropping dead and old ones on the way.
+func (n *Node) takeReady(avoid mempool.Avoid) (readyCircuit, error) {
+	p := &n.deliveryPool
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	kept := p.ready[:0]
+	var out *readyCircuit
+	for _, r := range p.ready {
+		if r.c.Err() != nil || time.Since(r.built) > deliveryReadyMaxAge {
+			r.c.Close()
+			continue
+		}
+		if out == nil && !slices.Contains(avoid.Nodes, r.node.String()) && (r.group == "" || !slices.Contains(avoid.Networks, r.group)) {
+			out = &r
+			continue
+		}
+		kept = append(kept, r)
+	}
+	clear(p.ready[len(kept):])
+	p.ready = kept
+	if out == nil {
+		return readyCircuit{}, errNoReady
+	}
+	return *out, nil
+}
+
+// refillDelivery starts, unless one runs, a goroutine that builds
+// delivery circuits until deliveryReady are ready, preferring delivery
+// nodes none of them goes to. A failed build ends it; the next dial
+// starts another.
+func (n *Node) refillDelivery() {
+	p := &n.deliveryPool
+	p.mu.Lock()
+	if p.building || len(p.ready) >= deliveryReady || n.ctx.Err() != nil {
+		p.mu.Unlock()
+		return
+	}
+	p.building = true
+	p.mu.Unlock()
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer func() {
+			p.mu.Lock()
+			p.building = false
+			p.mu.Unlock()
+		}()
+		for n.ctx.Err() == nil {
+			p.mu.Lock()
+			if len(p.ready) >= deliveryReady {
+				p.mu.Unlock()
+				return
+			}
+			var have []string
+			for _, r := range p.ready {
+				have = append(have, r.node.String())
+			}
+			p.mu.Unlock()
+			r, err := n.buildDeliveryCircuit(n.ctx, mempool.Avoid{Nodes: have})
+			if errors.Is(err, mempool.ErrNoDeliveryNode) && len(have) > 0 {
+				r, err = n.buildDeliveryCircuit(n.ctx, mempool.Avoid{})
+			}
+			if err == nil {
+				if err = n.openDeliveryStream(n.ctx, &r); err != nil {
+					r.c.Close()
+				}
+			}
+			if err != nil {
+				n.log.Debug("pre-building a delivery circuit failed", "err", err)
+				return
+			}
+			p.mu.Lock()
+			p.ready = append(p.ready, r)
+			p.mu.Unlock()
+		}
+	}()
+}
+
+// closeDeliveryPool destroys the unused pre-built circuits.
+func (n *Node) closeDeliveryPool() {
+	p := &n.deliveryPool
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, r := range p.ready {
+		r.c.Close()
+	}
+	p.ready = nil
+}
+
+// buildDeliveryCircuit selects a path to a delivery node avoid allows,
+// builds the circuit and prepays it.
+func (n *Node) buildDeliveryCircuit(ctx context.Context, avoid mempool.Avoid) (readyCircuit, error) {
 	var exclude []peer.ID
 	for _, s := range avoid.Nodes {
 		if id, err := peer.Decode(s); err == nil {
 			exclude = append(exclude, id)
 		}
-	}
-	target, err := cell.ParseTarget(mempool.Target)
-	if err != nil {
-		return mempool.Delivery{}, err // unreachable: a constant
 	}
 	for range maxDeliverySelect {
 		ads, err := n.disc.SelectPath(ctx, discovery.PathRequest{
@@ -135,9 +298,9 @@ func (n *Node) dialDelivery(ctx context.Context, avoid mempool.Avoid) (mempool.D
 		})
 		if err != nil {
 			if errors.Is(err, discovery.ErrNoPath) {
-				return mempool.Delivery{}, fmt.Errorf("%w: %w", mempool.ErrNoDeliveryNode, err)
+				return readyCircuit{}, fmt.Errorf("%w: %w", mempool.ErrNoDeliveryNode, err)
 			}
-			return mempool.Delivery{}, err
+			return readyCircuit{}, err
 		}
 		final := ads[len(ads)-1]
 		group := ""
@@ -148,38 +311,23 @@ func (n *Node) dialDelivery(ctx context.Context, avoid mempool.Avoid) (mempool.D
 				continue
 			}
 		}
-		conn, err := n.buildDelivery(ctx, ads, target)
-		if err != nil {
-			return mempool.Delivery{}, err
+		hops := make([]circuit.HopInfo, len(ads))
+		for i, ad := range ads {
+			hops[i] = circuit.HopInfo{Peer: ad.Peer, Addrs: ad.Addrs, OnionKey: ad.OnionKey}
 		}
-		return mempool.Delivery{Conn: conn, Node: final.Peer.String(), Network: group}, nil
+		bctx, cancel := context.WithTimeout(ctx, n.cfg.Circuit.BuildTimeout)
+		c, err := n.engine.Build(bctx, hops)
+		cancel()
+		if err != nil {
+			return readyCircuit{}, fmt.Errorf("build delivery circuit: %w", err)
+		}
+		if err := n.prepare(ctx, c, pool.Path{Hops: hops, Meta: ads}); err != nil {
+			c.Close()
+			return readyCircuit{}, err
+		}
+		return readyCircuit{c: c, node: final.Peer, group: group, built: time.Now()}, nil
 	}
-	return mempool.Delivery{}, fmt.Errorf("%w: every candidate is in a network to avoid", mempool.ErrNoDeliveryNode)
-}
-
-// buildDelivery builds a circuit through ads and opens the delivery
-// stream on it.
-func (n *Node) buildDelivery(ctx context.Context, ads []discovery.Advert, target cell.Target) (net.Conn, error) {
-	hops := make([]circuit.HopInfo, len(ads))
-	for i, ad := range ads {
-		hops[i] = circuit.HopInfo{Peer: ad.Peer, Addrs: ad.Addrs, OnionKey: ad.OnionKey}
-	}
-	bctx, cancel := context.WithTimeout(ctx, n.cfg.Circuit.BuildTimeout)
-	defer cancel()
-	c, err := n.engine.Build(bctx, hops)
-	if err != nil {
-		return nil, fmt.Errorf("build delivery circuit: %w", err)
-	}
-	if err := n.prepare(ctx, c, pool.Path{Hops: hops, Meta: ads}); err != nil {
-		c.Close()
-		return nil, err
-	}
-	s, err := c.Dial(ctx, cell.ServiceMempool, target)
-	if err != nil {
-		c.Close()
-		return nil, fmt.Errorf("open delivery stream: %w", err)
-	}
-	return &circuitConn{Conn: n.paidCircuit(c).Wrap(s), c: c}, nil
+	return readyCircuit{}, fmt.Errorf("%w: every candidate is in a network to avoid", mempool.ErrNoDeliveryNode)
 }
 
 // circuitConn is a stream whose Close also destroys its circuit.

@@ -53,10 +53,12 @@ type Node struct {
 	// enabled).
 	delivery *mempool.Server
 	mempool  *mempool.Client
-	rpc      *proxy.RPCServer // the JSON-RPC port; nil when off
-	rpcLn    net.Listener
-	socksLn  net.Listener
-	httpLn   net.Listener
+	// deliveryPool holds the mempool client's pre-built circuits.
+	deliveryPool deliveryPool
+	rpc          *proxy.RPCServer // the JSON-RPC port; nil when off
+	rpcLn        net.Listener
+	socksLn      net.Listener
+	httpLn       net.Listener
 	// exitPorts are the ports the exit policy accepts, for the advert.
 	exitPorts []discovery.PortRange
 	// advertised is set once the first advert has been built, so that
@@ -361,6 +363,7 @@ func (n *Node) Close() error {
 	}
 	if n.mempool != nil {
 		errs = append(errs, n.mempool.Close()) // rounds in flight end; the outbox stays on disk
+		n.closeDeliveryPool()
 	}
 	if n.pool != nil {
 		errs = append(errs, n.pool.Close())
