@@ -3,7 +3,7 @@
 //
 //	co-infuse init        [--datadir D] [--roles client,relay,exit] [--force]
 //	co-infuse run         [--datadir D]
-//	co-infuse devnet      [--datadir D] [--relays N] [--exits N] [--lightning=false] ...
+//	co-infuse devnet      [--datadir D] [--relays N] [--exits N] [--lightning=false] [--mempool N] ...
 //	co-infuse status      [--datadir D] [--json]
 //	co-infuse peers       [--datadir D] [--json]
 //	co-infuse wallet      [--datadir D] [--json]
