@@ -205,6 +205,11 @@ func Start(ctx context.Context, o Options) (_ *Devnet, err error) {
 			}
 			cfg.LND = ln.LightningConfig(nil)
 			cfg.LND.Logger = nil
+			if s.name == "client" {
+				// The wallet keeps a balance at every node it uses;
+				// the default daily budget covers about five nodes.
+				cfg.Payments.DailyBudgetSat = max(10_000, 3_000*uint64(len(specs)-1))
+			}
 		}
 		if cfg.Has(node.RoleExit) && !o.ExitsDefaultPolicy {
 			cfg.Exit.AllowPrivateRanges = []string{"loopback"}
