@@ -89,11 +89,11 @@ type RPCConfig struct {
 	// CallTimeout bounds one Broadcast/BroadcastInfo/Abort call or one
 	// upstream exchange. Default 2 min.
 	CallTimeout time.Duration
-	// AuthFailures caps failed authentication attempts per second (all
-	// clients together, burst of the same size); beyond it a request is
-	// refused with 401 before its credentials are checked, so guessing a
-	// password is throttled without sleeping on every bad attempt as
-	// bitcoind does. Default 10.
+	// AuthFailures caps answered failed authentications per second (all
+	// clients together, burst of the same size): beyond it a request with
+	// wrong credentials waits for its turn before its 401, so guessing a
+	// password is throttled, while good credentials never wait (bitcoind
+	// sleeps 250 ms on every bad attempt instead). Default 10.
 	AuthFailures int
 }
 
