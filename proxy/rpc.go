@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
 )
 
 // rpcMaxHeaderBytes caps a request's header block. bitcoind's libevent
@@ -84,9 +85,13 @@ func NewRPC(cfg RPCConfig) (*RPCServer, error) {
 		ReadTimeout:       cfg.ReadTimeout,
 		IdleTimeout:       2 * cfg.ReadTimeout,
 		MaxHeaderBytes:    rpcMaxHeaderBytes,
-		BaseContext:       func(net.Listener) context.Context { return s.ctx },
-		ConnState:         s.connState,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		// Only so that net/http resets the write deadline before every
+		// request: the real ones are set just before each reply is
+		// written (setWriteDeadline), after the call has run.
+		WriteTimeout: 24 * time.Hour,
+		BaseContext:  func(net.Listener) context.Context { return s.ctx },
+		ConnState:    s.connState,
+		ErrorLog:     slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	return s, nil
 }

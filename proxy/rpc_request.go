@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"time"
 )
 
 // rpcVersion is the JSON-RPC dialect of one request (bitcoind ≥ 28,
@@ -168,9 +169,22 @@ func errorStatus(code int) int {
 }
 
 // writeJSON sends body (one reply object or a batch array) with status, and
-// a newline as bitcoind does.
+// a newline as bitcoind does. The client has rpcReplyTimeout to take it.
 func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	setWriteDeadline(w, rpcReplyTimeout)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(append(body, '\n'))
+}
+
+// rpcReplyTimeout bounds writing a reply built here: a client that stops
+// reading must not hold its request slot (bitcoind: -rpcservertimeout).
+const rpcReplyTimeout = 30 * time.Second
+
+// setWriteDeadline gives the client d from now to take the reply. The
+// http.Server's WriteTimeout resets the deadline before each request, so
+// it never leaks into the next request on a kept-alive connection. A
+// ResponseWriter without deadlines (tests) is left alone.
+func setWriteDeadline(w http.ResponseWriter, d time.Duration) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d))
 }

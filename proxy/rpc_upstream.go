@@ -126,6 +126,7 @@ func (s *RPCServer) forward(ctx context.Context, w http.ResponseWriter, clientPa
 		return err
 	}
 	defer resp.Body.Close()
+	setWriteDeadline(w, s.cfg.CallTimeout) // a large getblock still fits
 	if ct := resp.Header.Get("Content-Type"); ct != "" {
 		w.Header().Set("Content-Type", ct)
 	}
