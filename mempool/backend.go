@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/btcsuite/btcd/btcjson"
@@ -120,9 +119,10 @@ const maxFeeExceeded = "Fee exceeds maximum configured by user (e.g. -maxtxfee, 
 // Submit is ServerConfig.Submit: sendrawtransaction, after
 // testmempoolaccept with the client's fee-rate cap when it set one above
 // 0. A transaction the backend already has in its mempool is Accepted (as
-// bitcoind's sendrawtransaction answers it with the txid); any other RPC
-// error is Rejected with the backend's code and message; a transport
-// failure is Unavailable.
+// bitcoind's sendrawtransaction answers it with the txid; btcd says
+// "already have transaction in mempool"); any other RPC error is Rejected
+// with the backend's code and message; a transport failure is
+// Unavailable.
 func (b *Backend) Submit(ctx context.Context, s Submit) Verdict {
 	h := hex.EncodeToString(s.Tx)
 	if s.HasMaxFeeRate && s.MaxFeeRate > 0 {
@@ -156,9 +156,13 @@ func (b *Backend) failed(ctx context.Context, err error, tx []byte) Verdict {
 	}
 	msg := re.Message
 	lower := strings.ToLower(msg)
-	if code == CodeAlreadyInChain || strings.Contains(lower, "already have transaction") || strings.Contains(lower, "already in mempool") || strings.Contains(lower, "already exists") {
-		// btcd answers a transaction already in its mempool with an error
-		// (-26 or -27 by version); bitcoind with the txid. Ask.
+	switch {
+	case strings.Contains(lower, "already have transaction in mempool") || strings.Contains(lower, "txn-already-in-mempool"):
+		// btcd answers a transaction already in its mempool with an
+		// error; bitcoind with the txid. Either way it is there.
+		return Verdict{Status: Accepted}
+	case strings.Contains(lower, "already have transaction"):
+		// Older btcd: in the mempool or among its orphans. Ask.
 		if c, cerr := CheckRawTx(tx); cerr == nil && b.Lookup(ctx, c.Hash) == StateMempool {
 			return Verdict{Status: Accepted}
 		}
@@ -180,16 +184,11 @@ func cleanMessage(s string) string {
 	return string(b)
 }
 
-// Lookup is ServerConfig.Lookup: getmempoolentry, then getrawtransaction
-// for a confirmed one (which needs the backend's txindex; without it a
-// confirmed transaction reads as unknown).
+// Lookup is ServerConfig.Lookup: getrawtransaction, which bitcoind and
+// btcd answer from the mempool first, then (with a txindex) from the
+// chain; without a txindex a confirmed transaction reads as unknown.
 func (b *Backend) Lookup(ctx context.Context, txid [32]byte) TxState {
 	id := chainhash.Hash(txid).String()
-	if _, err := b.call(ctx, "getmempoolentry", id); err == nil {
-		return StateMempool
-	} else if !isRPCError(err) {
-		return StateUnavailable
-	}
 	v, err := b.call(ctx, "getrawtransaction", id, 1)
 	if err != nil {
 		if isRPCError(err) {
@@ -198,15 +197,15 @@ func (b *Backend) Lookup(ctx context.Context, txid [32]byte) TxState {
 		return StateUnavailable
 	}
 	var res struct {
-		Confirmations json.Number `json:"confirmations"`
+		Confirmations int64 `json:"confirmations"`
 	}
-	if json.Unmarshal(v, &res) == nil {
-		if n, err := strconv.ParseInt(res.Confirmations.String(), 10, 64); err == nil && n > 0 {
-			return StateChain
-		}
-		return StateMempool
+	if err := json.Unmarshal(v, &res); err != nil {
+		return StateUnavailable
 	}
-	return StateUnknown
+	if res.Confirmations > 0 {
+		return StateChain
+	}
+	return StateMempool
 }
 
 func isRPCError(err error) bool {

@@ -32,6 +32,11 @@ type Avoid struct {
 	// where discovery's same-network rule is relaxed: loopback test
 	// networks).
 	Networks []string
+	// Urgent marks the stream a caller's verdict waits on (a round's first
+	// SUBMIT): Dial may use a circuit built ahead for it. Others (the
+	// second copy, echo queries) take the time to build their own, so
+	// that circuits built ahead are left for the next broadcast.
+	Urgent bool
 }
 
 // ClientConfig configures a Client. Dial and OutboxPath are required.
@@ -489,7 +494,7 @@ func (c *Client) deliver(ctx context.Context, e Entry, persisted <-chan error) {
 		c.log.Error("submit does not encode", "err", err)
 		return
 	}
-	first, err := c.cfg.Dial(ctx, Avoid{})
+	first, err := c.cfg.Dial(ctx, Avoid{Urgent: true})
 	if persisted != nil {
 		if perr := <-persisted; perr != nil {
 			// Not on disk (outbox full or broken): nothing is sent, and

@@ -141,15 +141,20 @@ type deliveryPool struct {
 	building bool           // guarded by mu: a refill goroutine runs
 }
 
-// dialDelivery is mempool.ClientConfig.Dial: it takes a pre-built circuit
-// whose last hop avoid allows, or builds one: a path from discovery whose
+// dialDelivery is mempool.ClientConfig.Dial: for an urgent stream it takes
+// a pre-built circuit whose last hop avoid allows; otherwise, or with none
+// that fits, it builds one: a path from discovery whose
 // last hop plays the mempool role and is neither a node nor (unless
 // discovery.allow_same_network) in a network of avoid, prepaid like any
 // circuit. Either way the circuit is new, carries this one stream and
 // nothing else, and is destroyed when the returned Conn closes.
 func (n *Node) dialDelivery(ctx context.Context, avoid mempool.Avoid) (mempool.Delivery, error) {
 	defer n.refillDelivery()
-	r, err := n.takeReady(avoid)
+	var r readyCircuit
+	err := errNoReady
+	if avoid.Urgent {
+		r, err = n.takeReady(avoid)
+	}
 	if err != nil {
 		if r, err = n.buildDeliveryCircuit(ctx, avoid); err != nil {
 			return mempool.Delivery{}, err
