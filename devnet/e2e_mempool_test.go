@@ -343,6 +343,25 @@ func TestE2EMempool(t *testing.T) {
 		}
 	})
 
+	t.Run("maxfeerate", func(t *testing.T) {
+		// About 18 sat/vB; a cap of 1 sat/vB (0.00001 BTC/kvB) refuses
+		// it with bitcoind's -25, and the transaction is not queued.
+		tx := key.spendOne(t)
+		h, _ := json.Marshal(txHex(t, tx))
+		res, err := coinfuseRPC(t, d).RawRequest("sendrawtransaction", []json.RawMessage{h, json.RawMessage("0.00001")})
+		if rpcCode(err) != -25 || !strings.Contains(err.Error(), "Fee exceeds maximum") {
+			t.Fatalf("over the fee cap: %s, %v; want -25", res, err)
+		}
+		if q, _ := d.Client.Mempool().Queued(); slices.ContainsFunc(q, func(e mempool.Entry) bool { return e.TxID == tx.TxHash().String() }) {
+			t.Fatal("a transaction refused for its fee is still queued")
+		}
+		// Under a cap it fits, it is delivered.
+		res, err = coinfuseRPC(t, d).RawRequest("sendrawtransaction", []json.RawMessage{h, json.RawMessage("0.1")})
+		if err != nil || !inMempool(direct, tx.TxHash().String()) {
+			t.Fatalf("under the fee cap: %s, %v", res, err)
+		}
+	})
+
 	t.Run("pass-through", func(t *testing.T) {
 		want, err := up.rpc.GetBlockCount()
 		if err != nil {
