@@ -17,6 +17,7 @@ import (
 //	            it returns: a delivery node accepted it into btcd's mempool
 //	            (two circuits built, one SUBMIT each)
 //	broadcast-func  the client's Broadcast called directly (no JSON-RPC)
+//	rpc-roundtrip   getprivatebroadcastinfo: the JSON-RPC front end alone
 //	sustained   16 callers at once through the one client; reports tx/s
 //
 // Each iteration spends a fresh confirmed coin of a key the benchmark
@@ -71,6 +72,15 @@ func BenchmarkE2EMempool(b *testing.B) {
 		for range b.N {
 			tx := key.spendOne(b)
 			if _, err := d.Client.Mempool().Broadcast(ctx, txHex(b, tx), nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	// One JSON-RPC round trip that sends nothing (getprivatebroadcastinfo),
+	// the front end's own share of the co-infuse figure.
+	b.Run("rpc-roundtrip", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := through.RawRequest("getprivatebroadcastinfo", nil); err != nil {
 				b.Fatal(err)
 			}
 		}
