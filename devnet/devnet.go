@@ -16,6 +16,7 @@ import (
 
 	"github.com/co-infuse/co-infuse/discovery"
 	"github.com/co-infuse/co-infuse/internal/regtest"
+	"github.com/co-infuse/co-infuse/mempool"
 	"github.com/co-infuse/co-infuse/node"
 )
 
@@ -44,9 +45,19 @@ type Options struct {
 	// The first run builds the daemons (minutes); each start mines and
 	// opens a channel (about a minute). Default false.
 	Lightning bool
+	// Mempool is how many delivery nodes ("mempool1".."mempoolN", role
+	// mempool) to run, each handing transactions to the harness's regtest
+	// btcd; with it the client's bitcoind-compatible JSON-RPC port is on
+	// (RPCListen). With Lightning the btcd is Lightning's; without, a btcd
+	// is started alone (regtest.Options.ChainOnly), which the first run
+	// builds (minutes). Default 0: no delivery nodes, no RPC port.
+	Mempool int
+	// RPCListen is the client's JSON-RPC port when Mempool > 0. Default
+	// 127.0.0.1:18332 (bitcoind's regtest port is 18443).
+	RPCListen string
 	// Configure, if set, adjusts each node's config before it is written
-	// and started; name is "relay1".."relayN", "exit1".."exitN" or
-	// "client". Tests use it to give exits different policies or to
+	// and started; name is "relay1".."relayN", "exit1".."exitN",
+	// "mempool1".."mempoolN" or "client". Tests use it to give exits different policies or to
 	// shorten the client's circuit timers.
 	Configure func(name string, cfg *node.Config)
 	// Progress receives one line per step. Default io.Discard.
@@ -65,6 +76,9 @@ type Devnet struct {
 
 	// LN is the regtest Lightning network, or nil.
 	LN *regtest.Network
+	// Chain is the regtest btcd behind the delivery nodes: LN's, or one
+	// started alone; nil without either.
+	Chain *regtest.Network
 
 	web   *http.Server
 	webWG sync.WaitGroup
@@ -90,6 +104,9 @@ func Start(ctx context.Context, o Options) (_ *Devnet, err error) {
 	}
 	if o.WebListen == "" {
 		o.WebListen = "127.0.0.1:8088"
+	}
+	if o.RPCListen == "" {
+		o.RPCListen = "127.0.0.1:18332"
 	}
 	if o.Progress == nil {
 		o.Progress = io.Discard
@@ -122,6 +139,17 @@ func Start(ctx context.Context, o Options) (_ *Devnet, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("devnet lightning: %w", err)
 		}
+		d.Chain = d.LN
+	} else if o.Mempool > 0 {
+		fmt.Fprintln(o.Progress, "starting a regtest btcd for the delivery nodes...")
+		chainDir := filepath.Join(o.Dir, "regtest")
+		if err := os.RemoveAll(chainDir); err != nil {
+			return nil, fmt.Errorf("devnet mempool: clear %s: %w", chainDir, err)
+		}
+		d.Chain, err = regtest.Start(ctx, regtest.Options{Dir: chainDir, Progress: o.Progress, Logger: o.Logger, ChainOnly: true})
+		if err != nil {
+			return nil, fmt.Errorf("devnet mempool: %w", err)
+		}
 	}
 
 	type spec struct {
@@ -134,6 +162,9 @@ func Start(ctx context.Context, o Options) (_ *Devnet, err error) {
 	}
 	for i := 1; i <= o.Exits; i++ {
 		specs = append(specs, spec{"exit" + strconv.Itoa(i), []node.Role{node.RoleExit}})
+	}
+	for i := 1; i <= o.Mempool; i++ {
+		specs = append(specs, spec{"mempool" + strconv.Itoa(i), []node.Role{node.RoleMempool}})
 	}
 	specs = append(specs, spec{"client", []node.Role{node.RoleClient}})
 
@@ -157,6 +188,14 @@ func Start(ctx context.Context, o Options) (_ *Devnet, err error) {
 			cfg.SOCKS.Listen = o.SOCKSListen
 			cfg.HTTP.Enabled = true
 			cfg.HTTP.Listen = o.HTTPListen
+			if o.Mempool > 0 {
+				cfg.Mempool.RPC.Enabled = true
+				cfg.Mempool.RPC.Listen = o.RPCListen
+			}
+		}
+		if cfg.Has(node.RoleMempool) {
+			host, user, pass, cert := d.Chain.BtcdRPC()
+			cfg.Mempool.Backend = mempool.BackendConfig{Host: host, User: user, Pass: pass, CertPath: cert}
 		}
 		if d.LN != nil {
 			cfg.Payments.Enabled = true
@@ -166,6 +205,11 @@ func Start(ctx context.Context, o Options) (_ *Devnet, err error) {
 			}
 			cfg.LND = ln.LightningConfig(nil)
 			cfg.LND.Logger = nil
+			if s.name == "client" {
+				// The wallet keeps a balance at every node it uses;
+				// the default daily budget covers about five nodes.
+				cfg.Payments.DailyBudgetSat = max(10_000, 3_000*uint64(len(specs)-1))
+			}
 		}
 		if cfg.Has(node.RoleExit) && !o.ExitsDefaultPolicy {
 			cfg.Exit.AllowPrivateRanges = []string{"loopback"}
@@ -196,6 +240,11 @@ func Start(ctx context.Context, o Options) (_ *Devnet, err error) {
 	fmt.Fprintf(o.Progress, "waiting for the client to discover %d relays and %d exits...\n", o.Relays, o.Exits)
 	if err := d.waitDiscovered(ctx, o.Relays, o.Exits); err != nil {
 		return nil, err
+	}
+	if o.Mempool > 0 {
+		if err := d.waitDelivery(ctx, o.Mempool); err != nil {
+			return nil, err
+		}
 	}
 	if d.LN != nil {
 		for _, n := range d.Nodes[:len(d.Nodes)-1] {
@@ -233,6 +282,23 @@ func (d *Devnet) waitDiscovered(ctx context.Context, relays, exits int) error {
 	}
 }
 
+// waitDelivery polls the client's discovery until it sees n delivery nodes.
+func (d *Devnet) waitDelivery(ctx context.Context, n int) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for {
+		found, err := d.Client.Discovery().Find(ctx, discovery.RoleMempool, n)
+		if err == nil && len(found) >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("devnet: client found %d/%d delivery nodes before timing out (last error: %v)", len(found), n, err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
 // Node returns the node with peer ID id, or nil.
 func (d *Devnet) Node(id string) *node.Node {
 	for _, n := range d.Nodes {
@@ -249,8 +315,8 @@ func (d *Devnet) Close() error {
 	for i := len(d.Nodes) - 1; i >= 0; i-- {
 		errs = append(errs, d.Nodes[i].Close())
 	}
-	if d.LN != nil {
-		errs = append(errs, d.LN.Close())
+	if d.Chain != nil {
+		errs = append(errs, d.Chain.Close()) // LN's too, when it is LN
 	}
 	if d.web != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

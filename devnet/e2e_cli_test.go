@@ -183,7 +183,7 @@ func cliDevnet(ctx context.Context, t *testing.T, bin string) {
 		t.Fatal(err)
 	}
 	cmd := exec.CommandContext(ctx, bin, "devnet", "--datadir", filepath.Join(t.TempDir(), "devnet"),
-		"--socks", "127.0.0.1:0", "--http", "127.0.0.1:0", "--web", "127.0.0.1:0")
+		"--socks", "127.0.0.1:0", "--http", "127.0.0.1:0", "--web", "127.0.0.1:0", "--rpc", "127.0.0.1:0")
 	cmd.Env = []string{"HOME=" + t.TempDir(), "PATH=/usr/bin:/bin", "COINFUSE_DAEMON_CACHE=" + cache}
 	cmd.WaitDelay = 5 * time.Second
 	stdout, err := cmd.StdoutPipe()
@@ -244,6 +244,36 @@ func cliDevnet(ctx context.Context, t *testing.T, bin string) {
 	mustCurl(ctx, t, "--max-time", "50", "--socks5-hostname", socks, "-o", out, "http://"+web+"/bytes/1048576")
 	if fi, err := os.Stat(out); err != nil || fi.Size() != 1<<20 {
 		t.Fatalf("1 MiB through the devnet binary: %v %v", fi, err)
+	}
+
+	// With Lightning, devnet runs delivery nodes and prints the client's
+	// JSON-RPC port and cookie: the printed line works.
+	var rpcAddr, cookie string
+	for rpcAddr == "" {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("devnet printed no JSON-RPC line; stderr: %s", errOut.String())
+			}
+			if a, ok := strings.CutPrefix(l, "JSON-RPC"); ok {
+				f := strings.Fields(a)
+				if len(f) < 3 || f[1] != "(cookie" {
+					t.Fatalf("JSON-RPC line %q", l)
+				}
+				rpcAddr, cookie = f[0], strings.TrimSuffix(f[2], ";")
+			}
+		case <-upCtx.Done():
+			t.Fatalf("devnet printed no JSON-RPC line in time; stderr: %s", errOut.String())
+		}
+	}
+	auth, err := os.ReadFile(cookie)
+	if err != nil {
+		t.Fatalf("printed cookie: %v", err)
+	}
+	r = mustCurl(ctx, t, "--max-time", "20", "--user", strings.TrimSpace(string(auth)),
+		"--data-binary", `{"jsonrpc":"1.0","id":1,"method":"getprivatebroadcastinfo","params":[]}`, "http://"+rpcAddr+"/")
+	if !strings.Contains(r.stdout, `"transactions":[]`) {
+		t.Fatalf("getprivatebroadcastinfo through the printed JSON-RPC port: %s", r.stdout)
 	}
 
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {

@@ -18,6 +18,12 @@ package devnet
 //	TestE2EOnionAnsweredByClient   .onion gets 0xF0 with no circuit or BEGIN
 //	TestE2EVoucherLightning        purchases and crash-resume against real lnd
 //	TestE2ECLI                     the co-infuse binary: init, run, devnet
+//	TestE2EMempool                 delivery nodes in front of a real btcd:
+//	                               btcctl, curl and rpcclient through the
+//	                               JSON-RPC port, btcd's codes, maxfeerate,
+//	                               crash-restart, what delivery nodes saw,
+//	                               pass-through to an upstream btcd
+//	TestE2EMempoolPaid             the same behind Lightning's btcd, paid
 //
 // E2E_LOG=debug prints the nodes' logs. TestMain checks for leaked
 // goroutines once every test has closed its devnet; the helpers below are

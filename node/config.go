@@ -16,6 +16,7 @@ import (
 	"github.com/co-infuse/co-infuse/discovery"
 	"github.com/co-infuse/co-infuse/exit"
 	"github.com/co-infuse/co-infuse/lightning"
+	"github.com/co-infuse/co-infuse/mempool"
 	"gopkg.in/yaml.v3"
 )
 
@@ -28,6 +29,9 @@ const (
 	RoleClient Role = "client"
 	RoleRelay  Role = "relay"
 	RoleExit   Role = "exit"
+	// RoleMempool delivers transactions to its own bitcoind or btcd
+	// (mempool.backend) at the last hop of clients' circuits.
+	RoleMempool Role = "mempool"
 )
 
 // Config is the whole node configuration as read from config.yaml. Each
@@ -38,7 +42,8 @@ type Config struct {
 	// YAML: it is the directory the YAML file lives in (--datadir).
 	DataDir string `yaml:"-"`
 
-	// Roles lists what this node does: client, relay, exit. Default [client].
+	// Roles lists what this node does: client, relay, exit, mempool.
+	// Default [client].
 	Roles []Role `yaml:"roles"`
 
 	Network   NetworkConfig   `yaml:"network"`
@@ -48,6 +53,7 @@ type Config struct {
 	Exit      ExitConfig      `yaml:"exit"`
 	Discovery DiscoveryConfig `yaml:"discovery"`
 	Payments  PaymentsConfig  `yaml:"payments"`
+	Mempool   MempoolConfig   `yaml:"mempool"`
 	// LND is the user's (or operator's) LND, used when payments are on.
 	LND lightning.Config `yaml:"lnd"`
 	Log LogConfig        `yaml:"log"`
@@ -174,10 +180,50 @@ type DiscoveryConfig struct {
 	// Family lists peer IDs of other nodes run by the same operator.
 	Family []string `yaml:"family"`
 	// PriceSatPerMB is what this node charges per relayed MB, per role
-	// (relay, exit). Default relay 1, exit 2.
+	// (relay, exit, mempool). Default relay 1, exit 2, mempool 2.
 	PriceSatPerMB map[Role]uint64 `yaml:"price_sat_per_mb"`
 	// MaxPriceSatPerMB is the most this client pays a hop per MB. Default 10.
 	MaxPriceSatPerMB uint64 `yaml:"max_price_sat_per_mb"`
+}
+
+// MempoolConfig is transaction delivery: the mempool role's backend and
+// the client's bitcoind-compatible JSON-RPC port.
+type MempoolConfig struct {
+	// Backend is the mempool role's own bitcoind or btcd RPC, which the
+	// transactions clients deliver are handed to. Required with the
+	// mempool role.
+	Backend mempool.BackendConfig `yaml:"backend"`
+	// RPC is the client's JSON-RPC front end (sendrawtransaction through
+	// circuits).
+	RPC MempoolRPCConfig `yaml:"rpc"`
+	// MaxQueued caps transactions in the client's outbox. Default 1000.
+	MaxQueued int `yaml:"max_queued"`
+	// VerdictWait bounds how long sendrawtransaction waits for the first
+	// delivery node's verdict before it returns the txid and leaves the
+	// transaction queued. Default 30s.
+	VerdictWait time.Duration `yaml:"verdict_wait"`
+}
+
+// MempoolRPCConfig is the client's bitcoind-compatible JSON-RPC port.
+type MempoolRPCConfig struct {
+	// Enabled turns the port on (client role only). Default false.
+	Enabled bool `yaml:"enabled"`
+	// Listen is host:port. Default 127.0.0.1:9332.
+	Listen string `yaml:"listen"`
+	// User and Password are bitcoind's rpcuser/rpcpassword; empty means
+	// cookie authentication only.
+	User     string `yaml:"user"`
+	Password string `yaml:"password"`
+	// Cookie is where bitcoind's .cookie file is written at each start
+	// (0600). Default <datadir>/rpc.cookie.
+	Cookie string `yaml:"cookie"`
+	// Upstream is the user's own bitcoind or btcd RPC ("host:port" or an
+	// http:// URL): every method other than the broadcast ones is
+	// forwarded to it unchanged. Empty: they are answered -32601.
+	Upstream         string `yaml:"upstream"`
+	UpstreamUser     string `yaml:"upstream_user"`
+	UpstreamPassword string `yaml:"upstream_password"`
+	UpstreamCookie   string `yaml:"upstream_cookie"`
 }
 
 // LogConfig is log output.
@@ -270,6 +316,21 @@ func (c *Config) ApplyDefaults() {
 	if c.Discovery.PriceSatPerMB == nil {
 		c.Discovery.PriceSatPerMB = map[Role]uint64{RoleRelay: 1, RoleExit: 2}
 	}
+	if _, ok := c.Discovery.PriceSatPerMB[RoleMempool]; !ok && c.Has(RoleMempool) {
+		c.Discovery.PriceSatPerMB[RoleMempool] = 2
+	}
+	if c.Mempool.RPC.Listen == "" {
+		c.Mempool.RPC.Listen = "127.0.0.1:9332"
+	}
+	if c.Mempool.RPC.Cookie == "" {
+		c.Mempool.RPC.Cookie = "rpc.cookie"
+	}
+	if c.Mempool.MaxQueued == 0 {
+		c.Mempool.MaxQueued = mempool.DefaultMaxQueued
+	}
+	if c.Mempool.VerdictWait == 0 {
+		c.Mempool.VerdictWait = mempool.DefaultVerdictWait
+	}
 	if c.Discovery.MaxPriceSatPerMB == 0 {
 		c.Discovery.MaxPriceSatPerMB = 10
 	}
@@ -300,9 +361,9 @@ func (c *Config) Validate() error {
 	seen := map[Role]bool{}
 	for i, r := range c.Roles {
 		switch r {
-		case RoleClient, RoleRelay, RoleExit:
+		case RoleClient, RoleRelay, RoleExit, RoleMempool:
 		default:
-			return fieldErr(fmt.Sprintf("roles[%d]", i), "unknown role %q (want client, relay or exit)", r)
+			return fieldErr(fmt.Sprintf("roles[%d]", i), "unknown role %q (want client, relay, exit or mempool)", r)
 		}
 		if seen[r] {
 			return fieldErr(fmt.Sprintf("roles[%d]", i), "role %q listed twice", r)
@@ -382,7 +443,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	for r, p := range c.Discovery.PriceSatPerMB {
-		if r != RoleRelay && r != RoleExit {
+		if r != RoleRelay && r != RoleExit && r != RoleMempool {
 			return fieldErr("discovery.price_sat_per_mb", "unknown role %q", r)
 		}
 		if p > MaxPriceSatPerMB {
@@ -396,6 +457,31 @@ func (c *Config) Validate() error {
 		if err := c.LND.Validate(); err != nil {
 			return fmt.Errorf("%w: payments.enabled needs the lnd section: %v", ErrConfig, err)
 		}
+	}
+	if c.Has(RoleMempool) {
+		if err := c.Mempool.Backend.Validate(); err != nil {
+			return fieldErr("mempool.backend", "%v (the mempool role needs its own bitcoind or btcd)", err)
+		}
+	}
+	if c.Mempool.RPC.Enabled {
+		if !c.Has(RoleClient) {
+			return fieldErr("mempool.rpc.enabled", "needs the client role")
+		}
+		if err := checkHostPort(c.Mempool.RPC.Listen); err != nil {
+			return fieldErr("mempool.rpc.listen", "%v", err)
+		}
+		if (c.Mempool.RPC.User == "") != (c.Mempool.RPC.Password == "") {
+			return fieldErr("mempool.rpc.user", "user and password go together")
+		}
+		if (c.Mempool.RPC.UpstreamUser == "") != (c.Mempool.RPC.UpstreamPassword == "") {
+			return fieldErr("mempool.rpc.upstream_user", "upstream_user and upstream_password go together")
+		}
+	}
+	if c.Mempool.MaxQueued < 1 {
+		return fieldErr("mempool.max_queued", "must be at least 1")
+	}
+	if c.Mempool.VerdictWait < 0 {
+		return fieldErr("mempool.verdict_wait", "must not be negative")
 	}
 	switch strings.ToLower(c.Log.Level) {
 	case "debug", "info", "warn", "error":

@@ -13,8 +13,8 @@ import (
 )
 
 // A destination is a service this node offers at the last hop of other
-// people's circuits (the exit and the voucher mint today; mempool delivery
-// and rendezvous plug in the same way). Start registers every destination whose role the config
+// people's circuits (the exit, mempool delivery and the voucher mint today;
+// rendezvous plugs in the same way). Start registers every destination whose role the config
 // names with the circuit engine's service Mux; adding one is a line in
 // destinations, never a change to Start.
 type destination struct {
@@ -29,6 +29,7 @@ type destination struct {
 func destinations() []destination {
 	return []destination{
 		{enabled: func(c Config) bool { return c.Has(RoleExit) }, start: startExit},
+		{enabled: func(c Config) bool { return c.Has(RoleMempool) }, start: startDelivery},
 		// The mint sells vouchers for this node's bandwidth through
 		// circuits, so buyers need not connect to it.
 		{enabled: func(c Config) bool { return c.Payments.Enabled }, start: startMint},

@@ -82,7 +82,9 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 // client must keep (wallet, discovery cache, guards) is stored without
 // reference to its own peer ID. A node that is both client and relay is
 // the relay's identity for everything it does.
-func (c Config) PersistentIdentity() bool { return c.Has(RoleRelay) || c.Has(RoleExit) }
+func (c Config) PersistentIdentity() bool {
+	return c.Has(RoleRelay) || c.Has(RoleExit) || c.Has(RoleMempool)
+}
 
 // EphemeralIdentity returns a fresh Ed25519 libp2p key that is never
 // written anywhere: a client-only node's identity for one run. An

@@ -21,6 +21,7 @@ import (
 	"github.com/co-infuse/co-infuse/circuit"
 	"github.com/co-infuse/co-infuse/circuit/pool"
 	"github.com/co-infuse/co-infuse/discovery"
+	"github.com/co-infuse/co-infuse/mempool"
 	"github.com/co-infuse/co-infuse/payment"
 	"github.com/co-infuse/co-infuse/proxy"
 )
@@ -34,21 +35,30 @@ type Node struct {
 
 	// Set by Start, read-only afterwards. Nil fields are parts this
 	// node's roles and settings leave out.
-	host    host.Host
-	onion   *circuit.OnionKey // relays and exits
-	engine  *circuit.Engine
-	mux     *circuit.Mux // the last hop's destinations (destinations.go)
-	dests   []io.Closer  // closed after the engine
-	ledger  *payment.Ledger
-	disc    *discovery.Service
-	socks   *proxy.SOCKSServer
-	httpc   *proxy.HTTPConnectServer
-	admin   *adminServer
-	pool    *pool.Pool
-	pay     *payments       // LND, mint and wallet; nil when payments are off
-	payer   *payment.Client // the client's prepay/top-up schedule, with a wallet
-	socksLn net.Listener
-	httpLn  net.Listener
+	host   host.Host
+	onion  *circuit.OnionKey // relays and exits
+	engine *circuit.Engine
+	mux    *circuit.Mux // the last hop's destinations (destinations.go)
+	dests  []io.Closer  // closed after the engine
+	ledger *payment.Ledger
+	disc   *discovery.Service
+	socks  *proxy.SOCKSServer
+	httpc  *proxy.HTTPConnectServer
+	admin  *adminServer
+	pool   *pool.Pool
+	pay    *payments       // LND, mint and wallet; nil when payments are off
+	payer  *payment.Client // the client's prepay/top-up schedule, with a wallet
+	// delivery is the mempool role's server (nil without the role);
+	// mempool is the client's mempool sender (nil unless mempool.rpc is
+	// enabled).
+	delivery *mempool.Server
+	mempool  *mempool.Client
+	// deliveryPool holds the mempool client's pre-built circuits.
+	deliveryPool deliveryPool
+	rpc          *proxy.RPCServer // the JSON-RPC port; nil when off
+	rpcLn        net.Listener
+	socksLn      net.Listener
+	httpLn       net.Listener
 	// exitPorts are the ports the exit policy accepts, for the advert.
 	exitPorts []discovery.PortRange
 	// advertised is set once the first advert has been built, so that
@@ -162,6 +172,11 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		if err = n.startClient(); err != nil {
 			return err
 		}
+		if n.cfg.Mempool.RPC.Enabled {
+			if err = n.startMempoolClient(); err != nil {
+				return err
+			}
+		}
 	}
 	if err = n.startFrontEnds(); err != nil {
 		return err
@@ -177,7 +192,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 const frontEndDrain = 2 * time.Second
 
 // relays reports whether the node carries other people's circuits.
-func (n *Node) relays() bool { return n.cfg.Has(RoleRelay) || n.cfg.Has(RoleExit) }
+func (n *Node) relays() bool {
+	return n.cfg.Has(RoleRelay) || n.cfg.Has(RoleExit) || n.cfg.Has(RoleMempool)
+}
 
 // startEngine registers the destinations this node's roles offer with the
 // service mux and starts the circuit engine. A relay meters every session
@@ -282,6 +299,11 @@ func (n *Node) startFrontEnds() (err error) {
 		}
 		n.serve("httptunnel", func() error { return n.httpc.Serve(n.httpLn) })
 	}
+	if n.mempool != nil {
+		if err := n.startRPC(); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -334,6 +356,17 @@ func (n *Node) Close() error {
 		}
 	} else if n.httpLn != nil {
 		n.httpLn.Close()
+	}
+	if n.rpc != nil {
+		if n.rpc.Shutdown(drain) != nil {
+			n.log.Info("closed JSON-RPC connections still open at shutdown")
+		}
+	} else if n.rpcLn != nil {
+		n.rpcLn.Close()
+	}
+	if n.mempool != nil {
+		errs = append(errs, n.mempool.Close()) // rounds in flight end; the outbox stays on disk
+		n.closeDeliveryPool()
 	}
 	if n.pool != nil {
 		errs = append(errs, n.pool.Close())

@@ -42,6 +42,8 @@ type ClientStatus struct {
 	Circuits []CircuitStatus `json:"circuits"`
 	// Wallet is nil when payments are off.
 	Wallet *WalletStatus `json:"wallet,omitempty"`
+	// Mempool is the transaction outbox, nil unless mempool.rpc is on.
+	Mempool *MempoolStatus `json:"mempool,omitempty"`
 	// Prebuilt counts the circuits in Circuits that were built ahead and
 	// not yet given to any isolation key.
 	Prebuilt int `json:"prebuilt"`
@@ -50,6 +52,29 @@ type ClientStatus struct {
 	// together, ordered by peer ID; never null. With a node's own
 	// relay.bytes_carried and relay.sats_earned these show what it billed.
 	Nodes []NodeStatus `json:"nodes"`
+}
+
+// MempoolStatus is the client's private-broadcast outbox.
+type MempoolStatus struct {
+	// RPC is the JSON-RPC port's address.
+	RPC string `json:"rpc"`
+	// Queued counts transactions in the outbox (not yet accepted and
+	// seen back); Accepted those of them a delivery node accepted.
+	Queued   int `json:"queued"`
+	Accepted int `json:"accepted"`
+	// Delivered and Rejected count transactions that left the outbox
+	// since start: echoed, or refused by the backends.
+	Delivered uint64 `json:"delivered"`
+	Rejected  uint64 `json:"rejected"`
+}
+
+// DeliveryStatus is the mempool role's counters since start.
+type DeliveryStatus struct {
+	Submits     uint64 `json:"submits"`
+	Accepted    uint64 `json:"accepted"`
+	Rejected    uint64 `json:"rejected"`
+	Unavailable uint64 `json:"unavailable"`
+	Queries     uint64 `json:"queries"`
 }
 
 // NodeStatus is one node's lifetime figures as this client's hop.
@@ -135,8 +160,10 @@ type RelayStatus struct {
 	// sats.
 	SatsEarned uint64 `json:"sats_earned"`
 	// ByRole splits the counters by the role the node played in each
-	// session ("relay", "exit"); never null.
+	// session ("relay", "exit", "mempool"); never null.
 	ByRole map[string]RoleStatus `json:"by_role"`
+	// Delivery is set with the mempool role.
+	Delivery *DeliveryStatus `json:"delivery,omitempty"`
 }
 
 // RoleStatus is RelayStatus for one role.
@@ -215,6 +242,23 @@ func (n *Node) status(started time.Time) Status {
 		case !errors.Is(err, ErrNoWallet):
 			n.log.Warn("status: wallet unreadable", "err", err)
 		}
+		if n.mempool != nil {
+			ms := &MempoolStatus{}
+			if a := n.RPCAddr(); a != nil {
+				ms.RPC = a.String()
+			}
+			if es, err := n.mempool.Queued(); err == nil {
+				ms.Queued = len(es)
+				for _, e := range es {
+					if e.Accepted() {
+						ms.Accepted++
+					}
+				}
+			}
+			cst := n.mempool.Stats()
+			ms.Delivered, ms.Rejected = cst.Delivered, cst.Rejected
+			cs.Mempool = ms
+		}
 		st.Client = cs
 	}
 	if n.ledger != nil {
@@ -228,6 +272,9 @@ func (n *Node) status(started time.Time) Status {
 		}
 		for role, r := range ls.Roles {
 			rs.ByRole[role] = RoleStatus{Sessions: r.Open, SessionsTotal: r.Sessions, BytesCarried: r.BytesCharged, SatsEarned: r.SatsRedeemed}
+		}
+		if ds, ok := n.DeliveryStats(); ok {
+			rs.Delivery = &DeliveryStatus{Submits: ds.Submits, Accepted: ds.Accepted, Rejected: ds.Rejected, Unavailable: ds.Unavailable, Queries: ds.Queries}
 		}
 		st.Relay = rs
 	}

@@ -123,6 +123,35 @@ payments:
   # Most spent on vouchers in any 24 hours, routing fees included, in sats.
   daily_budget_sat: {{.Payments.DailyBudgetSat}}
 
+# Transaction delivery. A node with the mempool role hands the transactions
+# clients deliver to its own bitcoind or btcd (backend); a client with
+# rpc.enabled serves bitcoind's JSON-RPC (sendrawtransaction goes through
+# circuits, other methods to upstream if set).
+mempool:
+  backend:
+    host: {{q .Mempool.Backend.Host}}
+    user: {{q .Mempool.Backend.User}}
+    pass: {{q .Mempool.Backend.Pass}}
+    cookie: {{q .Mempool.Backend.CookiePath}}
+    notls: {{.Mempool.Backend.NoTLS}}
+    cert: {{q .Mempool.Backend.CertPath}}
+  rpc:
+    enabled: {{.Mempool.RPC.Enabled}}
+    listen: {{q .Mempool.RPC.Listen}}
+    user: {{q .Mempool.RPC.User}}
+    password: {{q .Mempool.RPC.Password}}
+    # bitcoind's .cookie, rewritten at each start (relative: in the data dir).
+    cookie: {{q .Mempool.RPC.Cookie}}
+    upstream: {{q .Mempool.RPC.Upstream}}
+    upstream_user: {{q .Mempool.RPC.UpstreamUser}}
+    upstream_password: {{q .Mempool.RPC.UpstreamPassword}}
+    upstream_cookie: {{q .Mempool.RPC.UpstreamCookie}}
+  # Transactions the outbox holds at most.
+  max_queued: {{.Mempool.MaxQueued}}
+  # How long sendrawtransaction waits for a first verdict before it returns
+  # the txid and leaves the transaction queued.
+  verdict_wait: {{.Mempool.VerdictWait}}
+
 # Your LND, as in lnd.conf / lncli flags (used when payments are enabled).
 lnd:
   host: {{q .LND.Host}}

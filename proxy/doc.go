@@ -1,6 +1,9 @@
 // Package proxy holds the user-facing front ends that make co-infuse a
 // drop-in Tor replacement: a SOCKS5 server (Tor's SocksPort, as bitcoind,
-// lnd and curl use it) and an HTTP CONNECT server (Tor's HTTPTunnelPort).
+// lnd and curl use it) and an HTTP CONNECT server (Tor's HTTPTunnelPort),
+// and a bitcoind-compatible JSON-RPC server (NewRPC) whose broadcast methods
+// go to funcs node wires to the mempool client and whose other methods pass
+// through to the user's own node (docs/PROXY.md, "JSON-RPC").
 //
 // The front ends speak protocol only. They reach the network exclusively
 // through the Dial and Resolve funcs in their Config, which node/ wires to

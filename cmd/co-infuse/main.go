@@ -3,7 +3,7 @@
 //
 //	co-infuse init        [--datadir D] [--roles client,relay,exit] [--force]
 //	co-infuse run         [--datadir D]
-//	co-infuse devnet      [--datadir D] [--relays N] [--exits N] [--lightning=false] ...
+//	co-infuse devnet      [--datadir D] [--relays N] [--exits N] [--lightning=false] [--mempool N] ...
 //	co-infuse status      [--datadir D] [--json]
 //	co-infuse peers       [--datadir D] [--json]
 //	co-infuse wallet      [--datadir D] [--json]
@@ -335,11 +335,19 @@ func cmdDevnet(args []string, stdout, stderr io.Writer) error {
 	httpAddr := fs.String("http", "127.0.0.1:9380", "client HTTP CONNECT listen address")
 	web := fs.String("web", "127.0.0.1:8088", "demo web server address, or off")
 	lightning := fs.Bool("lightning", true, "run a regtest btcd + 2 lnd beside the nodes and buy vouchers over Lightning (first run builds lnd: minutes)")
+	mempoolN := fs.Int("mempool", -1, "delivery nodes in front of the regtest btcd, with the client's JSON-RPC port (default 3 with --lightning, 0 without; >0 without Lightning starts a btcd alone)")
+	rpcAddr := fs.String("rpc", "127.0.0.1:18332", "client JSON-RPC listen address (with --mempool)")
 	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	if !isFlagSet(fs, "datadir") {
 		*dd = filepath.Join(defaultDataDir(), "devnet")
+	}
+	if *mempoolN < 0 {
+		*mempoolN = 0
+		if *lightning {
+			*mempoolN = 3
+		}
 	}
 	ctx, stop := signalContext()
 	defer stop()
@@ -348,7 +356,8 @@ func cmdDevnet(args []string, stdout, stderr io.Writer) error {
 		Dir: *dd, Relays: *relays, Exits: *exits,
 		SOCKSListen: *socks, HTTPListen: *httpAddr, WebListen: *web,
 		Lightning: *lightning,
-		Progress:  stdout,
+		Mempool:   *mempoolN, RPCListen: *rpcAddr,
+		Progress: stdout,
 	})
 	if err != nil {
 		return err
@@ -360,6 +369,13 @@ func cmdDevnet(args []string, stdout, stderr io.Writer) error {
 			d.Client.SOCKSAddr(), d.WebAddr, d.Client.HTTPAddr(), d.WebAddr, d.Client.SOCKSAddr(), d.WebAddr)
 	}
 	fmt.Fprintf(stdout, "  co-infuse peers --datadir %s\n", filepath.Join(*dd, "client"))
+	if a := d.Client.RPCAddr(); a != nil {
+		cookie := d.Client.RPCCookie()
+		fmt.Fprintf(stdout, "\nJSON-RPC     %s (cookie %s; %d delivery nodes in front of the regtest btcd)\n", a, cookie, *mempoolN)
+		fmt.Fprintf(stdout, "  curl --user \"$(cat %s)\" --data-binary '{\"jsonrpc\":\"1.0\",\"id\":1,\"method\":\"sendrawtransaction\",\"params\":[\"<hex>\"]}' http://%s/\n", cookie, a)
+		fmt.Fprintf(stdout, "  btcctl --regtest --notls -s %s -u __cookie__ -P \"$(cut -d: -f2 %s)\" sendrawtransaction <hex>\n", a, cookie)
+		fmt.Fprintf(stdout, "  co-infuse status --datadir %s   # the outbox\n", filepath.Join(*dd, "client"))
+	}
 	if d.LN != nil {
 		fmt.Fprintf(stdout, "  co-infuse wallet --datadir %s\n", filepath.Join(*dd, "client"))
 	}

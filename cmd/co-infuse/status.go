@@ -76,9 +76,17 @@ func printStatus(w io.Writer, st node.Status) error {
 		if c.Wallet != nil {
 			printWalletSummary(w, c.Wallet)
 		}
+		if m := c.Mempool; m != nil {
+			fmt.Fprintf(w, "\nmempool: json-rpc on %s; %d queued (%d accepted, awaiting the echo), %d delivered and %d rejected since start\n",
+				m.RPC, m.Queued, m.Accepted, m.Delivered, m.Rejected)
+		}
 	}
 	if r := st.Relay; r != nil {
 		printRelay(w, r)
+		if d := r.Delivery; d != nil {
+			fmt.Fprintf(w, "\ndelivery: %d submitted (%d accepted, %d rejected, %d backend unavailable), %d echo queries\n",
+				d.Submits, d.Accepted, d.Rejected, d.Unavailable, d.Queries)
+		}
 	}
 	return nil
 }

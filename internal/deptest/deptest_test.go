@@ -44,10 +44,12 @@ var table = map[string]entry{
 		"node":             "the nodes it runs",
 		"discovery":        "advert roles and modes for the nodes' configs",
 		"internal/regtest": "the regtest Lightning network beside the nodes",
+		"mempool":          "the delivery nodes' backend config (the regtest btcd)",
 	}},
 	"node": {imports: map[string]string{
 		"proxy":          "front ends",
 		"exit":           "a destination",
+		"mempool":        "a destination (delivery role) and the client's private broadcast behind the JSON-RPC port",
 		"payment":        "hop session ledger and client prepay schedule",
 		"circuit":        "the circuit engine",
 		"circuit/pool":   "the client's circuit pool",
@@ -76,6 +78,15 @@ var table = map[string]entry{
 		},
 		external: []string{},
 	},
+	// The mempool destination and client: bytes and funcs only; node
+	// hands it circuits (Dial) and wires the Server into the service mux.
+	"mempool": {external: []string{
+		"github.com/btcsuite/btcd/wire",
+		"github.com/btcsuite/btcd/btcjson",
+		"github.com/btcsuite/btcd/chaincfg/chainhash",
+		"github.com/btcsuite/btcd/rpcclient",
+		"go.etcd.io/bbolt",
+	}},
 	"payment": {
 		imports: map[string]string{
 			"circuit":        "hooks of a paid circuit and hop",

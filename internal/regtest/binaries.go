@@ -259,3 +259,30 @@ func tail(s string, n int) string {
 	}
 	return "…" + s[len(s)-n:]
 }
+
+// EnsureBtcd is EnsureBinaries for callers that need btcd and btcctl only
+// (a chain without Lightning): if both are in the cache already at
+// BtcdVersion (as `btcd --version` reports it), it returns at once, even
+// while another process still builds lnd under the lock; otherwise it
+// falls back to EnsureBinaries. Bins.Lnd and Bins.Lncli may not exist.
+func EnsureBtcd(ctx context.Context, cacheDir string, progress io.Writer) (Bins, error) {
+	if cacheDir == "" {
+		d, err := DefaultCacheDir()
+		if err != nil {
+			return Bins{}, err
+		}
+		cacheDir = d
+	}
+	cacheDir, err := filepath.Abs(cacheDir)
+	if err != nil {
+		return Bins{}, fmt.Errorf("daemon cache dir: %w", err)
+	}
+	b := binsIn(cacheDir)
+	if fi, err := os.Stat(b.Btcctl); err == nil && fi.Mode().IsRegular() {
+		out, err := exec.CommandContext(ctx, b.Btcd, "--version").Output()
+		if err == nil && strings.Contains(string(out), strings.TrimPrefix(BtcdVersion, "v")) {
+			return b, nil
+		}
+	}
+	return EnsureBinaries(ctx, cacheDir, progress)
+}

@@ -176,30 +176,36 @@ const fundFee = 10_000
 // addr and returns the amount sent. The coinbase must be mature and unspent;
 // the caller mines to confirm it.
 func (b *btcdNode) fund(height int64, addr string) (int64, error) {
+	_, amount, err := b.fundTx(height, addr)
+	return amount, err
+}
+
+// fundTx is fund, also returning the funding transaction's id.
+func (b *btcdNode) fundTx(height int64, addr string) (string, int64, error) {
 	to, err := btcutil.DecodeAddress(addr, &chaincfg.RegressionNetParams)
 	if err != nil {
-		return 0, fmt.Errorf("fund: address %q: %w", addr, err)
+		return "", 0, fmt.Errorf("fund: address %q: %w", addr, err)
 	}
 	toScript, err := txscript.PayToAddrScript(to)
 	if err != nil {
-		return 0, fmt.Errorf("fund: %w", err)
+		return "", 0, fmt.Errorf("fund: %w", err)
 	}
 	hash, err := b.rpc.GetBlockHash(height)
 	if err != nil {
-		return 0, b.d.failure("getblockhash %d: %v", height, err)
+		return "", 0, b.d.failure("getblockhash %d: %v", height, err)
 	}
 	block, err := b.rpc.GetBlock(hash)
 	if err != nil {
-		return 0, b.d.failure("getblock %d: %v", height, err)
+		return "", 0, b.d.failure("getblock %d: %v", height, err)
 	}
 	cb := block.Transactions[0]
 	prev := cb.TxOut[0]
 	minerScript, err := txscript.PayToAddrScript(b.minerAddr)
 	if err != nil {
-		return 0, fmt.Errorf("fund: %w", err)
+		return "", 0, fmt.Errorf("fund: %w", err)
 	}
 	if !bytes.Equal(prev.PkScript, minerScript) {
-		return 0, fmt.Errorf("fund: coinbase at height %d does not pay the miner key", height)
+		return "", 0, fmt.Errorf("fund: coinbase at height %d does not pay the miner key", height)
 	}
 	amount := prev.Value - fundFee
 	tx := wire.NewMsgTx(2)
@@ -209,13 +215,13 @@ func (b *btcdNode) fund(height int64, addr string) (int64, error) {
 	wit, err := txscript.WitnessSignature(tx, hashes, 0, prev.Value, prev.PkScript,
 		txscript.SigHashAll, b.minerKey, true)
 	if err != nil {
-		return 0, fmt.Errorf("fund: sign: %w", err)
+		return "", 0, fmt.Errorf("fund: sign: %w", err)
 	}
 	tx.TxIn[0].Witness = wit
 	if _, err := b.rpc.SendRawTransaction(tx, false); err != nil {
-		return 0, b.d.failure("sendrawtransaction: %v", err)
+		return "", 0, b.d.failure("sendrawtransaction: %v", err)
 	}
-	return amount, nil
+	return tx.TxHash().String(), amount, nil
 }
 
 func ptr[T any](v T) *T { return &v }
