@@ -120,8 +120,9 @@ func (l *slowLink) pipe(dst, src net.Conn) {
 		n, err := src.Read(b)
 		if n > 0 {
 			now := time.Now()
-			// Up to 2 ms of timer lateness is caught up, not lost.
-			dep = later(dep, now.Add(-2*time.Millisecond)).Add(time.Duration(float64(n) / l.bw * float64(time.Second)))
+			// Up to 10 ms of timer lateness is caught up, not lost (a token
+			// bucket of 10 ms of bytes).
+			dep = later(dep, now.Add(-10*time.Millisecond)).Add(time.Duration(float64(n) / l.bw * float64(time.Second)))
 			if !l.until(dep) {
 				return
 			}
@@ -221,6 +222,8 @@ func benchLongFat(b *testing.B, lat time.Duration, bw float64, fixed bool) {
 	b.ReportMetric(frac*bw/1e6, "MB/s")
 	c.ep.mu.Lock()
 	b.ReportMetric(float64(c.ep.cwndLocked()), "cwnd")
+	b.ReportMetric(float64(c.ep.inflight), "inflight")
+	b.ReportMetric(float64(s.sendWin), "stream-credit")
 	c.ep.mu.Unlock()
 }
 
