@@ -17,6 +17,11 @@ import (
 // bytes per second and delivers every byte latency after it left. The
 // sending host's socket buffer is the link's queue (its reads are paced
 // at bw). Everything is closed in tb.Cleanup.
+//
+// It stands in for go-libp2p's mocknet, whose LinkOptions set latency and
+// bandwidth too, but whose streams deliver one write at a time: a write
+// waits until the one before it has arrived, so a mocknet link carries one
+// write per latency however wide it is, and cannot show a window limit.
 type slowLink struct {
 	ln      net.Listener
 	latency time.Duration
