@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/co-infuse/co-infuse/circuit/cell"
 )
 
 // feed gives v n SENDMEs, each with the RTT rtt(i).
@@ -186,5 +188,62 @@ func TestStreamGrowsOnlyWhileReaderKeepsUp(t *testing.T) {
 	ep.extra.Store(0)
 	if s3.growLocked() {
 		t.Fatal("grew with an increment unread")
+	}
+}
+
+func TestStreamSendmeAboveMaxWindow(t *testing.T) {
+	t.Parallel()
+	ep, _ := testEndpoint(Limits{})
+	s := newStream(ep, 1)
+	ep.streams[1] = s
+	// A receiver may grant credit up to streamMaxWindow, not beyond.
+	for s.sendWin+streamIncrement <= streamMaxWindow {
+		if err := ep.onSendme(1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ep.onSendme(1); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("SENDME above the largest window: %v", err)
+	}
+}
+
+// TestWindowsGrowOnRealCircuit: over real hosts, a stream whose
+// destination keeps up ends with more credit than the fixed window, and
+// with Limits.FixedWindows it never does.
+func TestWindowsGrowOnRealCircuit(t *testing.T) {
+	t.Parallel()
+	for _, fixed := range []bool{false, true} {
+		t.Run(map[bool]string{false: "grown", true: "fixed"}[fixed], func(t *testing.T) {
+			t.Parallel()
+			tn := newTestNet(t, 4, func(_ int, cfg *Config) { cfg.Limits.FixedWindows = fixed })
+			snk := newSink(t)
+			ctx := testCtx(t)
+			c := tn.build(ctx, 1, 2, 3)
+			s, err := c.Dial(ctx, cell.ServiceExit, snk.addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			buf := make([]byte, 1<<20)
+			const total = 16 << 20
+			for range total / len(buf) {
+				if _, err := s.Write(buf); err != nil {
+					t.Fatal(err)
+				}
+			}
+			snk.waitFor(t, total)
+			credit := func() int {
+				c.ep.mu.Lock()
+				defer c.ep.mu.Unlock()
+				return s.sendWin
+			}
+			if fixed {
+				if got := credit(); got > streamWindow {
+					t.Fatalf("fixed windows: stream credit %d", got)
+				}
+				return
+			}
+			waitFor(ctx, t, "stream credit above the fixed window", func() bool { return credit() > streamWindow })
+		})
 	}
 }
