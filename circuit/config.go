@@ -22,6 +22,9 @@ const (
 	streamIncrement = 64
 	circWindow      = 2048
 	circIncrement   = 256
+	// circQueueSlack is the room MaxCircuitQueue keeps above a full
+	// circuit window for SENDMEs, ENDs and other control cells.
+	circQueueSlack = 1024
 )
 
 // Limits caps what peers can make an Engine hold. Zero fields take the
@@ -42,7 +45,9 @@ type Limits struct {
 	MaxPendingCreates int
 	// MaxStreamsPerCircuit is the most open streams on one circuit, at the
 	// client (Dial fails) and at the last hop (BEGIN gets END resource
-	// limit). Default 64. Each stream may buffer up to 512 cells (§5.2).
+	// limit). Default 64. Each stream may buffer up to 512 cells, and
+	// the circuit's streams together up to 4096 more while their readers
+	// keep up (§5.2).
 	// At the last hop a stream holds its slot from BEGIN until its Begin
 	// hook has returned and its destination is closed, even if END came
 	// first, so BEGIN+END pairs never run more dials than this at once.
@@ -55,7 +60,8 @@ type Limits struct {
 	// MemoryBudget is the node-wide budget, in bytes, for what this node
 	// holds for others: 8 KiB per relayed circuit, 32 KiB per last-hop
 	// stream, and every DATA cell a last-hop stream has buffered (4 KiB
-	// each, up to 512 per stream, §5.2). New circuits and streams may use
+	// each, up to 512 per stream and more while the budget is below half,
+	// §5.2). New circuits and streams may use
 	// 3/4 of it; past that CREATE gets DESTROY resource limit and BEGIN
 	// gets END resource limit. The last quarter is for data of open
 	// streams; a DATA cell that does not fit ends its stream with END
@@ -78,8 +84,11 @@ type Limits struct {
 	// destroyed with reason resource limit and the link stays. Every
 	// cell counts, DROP included. It must exceed what flow control lets
 	// an honest circuit have in flight in one direction: the circuit
-	// window (2048 DATA cells, §5.2) plus SENDMEs, ENDs and other control
-	// cells. Default 3072 (12 MiB, held only while queued).
+	// window (at most 4096 DATA cells, §5.2) plus SENDMEs, ENDs and other control
+	// cells. Default 5120 (20 MiB, held only while queued): the largest
+	// congestion window (4096 cells, §5.2) plus 1024. A sender keeps its
+	// own circuits' windows at most 1024 below its MaxCircuitQueue (and
+	// never below 2048).
 	MaxCircuitQueue int
 	// MaxQueuedCells bounds the cells queued toward all links together.
 	// Once it is reached, a circuit that already holds more than an equal
@@ -105,6 +114,12 @@ type Limits struct {
 	// its first stream this way). Keep it well below relays' IdleTimeout
 	// (10m by default). Default 2m.
 	KeepAlive time.Duration
+	// FixedWindows turns off window growth (PROTOCOL.md §5.2): circuits
+	// this node sends on keep a window of 2048 DATA cells, and streams it
+	// receives on keep 512, as before congestion control. It is a
+	// fallback and a baseline for benchmarks; a node accepts grown
+	// windows from its peers either way. Default false.
+	FixedWindows bool
 	// WriteTimeout bounds each write to a link (at most 64 KiB); a
 	// neighbour that stops reading for longer loses the link with every
 	// circuit on it. Default 30s.
@@ -132,7 +147,7 @@ func (l *Limits) setDefaults() {
 		l.MemoryBudget = 512 << 20
 	}
 	def(&l.MaxLinkQueue, 256)
-	def(&l.MaxCircuitQueue, circWindow+1024)
+	def(&l.MaxCircuitQueue, circMaxWindow+circQueueSlack)
 	def(&l.MaxQueuedCells, 65536)
 	defd(&l.CreateTimeout, 10*time.Second)
 	defd(&l.ExtendTimeout, 15*time.Second)

@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/co-infuse/co-infuse/circuit/cell"
 )
@@ -31,10 +33,23 @@ type endpoint struct {
 	pending map[uint16]chan reply // client: BEGIN or RESOLVE awaiting an answer
 	busy    int                   // last hop: streams and RESOLVEs holding a slot (claimLocked)
 	nextID  uint16
-	sendWin int           // circuit DATA cells we may still send
-	recvWin int           // circuit DATA cells the peer may still send
-	recvN   int           // DATA cells received since our last circuit SENDME
-	winCh   chan struct{} // closed and replaced when a send window grows or a stream ends
+	// Send side of the circuit window (§5.2): we may send a DATA cell
+	// while inflight < cwnd(). cc is nil with Limits.FixedWindows, and
+	// the window is then circWindow.
+	inflight int
+	cc       *vegas
+	sentN    int         // DATA cells sent since the last one a SENDME will acknowledge
+	stamps   []time.Time // send times of the cells the next SENDMEs acknowledge, oldest first
+	now      func() time.Time
+	recvWin  int           // circuit DATA cells the peer may still send
+	recvN    int           // DATA cells received since our last circuit SENDME
+	winCh    chan struct{} // closed and replaced when a send window grows or a stream ends
+
+	// grow is false with Limits.FixedWindows: streams keep the window
+	// they started with. extra is the stream credit granted beyond
+	// streamWindow to this circuit's open streams, at most streamMaxExtra.
+	grow  bool
+	extra atomic.Int64
 }
 
 // reply is the answer to a BEGIN or RESOLVE, copied out of its cell.
@@ -46,16 +61,45 @@ type reply struct {
 }
 
 func newEndpoint(e *Engine, maxData int, send func(cell.RelayCmd, uint16, []byte) error) *endpoint {
-	return &endpoint{
+	ep := &endpoint{
 		e:          e,
 		send:       send,
 		maxData:    maxData,
 		maxStreams: e.cfg.Limits.MaxStreamsPerCircuit,
 		done:       make(chan struct{}),
 		streams:    make(map[uint16]*Stream),
-		sendWin:    circWindow,
-		recvWin:    circWindow,
-		winCh:      make(chan struct{}),
+		now:        time.Now,
+		// A receiver accepts what the largest window allows, whatever
+		// its own FixedWindows says, so that nodes may differ in it.
+		recvWin: circMaxWindow,
+		winCh:   make(chan struct{}),
+	}
+	if !e.cfg.Limits.FixedWindows {
+		ep.grow = true
+		// An honest circuit's whole window may sit in one queue if the
+		// next link stalls; keep it clear of this node's own
+		// MaxCircuitQueue, with room for control cells.
+		ep.cc = newVegas(circWindow, min(circMaxWindow, e.cfg.Limits.MaxCircuitQueue-circQueueSlack))
+	}
+	return ep
+}
+
+// cwndLocked is the circuit's congestion window in DATA cells.
+func (ep *endpoint) cwndLocked() int {
+	if ep.cc == nil {
+		return circWindow
+	}
+	return ep.cc.cwnd
+}
+
+// takeLocked counts one DATA cell sent on the circuit and stamps every
+// circIncrement-th one, whose SENDME gives an RTT sample.
+func (ep *endpoint) takeLocked() {
+	ep.inflight++
+	ep.sentN++
+	if ep.sentN == circIncrement {
+		ep.sentN = 0
+		ep.stamps = append(ep.stamps, ep.now())
 	}
 }
 
@@ -163,6 +207,9 @@ func (ep *endpoint) removeLocked(s *Stream) {
 	if ep.streams[s.id] == s {
 		delete(ep.streams, s.id)
 		ep.e.nStreams.Add(-1)
+		// Credit granted after this is not given back: it only ever
+		// narrows what the circuit's other streams may grow to.
+		ep.extra.Add(-s.granted.Swap(0))
 	}
 }
 
@@ -253,10 +300,17 @@ func (ep *endpoint) onSendme(id uint16) error {
 	ep.mu.Lock()
 	defer ep.mu.Unlock()
 	if id == 0 {
-		if ep.sendWin+circIncrement > circWindow {
+		// A SENDME acknowledges the circIncrement-th cell after the one
+		// the previous SENDME did; one with no such cell sent is a lie.
+		if ep.inflight < circIncrement || len(ep.stamps) == 0 {
 			return fmt.Errorf("%w: circuit SENDME above window", ErrProtocol)
 		}
-		ep.sendWin += circIncrement
+		ep.inflight -= circIncrement
+		sent := ep.stamps[0]
+		ep.stamps = ep.stamps[1:]
+		if ep.cc != nil {
+			ep.cc.onSendme(ep.now().Sub(sent))
+		}
 		ep.signalLocked()
 		return nil
 	}
@@ -264,7 +318,7 @@ func (ep *endpoint) onSendme(id uint16) error {
 	if s == nil {
 		return nil
 	}
-	if s.sendWin+streamIncrement > streamWindow {
+	if s.sendWin+streamIncrement > streamMaxWindow {
 		return fmt.Errorf("%w: stream SENDME above window", ErrProtocol)
 	}
 	s.sendWin += streamIncrement

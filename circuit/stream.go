@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/co-infuse/co-infuse/circuit/cell"
@@ -41,12 +42,14 @@ type Stream struct {
 	// an END may close it first or bound its last writes (endDestination).
 	dst net.Conn
 
-	mu        sync.Mutex // guards the receive side below
-	chunks    []chunk    // received DATA not yet read (endpoint.getChunk)
-	recvWin   int        // DATA cells the peer may still send
-	delivered int        // cells fully read since our last stream SENDME
-	rErr      error      // returned once chunks are drained
-	rClosed   bool       // Close was called
+	mu        sync.Mutex   // guards the receive side below
+	chunks    []chunk      // received DATA not yet read (endpoint.getChunk)
+	recvWin   int          // DATA cells the peer may still send
+	recvMax   int          // the window we grant the peer: streamWindow, growing to streamMaxWindow
+	delivered int          // cells fully read since our last stream SENDME
+	granted   atomic.Int64 // cells of ep.extra this stream holds
+	rErr      error        // returned once chunks are drained
+	rClosed   bool         // Close was called
 	notify    chan struct{}
 
 	closeOnce sync.Once
@@ -70,6 +73,7 @@ func newStream(ep *endpoint, id uint16) *Stream {
 		id:      id,
 		sendWin: streamWindow,
 		recvWin: streamWindow,
+		recvMax: streamWindow,
 		notify:  make(chan struct{}, 1),
 	}
 	s.rdl.init()
@@ -158,6 +162,9 @@ func (s *Stream) Read(p []byte) (int, error) {
 					sendmes++
 				}
 			}
+			if sendmes > 0 && s.growLocked() {
+				sendmes++
+			}
 			s.mu.Unlock()
 			for range sendmes {
 				// A failed send means the circuit is dying; the next
@@ -180,6 +187,31 @@ func (s *Stream) Read(p []byte) (int, error) {
 	}
 }
 
+// growLocked decides, when a stream SENDME is due, whether to widen the
+// stream's window by one more increment (an extra SENDME, §5.2): only
+// while the reader keeps up (less than one increment of data waits
+// unread, so the window, not the reader, limits the stream), up to
+// streamMaxWindow, while the circuit's streams together hold at most
+// streamMaxExtra of such credit, and, at the last hop, while the memory
+// budget is below half. s.mu must be held.
+func (s *Stream) growLocked() bool {
+	ep := s.ep
+	if !ep.grow || s.recvMax+streamIncrement > streamMaxWindow || len(s.chunks) >= streamIncrement {
+		return false
+	}
+	if ep.mem != nil && ep.mem.used.Load()+int64(streamIncrement)*chunkCost > ep.mem.limit/2 {
+		return false
+	}
+	if ep.extra.Add(streamIncrement) > streamMaxExtra {
+		ep.extra.Add(-streamIncrement)
+		return false
+	}
+	s.granted.Add(streamIncrement)
+	s.recvMax += streamIncrement
+	s.recvWin += streamIncrement
+	return true
+}
+
 // acquire takes one cell of stream and circuit window, waiting for it.
 func (s *Stream) acquire() error {
 	ep := s.ep
@@ -190,9 +222,9 @@ func (s *Stream) acquire() error {
 			ep.mu.Unlock()
 			return err
 		}
-		if s.sendWin > 0 && ep.sendWin > 0 {
+		if s.sendWin > 0 && ep.inflight < ep.cwndLocked() {
 			s.sendWin--
-			ep.sendWin--
+			ep.takeLocked()
 			ep.mu.Unlock()
 			return nil
 		}

@@ -1,0 +1,249 @@
+package circuit
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/co-infuse/co-infuse/circuit/cell"
+)
+
+// feed gives v n SENDMEs, each with the RTT rtt(i).
+func feed(v *vegas, n int, rtt func(i int) time.Duration) {
+	for i := range n {
+		v.onSendme(rtt(i))
+	}
+}
+
+func constRTT(d time.Duration) func(int) time.Duration {
+	return func(int) time.Duration { return d }
+}
+
+func TestVegasSlowStartGrowsToMax(t *testing.T) {
+	t.Parallel()
+	v := newVegas(circWindow, circMaxWindow)
+	feed(v, 4, constRTT(600*time.Millisecond))
+	if want := circWindow + 4*circIncrement; v.cwnd != want || !v.slowStart {
+		t.Fatalf("after 4 SENDMEs: cwnd %d slowStart %v, want %d in slow start", v.cwnd, v.slowStart, want)
+	}
+	feed(v, 100, constRTT(600*time.Millisecond))
+	if v.cwnd != circMaxWindow || v.slowStart {
+		t.Fatalf("cwnd %d slowStart %v, want %d out of slow start", v.cwnd, v.slowStart, circMaxWindow)
+	}
+}
+
+func TestVegasLeavesSlowStartOnQueue(t *testing.T) {
+	t.Parallel()
+	v := newVegas(circWindow, circMaxWindow)
+	feed(v, 2, constRTT(100*time.Millisecond)) // cwnd 2560, minRTT 100ms
+	// The RTT doubles: half the window is queued, far above gamma.
+	feed(v, 10, constRTT(200*time.Millisecond))
+	if v.slowStart {
+		t.Fatal("still in slow start with a queue of half the window")
+	}
+	if v.cwnd != circWindow {
+		t.Fatalf("cwnd %d, want the floor %d (bdp + gamma is below it)", v.cwnd, circWindow)
+	}
+}
+
+func TestVegasSteadyState(t *testing.T) {
+	t.Parallel()
+	v := newVegas(circWindow, circMaxWindow)
+	v.slowStart = false
+	v.untilNext = 1
+	base := 100 * time.Millisecond
+	// No queue: grows one step per window of SENDMEs.
+	feed(v, 1, constRTT(base))
+	if v.cwnd != circWindow+vegasStep {
+		t.Fatalf("cwnd %d, want %d", v.cwnd, circWindow+vegasStep)
+	}
+	feed(v, 200, constRTT(base))
+	if v.cwnd != circMaxWindow {
+		t.Fatalf("cwnd %d, want max %d", v.cwnd, circMaxWindow)
+	}
+	// A queue between alpha and beta holds the window: 4096×(rtt−min)/rtt
+	// = 256 cells at rtt = base × 16/15.
+	hold := base * 16 / 15
+	feed(v, 200, constRTT(hold))
+	if q := v.queue(); q <= vegasAlpha || q >= vegasBeta {
+		t.Fatalf("queue %d not between alpha and beta", q)
+	}
+	if v.cwnd != circMaxWindow {
+		t.Fatalf("cwnd %d moved with a queue between alpha and beta", v.cwnd)
+	}
+	// A long queue cuts it back to the floor, never below.
+	feed(v, 400, constRTT(3*base))
+	if v.cwnd != circWindow {
+		t.Fatalf("cwnd %d, want floor %d", v.cwnd, circWindow)
+	}
+}
+
+func TestVegasIgnoresBadClock(t *testing.T) {
+	t.Parallel()
+	v := newVegas(circWindow, circMaxWindow)
+	feed(v, 5, constRTT(0))
+	feed(v, 5, constRTT(-time.Second))
+	if v.cwnd != circWindow || v.minRTT != 0 || v.rtt != 0 {
+		t.Fatalf("bad samples moved the window: %+v", *v)
+	}
+}
+
+func TestVegasMaxBelowMin(t *testing.T) {
+	t.Parallel()
+	// A node whose MaxCircuitQueue is small keeps the old fixed window.
+	v := newVegas(circWindow, 100)
+	feed(v, 50, constRTT(time.Millisecond))
+	if v.cwnd != circWindow {
+		t.Fatalf("cwnd %d, want %d", v.cwnd, circWindow)
+	}
+}
+
+// testEndpoint is an endpoint whose clock advances only when told.
+func testEndpoint(l Limits) (*endpoint, *time.Time) {
+	l.setDefaults()
+	e := &Engine{cfg: Config{Limits: l}}
+	ep := newEndpoint(e, 1000, nil)
+	clock := time.Unix(1000, 0)
+	ep.now = func() time.Time { return clock }
+	return ep, &clock
+}
+
+func TestEndpointSendmeRTT(t *testing.T) {
+	t.Parallel()
+	ep, clock := testEndpoint(Limits{})
+	if ep.cwndLocked() != circWindow {
+		t.Fatalf("initial window %d", ep.cwndLocked())
+	}
+	// A SENDME before circIncrement cells were sent is a violation.
+	for range circIncrement - 1 {
+		ep.takeLocked()
+	}
+	if err := ep.onSendme(0); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("early SENDME: %v", err)
+	}
+	ep.takeLocked()
+	*clock = clock.Add(300 * time.Millisecond)
+	if err := ep.onSendme(0); err != nil {
+		t.Fatal(err)
+	}
+	if ep.inflight != 0 || ep.cc.minRTT != 300*time.Millisecond {
+		t.Fatalf("inflight %d minRTT %v", ep.inflight, ep.cc.minRTT)
+	}
+	if ep.cwndLocked() != circWindow+circIncrement {
+		t.Fatalf("window %d after one SENDME in slow start", ep.cwndLocked())
+	}
+	// Fill the window; the sender may not exceed it.
+	for ep.inflight < ep.cwndLocked() {
+		ep.takeLocked()
+	}
+	if len(ep.stamps) != ep.cwndLocked()/circIncrement {
+		t.Fatalf("%d stamps for %d cells", len(ep.stamps), ep.inflight)
+	}
+}
+
+func TestEndpointFixedWindows(t *testing.T) {
+	t.Parallel()
+	ep, clock := testEndpoint(Limits{FixedWindows: true})
+	for range 20 {
+		for ep.inflight < ep.cwndLocked() {
+			ep.takeLocked()
+		}
+		*clock = clock.Add(time.Millisecond)
+		if err := ep.onSendme(0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ep.cwndLocked() != circWindow || ep.cc != nil || ep.grow {
+		t.Fatalf("fixed windows moved: cwnd %d", ep.cwndLocked())
+	}
+}
+
+func TestStreamGrowsOnlyWhileReaderKeepsUp(t *testing.T) {
+	t.Parallel()
+	ep, _ := testEndpoint(Limits{})
+	s := newStream(ep, 1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.growLocked() {
+	}
+	if s.recvMax != streamMaxWindow || ep.extra.Load() != streamMaxWindow-streamWindow {
+		t.Fatalf("recvMax %d extra %d", s.recvMax, ep.extra.Load())
+	}
+	// A second stream grows only by what is left of the circuit's credit.
+	s2 := newStream(ep, 2)
+	for s2.growLocked() {
+	}
+	if ep.extra.Load() != streamMaxExtra || s2.recvMax != streamWindow+streamMaxExtra-(streamMaxWindow-streamWindow) {
+		t.Fatalf("second stream: recvMax %d extra %d", s2.recvMax, ep.extra.Load())
+	}
+	// Closing a stream gives its credit back.
+	ep.streams[1] = s
+	ep.removeLocked(s)
+	if ep.extra.Load() != streamMaxExtra-(streamMaxWindow-streamWindow) {
+		t.Fatalf("extra %d after close", ep.extra.Load())
+	}
+	// A reader that lags by an increment does not grow its window.
+	s3 := newStream(ep, 3)
+	s3.chunks = make([]chunk, streamIncrement)
+	ep.extra.Store(0)
+	if s3.growLocked() {
+		t.Fatal("grew with an increment unread")
+	}
+}
+
+func TestStreamSendmeAboveMaxWindow(t *testing.T) {
+	t.Parallel()
+	ep, _ := testEndpoint(Limits{})
+	s := newStream(ep, 1)
+	ep.streams[1] = s
+	// A receiver may grant credit up to streamMaxWindow, not beyond.
+	for s.sendWin+streamIncrement <= streamMaxWindow {
+		if err := ep.onSendme(1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ep.onSendme(1); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("SENDME above the largest window: %v", err)
+	}
+}
+
+// TestWindowsGrowOnRealCircuit: over real hosts, a stream whose
+// destination keeps up ends with more credit than the fixed window, and
+// with Limits.FixedWindows it never does.
+func TestWindowsGrowOnRealCircuit(t *testing.T) {
+	t.Parallel()
+	for _, fixed := range []bool{false, true} {
+		t.Run(map[bool]string{false: "grown", true: "fixed"}[fixed], func(t *testing.T) {
+			t.Parallel()
+			tn := newTestNet(t, 4, func(_ int, cfg *Config) { cfg.Limits.FixedWindows = fixed })
+			snk := newSink(t)
+			ctx := testCtx(t)
+			c := tn.build(ctx, 1, 2, 3)
+			s, err := c.Dial(ctx, cell.ServiceExit, snk.addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			buf := make([]byte, 1<<20)
+			const total = 16 << 20
+			for range total / len(buf) {
+				if _, err := s.Write(buf); err != nil {
+					t.Fatal(err)
+				}
+			}
+			snk.waitFor(t, total)
+			credit := func() int {
+				c.ep.mu.Lock()
+				defer c.ep.mu.Unlock()
+				return s.sendWin
+			}
+			if fixed {
+				if got := credit(); got > streamWindow {
+					t.Fatalf("fixed windows: stream credit %d", got)
+				}
+				return
+			}
+			waitFor(ctx, t, "stream credit above the fixed window", func() bool { return credit() > streamWindow })
+		})
+	}
+}
