@@ -49,6 +49,9 @@ type Options struct {
 	// "client". Tests use it to give exits different policies or to
 	// shorten the client's circuit timers.
 	Configure func(name string, cfg *node.Config)
+	// NodeOptions, if set, adds options to each node's node.New; name as
+	// in Configure. Tests use it to observe a node's mint.
+	NodeOptions func(name string) []node.Option
 	// Progress receives one line per step. Default io.Discard.
 	Progress io.Writer
 	// Logger for every node. Default: warnings to stderr.
@@ -177,7 +180,11 @@ func Start(ctx context.Context, o Options) (_ *Devnet, err error) {
 		if err := node.WriteConfig(cfg); err != nil {
 			return nil, fmt.Errorf("%s: %w", s.name, err)
 		}
-		n, err := node.New(cfg, node.WithLogger(o.Logger.With("node", s.name)))
+		nopts := []node.Option{node.WithLogger(o.Logger.With("node", s.name))}
+		if o.NodeOptions != nil {
+			nopts = append(nopts, o.NodeOptions(s.name)...)
+		}
+		n, err := node.New(cfg, nopts...)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", s.name, err)
 		}

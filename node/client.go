@@ -43,10 +43,7 @@ func (n *Node) startClient() error {
 					Release: func() error { return w.Release(vs) },
 				}, nil
 			},
-			Buy: func(ctx context.Context, node peer.ID, sats uint64) error {
-				_, err := w.Buy(ctx, node, sats)
-				return err
-			},
+			Buy:              n.buyOnDemand,
 			TargetBalanceSat: n.cfg.Payments.TargetBalanceSat,
 			Logger:           n.log,
 		})
@@ -84,6 +81,7 @@ func (n *Node) selectPath(ctx context.Context, port uint16, exclude []peer.ID) (
 		Port:        port,
 		MaxPriceSat: n.cfg.Discovery.MaxPriceSatPerMB,
 		Exclude:     exclude,
+		Prefer:      n.holds,
 	})
 	if err != nil {
 		if len(n.disc.Known()) == 0 {

@@ -23,6 +23,7 @@ import (
 	"github.com/co-infuse/co-infuse/discovery"
 	"github.com/co-infuse/co-infuse/payment"
 	"github.com/co-infuse/co-infuse/proxy"
+	"github.com/co-infuse/co-infuse/voucher/mint"
 )
 
 // Node is one running co-infuse node. Create it with New, then Start; Close
@@ -58,6 +59,8 @@ type Node struct {
 	// paid maps a client circuit's ID to its payment ledger
 	// (*payment.Circuit) while the circuit lives.
 	paid sync.Map
+	// mintObserve is WithMintObserver's func, or nil.
+	mintObserve func(mint.Via)
 	// totals are closed client circuits' figures per node (status).
 	totals hopTotals
 
@@ -156,6 +159,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return err
 	}
 	if err = n.startDiscovery(ctx); err != nil {
+		return err
+	}
+	if err = n.startWallet(); err != nil {
 		return err
 	}
 	if n.cfg.Has(RoleClient) {

@@ -80,6 +80,7 @@ func (n *Node) startPayments(ctx context.Context) (*payments, error) {
 			Payee:          payee,
 			PriceMsatPerMB: n.cfg.hopPriceSatPerMB() * 1000,
 			OnKeysets:      n.onKeysets,
+			Observe:        n.mintObserve,
 			Logger:         n.log,
 		})
 		if err != nil {
@@ -93,8 +94,9 @@ func (n *Node) startPayments(ctx context.Context) (*payments, error) {
 	}
 	if n.cfg.Has(RoleClient) {
 		p.wallet, err = wallet.New(wallet.Config{
-			Host: n.host,
-			Path: filepath.Join(n.cfg.DataDir, "wallet.db"),
+			Dial:       n.dialMint,
+			Candidates: n.buyCandidates,
+			Path:       filepath.Join(n.cfg.DataDir, "wallet.db"),
 			DecodeInvoice: func(ctx context.Context, pr string) (wallet.Invoice, error) {
 				inv, err := lnd.DecodeInvoice(ctx, pr)
 				return wallet.Invoice{AmountSat: inv.AmountSat, AmountMsat: inv.AmountMsat,
@@ -112,12 +114,22 @@ func (n *Node) startPayments(ctx context.Context) (*payments, error) {
 			p.close()
 			return nil, fmt.Errorf("wallet: %w", err)
 		}
-		if err := p.wallet.Start(); err != nil {
-			p.close()
-			return nil, fmt.Errorf("wallet: %w", err)
-		}
+		// Started by startWallet once discovery and the engine are up:
+		// its purchases go through circuits.
 	}
 	return p, nil
+}
+
+// startWallet starts the wallet's background purchases (resuming any a
+// crash left unfinished); they need discovery and the circuit engine.
+func (n *Node) startWallet() error {
+	if n.pay == nil || n.pay.wallet == nil {
+		return nil
+	}
+	if err := n.pay.wallet.Start(); err != nil {
+		return fmt.Errorf("wallet: %w", err)
+	}
+	return nil
 }
 
 func (p *payments) close() error {

@@ -286,6 +286,7 @@ func (m *Mint) handleStream(s network.Stream) {
 		s.Reset()
 		return
 	}
+	m.observe(Via{Peer: s.Conn().RemotePeer(), Addr: s.Conn().RemoteMultiaddr()})
 	resp := m.serve(ctx, peerOwner(s.Conn().RemotePeer()), req)
 	if err := voucher.WriteMessage(s, resp); err != nil {
 		s.Reset()

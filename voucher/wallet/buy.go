@@ -417,6 +417,7 @@ func (w *Wallet) mint(ctx context.Context, id []byte, r *purchaseRecord, waitSet
 		return fmt.Errorf("purchase: store vouchers: %w", err)
 	}
 	w.forgive(r.Node)
+	w.refreshHeld()
 	w.log.Info("vouchers bought", "node", r.Node, "sats", r.Amount, "vouchers", len(sigs))
 	return nil
 }
