@@ -41,6 +41,7 @@ func (n *Node) startClient() error {
 					Sats:    value,
 					Commit:  func() error { return w.MarkSpent(vs) },
 					Release: func() error { return w.Release(vs) },
+					Unsure:  func() error { return w.Unsure(vs) },
 				}, nil
 			},
 			Buy:              n.buyOnDemand,

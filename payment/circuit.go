@@ -218,9 +218,14 @@ func (pc *Circuit) pay(ctx context.Context, i int, bytes int64) error {
 	out, err := pc.c.TopUp(ctx, h.Index, r.Payload)
 	refused := errors.Is(err, circuit.ErrPayment) // TOPUP_ACK status 1
 	if err != nil && (!refused || len(out) == 0) {
-		// No answer (timeout, circuit closed), or a refusal without a
-		// reason (a hop that takes no TOPUP): nothing was credited.
-		pc.settle(r, false)
+		// A refusal without a reason (a hop that takes no TOPUP): nothing
+		// was credited. No answer (timeout, circuit closed): the hop may
+		// have redeemed them, so they wait for the mint to say (unsure).
+		if refused {
+			pc.settle(r, false)
+		} else {
+			pc.unsure(r)
+		}
 		return pc.failed(i, fmt.Errorf("pay hop %d: %w", h.Index+1, err))
 	}
 	var ack Ack
@@ -305,6 +310,18 @@ func (pc *Circuit) settle(r Reservation, commit bool) {
 		if err := r.Release(); err != nil {
 			pc.cl.log.Warn("release vouchers after failed top-up", "err", err)
 		}
+	}
+}
+
+// unsure hands r back to the wallet as offered with no answer, to be
+// settled by the hop's mint before it is offered again.
+func (pc *Circuit) unsure(r Reservation) {
+	if r.Unsure == nil {
+		pc.settle(r, false)
+		return
+	}
+	if err := r.Unsure(); err != nil {
+		pc.cl.log.Warn("park vouchers of a top-up with no answer", "err", err)
 	}
 }
 

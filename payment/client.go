@@ -59,8 +59,14 @@ type Reservation struct {
 	// acknowledged the TOPUP. Nil does nothing.
 	Commit func() error
 	// Release returns the vouchers to the wallet; it is called when the
-	// hop did not acknowledge. Nil does nothing.
+	// hop said it did not take them. Nil does nothing.
 	Release func() error
+	// Unsure is called instead of Release when the TOPUP got no answer (a
+	// timeout, a closed circuit): the hop may have redeemed them. The
+	// wallet must not offer them again before the hop's mint has said
+	// they are unspent (wallet.Unsure, VOUCHERS.md §3.9). Nil calls
+	// Release.
+	Unsure func() error
 }
 
 // ClientConfig configures a Client. Reserve is required; zero fields take

@@ -310,6 +310,11 @@ func (m *Mint) serve(ctx context.Context, from quoteOwner, req []byte) []byte {
 		if r, err = voucher.ParseMintRequest(req); err == nil {
 			resp, err = m.sign(ctx, &r, sha256.Sum256(req))
 		}
+	case voucher.MsgCheckState:
+		var r voucher.CheckStateRequest
+		if r, err = voucher.ParseCheckStateRequest(req); err == nil {
+			resp, err = m.checkState(&r)
+		}
 	default:
 		err = fmt.Errorf("%w: message type %d", voucher.ErrMalformed, req[0])
 	}

@@ -46,6 +46,9 @@ func (w *Wallet) run() {
 		if err := w.Resume(ctx); err != nil {
 			w.log.Debug("resuming purchases", "err", err)
 		}
+		if _, err := w.Settle(ctx); err != nil {
+			w.log.Info("settling vouchers of unknown outcome; retrying next round", "err", err)
+		}
 		if _, err := w.Prune(); err != nil {
 			w.log.Warn("pruning wallet", "err", err)
 		}

@@ -107,6 +107,14 @@ func (w *Wallet) Start() error {
 	if w.started {
 		return nil
 	}
+	// Nothing is being offered yet: vouchers still reserved were handed
+	// out by a run that crashed. Park them until their node says whether
+	// it redeemed them (settle.go).
+	if n, err := w.parkReserved(); err != nil {
+		return fmt.Errorf("wallet: settle reserved vouchers: %w", err)
+	} else if n > 0 {
+		w.log.Info("vouchers reserved at a crash await settlement", "vouchers", n)
+	}
 	w.started = true
 	w.wg.Add(1)
 	go w.run()
@@ -241,7 +249,7 @@ func (w *Wallet) Balances() (map[peer.ID]Balance, error) {
 				} else {
 					b.Expired += r.Amount
 				}
-			case VoucherReserved:
+			case VoucherReserved, VoucherUnsure:
 				b.Reserved += r.Amount
 			case VoucherQuoted, VoucherPaid:
 				b.Pending += r.Amount
