@@ -49,6 +49,9 @@ type Options struct {
 	// "client". Tests use it to give exits different policies or to
 	// shorten the client's circuit timers.
 	Configure func(name string, cfg *node.Config)
+	// SkipPurchase leaves the start-up purchase out (Lightning only): the
+	// client's wallet then buys ahead in the background on its own.
+	SkipPurchase bool
 	// NodeOptions, if set, adds options to each node's node.New; name as
 	// in Configure. Tests use it to observe a node's mint.
 	NodeOptions func(name string) []node.Option
@@ -204,7 +207,7 @@ func Start(ctx context.Context, o Options) (_ *Devnet, err error) {
 	if err := d.waitDiscovered(ctx, o.Relays, o.Exits); err != nil {
 		return nil, err
 	}
-	if d.LN != nil {
+	if d.LN != nil && !o.SkipPurchase {
 		for _, n := range d.Nodes[:len(d.Nodes)-1] {
 			start := time.Now()
 			p, err := d.Client.Buy(ctx, n.ID(), PurchaseSat)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -116,6 +117,12 @@ func (n *Node) mintVia(prev peer.ID) mint.Via {
 		break
 	}
 	return v
+}
+
+// WithClock sets the wallet's clock (purchase times, budget window,
+// expiry checks); tests move it forward. Default time.Now.
+func WithClock(now func() time.Time) Option {
+	return func(n *Node) error { n.now = now; return nil }
 }
 
 // WithMintObserver has the node's mint report where each request came

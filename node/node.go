@@ -59,6 +59,8 @@ type Node struct {
 	// paid maps a client circuit's ID to its payment ledger
 	// (*payment.Circuit) while the circuit lives.
 	paid sync.Map
+	// now is the wallet's clock (WithClock); nil means time.Now.
+	now func() time.Time
 	// mintObserve is WithMintObserver's func, or nil.
 	mintObserve func(mint.Via)
 	// totals are closed client circuits' figures per node (status).

@@ -34,6 +34,10 @@ type PaymentsConfig struct {
 	// DailyBudgetSat caps what the wallet spends on vouchers in any 24
 	// hours, routing fees included, in sats. Default 10000.
 	DailyBudgetSat uint64 `yaml:"daily_budget_sat"`
+	// RefillMean is the mean gap between the wallet's background purchase
+	// rounds; the gaps are exponential, cut to 1/10..4× the mean
+	// (VOUCHERS.md §3.8). Default 30s; at least 100ms.
+	RefillMean time.Duration `yaml:"refill_mean"`
 }
 
 func (c *PaymentsConfig) applyDefaults() {
@@ -46,6 +50,9 @@ func (c *PaymentsConfig) applyDefaults() {
 	}
 	if c.DailyBudgetSat == 0 {
 		c.DailyBudgetSat = 10000
+	}
+	if c.RefillMean == 0 {
+		c.RefillMean = 30 * time.Second
 	}
 }
 
@@ -108,6 +115,8 @@ func (n *Node) startPayments(ctx context.Context) (*payments, error) {
 			DailyBudgetSat:    n.cfg.Payments.DailyBudgetSat,
 			TargetBalanceSat:  n.cfg.Payments.TargetBalanceSat,
 			AutoBuy:           *n.cfg.Payments.AutoBuy,
+			AutoBuyInterval:   n.cfg.Payments.RefillMean,
+			Now:               n.now,
 			Logger:            n.log,
 		})
 		if err != nil {

@@ -122,6 +122,8 @@ payments:
   target_balance_sat: {{.Payments.TargetBalanceSat}}
   # Most spent on vouchers in any 24 hours, routing fees included, in sats.
   daily_budget_sat: {{.Payments.DailyBudgetSat}}
+  # Mean time between background voucher purchases (random, exponential).
+  refill_mean: {{.Payments.RefillMean}}
 
 # Your LND, as in lnd.conf / lncli flags (used when payments are enabled).
 lnd:
