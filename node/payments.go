@@ -28,8 +28,11 @@ type PaymentsConfig struct {
 	// AutoBuy keeps TargetBalanceSat of vouchers for every node the client
 	// uses. Default true when payments are enabled.
 	AutoBuy *bool `yaml:"auto_buy"`
-	// TargetBalanceSat is the voucher balance kept per node in use, in sats.
-	// Default 1000.
+	// TargetBalanceSat is the voucher balance kept, bought ahead, at each
+	// node in use or likely to be picked (at most 8 besides those in use:
+	// node/buy.go buyCandidates), in sats. Default 300 (150 MB at 2
+	// sat/MB), so the balances bought ahead take a quarter of the default
+	// budget.
 	TargetBalanceSat uint64 `yaml:"target_balance_sat"`
 	// DailyBudgetSat caps what the wallet spends on vouchers in any 24
 	// hours, routing fees included, in sats. Default 10000.
@@ -46,7 +49,7 @@ func (c *PaymentsConfig) applyDefaults() {
 		c.AutoBuy = &on
 	}
 	if c.TargetBalanceSat == 0 {
-		c.TargetBalanceSat = 1000
+		c.TargetBalanceSat = 300
 	}
 	if c.DailyBudgetSat == 0 {
 		c.DailyBudgetSat = 10000

@@ -118,7 +118,7 @@ discovery:
 payments:
   enabled: {{.Payments.Enabled}}
   auto_buy: {{deref .Payments.AutoBuy}}
-  # Voucher balance kept for each node in use, in sats.
+  # Voucher balance bought ahead for each node in use or likely to be, in sats.
   target_balance_sat: {{.Payments.TargetBalanceSat}}
   # Most spent on vouchers in any 24 hours, routing fees included, in sats.
   daily_budget_sat: {{.Payments.DailyBudgetSat}}

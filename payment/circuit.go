@@ -43,6 +43,7 @@ type hopState struct {
 	inflight uint64    // bytes it carried during its last successful top-up
 	fails    int       // consecutive failed top-ups
 	retryAt  time.Time // no top-up before this, after a failure
+	target   int64     // the allowance kept ahead now: PrepayBytes doubling per top-up to TargetAheadBytes
 }
 
 // HopStats is what a circuit paid one hop, and what the hop answered.
@@ -85,7 +86,7 @@ type HopStats struct {
 func newCircuit(cl *Client, c TopUpper, hops []Hop) *Circuit {
 	pc := &Circuit{cl: cl, c: c, hops: make([]hopState, len(hops))}
 	for i, h := range hops {
-		pc.hops[i] = hopState{Hop: h, st: HopStats{Hop: h}}
+		pc.hops[i] = hopState{Hop: h, st: HopStats{Hop: h}, target: PrepayBytes}
 	}
 	// Not derived from cl.ctx, so an unclosed Circuit is not pinned in the
 	// client's context tree; each top-up watches both.
@@ -95,7 +96,7 @@ func newCircuit(cl *Client, c TopUpper, hops []Hop) *Circuit {
 
 // Check looks at the hops' carried bytes (TopUpper.HopCarried) and starts a
 // top-up, in the background, for every paid hop whose prepaid allowance
-// fell below LowWaterBytes, unless one is running for it or it is waiting
+// fell below half its target (lowWater), unless one is running for it or it is waiting
 // after a failure. It never blocks: it is meant to run on every read and
 // write of a stream (Wrap does that), and the Client runs it every
 // CheckInterval. After Close, or once a hop misbehaved, it does nothing.
@@ -113,7 +114,7 @@ func (pc *Circuit) Check() {
 	}
 	for i := range pc.hops {
 		h := &pc.hops[i]
-		if h.topping || !needsTopUp(h.st.BytesPaid, pc.c.HopCarried(h.Index)) {
+		if h.topping || !needsTopUp(h.st.BytesPaid, pc.c.HopCarried(h.Index), h.target) {
 			continue
 		}
 		if h.fails > 0 {
@@ -167,7 +168,8 @@ func (pc *Circuit) topUp(i int) {
 	defer context.AfterFunc(pc.ctx, cancel)()
 	before := pc.c.HopCarried(pc.hops[i].Index)
 	pc.mu.Lock()
-	bytes := refillBytes(pc.hops[i].st.BytesPaid, before, pc.hops[i].inflight)
+	pc.hops[i].target = nextTarget(pc.hops[i].target)
+	bytes := refillBytes(pc.hops[i].st.BytesPaid, before, pc.hops[i].inflight, pc.hops[i].target)
 	pc.mu.Unlock()
 	err := pc.pay(ctx, i, bytes)
 	after := pc.c.HopCarried(pc.hops[i].Index)

@@ -3,6 +3,7 @@ package payment
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -62,5 +63,51 @@ func TestTopUpOutcomeUnknown(t *testing.T) {
 				t.Fatalf("err %v", err)
 			}
 		})
+	}
+}
+
+// TestPaidCircuitCap: Open prepays at most MaxPaidCircuitsPerMinute
+// circuits in a burst, then refuses with ErrRateLimited (paying nothing)
+// until the bucket refills; a circuit with no paid hop is never counted.
+func TestPaidCircuitCap(t *testing.T) {
+	t.Parallel()
+	w := newFakeWallet(rich())
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	cl := newTestClient(t, w, ClientConfig{MaxPaidCircuitsPerMinute: 3, Now: clock})
+	hops := testHops[:1]
+	open := func() error {
+		pc, err := cl.Open(context.Background(), newFakeCircuit(hops, nil), hops)
+		if err == nil {
+			pc.Close()
+		}
+		return err
+	}
+	for i := range 3 {
+		if err := open(); err != nil {
+			t.Fatalf("circuit %d: %v", i, err)
+		}
+	}
+	_, spent, _ := w.snapshot()
+	if err := open(); !errors.Is(err, ErrRateLimited) {
+		t.Fatalf("fourth circuit in the same minute: %v, want ErrRateLimited", err)
+	}
+	if _, spent2, _ := w.snapshot(); len(spent2) != len(spent) {
+		t.Fatalf("a refused circuit paid: %d then %d payments", len(spent), len(spent2))
+	}
+	if pc, err := cl.Open(context.Background(), newFakeCircuit(hops, nil), nil); err != nil {
+		t.Fatalf("unpaid circuit refused: %v", err)
+	} else {
+		pc.Close()
+	}
+	mu.Lock()
+	now = now.Add(20 * time.Second) // one token back
+	mu.Unlock()
+	if err := open(); err != nil {
+		t.Fatalf("after 20 s: %v", err)
+	}
+	if err := open(); !errors.Is(err, ErrRateLimited) {
+		t.Fatalf("second after 20 s: %v, want ErrRateLimited", err)
 	}
 }
