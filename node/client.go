@@ -145,6 +145,14 @@ func (n *Node) prepay(ctx context.Context, c *circuit.Circuit, p pool.Path) (*pa
 	if len(hops) == 0 {
 		return nil, nil
 	}
+	// A middle or exit whose vouchers are not held is never bought from
+	// now (buyOnDemand); find out before prepaying anyone, so a circuit
+	// that cannot be paid costs nothing.
+	for _, h := range hops {
+		if !n.isGuard(h.Peer) && !n.pay.wallet.Holds(h.Peer, payment.SatsFor(payment.PrepayBytes, h.PriceSatPerMB)) {
+			return nil, fmt.Errorf("prepay circuit: hop %d: %w", h.Index+1, errNotHeld)
+		}
+	}
 	pc, err := n.payer.Open(ctx, c, hops)
 	if err != nil {
 		return nil, fmt.Errorf("prepay circuit: %w", err)
