@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -55,7 +56,7 @@ func (n *Node) dialMint(ctx context.Context, seller peer.ID) (io.ReadWriteCloser
 		c.Close()
 		return nil, fmt.Errorf("mint stream through a circuit: %w", err)
 	}
-	return &circuitStream{Stream: s, c: c}, nil
+	return &circuitStream{Stream: s, c: c, n: n}, nil
 }
 
 // isGuard reports whether p is one of the client's entry guards.
@@ -96,15 +97,29 @@ func (n *Node) buildToMint(ctx context.Context, seller peer.ID) (*circuit.Circui
 	return c, nil
 }
 
-// circuitStream is a mint stream whose circuit ends with it.
+// circuitStream is a mint stream whose circuit ends with it. Its
+// circuit's cells count in the client's per-node totals (status), as the
+// hops count them in theirs.
 type circuitStream struct {
 	*circuit.Stream
-	c *circuit.Circuit
+	c    *circuit.Circuit
+	n    *Node
+	once sync.Once
 }
 
+// mintEndWait bounds how long Close waits for the mint's END after its
+// answer, so no cell is still on its way when the circuit closes (the hops
+// would have charged a cell the client never counted).
+const mintEndWait = 2 * time.Second
+
 func (s *circuitStream) Close() error {
+	_ = s.Stream.SetReadDeadline(time.Now().Add(mintEndWait))
+	_, _ = io.CopyN(io.Discard, s.Stream, voucher.MaxMessageSize) // the mint sends nothing after its answer but END
 	err := s.Stream.Close()
-	s.c.Close()
+	s.once.Do(func() {
+		s.c.Close()
+		s.n.totals.fold(s.c, nil)
+	})
 	return err
 }
 
