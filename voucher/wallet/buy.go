@@ -116,7 +116,7 @@ func (w *Wallet) BuyFrom(ctx context.Context, node peer.ID, pub Published, sats 
 		w.penalize(node, err)
 		return Purchase{}, fmt.Errorf("buy: %w", err)
 	}
-	amounts, err := ks.Split(sats, voucher.MaxVouchersPerMint)
+	amounts, err := splitLadder(ks, sats)
 	if err != nil {
 		return Purchase{}, fmt.Errorf("buy: %w", err)
 	}
@@ -446,4 +446,38 @@ func checkReproducible(ks *voucher.Keyset, vrecs []voucherRecord) error {
 		}
 	}
 	return nil
+}
+
+// ladderCopies is how many vouchers of each small denomination a purchase
+// holds before the rest is split largest first.
+const ladderCopies = 2
+
+// splitLadder splits sats into the keyset's denominations for spending
+// with little change: up to ladderCopies vouchers of each denomination from
+// the smallest up while the amount allows, the rest largest first (at most
+// voucher.MaxVouchersPerMint in all, else the plain largest-first split).
+// A TOPUP then usually finds an exact sum in a few vouchers: an overshoot
+// is credited to the circuit, and a short circuit never uses it
+// (PROTOCOL.md §5.3), so change left in a voucher would be paid for
+// nothing. 300 sats: 1,1,2,2,…,64,64 (254) then 32,8,4,2: 18 vouchers.
+func splitLadder(ks *voucher.Keyset, sats uint64) ([]uint64, error) {
+	var out []uint64
+	rest := sats
+	for _, d := range ks.Amounts() { // ascending
+		for range ladderCopies {
+			if rest < d {
+				break
+			}
+			out = append(out, d)
+			rest -= d
+		}
+	}
+	if rest > 0 {
+		more, err := ks.Split(rest, voucher.MaxVouchersPerMint-len(out))
+		if err != nil {
+			return ks.Split(sats, voucher.MaxVouchersPerMint)
+		}
+		out = append(out, more...)
+	}
+	return out, nil
 }
