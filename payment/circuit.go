@@ -29,6 +29,9 @@ type Circuit struct {
 	mu      sync.Mutex
 	closed  bool // guarded by mu; set once by Close
 	stopped bool // guarded by mu; a hop misbehaved: nothing more is paid
+	// landed is guarded by mu: closed (and replaced) whenever a top-up
+	// ends or the circuit closes or stops, to wake paced readers.
+	landed chan struct{}
 	// wg counts this circuit's top-up goroutines (at most one per hop).
 	// Add happens under the client's mu and this mu while neither is
 	// closed.
@@ -84,7 +87,7 @@ type HopStats struct {
 }
 
 func newCircuit(cl *Client, c TopUpper, hops []Hop) *Circuit {
-	pc := &Circuit{cl: cl, c: c, hops: make([]hopState, len(hops))}
+	pc := &Circuit{cl: cl, c: c, hops: make([]hopState, len(hops)), landed: make(chan struct{})}
 	for i, h := range hops {
 		pc.hops[i] = hopState{Hop: h, st: HopStats{Hop: h}, target: PrepayBytes}
 	}
@@ -184,6 +187,7 @@ func (pc *Circuit) topUp(i int) {
 		h.retryAt = pc.cl.cfg.Now().Add(retryDelay(h.fails))
 	}
 	fails, stopped := h.fails, pc.stopped || pc.closed
+	pc.wakeLocked()
 	pc.mu.Unlock()
 	switch {
 	case err == nil:
@@ -350,6 +354,7 @@ func (pc *Circuit) stop(i int, err error) error {
 	st.LastReason = err.Error()
 	first := !pc.stopped
 	pc.stopped = true
+	pc.wakeLocked()
 	pc.mu.Unlock()
 	if first {
 		pc.cl.log.Warn("hop misbehaved in a top-up; no longer paying it, closing the circuit",
@@ -383,8 +388,60 @@ func (pc *Circuit) Close() {
 	}
 	pc.mu.Lock()
 	pc.closed = true
+	pc.wakeLocked()
 	pc.mu.Unlock()
 	pc.cl.forget(pc)
 	pc.cancel()
 	pc.wg.Wait()
+}
+
+// wakeLocked wakes readers waiting in pace.
+func (pc *Circuit) wakeLocked() {
+	close(pc.landed)
+	pc.landed = make(chan struct{})
+}
+
+// pace holds a reader of a wrapped stream while some paid hop has less
+// than PaceBytes of credit left as the client counts it, until a top-up
+// lands, the circuit closes or stops, or PaceWait passes (then it lets the
+// read go: the hop may cut the circuit). This is the backpressure that
+// keeps a fast transfer within the hop's grace: a stream's SENDMEs follow
+// delivery to the reader (PROTOCOL.md §5.2), so while the reader waits the
+// last hop can send at most one stream window (2 MiB, the same as the
+// grace) beyond what was delivered, and what was delivered is at most
+// what the client counted.
+func (pc *Circuit) pace() {
+	var deadline time.Time
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	for !pc.closed && !pc.stopped {
+		short := false
+		for i := range pc.hops {
+			h := &pc.hops[i]
+			if ahead(h.st.BytesPaid, pc.c.HopCarried(h.Index)) < PaceBytes {
+				short = true
+				break
+			}
+		}
+		if !short {
+			return
+		}
+		now := pc.cl.cfg.Now()
+		if deadline.IsZero() {
+			deadline = now.Add(PaceWait)
+		}
+		if !now.Before(deadline) {
+			return
+		}
+		ch := pc.landed
+		pc.mu.Unlock()
+		pc.Check() // starts the top-up if none is running
+		t := time.NewTimer(deadline.Sub(now))
+		select {
+		case <-ch:
+		case <-t.C:
+		}
+		t.Stop()
+		pc.mu.Lock()
+	}
 }

@@ -42,18 +42,22 @@ import (
 //     more meanwhile), and one whose top-up failed is not tried again
 //     before retryDelay.
 //
-// The hop lets a session run SessionGraceBytes (2 MiB) into debt. A hop
-// therefore cuts the circuit off only if a top-up takes longer to land
-// than the hop takes to carry target/2 + SessionGraceBytes of the
-// circuit's cells: 3 MiB for the first top-up, 4 MiB once the target is
-// at TargetAheadBytes (LowWaterBytes + SessionGraceBytes); a second
-// top-up that cannot yet know the first one's inflight lowers that to
-// about 2 MiB (TestScheduleKeepsAhead: 2.25 MiB of bulk cells per top-up
-// holds). At a
-// circuit's end the client has paid each hop for what it carried plus
-// the allowance it keeps ahead (at most target + inflight, so at most
-// 2 × TargetAheadBytes) and a sat of rounding, never a percentage of the
-// traffic.
+// The hop lets a session run SessionGraceBytes (2 MiB) into debt. On a
+// fast path a top-up can take longer to land than the hop takes to carry
+// the allowance left (on loopback under load a 50 MiB download outran
+// 2 MiB, 4 MiB and 8 MiB alike), so the client paces: a wrapped stream's
+// reader waits while any paid hop has less than PaceBytes of credit left
+// (Circuit.pace), at most PaceWait. Stream SENDMEs follow delivery to the
+// reader (PROTOCOL.md §5.2), so the last hop can then send at most one
+// stream window (512 cells, 2 MiB) beyond what was delivered, and what was
+// delivered is at most what the client counted: the hop stays within
+// PaceBytes of its grace however slow the top-up. (Several bulk streams on
+// one circuit share the 8 MiB circuit window, which pacing alone does not
+// bound below the grace.) At a circuit's end the client has paid each hop
+// for what it carried plus the allowance it keeps ahead (at most target +
+// inflight, so at most 2 × TargetAheadBytes) and a voucher's worth of
+// overshoot, never a percentage of the traffic.
+
 const (
 	// TargetAheadBytes is the most the client keeps prepaid at each paid
 	// hop, once a circuit has carried a few MiB: 4 MiB.
@@ -73,6 +77,12 @@ const (
 	// and at the last hop every stream, at most 64) may hold one cell it
 	// has charged and not yet sent; the TOPUP_ACK overtakes those cells.
 	OverChargeToleranceBytes = 128 * cell.Size
+	// PaceBytes: a wrapped stream's reader waits while any paid hop has
+	// less credit left than this, as the client counts it (Circuit.pace):
+	// 256 KiB.
+	PaceBytes = 256 << 10
+	// PaceWait bounds one such wait: 10 s.
+	PaceWait = 10 * time.Second
 	// DefaultMaxPaidCircuitsPerMinute is ClientConfig's default cap on new
 	// paid circuits: 60 a minute, bursts of 60 (bitcoind keeps about ten
 	// outbound connections and opens a few a minute).

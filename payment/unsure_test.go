@@ -3,6 +3,7 @@ package payment
 import (
 	"context"
 	"errors"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/co-infuse/co-infuse/circuit"
+	"github.com/co-infuse/co-infuse/circuit/cell"
 )
 
 // TestTopUpOutcomeUnknown: a TOPUP that gets no answer (the hop may have
@@ -111,3 +113,63 @@ func TestPaidCircuitCap(t *testing.T) {
 		t.Fatalf("second after 20 s: %v, want ErrRateLimited", err)
 	}
 }
+
+// TestPaceHoldsReads: while a paid hop is nearly out of credit and its
+// top-up is on the way, a wrapped stream's reads wait (no SENDME goes
+// back, so the last hop cannot run past its grace); once the top-up
+// lands, they go on.
+func TestPaceHoldsReads(t *testing.T) {
+	t.Parallel()
+	w := newFakeWallet(rich())
+	cl := newTestClient(t, w, ClientConfig{})
+	hops := []Hop{{Index: 0, Peer: "A", PriceSatPerMB: 1}}
+	release := make(chan struct{})
+	var gated atomicBool
+	fc := newFakeCircuit(hops, nil)
+	fc.answer = func(ctx context.Context, i int, p string) ([]byte, error) {
+		if gated.get() {
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		return fc.honest(i, p)
+	}
+	pc, err := cl.Open(context.Background(), fc, hops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pc.Close)
+	fc.drain()
+	gated.set(true)
+	st := pc.Stats()[0]
+	fc.add(uint64(st.BytesPaid-PaceBytes/2)/cell.Size + 1) // less than PaceBytes of credit left
+	srv, cli := net.Pipe()
+	t.Cleanup(func() { srv.Close(); cli.Close() })
+	conn := pc.Wrap(cli)
+	go srv.Write([]byte("x"))
+	done := make(chan error, 1)
+	go func() {
+		_, err := conn.Read(make([]byte, 1))
+		done <- err
+	}()
+	<-fc.calls // the top-up is on its way, unanswered
+	select {
+	case err := <-done:
+		t.Fatalf("read returned (%v) while the hop was out of credit and its top-up unanswered", err)
+	default:
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("read after the top-up landed: %v", err)
+	}
+}
+
+type atomicBool struct {
+	mu sync.Mutex
+	v  bool
+}
+
+func (b *atomicBool) get() bool  { b.mu.Lock(); defer b.mu.Unlock(); return b.v }
+func (b *atomicBool) set(v bool) { b.mu.Lock(); b.v = v; b.mu.Unlock() }

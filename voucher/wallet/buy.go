@@ -448,36 +448,48 @@ func checkReproducible(ks *voucher.Keyset, vrecs []voucherRecord) error {
 	return nil
 }
 
-// ladderCopies is how many vouchers of each small denomination a purchase
-// holds before the rest is split largest first.
+// ladderCopies is how many vouchers of each denomination below the cap a
+// purchase holds before the rest is split into the cap.
 const ladderCopies = 2
 
 // splitLadder splits sats into the keyset's denominations for spending
-// with little change: up to ladderCopies vouchers of each denomination from
-// the smallest up while the amount allows, the rest largest first (at most
-// voucher.MaxVouchersPerMint in all, else the plain largest-first split).
-// A TOPUP then usually finds an exact sum in a few vouchers: an overshoot
-// is credited to the circuit, and a short circuit never uses it
-// (PROTOCOL.md §5.3), so change left in a voucher would be paid for
-// nothing. 300 sats: 1,1,2,2,…,64,64 (254) then 32,8,4,2: 18 vouchers.
+// with little change: no voucher above a cap, the smallest denomination
+// for which the split fits voucher.MaxVouchersPerMint; up to ladderCopies
+// vouchers of each denomination below the cap, then as many of the cap
+// as fit, then the remainder largest first. A TOPUP then finds a sum close
+// to what it needs in a few vouchers: an overshoot is credited to the
+// circuit and lowers its next top-up, but what is left when the circuit
+// ends is paid for nothing, so it must stay small (at most one voucher of
+// the cap). 300 sats: cap 8, 43 vouchers; 1500 sats: cap 32, 58 vouchers.
 func splitLadder(ks *voucher.Keyset, sats uint64) ([]uint64, error) {
-	var out []uint64
-	rest := sats
-	for _, d := range ks.Amounts() { // ascending
-		for range ladderCopies {
-			if rest < d {
-				break
+	amounts := ks.Amounts() // ascending
+	for ci, cap := range amounts {
+		var out []uint64
+		rest := sats
+		for _, d := range amounts[:ci] {
+			for range ladderCopies {
+				if rest >= d {
+					out = append(out, d)
+					rest -= d
+				}
 			}
-			out = append(out, d)
-			rest -= d
 		}
-	}
-	if rest > 0 {
-		more, err := ks.Split(rest, voucher.MaxVouchersPerMint-len(out))
-		if err != nil {
-			return ks.Split(sats, voucher.MaxVouchersPerMint)
+		n := rest / cap
+		if uint64(len(out))+n > voucher.MaxVouchersPerMint {
+			continue
 		}
-		out = append(out, more...)
+		for range n {
+			out = append(out, cap)
+		}
+		rest -= n * cap
+		if rest > 0 {
+			more, err := ks.Split(rest, voucher.MaxVouchersPerMint-len(out))
+			if err != nil {
+				continue
+			}
+			out = append(out, more...)
+		}
+		return out, nil
 	}
-	return out, nil
+	return ks.Split(sats, voucher.MaxVouchersPerMint)
 }
