@@ -15,6 +15,7 @@ import (
 	"github.com/co-infuse/co-infuse/circuit"
 	"github.com/co-infuse/co-infuse/circuit/cell"
 	"github.com/co-infuse/co-infuse/discovery"
+	"github.com/co-infuse/co-infuse/payment"
 	"github.com/co-infuse/co-infuse/voucher"
 	"github.com/co-infuse/co-infuse/voucher/mint"
 )
@@ -165,10 +166,13 @@ func (n *Node) buyOnDemand(ctx context.Context, node peer.ID, sats uint64) error
 	return err
 }
 
-// holds is path selection's Prefer: the wallet holds vouchers of p (any
-// spendable amount). Without a wallet every node is equal.
+// holds is path selection's Prefer: the wallet holds enough of p's
+// vouchers for a circuit's prepay at the highest price this client pays
+// (prepay checks the hop's own price). Without a wallet every node is
+// equal.
 func (n *Node) holds(p peer.ID) bool {
-	return n.pay != nil && n.pay.wallet != nil && n.pay.wallet.Holds(p, 1)
+	return n.pay != nil && n.pay.wallet != nil &&
+		n.pay.wallet.Holds(p, payment.SatsFor(payment.PrepayBytes, n.cfg.Discovery.MaxPriceSatPerMB))
 }
 
 // maxBuyCandidates bounds the nodes automatic purchase keeps balances at
