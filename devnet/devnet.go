@@ -60,6 +60,12 @@ type Options struct {
 	// "mempool1".."mempoolN" or "client". Tests use it to give exits different policies or to
 	// shorten the client's circuit timers.
 	Configure func(name string, cfg *node.Config)
+	// SkipPurchase leaves the start-up purchase out (Lightning only): the
+	// client's wallet then buys ahead in the background on its own.
+	SkipPurchase bool
+	// NodeOptions, if set, adds options to each node's node.New; name as
+	// in Configure. Tests use it to observe a node's mint.
+	NodeOptions func(name string) []node.Option
 	// Progress receives one line per step. Default io.Discard.
 	Progress io.Writer
 	// Logger for every node. Default: warnings to stderr.
@@ -221,7 +227,11 @@ func Start(ctx context.Context, o Options) (_ *Devnet, err error) {
 		if err := node.WriteConfig(cfg); err != nil {
 			return nil, fmt.Errorf("%s: %w", s.name, err)
 		}
-		n, err := node.New(cfg, node.WithLogger(o.Logger.With("node", s.name)))
+		nopts := []node.Option{node.WithLogger(o.Logger.With("node", s.name))}
+		if o.NodeOptions != nil {
+			nopts = append(nopts, o.NodeOptions(s.name)...)
+		}
+		n, err := node.New(cfg, nopts...)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", s.name, err)
 		}
@@ -246,7 +256,7 @@ func Start(ctx context.Context, o Options) (_ *Devnet, err error) {
 			return nil, err
 		}
 	}
-	if d.LN != nil {
+	if d.LN != nil && !o.SkipPurchase {
 		for _, n := range d.Nodes[:len(d.Nodes)-1] {
 			start := time.Now()
 			p, err := d.Client.Buy(ctx, n.ID(), PurchaseSat)

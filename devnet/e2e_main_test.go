@@ -17,6 +17,12 @@ package devnet
 //	TestE2ECircuitChoice           per-port exits, dirtiness, pre-built circuits
 //	TestE2EOnionAnsweredByClient   .onion gets 0xF0 with no circuit or BEGIN
 //	TestE2EVoucherLightning        purchases and crash-resume against real lnd
+//	TestE2EBuyAheadThroughCircuits buy-ahead in the background; non-guard mints
+//	                               see purchases only through circuits; no hop
+//	                               bought from in the minute before its circuit
+//	TestE2EPaidCost                ten paid 50 MiB downloads, fresh credentials:
+//	                               byte-exact, paid ≤ 110% of advertised prices;
+//	                               a bitcoind-like workload's sats per MB
 //	TestE2ECLI                     the co-infuse binary: init, run, devnet
 //	TestE2EMempool                 delivery nodes in front of a real btcd:
 //	                               btcctl, curl and rpcclient through the

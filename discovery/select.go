@@ -26,6 +26,13 @@ type PathRequest struct {
 	MaxPriceSat uint64
 	// Exclude lists peers that must not appear in the path.
 	Exclude []peer.ID
+	// Prefer, if set, narrows the choice of the final hop and the
+	// middles to the usable candidates it returns true for, whenever
+	// there is one; weights apply among them as usual. Entry guards are
+	// not affected. The client passes "the wallet already holds this
+	// node's vouchers", so a circuit never waits for a purchase from its
+	// middle or exit. It must be cheap and must not block.
+	Prefer func(peer.ID) bool
 }
 
 // newCandidate builds the selection view of ad; observed is the address we
@@ -179,6 +186,11 @@ func pickWeighted(rng *rand.Rand, pool []*candidate, role Role, req *PathRequest
 	if len(elig) == 0 {
 		return nil
 	}
+	if req.Prefer != nil {
+		if pref := slices.DeleteFunc(slices.Clone(elig), func(c *candidate) bool { return !req.Prefer(c.ad.Peer) }); len(pref) > 0 {
+			elig = pref
+		}
+	}
 	share := map[netGroup]int{}
 	lnShare := map[string]int{}
 	for _, c := range elig {
@@ -312,6 +324,7 @@ func pickPath(rng *rand.Rand, pool []*candidate, guards []*candidate, req PathRe
 // the request that needed them (zero request: any relay).
 func pickGuards(rng *rand.Rand, pool []*candidate, guards []*candidate, want int, req PathRequest, r *selectRules) []*candidate {
 	_ = req.normalize()
+	req.Prefer = nil // guards are chosen for the long term, not for what the wallet holds
 	var have []*candidate
 	for _, g := range guards {
 		if g.usable(RoleRelay, &req, r) {

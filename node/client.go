@@ -41,12 +41,10 @@ func (n *Node) startClient() error {
 					Sats:    value,
 					Commit:  func() error { return w.MarkSpent(vs) },
 					Release: func() error { return w.Release(vs) },
+					Unsure:  func() error { return w.Unsure(vs) },
 				}, nil
 			},
-			Buy: func(ctx context.Context, node peer.ID, sats uint64) error {
-				_, err := w.Buy(ctx, node, sats)
-				return err
-			},
+			Buy:              n.buyOnDemand,
 			TargetBalanceSat: n.cfg.Payments.TargetBalanceSat,
 			Logger:           n.log,
 		})
@@ -84,6 +82,7 @@ func (n *Node) selectPath(ctx context.Context, port uint16, exclude []peer.ID) (
 		Port:        port,
 		MaxPriceSat: n.cfg.Discovery.MaxPriceSatPerMB,
 		Exclude:     exclude,
+		Prefer:      n.holds,
 	})
 	if err != nil {
 		if len(n.disc.Known()) == 0 {
@@ -145,6 +144,14 @@ func (n *Node) prepay(ctx context.Context, c *circuit.Circuit, p pool.Path) (*pa
 	}
 	if len(hops) == 0 {
 		return nil, nil
+	}
+	// A middle or exit whose vouchers are not held is never bought from
+	// now (buyOnDemand); find out before prepaying anyone, so a circuit
+	// that cannot be paid costs nothing.
+	for _, h := range hops {
+		if !n.isGuard(h.Peer) && !n.pay.wallet.Holds(h.Peer, payment.SatsFor(payment.PrepayBytes, h.PriceSatPerMB)) {
+			return nil, fmt.Errorf("prepay circuit: hop %d: %w", h.Index+1, errNotHeld)
+		}
 	}
 	pc, err := n.payer.Open(ctx, c, hops)
 	if err != nil {

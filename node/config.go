@@ -453,6 +453,9 @@ func (c *Config) Validate() error {
 	if c.Discovery.MaxPriceSatPerMB > MaxPriceSatPerMB {
 		return fieldErr("discovery.max_price_sat_per_mb", "%d is above %d sat/MB", c.Discovery.MaxPriceSatPerMB, MaxPriceSatPerMB)
 	}
+	if c.Payments.RefillMean < 100*time.Millisecond && c.Payments.RefillMean != 0 {
+		return fieldErr("payments.refill_mean", "%v is below 100ms", c.Payments.RefillMean)
+	}
 	if c.Payments.Enabled {
 		if err := c.LND.Validate(); err != nil {
 			return fmt.Errorf("%w: payments.enabled needs the lnd section: %v", ErrConfig, err)

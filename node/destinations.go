@@ -59,7 +59,7 @@ func startMint(n *Node, mux *circuit.Mux) (io.Closer, error) {
 		return nil
 	}
 	return nil, mux.HandleServe(cell.ServiceMint, accept, func(ctx context.Context, req circuit.BeginRequest, conn net.Conn) {
-		m.ServeConn(ctx, conn, req.Cookie)
+		m.ServeConn(ctx, conn, req.Cookie, n.mintVia(req.Peer))
 	})
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/co-infuse/co-infuse/mempool"
 	"github.com/co-infuse/co-infuse/payment"
 	"github.com/co-infuse/co-infuse/proxy"
+	"github.com/co-infuse/co-infuse/voucher/mint"
 )
 
 // Node is one running co-infuse node. Create it with New, then Start; Close
@@ -68,6 +69,10 @@ type Node struct {
 	// paid maps a client circuit's ID to its payment ledger
 	// (*payment.Circuit) while the circuit lives.
 	paid sync.Map
+	// now is the wallet's clock (WithClock); nil means time.Now.
+	now func() time.Time
+	// mintObserve is WithMintObserver's func, or nil.
+	mintObserve func(mint.Via)
 	// totals are closed client circuits' figures per node (status).
 	totals hopTotals
 
@@ -166,6 +171,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return err
 	}
 	if err = n.startDiscovery(ctx); err != nil {
+		return err
+	}
+	if err = n.startWallet(); err != nil {
 		return err
 	}
 	if n.cfg.Has(RoleClient) {

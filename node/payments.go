@@ -28,12 +28,19 @@ type PaymentsConfig struct {
 	// AutoBuy keeps TargetBalanceSat of vouchers for every node the client
 	// uses. Default true when payments are enabled.
 	AutoBuy *bool `yaml:"auto_buy"`
-	// TargetBalanceSat is the voucher balance kept per node in use, in sats.
-	// Default 1000.
+	// TargetBalanceSat is the voucher balance kept, bought ahead, at each
+	// node in use or likely to be picked (at most 8 besides those in use:
+	// node/buy.go buyCandidates), in sats. Default 300 (150 MB at 2
+	// sat/MB), so the balances bought ahead take a quarter of the default
+	// budget.
 	TargetBalanceSat uint64 `yaml:"target_balance_sat"`
 	// DailyBudgetSat caps what the wallet spends on vouchers in any 24
 	// hours, routing fees included, in sats. Default 10000.
 	DailyBudgetSat uint64 `yaml:"daily_budget_sat"`
+	// RefillMean is the mean gap between the wallet's background purchase
+	// rounds; the gaps are exponential, cut to 1/10..4× the mean
+	// (VOUCHERS.md §3.8). Default 30s; at least 100ms.
+	RefillMean time.Duration `yaml:"refill_mean"`
 }
 
 func (c *PaymentsConfig) applyDefaults() {
@@ -42,10 +49,13 @@ func (c *PaymentsConfig) applyDefaults() {
 		c.AutoBuy = &on
 	}
 	if c.TargetBalanceSat == 0 {
-		c.TargetBalanceSat = 1000
+		c.TargetBalanceSat = 300
 	}
 	if c.DailyBudgetSat == 0 {
 		c.DailyBudgetSat = 10000
+	}
+	if c.RefillMean == 0 {
+		c.RefillMean = 30 * time.Second
 	}
 }
 
@@ -80,6 +90,7 @@ func (n *Node) startPayments(ctx context.Context) (*payments, error) {
 			Payee:          payee,
 			PriceMsatPerMB: n.cfg.hopPriceSatPerMB() * 1000,
 			OnKeysets:      n.onKeysets,
+			Observe:        n.mintObserve,
 			Logger:         n.log,
 		})
 		if err != nil {
@@ -93,8 +104,9 @@ func (n *Node) startPayments(ctx context.Context) (*payments, error) {
 	}
 	if n.cfg.Has(RoleClient) {
 		p.wallet, err = wallet.New(wallet.Config{
-			Host: n.host,
-			Path: filepath.Join(n.cfg.DataDir, "wallet.db"),
+			Dial:       n.dialMint,
+			Candidates: n.buyCandidates,
+			Path:       filepath.Join(n.cfg.DataDir, "wallet.db"),
 			DecodeInvoice: func(ctx context.Context, pr string) (wallet.Invoice, error) {
 				inv, err := lnd.DecodeInvoice(ctx, pr)
 				return wallet.Invoice{AmountSat: inv.AmountSat, AmountMsat: inv.AmountMsat,
@@ -106,18 +118,30 @@ func (n *Node) startPayments(ctx context.Context) (*payments, error) {
 			DailyBudgetSat:    n.cfg.Payments.DailyBudgetSat,
 			TargetBalanceSat:  n.cfg.Payments.TargetBalanceSat,
 			AutoBuy:           *n.cfg.Payments.AutoBuy,
+			AutoBuyInterval:   n.cfg.Payments.RefillMean,
+			Now:               n.now,
 			Logger:            n.log,
 		})
 		if err != nil {
 			p.close()
 			return nil, fmt.Errorf("wallet: %w", err)
 		}
-		if err := p.wallet.Start(); err != nil {
-			p.close()
-			return nil, fmt.Errorf("wallet: %w", err)
-		}
+		// Started by startWallet once discovery and the engine are up:
+		// its purchases go through circuits.
 	}
 	return p, nil
+}
+
+// startWallet starts the wallet's background purchases (resuming any a
+// crash left unfinished); they need discovery and the circuit engine.
+func (n *Node) startWallet() error {
+	if n.pay == nil || n.pay.wallet == nil {
+		return nil
+	}
+	if err := n.pay.wallet.Start(); err != nil {
+		return fmt.Errorf("wallet: %w", err)
+	}
+	return nil
 }
 
 func (p *payments) close() error {

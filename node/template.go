@@ -118,10 +118,12 @@ discovery:
 payments:
   enabled: {{.Payments.Enabled}}
   auto_buy: {{deref .Payments.AutoBuy}}
-  # Voucher balance kept for each node in use, in sats.
+  # Voucher balance bought ahead for each node in use or likely to be, in sats.
   target_balance_sat: {{.Payments.TargetBalanceSat}}
   # Most spent on vouchers in any 24 hours, routing fees included, in sats.
   daily_budget_sat: {{.Payments.DailyBudgetSat}}
+  # Mean time between background voucher purchases (random, exponential).
+  refill_mean: {{.Payments.RefillMean}}
 
 # Transaction delivery. A node with the mempool role hands the transactions
 # clients deliver to its own bitcoind or btcd (backend); a client with

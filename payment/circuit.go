@@ -29,6 +29,9 @@ type Circuit struct {
 	mu      sync.Mutex
 	closed  bool // guarded by mu; set once by Close
 	stopped bool // guarded by mu; a hop misbehaved: nothing more is paid
+	// landed is guarded by mu: closed (and replaced) whenever a top-up
+	// ends or the circuit closes or stops, to wake paced readers.
+	landed chan struct{}
 	// wg counts this circuit's top-up goroutines (at most one per hop).
 	// Add happens under the client's mu and this mu while neither is
 	// closed.
@@ -43,6 +46,7 @@ type hopState struct {
 	inflight uint64    // bytes it carried during its last successful top-up
 	fails    int       // consecutive failed top-ups
 	retryAt  time.Time // no top-up before this, after a failure
+	target   int64     // the allowance kept ahead now: PrepayBytes doubling per top-up to TargetAheadBytes
 }
 
 // HopStats is what a circuit paid one hop, and what the hop answered.
@@ -83,9 +87,9 @@ type HopStats struct {
 }
 
 func newCircuit(cl *Client, c TopUpper, hops []Hop) *Circuit {
-	pc := &Circuit{cl: cl, c: c, hops: make([]hopState, len(hops))}
+	pc := &Circuit{cl: cl, c: c, hops: make([]hopState, len(hops)), landed: make(chan struct{})}
 	for i, h := range hops {
-		pc.hops[i] = hopState{Hop: h, st: HopStats{Hop: h}}
+		pc.hops[i] = hopState{Hop: h, st: HopStats{Hop: h}, target: PrepayBytes}
 	}
 	// Not derived from cl.ctx, so an unclosed Circuit is not pinned in the
 	// client's context tree; each top-up watches both.
@@ -95,7 +99,7 @@ func newCircuit(cl *Client, c TopUpper, hops []Hop) *Circuit {
 
 // Check looks at the hops' carried bytes (TopUpper.HopCarried) and starts a
 // top-up, in the background, for every paid hop whose prepaid allowance
-// fell below LowWaterBytes, unless one is running for it or it is waiting
+// fell below half its target (lowWater), unless one is running for it or it is waiting
 // after a failure. It never blocks: it is meant to run on every read and
 // write of a stream (Wrap does that), and the Client runs it every
 // CheckInterval. After Close, or once a hop misbehaved, it does nothing.
@@ -113,7 +117,7 @@ func (pc *Circuit) Check() {
 	}
 	for i := range pc.hops {
 		h := &pc.hops[i]
-		if h.topping || !needsTopUp(h.st.BytesPaid, pc.c.HopCarried(h.Index)) {
+		if h.topping || !needsTopUp(h.st.BytesPaid, pc.c.HopCarried(h.Index), h.target) {
 			continue
 		}
 		if h.fails > 0 {
@@ -167,7 +171,8 @@ func (pc *Circuit) topUp(i int) {
 	defer context.AfterFunc(pc.ctx, cancel)()
 	before := pc.c.HopCarried(pc.hops[i].Index)
 	pc.mu.Lock()
-	bytes := refillBytes(pc.hops[i].st.BytesPaid, before, pc.hops[i].inflight)
+	pc.hops[i].target = nextTarget(pc.hops[i].target)
+	bytes := refillBytes(pc.hops[i].st.BytesPaid, before, pc.hops[i].inflight, pc.hops[i].target)
 	pc.mu.Unlock()
 	err := pc.pay(ctx, i, bytes)
 	after := pc.c.HopCarried(pc.hops[i].Index)
@@ -182,6 +187,7 @@ func (pc *Circuit) topUp(i int) {
 		h.retryAt = pc.cl.cfg.Now().Add(retryDelay(h.fails))
 	}
 	fails, stopped := h.fails, pc.stopped || pc.closed
+	pc.wakeLocked()
 	pc.mu.Unlock()
 	switch {
 	case err == nil:
@@ -218,9 +224,14 @@ func (pc *Circuit) pay(ctx context.Context, i int, bytes int64) error {
 	out, err := pc.c.TopUp(ctx, h.Index, r.Payload)
 	refused := errors.Is(err, circuit.ErrPayment) // TOPUP_ACK status 1
 	if err != nil && (!refused || len(out) == 0) {
-		// No answer (timeout, circuit closed), or a refusal without a
-		// reason (a hop that takes no TOPUP): nothing was credited.
-		pc.settle(r, false)
+		// A refusal without a reason (a hop that takes no TOPUP): nothing
+		// was credited. No answer (timeout, circuit closed): the hop may
+		// have redeemed them, so they wait for the mint to say (unsure).
+		if refused {
+			pc.settle(r, false)
+		} else {
+			pc.unsure(r)
+		}
 		return pc.failed(i, fmt.Errorf("pay hop %d: %w", h.Index+1, err))
 	}
 	var ack Ack
@@ -308,6 +319,18 @@ func (pc *Circuit) settle(r Reservation, commit bool) {
 	}
 }
 
+// unsure hands r back to the wallet as offered with no answer, to be
+// settled by the hop's mint before it is offered again.
+func (pc *Circuit) unsure(r Reservation) {
+	if r.Unsure == nil {
+		pc.settle(r, false)
+		return
+	}
+	if err := r.Unsure(); err != nil {
+		pc.cl.log.Warn("park vouchers of a top-up with no answer", "err", err)
+	}
+}
+
 // failed records err against hop i and returns it.
 func (pc *Circuit) failed(i int, err error) error {
 	pc.mu.Lock()
@@ -331,6 +354,7 @@ func (pc *Circuit) stop(i int, err error) error {
 	st.LastReason = err.Error()
 	first := !pc.stopped
 	pc.stopped = true
+	pc.wakeLocked()
 	pc.mu.Unlock()
 	if first {
 		pc.cl.log.Warn("hop misbehaved in a top-up; no longer paying it, closing the circuit",
@@ -364,8 +388,60 @@ func (pc *Circuit) Close() {
 	}
 	pc.mu.Lock()
 	pc.closed = true
+	pc.wakeLocked()
 	pc.mu.Unlock()
 	pc.cl.forget(pc)
 	pc.cancel()
 	pc.wg.Wait()
+}
+
+// wakeLocked wakes readers waiting in pace.
+func (pc *Circuit) wakeLocked() {
+	close(pc.landed)
+	pc.landed = make(chan struct{})
+}
+
+// pace holds a reader of a wrapped stream while some paid hop has less
+// than PaceBytes of credit left as the client counts it, until a top-up
+// lands, the circuit closes or stops, or PaceWait passes (then it lets the
+// read go: the hop may cut the circuit). This is the backpressure that
+// keeps a fast transfer within the hop's grace: a stream's SENDMEs follow
+// delivery to the reader (PROTOCOL.md §5.2), so while the reader waits the
+// last hop can send at most one stream window (2 MiB, the same as the
+// grace) beyond what was delivered, and what was delivered is at most
+// what the client counted.
+func (pc *Circuit) pace() {
+	var deadline time.Time
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	for !pc.closed && !pc.stopped {
+		short := false
+		for i := range pc.hops {
+			h := &pc.hops[i]
+			if ahead(h.st.BytesPaid, pc.c.HopCarried(h.Index)) < PaceBytes {
+				short = true
+				break
+			}
+		}
+		if !short {
+			return
+		}
+		now := pc.cl.cfg.Now()
+		if deadline.IsZero() {
+			deadline = now.Add(PaceWait)
+		}
+		if !now.Before(deadline) {
+			return
+		}
+		ch := pc.landed
+		pc.mu.Unlock()
+		pc.Check() // starts the top-up if none is running
+		t := time.NewTimer(deadline.Sub(now))
+		select {
+		case <-ch:
+		case <-t.C:
+		}
+		t.Stop()
+		pc.mu.Lock()
+	}
 }

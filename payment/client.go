@@ -59,8 +59,14 @@ type Reservation struct {
 	// acknowledged the TOPUP. Nil does nothing.
 	Commit func() error
 	// Release returns the vouchers to the wallet; it is called when the
-	// hop did not acknowledge. Nil does nothing.
+	// hop said it did not take them. Nil does nothing.
 	Release func() error
+	// Unsure is called instead of Release when the TOPUP got no answer (a
+	// timeout, a closed circuit): the hop may have redeemed them. The
+	// wallet must not offer them again before the hop's mint has said
+	// they are unspent (wallet.Unsure, VOUCHERS.md §3.9). Nil calls
+	// Release.
+	Unsure func() error
 }
 
 // ClientConfig configures a Client. Reserve is required; zero fields take
@@ -89,7 +95,16 @@ type ClientConfig struct {
 	// Default DefaultCheckInterval (1s). One goroutine does it for all
 	// circuits, from the first Open to Close.
 	CheckInterval time.Duration
-	// Now is the clock for retry delays; nil means time.Now.
+	// MaxPaidCircuitsPerMinute caps how many circuits with a paid hop
+	// Open prepays per minute (a token bucket of that size, refilled
+	// evenly over a minute), so a local process opening connections with
+	// fresh credentials (one circuit each) cannot turn the wallet into
+	// prepayments faster than that; beyond it Open fails with
+	// ErrRateLimited and pays nothing. Default
+	// DefaultMaxPaidCircuitsPerMinute (60).
+	MaxPaidCircuitsPerMinute int
+	// Now is the clock for retry delays and the circuit cap; nil means
+	// time.Now.
 	Now func() time.Time
 	// Logger receives the client's logs; nil discards them. The client
 	// adds subsys=payment/client.
@@ -115,6 +130,9 @@ type Client struct {
 	circuits map[*Circuit]struct{}
 	// ticking is guarded by mu: the checker goroutine has been started.
 	ticking bool
+	// tokens and tokensAt are guarded by mu: the paid-circuit bucket.
+	tokens   float64
+	tokensAt time.Time
 	// wg counts top-up goroutines of every circuit and the checker. Add
 	// happens under mu while closed is false, so it never races Close's
 	// Wait.
@@ -133,6 +151,12 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.CheckInterval < 0 {
 		return nil, fmt.Errorf("%w: ClientConfig.CheckInterval %v is negative", ErrConfig, cfg.CheckInterval)
 	}
+	if cfg.MaxPaidCircuitsPerMinute < 0 {
+		return nil, fmt.Errorf("%w: ClientConfig.MaxPaidCircuitsPerMinute %d is negative", ErrConfig, cfg.MaxPaidCircuitsPerMinute)
+	}
+	if cfg.MaxPaidCircuitsPerMinute == 0 {
+		cfg.MaxPaidCircuitsPerMinute = DefaultMaxPaidCircuitsPerMinute
+	}
 	if cfg.TopUpTimeout == 0 {
 		cfg.TopUpTimeout = time.Minute
 	}
@@ -147,7 +171,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Client{cfg: cfg, log: cfg.Logger.With("subsys", "payment/client"), ctx: ctx, cancel: cancel,
-		circuits: make(map[*Circuit]struct{})}, nil
+		circuits: make(map[*Circuit]struct{}), tokens: float64(cfg.MaxPaidCircuitsPerMinute), tokensAt: cfg.Now()}, nil
 }
 
 // Open prepays every hop in hops, in order, through c, at its price:
@@ -170,9 +194,14 @@ func (cl *Client) Open(ctx context.Context, c TopUpper, hops []Hop) (*Circuit, e
 	}
 	cl.mu.Lock()
 	closed := cl.closed
+	limited := len(hops) > 0 && !cl.takeTokenLocked()
 	cl.mu.Unlock()
 	if closed {
 		return nil, ErrClosed
+	}
+	if limited {
+		cl.log.Warn("new paid circuit refused: over the cap of paid circuits per minute", "cap", cl.cfg.MaxPaidCircuitsPerMinute)
+		return nil, ErrRateLimited
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -180,7 +209,7 @@ func (cl *Client) Open(ctx context.Context, c TopUpper, hops []Hop) (*Circuit, e
 
 	pc := newCircuit(cl, c, hops)
 	for i, h := range pc.hops {
-		if err := pc.pay(ctx, i, refillBytes(0, c.HopCarried(h.Index), 0)); err != nil {
+		if err := pc.pay(ctx, i, refillBytes(0, c.HopCarried(h.Index), 0, PrepayBytes)); err != nil {
 			pc.Close()
 			return nil, fmt.Errorf("prepay: %w", err)
 		}
@@ -190,6 +219,21 @@ func (cl *Client) Open(ctx context.Context, c TopUpper, hops []Hop) (*Circuit, e
 		return nil, ErrClosed
 	}
 	return pc, nil
+}
+
+// takeTokenLocked takes one paid circuit from the bucket; false if empty.
+func (cl *Client) takeTokenLocked() bool {
+	now := cl.cfg.Now()
+	size := float64(cl.cfg.MaxPaidCircuitsPerMinute)
+	if el := now.Sub(cl.tokensAt); el > 0 {
+		cl.tokens = min(size, cl.tokens+size*el.Minutes())
+	}
+	cl.tokensAt = now
+	if cl.tokens < 1 {
+		return false
+	}
+	cl.tokens--
+	return true
 }
 
 // track adds pc to the circuits the checker visits, starting the checker

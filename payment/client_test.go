@@ -298,10 +298,10 @@ func TestClientPrepay(t *testing.T) {
 		node peer.ID
 		sats uint64
 	}{
-		{0, "A", 9},          // ceil(8,388,608 × 1 / 10^6)
-		{1, "B", 17},         // ceil(8,388,608 × 2 / 10^6)
-		{2, "C", 16_777_216}, // 8,388,608 × 2
-		{4, "D", 1},          // price 0: at least 1 sat
+		{0, "A", 3},         // ceil(2,097,152 × 1 / 10^6)
+		{1, "B", 5},         // ceil(2,097,152 × 2 / 10^6)
+		{2, "C", 4_194_304}, // 2,097,152 × 2
+		{4, "D", 1},         // price 0: at least 1 sat
 	}
 	calls := fc.drain()
 	_, spent, released := w.snapshot()
@@ -387,13 +387,13 @@ func TestScheduleKeepsAhead(t *testing.T) {
 	}{
 		// 10,000 small request/response round trips: one cell each way.
 		{"chatty: 10,000 tiny round trips", 10_000, 2, 100},
-		// Each top-up lands only after 600 round trips (4.7 MiB of cells
-		// per hop), into the grace: just within the schedule's 5 MiB.
-		{"chatty, top-ups slower than 600 round trips", 10_000, 2, 600},
+		// Each top-up lands only after 250 round trips (2 MiB of cells
+		// per hop), into the grace: within the schedule's bound.
+		{"chatty, top-ups slower than 250 round trips", 10_000, 2, 250},
 		// 100 MiB of bulk data, 64 KiB per step.
 		{"bulk", 1_600, 16, 20},
-		// Each top-up lands only after 4.75 MiB more cells.
-		{"bulk, top-ups slower than 4.75 MiB", 1_600, 16, 76},
+		// Each top-up lands only after 2.25 MiB more cells.
+		{"bulk, top-ups slower than 2.25 MiB", 1_600, 16, 36},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -471,7 +471,7 @@ func TestScheduleKeepsAhead(t *testing.T) {
 					if lead < 0 || lead > 2*TargetAheadBytes+CreditBytes(1, st.PriceSatPerMB) {
 						t.Errorf("hop %d carried %d bytes, was paid for %d: lead %d", i, c, st.BytesPaid, lead)
 					}
-					if most := int(c/(LowWaterBytes/2)) + 2; st.TopUps > most {
+					if most := int(c/(LowWaterBytes/2)) + 4; st.TopUps > most { // slow start: up to two more
 						t.Errorf("hop %d: %d top-ups for %d bytes, want at most %d", i, st.TopUps, c, most)
 					}
 					if st.TopUps < 2 {
@@ -518,7 +518,7 @@ func TestClientOneTopUpPerHop(t *testing.T) {
 	mu.Lock()
 	holding = true
 	mu.Unlock()
-	fc.add(PrepayBytes / cell.Size) // both hops are at 0 ahead
+	fc.add(3_000_000/cell.Size + 1) // both hops are at or below 0 ahead (the prepay's sats bought up to 3 MB)
 	var wg sync.WaitGroup
 	for range 32 {
 		wg.Go(pc.Check)
@@ -543,7 +543,7 @@ func TestClientOneTopUpPerHop(t *testing.T) {
 	st := pc.Stats()
 	carried := fc.HopBytes()
 	for i, s := range st {
-		if s.TopUps != 2 || s.BytesPaid-int64(carried[s.Index]) < LowWaterBytes {
+		if s.TopUps != 2 || s.BytesPaid-int64(carried[s.Index]) < nextTarget(PrepayBytes)/2 {
 			t.Errorf("hop %d: %+v (carried %d)", i, s, carried[s.Index])
 		}
 	}
@@ -552,7 +552,7 @@ func TestClientOneTopUpPerHop(t *testing.T) {
 func TestClientBuysWhenShort(t *testing.T) {
 	t.Parallel()
 	errLN := errors.New("no route")
-	need := SatsFor(PrepayBytes, 1) // 9
+	need := SatsFor(PrepayBytes, 1) // 3
 	for _, tc := range []struct {
 		name     string
 		target   uint64
@@ -565,7 +565,7 @@ func TestClientBuysWhenShort(t *testing.T) {
 	}{
 		{"no target: buys what is needed", 0, nil, false, false, need, nil, true},
 		{"target above need", 1000, nil, false, false, 1000, nil, true},
-		{"target below need", 5, nil, false, false, need, nil, true},
+		{"target below need", 1, nil, false, false, need, nil, true},
 		{"purchase fails", 1000, errLN, false, false, 1000, errLN, false},
 		{"purchase buys too little", 1000, nil, true, false, 1000, wallet.ErrInsufficient, false},
 		{"no Buy configured", 1000, nil, false, true, 0, wallet.ErrInsufficient, false},
@@ -856,7 +856,7 @@ func TestClientPartialCredit(t *testing.T) {
 	fc.answer = func(_ context.Context, i int, p string) ([]byte, error) {
 		fc.mu.Lock()
 		defer fc.mu.Unlock()
-		sats := satsOf(p) - 2 // two 1-sat vouchers were spent already
+		sats := satsOf(p) - 1 // a 1-sat voucher was spent already
 		fc.credit[i] += CreditBytes(sats, 1)
 		return encodeAck(fc.ackLocked(i, sats, ReasonSpent)), nil
 	}
@@ -866,16 +866,16 @@ func TestClientPartialCredit(t *testing.T) {
 	}
 	t.Cleanup(pc.Close)
 	st := pc.Stats()[0]
-	if st.SatsPaid != 7 || st.BytesPaid != 7_000_000 || st.LastReason != "already spent" || st.Stopped || st.Failures != 0 {
+	if st.SatsPaid != 2 || st.BytesPaid != 2_000_000 || st.LastReason != "already spent" || st.Stopped || st.Failures != 0 {
 		t.Fatalf("stats %+v", st)
 	}
-	// The next top-up counts from the 7 MB credited, not the 8 MiB paid.
+	// The next top-up counts from the 2 MB credited, not the 3 sats paid.
 	fc.drain()
 	fc.add(3_000_000 / cell.Size)
 	carried := fc.HopBytes()[0]
 	pc.Check()
 	pc.wg.Wait()
-	want := payloadFor("A", SatsFor(refillBytes(7_000_000, carried, 0), 1))
+	want := payloadFor("A", SatsFor(refillBytes(2_000_000, carried, 0, nextTarget(PrepayBytes)), 1))
 	if calls := fc.drain(); len(calls) != 1 || calls[0].payload != want {
 		t.Fatalf("calls %v, want one paying %s", calls, want)
 	}

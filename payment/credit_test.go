@@ -72,9 +72,9 @@ func TestSatsFor(t *testing.T) {
 		{1, 1, 1},
 		{1_000_000, 1, 1},
 		{1_000_001, 1, 2},
-		{PrepayBytes, 2, 17},
+		{PrepayBytes, 2, 5},
 		{10_000_000, 0, 1},
-		{PrepayBytes, 2_000_000, 16_777_216},
+		{PrepayBytes, 2_000_000, 4_194_304},
 		{math.MaxInt64, 1_000_000, math.MaxInt64},
 		{math.MaxInt64, math.MaxUint64, math.MaxUint64}, // saturates
 	} {
@@ -111,18 +111,31 @@ func TestSchedule(t *testing.T) {
 		{0, 3 * cell.Size, 0, true, TargetAheadBytes + 3*cell.Size},
 		{TargetAheadBytes, TargetAheadBytes - LowWaterBytes, 0, false, LowWaterBytes},
 		{TargetAheadBytes, TargetAheadBytes - LowWaterBytes + 1, 0, true, LowWaterBytes + 1},
-		{TargetAheadBytes, TargetAheadBytes - LowWaterBytes + 1, 5 << 20, true, LowWaterBytes + 1 + 5<<20},
+		{TargetAheadBytes, TargetAheadBytes - LowWaterBytes + 1, 3 << 20, true, LowWaterBytes + 1 + 3<<20},
 		{TargetAheadBytes, TargetAheadBytes - LowWaterBytes + 1, 1 << 40, true, LowWaterBytes + 1 + TargetAheadBytes},
 		{TargetAheadBytes, TargetAheadBytes + SessionGraceBytes, 0, true, TargetAheadBytes + SessionGraceBytes},
 		{2 * TargetAheadBytes, 0, 0, false, 1}, // far ahead: never below 1
 		{MaxAllowanceBytes, math.MaxUint64, math.MaxUint64, true, 2 * TargetAheadBytes},
 	} {
-		if got := needsTopUp(tc.credit, tc.carried); got != tc.wantNeeds {
+		if got := needsTopUp(tc.credit, tc.carried, TargetAheadBytes); got != tc.wantNeeds {
 			t.Errorf("needsTopUp(%d, %d) = %v", tc.credit, tc.carried, got)
 		}
-		if got := refillBytes(tc.credit, tc.carried, tc.inflight); got != tc.wantPay {
+		if got := refillBytes(tc.credit, tc.carried, tc.inflight, TargetAheadBytes); got != tc.wantPay {
 			t.Errorf("refillBytes(%d, %d, %d) = %d, want %d", tc.credit, tc.carried, tc.inflight, got, tc.wantPay)
 		}
+	}
+	// Slow start: 2, 4, 4 MiB; the first low-water mark is 1 MiB.
+	for i, want := range []int64{PrepayBytes, 4 << 20, 4 << 20} {
+		got := int64(PrepayBytes)
+		for range i {
+			got = nextTarget(got)
+		}
+		if got != want {
+			t.Errorf("target after %d top-ups = %d, want %d", i, got, want)
+		}
+	}
+	if needsTopUp(PrepayBytes, PrepayBytes/2, PrepayBytes) || !needsTopUp(PrepayBytes, PrepayBytes/2+1, PrepayBytes) {
+		t.Error("the first low-water mark is not half of PrepayBytes")
 	}
 	for fails, want := range []time.Duration{retryMin, retryMin, 2 * retryMin, 4 * retryMin, 8 * retryMin, 16 * retryMin, 32 * retryMin, retryMax, retryMax} {
 		if got := retryDelay(fails); got != want {

@@ -16,11 +16,14 @@
 // Client side: a Client pays the paid hops of a circuit in the hops' own
 // unit, the RELAY cells each has carried (TopUpper.HopCarried). Open
 // prepays each of them PrepayBytes at its price before the circuit
-// carries a stream; then (*Circuit).Check, run on every read and write of
-// a conn from Wrap and every CheckInterval by the Client, tops a hop up
-// back to TargetAheadBytes whenever its prepaid allowance falls below
-// LowWaterBytes, at most one top-up per hop at a time, on goroutines the
-// Client owns. Each TOPUP_ACK is checked against the client's counts: a
+// carries a stream (at most MaxPaidCircuitsPerMinute new paid circuits a
+// minute); then (*Circuit).Check, run on every read and write of a conn
+// from Wrap and every CheckInterval by the Client, tops a hop up back to
+// its target whenever its prepaid allowance falls below half of it, the
+// target doubling per top-up from PrepayBytes to TargetAheadBytes, at
+// most one top-up per hop at a time, on goroutines the Client owns. A
+// TOPUP with no answer hands its vouchers back as unsure
+// (Reservation.Unsure), to be settled with the hop's mint. Each TOPUP_ACK is checked against the client's counts: a
 // hop that charges more than it carried (beyond OverChargeToleranceBytes)
 // or credits less than its advertised price buys is no longer paid, and
 // the circuit is closed (HopStats.OverCharged, LastReason). The schedule

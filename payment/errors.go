@@ -23,6 +23,9 @@ var (
 	// credit than its advertised price buys. The client stops paying it
 	// and closes the circuit.
 	ErrOverCharged = errors.New("payment: hop over-charges")
+	// ErrRateLimited: more paid circuits were opened in the last minute
+	// than ClientConfig.MaxPaidCircuitsPerMinute allows; nothing was paid.
+	ErrRateLimited = errors.New("payment: too many new paid circuits; try again shortly")
 	// ErrClosed: the Client or Circuit has been closed.
 	ErrClosed = errors.New("payment: closed")
 	// ErrConfig: a Config field is missing or out of range; the message

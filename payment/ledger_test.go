@@ -169,7 +169,7 @@ func TestLedgerTopUpCredit(t *testing.T) {
 		{"2 sat/MB, two top-ups", 2, 17, 2, 17_000_000},
 		{"3 sat/MB rounds down", 3, 1, 1, 333_333},
 		{"10^6 sat/MB", 1_000_000, 5, 1, 5},
-		{"2*10^6 sat/MB (old bytesPerSat was 0)", 2_000_000, 16_777_216, 1, PrepayBytes},
+		{"2*10^6 sat/MB (old bytesPerSat was 0)", 2_000_000, 16_777_216, 1, 8 << 20},
 		{"huge sats capped", 1, 1 << 63, 1, MaxAllowanceBytes},
 		{"cap holds over many top-ups", 1, 1 << 63, 3, MaxAllowanceBytes},
 		{"huge price", 1 << 62, 1 << 62, 1, 1_000_000},

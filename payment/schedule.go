@@ -21,47 +21,55 @@ import (
 // believes the hop still holds.
 //
 //   - At circuit build, before any stream, each paid hop is paid
-//     refillBytes: TargetAheadBytes plus what it has carried already (the
-//     EXTEND cells of the build).
-//   - Whenever ahead(i) < LowWaterBytes, hop i is paid refillBytes =
-//     TargetAheadBytes − ahead(i) + min(inflight(i), TargetAheadBytes),
-//     where inflight(i) is what the hop carried while its previous top-up
-//     was on its way (0 before the first). So each top-up pays exactly
-//     for the cells carried since the last one, and the allowance lands
-//     back near TargetAheadBytes even when traffic outruns a top-up
-//     (without inflight, back-to-back top-ups that each take L bytes of
-//     cells would bottom out at TargetAheadBytes − 2L). In steady
-//     traffic that is LowWaterBytes' worth of cells (4 MiB) or more each
-//     time. The wallet's denominations may overshoot; the overshoot is
-//     credited and lowers the next top-up.
+//     refillBytes towards a target of PrepayBytes (2 MiB) plus what it has
+//     carried already (the EXTEND cells of the build). Each top-up then
+//     doubles the hop's target, up to TargetAheadBytes (4 MiB): slow
+//     start, so a short circuit (bitcoind's -proxyrandomize makes one per
+//     connection) leaves at most about 2 MiB per hop prepaid and unused,
+//     and a long transfer at most about TargetAheadBytes.
+//   - Whenever ahead(i) < target(i)/2, hop i is paid refillBytes =
+//     target − ahead(i) + min(inflight(i), target), where inflight(i) is
+//     what the hop carried while its previous top-up was on its way (0
+//     before the first). So each top-up pays exactly for the cells
+//     carried since the last one, and the allowance lands back near the
+//     target even when traffic outruns a top-up. The wallet's
+//     denominations may overshoot; the overshoot is credited and lowers
+//     the next top-up.
 //   - Hops are checked whenever a wrapped stream reads or writes, and
 //     every CheckInterval (cells nobody reads: keep-alives, unread
 //     streams). At most one top-up per hop is in flight; a hop whose
 //     top-up just succeeded is checked again at once (it may have carried
-//     another LowWaterBytes meanwhile), and one whose top-up failed is not
-//     tried again before retryDelay.
+//     more meanwhile), and one whose top-up failed is not tried again
+//     before retryDelay.
 //
-// The hop lets a session run SessionGraceBytes into debt. A hop therefore
-// cuts the circuit off only if a top-up takes longer to land than the
-// hop takes to carry (TargetAheadBytes + SessionGraceBytes)/2 = 5 MiB of
-// the circuit's cells: the first top-up under heavy traffic lands at
-// TargetAheadBytes − L (L: the cells carried while it was on its way)
-// and the next, which cannot know L yet, starts there and lands at
-// TargetAheadBytes − 2L. From then on inflight covers L, and the bound is
-// LowWaterBytes + SessionGraceBytes = 6 MiB. At a circuit's
-// end the client has paid each hop for what it carried plus at most
-// 2 × TargetAheadBytes and a sat of rounding (the allowance it keeps
-// ahead), never a percentage of the traffic.
+// The hop lets a session run SessionGraceBytes (2 MiB) into debt. On a
+// fast path a top-up can take longer to land than the hop takes to carry
+// the allowance left (on loopback under load a 50 MiB download outran
+// 2 MiB, 4 MiB and 8 MiB alike), so the client paces: a wrapped stream's
+// reader waits while any paid hop has less than PaceBytes of credit left
+// (Circuit.pace), at most PaceWait. Stream SENDMEs follow delivery to the
+// reader (PROTOCOL.md §5.2), so the last hop can then send at most one
+// stream window (512 cells, 2 MiB) beyond what was delivered, and what was
+// delivered is at most what the client counted: the hop stays within
+// PaceBytes of its grace however slow the top-up. (Several bulk streams on
+// one circuit share the 8 MiB circuit window, which pacing alone does not
+// bound below the grace.) At a circuit's end the client has paid each hop
+// for what it carried plus the allowance it keeps ahead (at most target +
+// inflight, so at most 2 × TargetAheadBytes) and a voucher's worth of
+// overshoot, never a percentage of the traffic.
+
 const (
-	// TargetAheadBytes is the allowance the client keeps prepaid at each
-	// paid hop, and prepays at build: 8 MiB.
-	TargetAheadBytes = 8 << 20
+	// TargetAheadBytes is the most the client keeps prepaid at each paid
+	// hop, once a circuit has carried a few MiB: 4 MiB.
+	TargetAheadBytes = 4 << 20
 	// PrepayBytes is what a new circuit prepays at each paid hop beyond
-	// the cells of its build: TargetAheadBytes.
-	PrepayBytes = TargetAheadBytes
-	// LowWaterBytes: a hop whose prepaid allowance (as the client counts
-	// it) falls below this is topped up back to TargetAheadBytes: 4 MiB.
-	LowWaterBytes = 4 << 20
+	// the cells of its build, and the first target: 2 MiB.
+	PrepayBytes = 2 << 20
+	// LowWaterBytes is the low-water mark at the full target: a hop whose
+	// prepaid allowance falls below it is topped up back to
+	// TargetAheadBytes: 2 MiB. Below the full target the mark is half the
+	// target.
+	LowWaterBytes = TargetAheadBytes / 2
 	// OverChargeToleranceBytes is how far a hop's TOPUP_ACK may report
 	// more bytes charged than the client counted for it: 128 cells
 	// (512 KiB). A hop charges a backward cell before it sends it, so
@@ -69,6 +77,16 @@ const (
 	// and at the last hop every stream, at most 64) may hold one cell it
 	// has charged and not yet sent; the TOPUP_ACK overtakes those cells.
 	OverChargeToleranceBytes = 128 * cell.Size
+	// PaceBytes: a wrapped stream's reader waits while any paid hop has
+	// less credit left than this, as the client counts it (Circuit.pace):
+	// 256 KiB.
+	PaceBytes = 256 << 10
+	// PaceWait bounds one such wait: 10 s.
+	PaceWait = 10 * time.Second
+	// DefaultMaxPaidCircuitsPerMinute is ClientConfig's default cap on new
+	// paid circuits: 60 a minute, bursts of 60 (bitcoind keeps about ten
+	// outbound connections and opens a few a minute).
+	DefaultMaxPaidCircuitsPerMinute = 60
 	// DefaultCheckInterval is ClientConfig.CheckInterval's default: 1s.
 	DefaultCheckInterval = time.Second
 	// retryMin and retryMax bound the wait after a failed top-up before
@@ -85,17 +103,24 @@ func ahead(credit int64, carried uint64) int64 {
 }
 
 // needsTopUp reports whether a hop that credited credit bytes and carried
-// carried is below the low-water mark.
-func needsTopUp(credit int64, carried uint64) bool {
-	return ahead(credit, carried) < LowWaterBytes
+// carried is below the low-water mark of its current target (half of it).
+func needsTopUp(credit int64, carried uint64, target int64) bool {
+	return ahead(credit, carried) < target/2
+}
+
+// nextTarget is the allowance kept ahead after one more top-up: double the
+// last, from PrepayBytes up to TargetAheadBytes (slow start, so a short
+// circuit leaves little prepaid and unused).
+func nextTarget(target int64) int64 {
+	return min(max(2*target, PrepayBytes), TargetAheadBytes)
 }
 
 // refillBytes is what to pay a hop to bring its prepaid allowance back to
-// TargetAheadBytes plus what it is expected to carry while the payment is
-// on its way (inflight: what it carried during its previous top-up, capped
-// at TargetAheadBytes); at least 1.
-func refillBytes(credit int64, carried, inflight uint64) int64 {
-	return max(TargetAheadBytes-ahead(credit, carried)+int64(min(inflight, TargetAheadBytes)), 1)
+// target plus what it is expected to carry while the payment is on its
+// way (inflight: what it carried during its previous top-up, capped at
+// target); at least 1.
+func refillBytes(credit int64, carried, inflight uint64, target int64) int64 {
+	return max(target-ahead(credit, carried)+int64(min(inflight, uint64(target))), 1)
 }
 
 // retryDelay is how long a hop waits after its fails-th consecutive failed

@@ -56,7 +56,7 @@ func TestQuoteThroughCircuit(t *testing.T) {
 	mux := circuit.NewMux()
 	t.Cleanup(func() { mux.Close() })
 	if err := mux.HandleServe(cell.ServiceMint, nil, func(ctx context.Context, req circuit.BeginRequest, conn net.Conn) {
-		m.ServeConn(ctx, conn, req.Cookie)
+		m.ServeConn(ctx, conn, req.Cookie, Via{Peer: req.Peer})
 	}); err != nil {
 		t.Fatal(err)
 	}

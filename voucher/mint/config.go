@@ -78,6 +78,12 @@ type Config struct {
 	OnKeysets func([]*voucher.Keyset)
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Observe, if set, is told where each request came from, as far as
+	// the mint can tell (Via), before it is served. It must not block.
+	// Tests use it to show that a purchase through a circuit never shows
+	// the mint its buyer; node never sets it. Default nil.
+	Observe func(Via)
+
 	// Logger is the logger. Default slog.Default().
 	Logger *slog.Logger
 }

@@ -5,8 +5,25 @@ import (
 	"net"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
 	"github.com/co-infuse/co-infuse/voucher"
 )
+
+// Via is all the mint learns of who sent a request: the remote end of the
+// libp2p connection it arrived on. For a /co-infuse/mint/1 stream that is
+// the buyer itself; for ServeConn it is the circuit's previous hop, which
+// node passes in (circuit.BeginRequest.Peer and its link's address). It is
+// never logged.
+type Via struct {
+	// Circuit is true for a request that arrived through a circuit.
+	Circuit bool
+	// Peer is the remote peer of the connection; Addr its address, or nil
+	// when unknown.
+	Peer peer.ID
+	Addr ma.Multiaddr
+}
 
 // SessionLen is the length of a circuit session cookie (PROTOCOL.md §4.3),
 // the buyer's name in ServeConn.
@@ -29,7 +46,7 @@ const SessionLen = 8
 //
 // ServeConn closes conn before it returns. It returns early, closing conn,
 // when ctx ends, the deadline passes or the mint stops; Stop waits for it.
-func (m *Mint) ServeConn(ctx context.Context, conn net.Conn, session [SessionLen]byte) {
+func (m *Mint) ServeConn(ctx context.Context, conn net.Conn, session [SessionLen]byte, via Via) {
 	defer conn.Close()
 	if !m.enter() {
 		return
@@ -65,6 +82,15 @@ func (m *Mint) ServeConn(ctx context.Context, conn net.Conn, session [SessionLen
 		m.log.Debug("bad mint request over a circuit", "err", err)
 		return
 	}
+	via.Circuit = true
+	m.observe(via)
 	resp := m.serve(ctx, sessionOwner(session), req)
 	_ = voucher.WriteMessage(conn, resp)
+}
+
+// observe tells Config.Observe where a request came from.
+func (m *Mint) observe(v Via) {
+	if m.cfg.Observe != nil {
+		m.cfg.Observe(v)
+	}
 }

@@ -32,7 +32,7 @@ func openStream(ctx context.Context, m *Mint, s [SessionLen]byte) *pipeStream {
 	p := &pipeStream{cli: cli, done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
-		m.ServeConn(ctx, srv, s)
+		m.ServeConn(ctx, srv, s, Via{})
 	}()
 	return p
 }

@@ -286,6 +286,7 @@ func (m *Mint) handleStream(s network.Stream) {
 		s.Reset()
 		return
 	}
+	m.observe(Via{Peer: s.Conn().RemotePeer(), Addr: s.Conn().RemoteMultiaddr()})
 	resp := m.serve(ctx, peerOwner(s.Conn().RemotePeer()), req)
 	if err := voucher.WriteMessage(s, resp); err != nil {
 		s.Reset()
@@ -308,6 +309,11 @@ func (m *Mint) serve(ctx context.Context, from quoteOwner, req []byte) []byte {
 		var r voucher.MintRequest
 		if r, err = voucher.ParseMintRequest(req); err == nil {
 			resp, err = m.sign(ctx, &r, sha256.Sum256(req))
+		}
+	case voucher.MsgCheckState:
+		var r voucher.CheckStateRequest
+		if r, err = voucher.ParseCheckStateRequest(req); err == nil {
+			resp, err = m.checkState(&r)
 		}
 	default:
 		err = fmt.Errorf("%w: message type %d", voucher.ErrMalformed, req[0])

@@ -67,3 +67,22 @@ func (m *Mint) RedeemPayload(ctx context.Context, payload []byte) (uint64, error
 	}
 	return m.Redeem(ctx, vs)
 }
+
+// checkState answers a check-state request (VOUCHERS.md §3.9): for each
+// voucher, whether the spent set holds it. A keyset the mint does not
+// know has spent nothing here. It reads only the spent set, so a wallet
+// that lost a TOPUP_ACK learns what a second offer would have told it,
+// without offering anything.
+func (m *Mint) checkState(r *voucher.CheckStateRequest) ([]byte, error) {
+	resp := voucher.CheckStateResponse{States: make([]uint8, len(r.Refs))}
+	for i, ref := range r.Refs {
+		spent, err := m.spent.IsSpent(voucher.SpentEntry{Keyset: ref.Keyset, ID: ref.ID})
+		if err != nil {
+			return nil, fmt.Errorf("%w: spent set: %v", voucher.ErrUnavailable, err)
+		}
+		if spent {
+			resp.States[i] = voucher.StateSpent
+		}
+	}
+	return resp.MarshalBinary()
+}

@@ -3,14 +3,18 @@ package wallet
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // run is the wallet's one background goroutine: it resumes unfinished
-// purchases, then (with AutoBuy) tops up nodes in use every
-// AutoBuyInterval or when Reserve finds a balance short.
+// purchases, then (with AutoBuy) tops up the nodes in use and the
+// candidates (Config.Candidates) at random times, refillDelay apart. A
+// short balance found by Reserve does not hurry it: a purchase right after
+// a failed payment would tell the node when its vouchers were wanted.
 func (w *Wallet) run() {
 	defer w.wg.Done()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -27,29 +31,44 @@ func (w *Wallet) run() {
 	if err := w.Resume(ctx); err != nil {
 		w.log.Warn("resuming purchases", "err", err)
 	}
-	t := time.NewTicker(w.cfg.AutoBuyInterval)
+	w.refreshHeld()
+	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
-		if w.cfg.AutoBuy {
-			w.topUp(ctx)
-		}
 		select {
 		case <-w.quit:
 			return
 		case <-t.C:
-			if err := w.Resume(ctx); err != nil {
-				w.log.Debug("resuming purchases", "err", err)
-			}
-			if _, err := w.Prune(); err != nil {
-				w.log.Warn("pruning wallet", "err", err)
-			}
-		case <-w.kick:
 		}
+		if w.cfg.AutoBuy {
+			w.topUp(ctx)
+		}
+		if err := w.Resume(ctx); err != nil {
+			w.log.Debug("resuming purchases", "err", err)
+		}
+		if _, err := w.Settle(ctx); err != nil {
+			w.log.Info("settling vouchers of unknown outcome; retrying next round", "err", err)
+		}
+		if _, err := w.Prune(); err != nil {
+			w.log.Warn("pruning wallet", "err", err)
+		}
+		w.refreshHeld()
+		t.Reset(refillDelay(w.rng, w.cfg.AutoBuyInterval))
 	}
 }
 
-// topUp buys for every node in use whose available balance is below
-// RefillBelowSat, up to TargetBalanceSat, within the budget.
+// refillDelay draws the gap before the next round of automatic purchase:
+// exponential with mean (a memoryless process: how long since the last
+// purchase says nothing about the next), cut to mean/10 .. 4×mean so the
+// wallet neither spins nor stalls. The cut moves the mean to about 0.98×mean.
+func refillDelay(rng *rand.Rand, mean time.Duration) time.Duration {
+	d := time.Duration(rng.ExpFloat64() * float64(mean))
+	return min(max(d, mean/10), 4*mean)
+}
+
+// topUp buys for every node in use or named by Config.Candidates whose
+// available balance is below RefillBelowSat, up to TargetBalanceSat,
+// within the budget, in random order.
 func (w *Wallet) topUp(ctx context.Context) {
 	now := w.cfg.Now()
 	w.mu.Lock()
@@ -62,6 +81,14 @@ func (w *Wallet) topUp(ctx context.Context) {
 		}
 	}
 	w.mu.Unlock()
+	if w.cfg.Candidates != nil {
+		for _, n := range w.cfg.Candidates() {
+			if !slices.Contains(nodes, n) && len(nodes) < maxTrackedNodes {
+				nodes = append(nodes, n)
+			}
+		}
+	}
+	w.rng.Shuffle(len(nodes), func(i, j int) { nodes[i], nodes[j] = nodes[j], nodes[i] })
 	if len(nodes) == 0 {
 		return
 	}

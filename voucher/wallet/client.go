@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/co-infuse/co-infuse/voucher"
@@ -18,30 +19,30 @@ var errTransport = errors.New("wallet: mint stream failed")
 // errRefused marks a refusal the node stated with an error code.
 var errRefused = errors.New("wallet: node refused")
 
-// roundTrip sends one request on a fresh /co-infuse/mint/1 stream and reads
-// one response (VOUCHERS.md §3.1). A refusal comes back as an error wrapping
-// the code's sentinel.
+// roundTrip sends one request on a fresh mint stream (Config.Dial, or a
+// direct /co-infuse/mint/1 stream on Host) and reads one response
+// (VOUCHERS.md §3.1). A refusal comes back as an error wrapping the code's
+// sentinel.
 func (w *Wallet) roundTrip(ctx context.Context, node peer.ID, req []byte, want voucher.MsgType) ([]byte, error) {
-	if w.cfg.Host == nil {
-		return nil, fmt.Errorf("%w: no host", errTransport)
-	}
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.StreamTimeout)
 	defer cancel()
-	s, err := w.cfg.Host.NewStream(ctx, node, protocol.ID(voucher.ProtocolID))
+	s, err := w.dial(ctx, node)
 	if err != nil {
 		return nil, fmt.Errorf("%w: open: %v", errTransport, err)
 	}
-	deadline, _ := ctx.Deadline()
-	s.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { s.Reset() })
+	if d, ok := s.(interface{ SetDeadline(time.Time) error }); ok {
+		deadline, _ := ctx.Deadline()
+		_ = d.SetDeadline(deadline)
+	}
+	stop := context.AfterFunc(ctx, func() { abort(s) })
 	defer stop()
 	if err := voucher.WriteMessage(s, req); err != nil {
-		s.Reset()
+		abort(s)
 		return nil, fmt.Errorf("%w: write: %v", errTransport, err)
 	}
 	resp, err := voucher.ReadMessage(s)
 	if err != nil {
-		s.Reset()
+		abort(s)
 		return nil, fmt.Errorf("%w: read: %v", errTransport, err)
 	}
 	s.Close()
@@ -111,4 +112,25 @@ func (w *Wallet) requestMint(ctx context.Context, node peer.ID, req *voucher.Min
 		}
 		wait = min(2*wait, 2*time.Second)
 	}
+}
+
+// dial opens one mint stream to node: Config.Dial, or a direct stream.
+func (w *Wallet) dial(ctx context.Context, node peer.ID) (io.ReadWriteCloser, error) {
+	if w.cfg.Dial != nil {
+		return w.cfg.Dial(ctx, node)
+	}
+	if w.cfg.Host == nil {
+		return nil, errors.New("no Dial and no Host")
+	}
+	return w.cfg.Host.NewStream(ctx, node, protocol.ID(voucher.ProtocolID))
+}
+
+// abort ends a stream that failed: Reset if it has one (a libp2p stream),
+// else Close.
+func abort(s io.Closer) {
+	if r, ok := s.(interface{ Reset() error }); ok {
+		r.Reset()
+		return
+	}
+	s.Close()
 }

@@ -3,6 +3,7 @@ package wallet
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"time"
 
@@ -44,7 +45,16 @@ const (
 
 // Config configures a Wallet. Zero values take the defaults on each field.
 type Config struct {
-	// Host opens mint streams. Required for buying.
+	// Dial opens one mint exchange with node: a stream that carries one
+	// request and one response (VOUCHERS.md §3.1, §3.7), closed by the
+	// wallet. Node supplies it: a direct /co-infuse/mint/1 stream to the
+	// client's entry guards (they see its address anyway), and to every
+	// other node a stream through a circuit whose last hop is that node
+	// (BEGIN service mint, target mint:1), so it never learns who buys. If
+	// the stream has a SetDeadline method the wallet sets its deadline.
+	// Nil opens a direct /co-infuse/mint/1 stream on Host (tests).
+	Dial func(ctx context.Context, node peer.ID) (io.ReadWriteCloser, error)
+	// Host opens direct mint streams when Dial is nil.
 	Host host.Host
 	// Path is the wallet's bbolt file (created 0600). Required.
 	Path string
@@ -81,9 +91,19 @@ type Config struct {
 	RefillBelowSat uint64
 	// AutoBuy turns automatic purchase on. Default off.
 	AutoBuy bool
-	// AutoBuyInterval is how often automatic purchase checks balances.
-	// Default 30 s.
+	// AutoBuyInterval is the mean gap between two rounds of automatic
+	// purchase. The gaps are random: exponential with this mean, cut to
+	// AutoBuyInterval/10 .. 4×AutoBuyInterval (refillDelay), drawn anew
+	// each round and independent of use, so a purchase tells a node
+	// nothing about when the client will next use it (THREAT_MODEL
+	// "Payments"). Default 30 s.
 	AutoBuyInterval time.Duration
+	// Candidates, if set, names the nodes path selection is likely to
+	// pick (node passes its guards and a bounded set of the relays and
+	// exits it knows). Automatic purchase keeps TargetBalanceSat at each
+	// of them as well as at nodes in use, so a circuit finds its vouchers
+	// already bought. It must not block. Default nil: nodes in use only.
+	Candidates func() []peer.ID
 	// InUseFor is how long a node counts as in use after Track or Reserve.
 	// Default 10 min.
 	InUseFor time.Duration
@@ -185,8 +205,8 @@ func (c *Config) Validate() error {
 	switch {
 	case c.Path == "":
 		return errors.New("wallet config: Path is required")
-	case c.AutoBuy && (c.Host == nil || c.DecodeInvoice == nil || c.PayInvoice == nil || c.Published == nil):
-		return errors.New("wallet config: AutoBuy needs Host, DecodeInvoice, PayInvoice and Published")
+	case c.AutoBuy && ((c.Host == nil && c.Dial == nil) || c.DecodeInvoice == nil || c.PayInvoice == nil || c.Published == nil):
+		return errors.New("wallet config: AutoBuy needs Dial (or Host), DecodeInvoice, PayInvoice and Published")
 	case c.RefillBelowSat > c.TargetBalanceSat:
 		return errors.New("wallet config: RefillBelowSat above TargetBalanceSat")
 	case c.TargetBalanceSat > c.DailyBudgetSat:

@@ -240,8 +240,8 @@ func TestAutoBuy(t *testing.T) {
 		b, _ := w.Balances()
 		return b[e.node].Available == 20
 	})
-	// Spend 15 (the vouchers are 16+4, so all 20 go): the balance drops
-	// below 10 and is topped up to 20 again.
+	// Spend 15 (the vouchers are 1,1,2,2,4,4,4,2: splitLadder): 5 are
+	// left, below 10, and the balance is topped up to 20 again.
 	vs, err := w.Reserve(e.node, 15)
 	if err != nil {
 		t.Fatal(err)
@@ -253,8 +253,8 @@ func TestAutoBuy(t *testing.T) {
 		b, _ := w.Balances()
 		return b[e.node].Available == 20
 	})
-	// Spend everything: of the budget, 50-(20+1)-(20+1) = 8 sats are left,
-	// enough for 7 sats plus a 1-sat fee limit.
+	// Spend everything: of the budget, 50-(20+1)-(15+1) = 13 sats are
+	// left, enough for 12 sats plus a 1-sat fee limit.
 	vs, err = w.Reserve(e.node, 20)
 	if err != nil {
 		t.Fatal(err)
@@ -262,7 +262,7 @@ func TestAutoBuy(t *testing.T) {
 	w.MarkSpent(vs)
 	waitFor(t, func() bool {
 		b, _ := w.Balances()
-		return b[e.node].Available == 7 && b[e.node].Pending == 0
+		return b[e.node].Available == 12 && b[e.node].Pending == 0
 	})
 	if used, _, _ := w.BudgetUsed(); used != 50 {
 		t.Fatalf("budget used %d, want 50", used)

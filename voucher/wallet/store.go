@@ -59,6 +59,7 @@ const (
 	VoucherReserved VoucherState = 4 // handed to a circuit, outcome unknown
 	VoucherSpent    VoucherState = 5 // accepted by the node
 	VoucherVoid     VoucherState = 6 // its purchase expired unpaid
+	VoucherUnsure   VoucherState = 7 // offered, no answer: settled by check-state (settle.go)
 )
 
 func (s VoucherState) String() string {
@@ -132,7 +133,7 @@ func (r *purchaseRecord) public(id []byte) Purchase {
 // Balance is one node's vouchers by state, in sats.
 type Balance struct {
 	Available uint64 `json:"available"` // signed, unexpired
-	Reserved  uint64 `json:"reserved"`  // handed out, outcome unknown
+	Reserved  uint64 `json:"reserved"`  // handed out, or offered with no answer yet (being settled)
 	Pending   uint64 `json:"pending"`   // quoted or paid, not yet signed
 	Expired   uint64 `json:"expired"`   // signed but past the keyset's redemption window
 }

@@ -2,8 +2,10 @@ package wallet
 
 import (
 	"bytes"
+	crand "crypto/rand"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -31,6 +33,10 @@ type Wallet struct {
 	inUse    map[peer.ID]time.Time // guarded by mu; node → in use until
 	backoff  map[peer.ID]*backoff  // guarded by mu
 	inflight map[string]bool       // guarded by mu; purchases being advanced
+	held     map[peer.ID]uint64    // guarded by mu; available sats per node (refreshHeld)
+
+	// rng draws refill delays and orders; owned by run.
+	rng *rand.Rand
 
 	// buyMu serialises the budget check and the quote's store, so two
 	// concurrent purchases cannot both fit into the same remaining budget.
@@ -40,7 +46,6 @@ type Wallet struct {
 	started bool // guarded by lifeMu
 	stopped bool // guarded by lifeMu
 	quit    chan struct{}
-	kick    chan struct{} // buffered 1: wake the auto-buyer
 	wg      sync.WaitGroup
 
 	// Test hooks: run after the named step is persisted; an error aborts
@@ -75,16 +80,19 @@ func New(cfg Config) (*Wallet, error) {
 		db.Close()
 		return nil, fmt.Errorf("wallet: create buckets: %w", err)
 	}
-	return &Wallet{
+	w := &Wallet{
 		cfg:      cfg,
 		log:      cfg.Logger.With("subsys", "voucher/wallet"),
 		db:       db,
 		inUse:    map[peer.ID]time.Time{},
 		backoff:  map[peer.ID]*backoff{},
 		inflight: map[string]bool{},
+		held:     map[peer.ID]uint64{},
+		rng:      newRand(),
 		quit:     make(chan struct{}),
-		kick:     make(chan struct{}, 1),
-	}, nil
+	}
+	w.refreshHeld()
+	return w, nil
 }
 
 // Start starts the owner goroutine that resumes unfinished purchases and,
@@ -98,6 +106,14 @@ func (w *Wallet) Start() error {
 	}
 	if w.started {
 		return nil
+	}
+	// Nothing is being offered yet: vouchers still reserved were handed
+	// out by a run that crashed. Park them until their node says whether
+	// it redeemed them (settle.go).
+	if n, err := w.parkReserved(); err != nil {
+		return fmt.Errorf("wallet: settle reserved vouchers: %w", err)
+	} else if n > 0 {
+		w.log.Info("vouchers reserved at a crash await settlement", "vouchers", n)
 	}
 	w.started = true
 	w.wg.Add(1)
@@ -180,6 +196,41 @@ func (w *Wallet) forgive(node peer.ID) {
 	delete(w.backoff, node)
 }
 
+// Holds reports whether the wallet holds spendable vouchers of node worth
+// at least sats, from a snapshot refreshed after every purchase, reserve
+// and settlement (cheap: path selection asks it for every candidate).
+func (w *Wallet) Holds(node peer.ID, sats uint64) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.held[node] >= max(sats, 1)
+}
+
+// refreshHeld rebuilds the snapshot Holds reads.
+func (w *Wallet) refreshHeld() {
+	bals, err := w.Balances()
+	if err != nil {
+		w.log.Warn("wallet balances", "err", err)
+		return
+	}
+	held := make(map[peer.ID]uint64, len(bals))
+	for n, b := range bals {
+		if b.Available > 0 {
+			held[n] = b.Available
+		}
+	}
+	w.mu.Lock()
+	w.held = held
+	w.mu.Unlock()
+}
+
+// newRand returns a generator seeded from crypto/rand: refill times must
+// not be predictable from outside.
+func newRand() *rand.Rand {
+	var seed [32]byte
+	crand.Read(seed[:])
+	return rand.New(rand.NewChaCha8(seed))
+}
+
 // Balances returns every node's balance.
 func (w *Wallet) Balances() (map[peer.ID]Balance, error) {
 	now := w.cfg.Now()
@@ -198,7 +249,7 @@ func (w *Wallet) Balances() (map[peer.ID]Balance, error) {
 				} else {
 					b.Expired += r.Amount
 				}
-			case VoucherReserved:
+			case VoucherReserved, VoucherUnsure:
 				b.Reserved += r.Amount
 			case VoucherQuoted, VoucherPaid:
 				b.Pending += r.Amount
@@ -267,8 +318,9 @@ func (w *Wallet) RecentPurchases(n int) ([]Purchase, error) {
 // Reserve takes signed, unexpired vouchers of node worth at least sats
 // (largest first, then the smallest that covers the rest) and marks them
 // reserved. The caller presents them and then calls MarkSpent or Release.
-// It fails with ErrInsufficient (and wakes automatic purchase) if the node's
-// balance is short. Reserving marks node as in use.
+// It fails with ErrInsufficient if the node's balance is short; nothing is
+// bought then (automatic purchase refills at its own random times).
+// Reserving marks node as in use.
 func (w *Wallet) Reserve(node peer.ID, sats uint64) ([]voucher.Voucher, error) {
 	w.Track(node)
 	now := w.cfg.Now()
@@ -338,11 +390,11 @@ func (w *Wallet) Reserve(node peer.ID, sats uint64) ([]voucher.Voucher, error) {
 	})
 	if err != nil {
 		if err == ErrInsufficient {
-			w.wake()
 			return nil, fmt.Errorf("reserve %d sats: %w", sats, ErrInsufficient)
 		}
 		return nil, fmt.Errorf("reserve: %w", err)
 	}
+	w.refreshHeld()
 	return out, nil
 }
 
@@ -359,6 +411,7 @@ func (w *Wallet) Release(vs []voucher.Voucher) error {
 
 func (w *Wallet) settleReserved(vs []voucher.Voucher, to VoucherState) error {
 	now := w.cfg.Now()
+	defer w.refreshHeld()
 	return w.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketVouchers)
 		for i := range vs {
@@ -378,13 +431,6 @@ func (w *Wallet) settleReserved(vs []voucher.Voucher, to VoucherState) error {
 		}
 		return nil
 	})
-}
-
-func (w *Wallet) wake() {
-	select {
-	case w.kick <- struct{}{}:
-	default:
-	}
 }
 
 // ReserveBatch reserves vouchers worth at least sats, as Reserve does, and

@@ -231,11 +231,12 @@ func TestPrune(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Gone: the done purchase, the spent voucher, the expired signed one,
-	// and the sighting of the node's (long expired) keyset.
-	// Kept: the unfinished purchase and its three quoted vouchers.
-	if n != 4 {
-		t.Fatalf("pruned %d records, want 4", n)
+	// Gone: the done purchase, the two spent vouchers and the four
+	// expired signed ones (six of 1 sat: splitLadder), and the sighting of
+	// the node's (long expired) keyset. Kept: the unfinished purchase and
+	// its quoted vouchers.
+	if n != 8 {
+		t.Fatalf("pruned %d records, want 8", n)
 	}
 	ps, _ := w.RecentPurchases(-1)
 	if len(ps) != 1 || ps[0].State != PurchaseQuoted {
