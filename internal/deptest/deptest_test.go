@@ -104,6 +104,9 @@ var table = map[string]entry{
 			"golang.org/x/crypto",
 		},
 	},
+	"rendezvous": {imports: map[string]string{
+		"internal/onionaddr": "service ids and .onion addresses of service keys",
+	}},
 	"circuit/cell":   {codec: true},
 	"voucher":        {},
 	"voucher/mint":   {imports: map[string]string{"voucher": "keysets and tokens"}},
@@ -127,6 +130,9 @@ var table = map[string]entry{
 	// The one public/private address classification (exit policy, relay
 	// dial filter); standard library only.
 	"internal/netclass": {external: []string{}},
+	// Tor v3 onion address encoding (SOCKS .onion targets, control-port
+	// service ids, rendezvous keys); standard library only.
+	"internal/onionaddr": {external: []string{}},
 }
 
 // pending are rows for packages being created now; only these may be in
