@@ -106,6 +106,8 @@ var table = map[string]entry{
 	},
 	"rendezvous": {imports: map[string]string{
 		"internal/onionaddr": "service ids and .onion addresses of service keys",
+		"circuit":            "circuits to intro points, HSDirs and rendezvous points; BeginRequest at the last hop",
+		"circuit/cell":       "the rendezvous service's BEGIN targets",
 	}},
 	"circuit/cell":   {codec: true},
 	"voucher":        {},
