@@ -4,14 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/sha3"
-	"encoding/base32"
 	"fmt"
 	"io"
 	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/co-infuse/co-infuse/internal/onionaddr"
 )
 
 // onionHost derives a well-formed v3 onion host (rend-spec-v3 §6: base32
@@ -19,10 +19,7 @@ import (
 func onionHost(seed byte) string {
 	s := make([]byte, ed25519.SeedSize)
 	s[0] = seed
-	pk := ed25519.NewKeyFromSeed(s).Public().(ed25519.PublicKey)
-	sum := sha3.Sum256(append(append([]byte(".onion checksum"), pk...), 3))
-	raw := append(append(append([]byte{}, pk...), sum[:2]...), 3)
-	return strings.ToLower(base32.StdEncoding.EncodeToString(raw)) + ".onion"
+	return onionaddr.Encode(ed25519.NewKeyFromSeed(s).Public().(ed25519.PublicKey))
 }
 
 // hopSessions is what the relays and exits of d have seen: circuit

@@ -64,6 +64,8 @@ var table = map[string]entry{
 		imports: map[string]string{
 			"circuit/cell": "cell.Target, the one parsed host:port of every layer",
 			"circuit":      "circuit's sentinel errors, mapped to SOCKS5 and HTTP reply codes (nothing else of the engine)",
+
+			"internal/onionaddr": ".onion targets checked before any circuit",
 		},
 		external: []string{"github.com/things-go/go-socks5"},
 	},
