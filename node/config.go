@@ -28,6 +28,9 @@ const (
 	RoleClient Role = "client"
 	RoleRelay  Role = "relay"
 	RoleExit   Role = "exit"
+	// RoleRendezvous relays too, and is a rendezvous point, introduction
+	// point and descriptor directory for onion services (rendezvous.Server).
+	RoleRendezvous Role = "rendezvous"
 )
 
 // Config is the whole node configuration as read from config.yaml. Each
@@ -38,7 +41,8 @@ type Config struct {
 	// YAML: it is the directory the YAML file lives in (--datadir).
 	DataDir string `yaml:"-"`
 
-	// Roles lists what this node does: client, relay, exit. Default [client].
+	// Roles lists what this node does: client, relay, exit, rendezvous.
+	// Default [client].
 	Roles []Role `yaml:"roles"`
 
 	Network   NetworkConfig   `yaml:"network"`
@@ -48,9 +52,25 @@ type Config struct {
 	Exit      ExitConfig      `yaml:"exit"`
 	Discovery DiscoveryConfig `yaml:"discovery"`
 	Payments  PaymentsConfig  `yaml:"payments"`
+	// Rendezvous configures onion services: the ones this node publishes
+	// (control port ADD_ONION) and its .onion dialling.
+	Rendezvous RendezvousConfig `yaml:"rendezvous"`
 	// LND is the user's (or operator's) LND, used when payments are on.
 	LND lightning.Config `yaml:"lnd"`
 	Log LogConfig        `yaml:"log"`
+}
+
+// RendezvousConfig configures onion services (rendezvous.Manager).
+type RendezvousConfig struct {
+	// IntroPoints is how many introduction points each published service
+	// holds. Default 3.
+	IntroPoints int `yaml:"intro_points"`
+	// AllowNonLoopbackTargets lets a service's port targets be addresses
+	// other than loopback. Default false.
+	AllowNonLoopbackTargets bool `yaml:"allow_non_loopback_targets"`
+	// DisableVanguards builds a service's circuits without the layer-2
+	// vanguard (guard discovery defence; THREAT_MODEL.md). Default false.
+	DisableVanguards bool `yaml:"disable_vanguards"`
 }
 
 // NetworkConfig is the libp2p host.
@@ -266,7 +286,7 @@ func (c *Config) ApplyDefaults() {
 		c.Discovery.Bootstrap = discovery.AminoBootstrap()
 	}
 	if c.Discovery.PriceSatPerMB == nil {
-		c.Discovery.PriceSatPerMB = map[Role]uint64{RoleRelay: 1, RoleExit: 2}
+		c.Discovery.PriceSatPerMB = map[Role]uint64{RoleRelay: 1, RoleExit: 2, RoleRendezvous: 1}
 	}
 	if c.Discovery.MaxPriceSatPerMB == 0 {
 		c.Discovery.MaxPriceSatPerMB = 10
@@ -298,9 +318,9 @@ func (c *Config) Validate() error {
 	seen := map[Role]bool{}
 	for i, r := range c.Roles {
 		switch r {
-		case RoleClient, RoleRelay, RoleExit:
+		case RoleClient, RoleRelay, RoleExit, RoleRendezvous:
 		default:
-			return fieldErr(fmt.Sprintf("roles[%d]", i), "unknown role %q (want client, relay or exit)", r)
+			return fieldErr(fmt.Sprintf("roles[%d]", i), "unknown role %q (want client, relay, exit or rendezvous)", r)
 		}
 		if seen[r] {
 			return fieldErr(fmt.Sprintf("roles[%d]", i), "role %q listed twice", r)
@@ -380,12 +400,15 @@ func (c *Config) Validate() error {
 		}
 	}
 	for r, p := range c.Discovery.PriceSatPerMB {
-		if r != RoleRelay && r != RoleExit {
+		if r != RoleRelay && r != RoleExit && r != RoleRendezvous {
 			return fieldErr("discovery.price_sat_per_mb", "unknown role %q", r)
 		}
 		if p > MaxPriceSatPerMB {
 			return fieldErr("discovery.price_sat_per_mb", "%s: %d is above %d sat/MB", r, p, MaxPriceSatPerMB)
 		}
+	}
+	if n := c.Rendezvous.IntroPoints; n < 0 || n > 8 {
+		return fieldErr("rendezvous.intro_points", "%d is not 0..8", n)
 	}
 	if c.Discovery.MaxPriceSatPerMB > MaxPriceSatPerMB {
 		return fieldErr("discovery.max_price_sat_per_mb", "%d is above %d sat/MB", c.Discovery.MaxPriceSatPerMB, MaxPriceSatPerMB)
