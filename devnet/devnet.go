@@ -2,6 +2,7 @@ package devnet
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"github.com/co-infuse/co-infuse/discovery"
 	"github.com/co-infuse/co-infuse/internal/regtest"
 	"github.com/co-infuse/co-infuse/node"
+	"github.com/co-infuse/co-infuse/rendezvous"
 )
 
 // Options shapes a local network. Zero values take the defaults shown.
@@ -53,6 +55,12 @@ type Options struct {
 	Progress io.Writer
 	// Logger for every node. Default: warnings to stderr.
 	Logger *slog.Logger
+	// WebOnion publishes the demo web server as an onion service of the
+	// client (port 80) once the network is up. Default false.
+	WebOnion bool
+	// NodeOptions, if set, gives extra options for the node called name
+	// (tests observe what a rendezvous point learns with it).
+	NodeOptions func(name string) []node.Option
 }
 
 // Devnet is a whole co-infuse network on loopback: relays, exits and one
@@ -62,6 +70,9 @@ type Devnet struct {
 	Client *node.Node
 	// WebAddr is the demo web server's address, or nil.
 	WebAddr net.Addr
+	// WebOnion is the onion address ("<56>.onion") under which the client
+	// publishes the demo web server on port 80, or "" without one.
+	WebOnion string
 
 	// LN is the regtest Lightning network, or nil.
 	LN *regtest.Network
@@ -130,7 +141,9 @@ func Start(ctx context.Context, o Options) (_ *Devnet, err error) {
 	}
 	var specs []spec
 	for i := 1; i <= o.Relays; i++ {
-		specs = append(specs, spec{"relay" + strconv.Itoa(i), []node.Role{node.RoleRelay}})
+		// Relays are also rendezvous points, intro points and HSDirs, so
+		// onion services work on every devnet.
+		specs = append(specs, spec{"relay" + strconv.Itoa(i), []node.Role{node.RoleRelay, node.RoleRendezvous}})
 	}
 	for i := 1; i <= o.Exits; i++ {
 		specs = append(specs, spec{"exit" + strconv.Itoa(i), []node.Role{node.RoleExit}})
@@ -177,7 +190,11 @@ func Start(ctx context.Context, o Options) (_ *Devnet, err error) {
 		if err := node.WriteConfig(cfg); err != nil {
 			return nil, fmt.Errorf("%s: %w", s.name, err)
 		}
-		n, err := node.New(cfg, node.WithLogger(o.Logger.With("node", s.name)))
+		opts := []node.Option{node.WithLogger(o.Logger.With("node", s.name))}
+		if o.NodeOptions != nil {
+			opts = append(opts, o.NodeOptions(s.name)...)
+		}
+		n, err := node.New(cfg, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", s.name, err)
 		}
@@ -196,6 +213,11 @@ func Start(ctx context.Context, o Options) (_ *Devnet, err error) {
 	fmt.Fprintf(o.Progress, "waiting for the client to discover %d relays and %d exits...\n", o.Relays, o.Exits)
 	if err := d.waitDiscovered(ctx, o.Relays, o.Exits); err != nil {
 		return nil, err
+	}
+	if d.WebAddr != nil && o.WebOnion {
+		if err := d.publishWeb(ctx, o.Progress); err != nil {
+			return nil, err
+		}
 	}
 	if d.LN != nil {
 		for _, n := range d.Nodes[:len(d.Nodes)-1] {
@@ -273,5 +295,30 @@ func (d *Devnet) startWeb(addr string) error {
 		defer d.webWG.Done()
 		d.web.Serve(ln)
 	}()
+	return nil
+}
+
+// publishWeb publishes the demo web server as an onion service of the
+// client, port 80, and waits until its descriptor is stored.
+func (d *Devnet) publishWeb(ctx context.Context, progress io.Writer) error {
+	key, err := rendezvous.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	m := d.Client.Rendezvous()
+	if m == nil {
+		return errors.New("devnet: the client has no onion-service manager")
+	}
+	pctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	info, err := m.Publish(pctx, key, []rendezvous.Port{{Virtual: 80, Target: d.WebAddr.String()}})
+	if err != nil {
+		return fmt.Errorf("devnet: publish the demo web server: %w", err)
+	}
+	if !info.Published {
+		return errors.New("devnet: the demo web server's descriptor was not stored within 60 s")
+	}
+	d.WebOnion = info.Address
+	fmt.Fprintf(progress, "demo web server as an onion service: http://%s/\n", info.Address)
 	return nil
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/co-infuse/co-infuse/discovery"
 	"github.com/co-infuse/co-infuse/payment"
 	"github.com/co-infuse/co-infuse/proxy"
+	"github.com/co-infuse/co-infuse/rendezvous"
 )
 
 // Node is one running co-infuse node. Create it with New, then Start; Close
@@ -49,6 +50,12 @@ type Node struct {
 	payer   *payment.Client // the client's prepay/top-up schedule, with a wallet
 	socksLn net.Listener
 	httpLn  net.Listener
+
+	// hs is the onion-service manager (rendezvous.go); nil without the
+	// client role. hsObserve is WithRendezvousObserver's function, or nil.
+	hs        *rendezvous.Manager
+	hsObserve RendezvousObserver
+
 	// exitPorts are the ports the exit policy accepts, for the advert.
 	exitPorts []discovery.PortRange
 	// advertised is set once the first advert has been built, so that
@@ -177,7 +184,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 const frontEndDrain = 2 * time.Second
 
 // relays reports whether the node carries other people's circuits.
-func (n *Node) relays() bool { return n.cfg.Has(RoleRelay) || n.cfg.Has(RoleExit) }
+func (n *Node) relays() bool {
+	return n.cfg.Has(RoleRelay) || n.cfg.Has(RoleExit) || n.cfg.Has(RoleRendezvous)
+}
 
 // startEngine registers the destinations this node's roles offer with the
 // service mux and starts the circuit engine. A relay meters every session

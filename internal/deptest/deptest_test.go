@@ -44,6 +44,7 @@ var table = map[string]entry{
 		"node":             "the nodes it runs",
 		"discovery":        "advert roles and modes for the nodes' configs",
 		"internal/regtest": "the regtest Lightning network beside the nodes",
+		"rendezvous":       "publishes the demo web server as an onion service (keys and ports)",
 	}},
 	"node": {imports: map[string]string{
 		"proxy":          "front ends",
@@ -57,6 +58,7 @@ var table = map[string]entry{
 		"voucher/wallet": "the client's wallet",
 		"discovery":      "adverts and path selection",
 		"lightning":      "LND for mint and wallet",
+		"rendezvous":     "onion services: the rendezvous role and the client's Manager",
 
 		"internal/netclass": "the relay's dial filter refuses the addresses the exit refuses first, by the same classification",
 	}},
