@@ -176,6 +176,12 @@ type ControlServer struct {
 	// detached), so DEL_ONION finds it and ADD_ONION sees duplicates.
 	// Guarded by mu.
 	owned map[string]*controlConn
+	// dying counts services of closed connections still being removed;
+	// dyingDone is closed when it drops to zero (and then replaced). An
+	// ADD_ONION that collides waits for them: a client that reconnects
+	// (lnd's Reconnect) re-adds its key at once. Guarded by mu.
+	dying     int
+	dyingDone chan struct{}
 }
 
 // NewControl checks cfg and, with CookiePath, writes a fresh cookie.
@@ -584,6 +590,9 @@ func (cc *controlConn) addOnion(ctx context.Context, rest string) {
 	}
 	actx, cancel := context.WithTimeout(ctx, cc.s.cfg.AddOnionTimeout)
 	rep, err := cc.s.cfg.AddOnion(actx, req)
+	if errors.Is(err, ErrOnionCollision) && cc.s.waitDying(actx) {
+		rep, err = cc.s.cfg.AddOnion(actx, req)
+	}
 	cancel()
 	switch {
 	case errors.Is(err, ErrOnionCollision):
@@ -671,17 +680,50 @@ func (cc *controlConn) delOnion(rest string) {
 // Tor's ephemeral services die with their control connection, and both
 // Bitcoin Core and lnd rely on it.
 func (cc *controlConn) dropOnions() {
-	cc.s.mu.Lock()
+	s := cc.s
+	s.mu.Lock()
 	ids := cc.onions
 	cc.onions = nil
 	for _, id := range ids {
-		delete(cc.s.owned, id)
+		delete(s.owned, id)
 	}
-	cc.s.mu.Unlock()
-	for _, id := range ids {
-		if err := cc.s.cfg.DelOnion(id); err != nil {
-			cc.s.log.Debug("removing a closed connection's service failed", "err", err)
+	if len(ids) > 0 {
+		if s.dying == 0 {
+			s.dyingDone = make(chan struct{})
 		}
+		s.dying++
+	}
+	s.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	for _, id := range ids {
+		if err := s.cfg.DelOnion(id); err != nil {
+			s.log.Debug("removing a closed connection's service failed", "err", err)
+		}
+	}
+	s.mu.Lock()
+	if s.dying--; s.dying == 0 {
+		close(s.dyingDone)
+	}
+	s.mu.Unlock()
+}
+
+// waitDying waits until no closed connection's services are being
+// removed; false if there were none or ctx ended first.
+func (s *ControlServer) waitDying(ctx context.Context) bool {
+	s.mu.Lock()
+	if s.dying == 0 {
+		s.mu.Unlock()
+		return false
+	}
+	done := s.dyingDone
+	s.mu.Unlock()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 

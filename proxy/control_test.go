@@ -73,6 +73,12 @@ func (f *fakeOnions) del(id string) error {
 	return nil
 }
 
+func (f *fakeOnions) req(id string) OnionRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.live[id]
+}
+
 func (f *fakeOnions) has(id string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -299,9 +305,11 @@ func TestControlBeforeAuth(t *testing.T) {
 			t.Errorf("%q: connection not closed", line)
 		}
 	}
+	f.mu.Lock()
 	if len(f.live) != 0 {
 		t.Error("a service was made before authentication")
 	}
+	f.mu.Unlock()
 	k := dialControl(t, s)
 	k.want("QUIT", "250 closing connection")
 	if !k.closed() {
@@ -468,7 +476,7 @@ func TestControlCommands(t *testing.T) {
 	}
 	id1 := strings.TrimPrefix(got[0], "250-ServiceID=")
 	key1 := strings.TrimPrefix(got[1], "250-PrivateKey=")
-	if req := f.live[id1]; req.Ports[0] != (OnionPort{80, "127.0.0.1:80"}) || req.KeySpec != KeySpecNew {
+	if req := f.req(id1); req.Ports[0] != (OnionPort{80, "127.0.0.1:80"}) || req.KeySpec != KeySpecNew {
 		t.Errorf("request %+v", req)
 	}
 	k.want("ADD_ONION "+key1+" Port=80", "550 Onion address collision")
@@ -477,7 +485,7 @@ func TestControlCommands(t *testing.T) {
 		t.Fatalf("DiscardPK: %q", got)
 	}
 	id2 := strings.TrimPrefix(got[0], "250-ServiceID=")
-	if p := f.live[id2].Ports; !slices.Equal(p, []OnionPort{{9735, "127.0.0.1:9736"}, {9735, "[::1]:9737"}, {1, "localhost:2"}}) || !f.live[id2].DiscardPK {
+	if p := f.req(id2).Ports; !slices.Equal(p, []OnionPort{{9735, "127.0.0.1:9736"}, {9735, "[::1]:9737"}, {1, "localhost:2"}}) || !f.req(id2).DiscardPK {
 		t.Errorf("ports %+v", p)
 	}
 	got = k.cmd("GETINFO onions/current")
@@ -507,7 +515,9 @@ func TestControlCommands(t *testing.T) {
 	} {
 		k.want(line, want)
 	}
+	f.mu.Lock()
 	f.failNext = errors.New("no circuits")
+	f.mu.Unlock()
 	k.want("ADD_ONION NEW:BEST Port=80", "551 Failed to add Onion Service")
 	// Accepted extras.
 	got = k.cmd("ADD_ONION NEW:BEST Port=80 MaxStreams=10 Flags=MaxStreamsCloseCircuit,Detach PoWDefensesEnabled=1")
@@ -515,7 +525,7 @@ func TestControlCommands(t *testing.T) {
 		t.Fatalf("extras: %q", got)
 	}
 	id3 := strings.TrimPrefix(got[0], "250-ServiceID=")
-	if r := f.live[id3]; !r.Detach || !r.PoW || r.MaxStreams != 10 {
+	if r := f.req(id3); !r.Detach || !r.PoW || r.MaxStreams != 10 {
 		t.Errorf("request %+v", r)
 	}
 	k.want("GETINFO onions/detached", "250-onions/detached="+id3, "250 OK")
