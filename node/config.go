@@ -45,9 +45,12 @@ type Config struct {
 	// Default [client].
 	Roles []Role `yaml:"roles"`
 
-	Network   NetworkConfig   `yaml:"network"`
-	SOCKS     SOCKSConfig     `yaml:"socks"`
-	HTTP      HTTPConfig      `yaml:"httptunnel"`
+	Network NetworkConfig `yaml:"network"`
+	SOCKS   SOCKSConfig   `yaml:"socks"`
+	HTTP    HTTPConfig    `yaml:"httptunnel"`
+	// Control is the Tor-compatible control port (bitcoind -torcontrol,
+	// lnd tor.control).
+	Control   ControlConfig   `yaml:"control"`
 	Circuit   CircuitConfig   `yaml:"circuit"`
 	Exit      ExitConfig      `yaml:"exit"`
 	Discovery DiscoveryConfig `yaml:"discovery"`
@@ -108,6 +111,32 @@ type HTTPConfig struct {
 	Enabled bool `yaml:"enabled"`
 	// Listen is host:port. Default 127.0.0.1:9080.
 	Listen string `yaml:"listen"`
+}
+
+// ControlConfig is the Tor-compatible control port (proxy.ControlServer):
+// bitcoind (-torcontrol, -listenonion) and lnd (tor.control, tor.v3)
+// publish their onion services through it, on this node's rendezvous
+// Manager. Off by default, as Tor's ControlPort is: a published service
+// holds paid introduction circuits, and bitcoind (-listenonion defaults to
+// 1) would publish one silently as soon as it found the port.
+type ControlConfig struct {
+	// Enabled turns the control port on (client role only). Default false.
+	Enabled bool `yaml:"enabled"`
+	// Listen is host:port. Default 127.0.0.1:9051 (Tor's, and bitcoind's
+	// -torcontrol default).
+	Listen string `yaml:"listen"`
+	// CookieFile is where a fresh 32-byte cookie (COOKIE and SAFECOOKIE
+	// auth) is written, mode 0600, at every start; the controller must be
+	// able to read it. Default <datadir>/control_auth_cookie; "off" turns
+	// cookie auth off.
+	CookieFile string `yaml:"cookie_file"`
+	// Password turns on HASHEDPASSWORD auth with this password
+	// (bitcoind -torpassword, lnd tor.password). Default none.
+	Password string `yaml:"password"`
+	// NullAuth lets any local process in without a secret (Tor's
+	// METHODS=NULL); it excludes cookie and password, and only a loopback
+	// listen address may use it. Default false.
+	NullAuth bool `yaml:"null_auth"`
 }
 
 // CircuitConfig shapes the circuits this node builds as a client.
@@ -255,6 +284,9 @@ func (c *Config) ApplyDefaults() {
 	if c.HTTP.Listen == "" {
 		c.HTTP.Listen = "127.0.0.1:9080"
 	}
+	if c.Control.Listen == "" {
+		c.Control.Listen = "127.0.0.1:9051"
+	}
 	if c.Circuit.Hops == 0 {
 		c.Circuit.Hops = 3
 	}
@@ -349,6 +381,9 @@ func (c *Config) Validate() error {
 		if err := checkHostPort(c.HTTP.Listen); err != nil {
 			return fieldErr("httptunnel.listen", "%v", err)
 		}
+	}
+	if err := c.Control.validate(c.Has(RoleClient)); err != nil {
+		return err
 	}
 	if (c.SOCKSEnabled() || c.HTTP.Enabled) && !c.Has(RoleClient) {
 		return fieldErr("roles", "socks or httptunnel is enabled but the client role is not listed")
@@ -455,6 +490,36 @@ func checkHostPort(s string) error {
 	}
 	if _, err := netip.ParseAddrPort("127.0.0.1:" + port); err != nil {
 		return fmt.Errorf("%q has a bad port", s)
+	}
+	return nil
+}
+
+// validate checks the control section; client is whether the client role
+// is on.
+func (cc ControlConfig) validate(client bool) error {
+	if !cc.Enabled {
+		return nil
+	}
+	if !client {
+		return fieldErr("control.enabled", "the control port needs the client role")
+	}
+	if err := checkHostPort(cc.Listen); err != nil {
+		return fieldErr("control.listen", "%v", err)
+	}
+	if cc.NullAuth {
+		if cc.Password != "" || (cc.CookieFile != "" && cc.CookieFile != "off") {
+			return fieldErr("control.null_auth", "excludes control.password and control.cookie_file")
+		}
+		if ap, err := netip.ParseAddrPort(cc.Listen); err == nil && !ap.Addr().IsLoopback() {
+			return fieldErr("control.null_auth", "only on a loopback listen address (%s is not)", cc.Listen)
+		}
+		return nil
+	}
+	if cc.CookieFile == "off" && cc.Password == "" {
+		return fieldErr("control.cookie_file", "cookie auth is off and no control.password is set: nobody could authenticate")
+	}
+	if strings.ContainsAny(cc.Password, "\r\n") {
+		return fieldErr("control.password", "has a line break")
 	}
 	return nil
 }

@@ -50,6 +50,7 @@ type Node struct {
 	payer   *payment.Client // the client's prepay/top-up schedule, with a wallet
 	socksLn net.Listener
 	httpLn  net.Listener
+	ctl     *controlPort // control.go; nil when the control port is off
 
 	// hs is the onion-service manager (rendezvous.go); nil without the
 	// client role. hsObserve is WithRendezvousObserver's function, or nil.
@@ -171,6 +172,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		}
 	}
 	if err = n.startFrontEnds(); err != nil {
+		return err
+	}
+	if err = n.startControl(); err != nil {
 		return err
 	}
 	if n.admin, err = startAdmin(n); err != nil {
@@ -341,6 +345,7 @@ func (n *Node) Close() error {
 	} else if n.httpLn != nil {
 		n.httpLn.Close()
 	}
+	n.closeControl(drain) // its services go before the Manager does
 	if n.pool != nil {
 		errs = append(errs, n.pool.Close())
 	}
