@@ -32,6 +32,10 @@ type Options struct {
 	// 127.0.0.1:9350 and 127.0.0.1:9380 (not Tor's 9050, so devnet runs
 	// beside a local Tor).
 	SOCKSListen, HTTPListen string
+	// ControlListen, if set, runs the client's Tor-compatible control port
+	// there (cookie auth, cookie in the client's data directory), for
+	// bitcoind -torcontrol or lnd tor.control. Default "": off.
+	ControlListen string
 	// WebListen serves a demo page and test downloads on loopback, so that
 	// a newcomer has something to fetch through the network. Default
 	// 127.0.0.1:8088; "off" disables it.
@@ -170,6 +174,10 @@ func Start(ctx context.Context, o Options) (_ *Devnet, err error) {
 			cfg.SOCKS.Listen = o.SOCKSListen
 			cfg.HTTP.Enabled = true
 			cfg.HTTP.Listen = o.HTTPListen
+			if o.ControlListen != "" {
+				cfg.Control.Enabled = true
+				cfg.Control.Listen = o.ControlListen
+			}
 		}
 		if d.LN != nil {
 			cfg.Payments.Enabled = true
@@ -203,6 +211,9 @@ func Start(ctx context.Context, o Options) (_ *Devnet, err error) {
 		}
 		d.Nodes = append(d.Nodes, n)
 		fmt.Fprintf(o.Progress, "[%d/%d] %-7s %s\n", i+1, len(specs), s.name, n.ID())
+		if a := n.ControlAddr(); a != nil {
+			fmt.Fprintf(o.Progress, "        control port on %s, cookie %s\n", a, n.ControlCookie())
+		}
 		if i == 0 {
 			for _, a := range n.P2PAddrs() {
 				bootstrap = append(bootstrap, a.String())

@@ -17,6 +17,8 @@ package devnet
 //	TestE2ECircuitChoice           per-port exits, dirtiness, pre-built circuits
 //	TestE2EOnionAnsweredByClient   .onion gets 0xF0 with no circuit or BEGIN
 //	TestE2EVoucherLightning        purchases and crash-resume against real lnd
+//	TestE2EControlPortOnion        lnd's controller code publishes through the
+//	                               control port; curl fetches the .onion
 //	TestE2ECLI                     the co-infuse binary: init, run, devnet
 //
 // E2E_LOG=debug prints the nodes' logs. TestMain checks for leaked
