@@ -73,9 +73,11 @@ func (v *vanguardSet) pick(now time.Time, candidates []circuit.HopInfo) []circui
 	defer v.mu.Unlock()
 	v.set = slices.DeleteFunc(v.set, func(g vanguard) bool { return !now.Before(g.until) })
 	var free []circuit.HopInfo
-	for _, c := range candidates {
-		if !slices.ContainsFunc(v.set, func(g vanguard) bool { return g.hop.Peer == c.Peer }) {
-			free = append(free, c)
+	if len(v.set) < v.cfg.Count {
+		for _, c := range candidates {
+			if !slices.ContainsFunc(v.set, func(g vanguard) bool { return g.hop.Peer == c.Peer }) {
+				free = append(free, c)
+			}
 		}
 	}
 	for len(v.set) < v.cfg.Count && len(free) > 0 {
