@@ -70,16 +70,21 @@ func (n *Node) closeControl(ctx context.Context) {
 	}
 }
 
-// controlCookiePath is where the cookie goes, "" with cookie auth off.
+// controlCookiePath is where the cookie goes, "" with cookie auth off. It
+// is made absolute: PROTOCOLINFO hands it to clients that run elsewhere.
 func (n *Node) controlCookiePath() string {
 	cc := n.cfg.Control
+	p := cc.CookieFile
 	switch {
-	case cc.NullAuth || cc.CookieFile == "off":
+	case cc.NullAuth || p == "off":
 		return ""
-	case cc.CookieFile != "":
-		return cc.CookieFile
+	case p == "":
+		p = filepath.Join(n.cfg.DataDir, ControlCookieFile)
 	}
-	return filepath.Join(n.cfg.DataDir, ControlCookieFile)
+	if abs, err := filepath.Abs(p); err == nil {
+		p = abs
+	}
+	return p
 }
 
 // ControlAddr is the control port's address, or nil when it is off.
