@@ -19,6 +19,8 @@ package devnet
 //	TestE2EVoucherLightning        purchases and crash-resume against real lnd
 //	TestE2EControlPortOnion        lnd's controller code publishes through the
 //	                               control port; curl fetches the .onion
+//	TestE2ELndOnionViaControlPort  real lnd with tor.active/v3 gets its .onion
+//	                               URI from co-infuse; a 2nd lnd connects to it
 //	TestE2ECLI                     the co-infuse binary: init, run, devnet
 //
 // E2E_LOG=debug prints the nodes' logs. TestMain checks for leaked
