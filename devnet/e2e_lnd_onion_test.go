@@ -124,7 +124,8 @@ func (p *lndProc) logTail() string {
 // and shows a <pubkey>@<56>.onion:9735 URI in lncli getinfo; the client
 // publishes that address and lnd saved its key. A second lnd with only
 // tor.active and tor.socks=<co-infuse> then connects to that URI (lncli
-// connect), over the rendezvous path.
+// connect), over the rendezvous path, and opens a channel to it that both
+// see active: the real-lnd acceptance of issue 12.
 func TestE2ELndOnionViaControlPort(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
@@ -197,9 +198,7 @@ func TestE2ELndOnionViaControlPort(t *testing.T) {
 	}
 	var out []byte
 	err = pollSlow(ctx, func() bool {
-		cctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-		defer cancel()
-		out, err = exec.CommandContext(cctx, b.lncli, "--lnddir="+b.dir, "--network=regtest", "--rpcserver="+b.rpc, "connect", uri).CombinedOutput()
+		out, err = b.cli(ctx, "connect", uri)
 		if err != nil {
 			t.Logf("lncli connect %s: %v %s (retrying)", uri, err, out)
 		}
@@ -209,4 +208,61 @@ func TestE2ELndOnionViaControlPort(t *testing.T) {
 		t.Fatalf("lnd dave cannot connect to %s: %v\n%s\n--- dave ---\n%s", uri, err, out, b.logTail())
 	}
 	t.Logf("lnd dave connected to %s over co-infuse", uri)
+
+	// Dave, funded by the harness's Alice, opens a channel to carol over
+	// that connection; six blocks later both see it active.
+	var addr struct{ Address string }
+	if out, err := b.cli(ctx, "newaddress", "p2wkh"); err != nil || json.Unmarshal(out, &addr) != nil {
+		t.Fatalf("dave newaddress: %v %s", err, out)
+	}
+	alice := ln.Alice()
+	aliceCLI := &lndProc{dir: alice.Dir, rpc: alice.RPCHost, lncli: bins.Lncli}
+	if out, err := aliceCLI.cli(ctx, "sendcoins", "--addr="+addr.Address, "--amt=1000000"); err != nil {
+		t.Fatalf("alice sendcoins: %v %s", err, out)
+	}
+	if err := ln.Mine(ctx, 6); err != nil {
+		t.Fatal(err)
+	}
+	err = pollSlow(ctx, func() bool {
+		out, err = b.cli(ctx, "openchannel", "--node_key="+pub, "--local_amt=200000")
+		if err != nil {
+			t.Logf("dave openchannel: %v %s (retrying until the coins confirm)", err, out)
+		}
+		return err == nil
+	})
+	if err != nil {
+		t.Fatalf("dave openchannel to carol: %v %s\n--- dave ---\n%s", err, out, b.logTail())
+	}
+	if err := ln.Mine(ctx, 6); err != nil {
+		t.Fatal(err)
+	}
+	err = pollSlow(ctx, func() bool {
+		out, err := b.cli(ctx, "listchannels", "--active_only")
+		var ch struct {
+			Channels []struct {
+				RemotePubkey string `json:"remote_pubkey"`
+				Active       bool
+			}
+		}
+		if err != nil || json.Unmarshal(out, &ch) != nil {
+			return false
+		}
+		for _, c := range ch.Channels {
+			if c.RemotePubkey == pub && c.Active {
+				return true
+			}
+		}
+		return false
+	})
+	if err != nil {
+		t.Fatalf("no active channel dave→carol: %v\n--- dave ---\n%s\n--- carol ---\n%s", err, b.logTail(), a.logTail())
+	}
+	t.Logf("channel dave→carol active over %s", host)
+}
+
+// cli runs the real lncli against p and returns its output.
+func (p *lndProc) cli(ctx context.Context, args ...string) ([]byte, error) {
+	cctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	return exec.CommandContext(cctx, p.lncli, append([]string{"--lnddir=" + p.dir, "--network=regtest", "--rpcserver=" + p.rpc}, args...)...).CombinedOutput()
 }
