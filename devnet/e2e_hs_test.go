@@ -87,6 +87,12 @@ func TestE2EOnionService(t *testing.T) {
 		t.Fatalf("onion page: %q", page.stdout)
 	}
 
+	// The server closes first (Connection: close): the response still
+	// arrives whole through the rendezvous.
+	if n, err := socksGet(ctx, d, "close-first", d.WebOnion, 80, 5000); err != nil || n != 5000 {
+		t.Fatalf("onion fetch with Connection: close: %d bytes, %v", n, err)
+	}
+
 	const size = 1 << 20
 	r := mustCurl(ctx, t, "--max-time", "60", "--socks5-hostname", socks, fmt.Sprintf("http://%s/bytes/%d", d.WebOnion, size))
 	want := sha256.New()

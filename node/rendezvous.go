@@ -40,7 +40,7 @@ func startRendezvousPoint(n *Node, mux *circuit.Mux) (io.Closer, error) {
 		Observe: n.hsObserve,
 		Logger:  n.log,
 	})
-	return nil, mux.HandleServe(cell.ServiceRendezvous, srv.Accept, srv.Serve)
+	return srv, mux.Handle(cell.ServiceRendezvous, srv.Begin)
 }
 
 // startOnionServices builds the client's rendezvous.Manager: Dial for

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/flynn/noise"
 )
@@ -23,7 +24,10 @@ var errBadFrame = errors.New("rendezvous: end-to-end frame does not decrypt")
 // spliced rendezvous stream: every byte the rendezvous node relays is a
 // Noise transport ciphertext. Read and Write may be called concurrently.
 type secureConn struct {
-	net.Conn
+	// c is the spliced stream. A field, not embedded: an embedded conn's
+	// ReadFrom or WriteTo would be promoted and let io.Copy bypass the
+	// encryption.
+	c net.Conn
 
 	rmu     sync.Mutex // guards recv, pending, rbuf
 	recv    *noise.CipherState
@@ -36,8 +40,17 @@ type secureConn struct {
 }
 
 func newSecureConn(c net.Conn, send, recv *noise.CipherState) *secureConn {
-	return &secureConn{Conn: c, send: send, recv: recv}
+	return &secureConn{c: c, send: send, recv: recv}
 }
+
+var _ net.Conn = (*secureConn)(nil)
+
+func (s *secureConn) Close() error                       { return s.c.Close() }
+func (s *secureConn) LocalAddr() net.Addr                { return s.c.LocalAddr() }
+func (s *secureConn) RemoteAddr() net.Addr               { return s.c.RemoteAddr() }
+func (s *secureConn) SetDeadline(t time.Time) error      { return s.c.SetDeadline(t) }
+func (s *secureConn) SetReadDeadline(t time.Time) error  { return s.c.SetReadDeadline(t) }
+func (s *secureConn) SetWriteDeadline(t time.Time) error { return s.c.SetWriteDeadline(t) }
 
 // Read returns decrypted bytes; a frame that fails to decrypt ends the
 // connection with errBadFrame.
@@ -46,7 +59,7 @@ func (s *secureConn) Read(p []byte) (int, error) {
 	defer s.rmu.Unlock()
 	if len(s.pending) == 0 {
 		var h [2]byte
-		if _, err := io.ReadFull(s.Conn, h[:]); err != nil {
+		if _, err := io.ReadFull(s.c, h[:]); err != nil {
 			return 0, err
 		}
 		n := int(binary.BigEndian.Uint16(h[:]))
@@ -57,7 +70,7 @@ func (s *secureConn) Read(p []byte) (int, error) {
 			s.rbuf = make([]byte, n)
 		}
 		ct := s.rbuf[:n]
-		if _, err := io.ReadFull(s.Conn, ct); err != nil {
+		if _, err := io.ReadFull(s.c, ct); err != nil {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
@@ -65,7 +78,7 @@ func (s *secureConn) Read(p []byte) (int, error) {
 		}
 		pt, err := s.recv.Decrypt(ct[:0], nil, ct)
 		if err != nil {
-			s.Conn.Close()
+			s.c.Close()
 			return 0, errBadFrame
 		}
 		s.pending = pt
@@ -89,7 +102,7 @@ func (s *secureConn) Write(p []byte) (int, error) {
 		}
 		binary.BigEndian.PutUint16(b, uint16(len(b)-2))
 		s.wbuf = b
-		if _, err := s.Conn.Write(b); err != nil {
+		if _, err := s.c.Write(b); err != nil {
 			return done, err
 		}
 		done += n
@@ -100,8 +113,8 @@ func (s *secureConn) Write(p []byte) (int, error) {
 
 // CloseWrite half-closes when the underlying conn can.
 func (s *secureConn) CloseWrite() error {
-	if cw, ok := s.Conn.(interface{ CloseWrite() error }); ok {
+	if cw, ok := s.c.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
-	return s.Conn.Close()
+	return s.c.Close()
 }

@@ -121,10 +121,14 @@ type Server struct {
 	log     *slog.Logger
 	targets map[cell.Target]string
 
-	mu      sync.Mutex                      // guards waiting, intros, descs
-	waiting map[[cookieLen]byte]*rvWaiter   // client cookies not yet joined
-	intros  map[[introIDLen]byte]*introHold // held introduction points
-	descs   map[[32]byte]storedDesc         // descriptors by index
+	ctx    context.Context // canceled by Close; given to Serve
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // Serve goroutines
+
+	mu        sync.Mutex                      // guards waitingRV, intros, descs
+	waitingRV map[[cookieLen]byte]*rvConn     // client cookies not yet joined
+	intros    map[[introIDLen]byte]*introHold // held introduction points
+	descs     map[[32]byte]storedDesc         // descriptors by index
 
 	cookies  *replayCache // every cookie ever registered (reuse refused)
 	intrSeen *replayCache // introductions forwarded (replay refused)
@@ -152,15 +156,16 @@ type storedDesc struct {
 func NewServer(cfg ServerConfig) *Server {
 	cfg.defaults()
 	s := &Server{
-		cfg:      cfg,
-		log:      cfg.Logger.With("subsys", "rendezvous"),
-		targets:  map[cell.Target]string{},
-		waiting:  map[[cookieLen]byte]*rvWaiter{},
-		intros:   map[[introIDLen]byte]*introHold{},
-		descs:    map[[32]byte]storedDesc{},
-		cookies:  newReplayCache(1<<16, 24*time.Hour),
-		intrSeen: newReplayCache(1<<16, 2*time.Duration(cfg.PeriodLen)*time.Second),
+		cfg:       cfg,
+		log:       cfg.Logger.With("subsys", "rendezvous"),
+		targets:   map[cell.Target]string{},
+		waitingRV: map[[cookieLen]byte]*rvConn{},
+		intros:    map[[introIDLen]byte]*introHold{},
+		descs:     map[[32]byte]storedDesc{},
+		cookies:   newReplayCache(1<<16, 24*time.Hour),
+		intrSeen:  newReplayCache(1<<16, 2*time.Duration(cfg.PeriodLen)*time.Second),
 	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	for _, t := range []string{TargetRendezvous, TargetIntroHold, TargetIntroduce, TargetDescPut, TargetDescGet} {
 		pt, err := cell.ParseTarget(t)
 		if err != nil {
@@ -169,6 +174,47 @@ func NewServer(cfg ServerConfig) *Server {
 		s.targets[pt] = t
 	}
 	return s
+}
+
+// Begin is the rendezvous service's circuit.BeginFunc (register it with
+// circuit.Mux.Handle for cell.ServiceRendezvous). A rendezvous stream gets
+// an rvConn, which the engines of the two circuits splice through; the
+// other streams get one end of a pipe served by Serve on a goroutine the
+// Server owns.
+func (s *Server) Begin(_ context.Context, req circuit.BeginRequest) (net.Conn, error) {
+	if err := s.Accept(req); err != nil {
+		return nil, err
+	}
+	if s.targets[req.Target] == TargetRendezvous {
+		if s.cfg.Observe != nil {
+			s.cfg.Observe(TargetRendezvous, req.Peer, nil)
+		}
+		return s.newRVConn(req), nil
+	}
+	ours, theirs := net.Pipe()
+	s.mu.Lock()
+	if s.ctx.Err() != nil {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("rendezvous: %w", circuit.ErrClosed)
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		stop := context.AfterFunc(s.ctx, func() { ours.Close() })
+		defer stop()
+		s.Serve(s.ctx, req, ours)
+	}()
+	return theirs, nil
+}
+
+// Close stops the Serve goroutines and waits for them. Safe to call twice.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.cancel()
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
 }
 
 // Accept refuses, before CONNECTED, any target that is not one of ours.
@@ -182,7 +228,8 @@ func (s *Server) Accept(req circuit.BeginRequest) error {
 // handshakeTimeout bounds each fixed-size request read from a stream.
 const handshakeTimeout = 20 * time.Second
 
-// Serve serves one stream (a circuit.ServeFunc). It closes conn.
+// Serve serves one intro or HSDir stream (a circuit.ServeFunc; Begin runs
+// it). It closes conn. Rendezvous streams are served by Begin's rvConn.
 func (s *Server) Serve(ctx context.Context, req circuit.BeginRequest, conn net.Conn) {
 	defer conn.Close()
 	kind := s.targets[req.Target]
@@ -191,8 +238,6 @@ func (s *Server) Serve(ctx context.Context, req circuit.BeginRequest, conn net.C
 	}
 	conn.SetReadDeadline(time.Now().Add(handshakeTimeout))
 	switch kind {
-	case TargetRendezvous:
-		s.serveRendezvous(ctx, req, conn)
 	case TargetIntroHold:
 		s.serveIntroHold(ctx, req, conn)
 	case TargetIntroduce:
@@ -202,126 +247,6 @@ func (s *Server) Serve(ctx context.Context, req circuit.BeginRequest, conn net.C
 	case TargetDescGet:
 		s.serveDescGet(conn)
 	}
-}
-
-func (s *Server) serveRendezvous(ctx context.Context, req circuit.BeginRequest, conn net.Conn) {
-	var b [1 + cookieLen]byte
-	if _, err := io.ReadFull(conn, b[:]); err != nil {
-		return
-	}
-	var cookie [cookieLen]byte
-	copy(cookie[:], b[1:])
-	now := s.cfg.Now()
-	switch b[0] {
-	case rvClient:
-		var key [32]byte
-		copy(key[:], cookie[:])
-		s.mu.Lock()
-		_, dup := s.waiting[cookie]
-		full := len(s.waiting) >= s.cfg.MaxWaiting
-		var w *rvWaiter
-		if !dup && !full && !s.cookies.seen(key, now) {
-			w = &rvWaiter{join: make(chan net.Conn, 1), done: make(chan struct{})}
-			s.waiting[cookie] = w
-		}
-		s.mu.Unlock()
-		if w == nil {
-			st := statusReplay
-			if full && !dup {
-				st = statusRateLimited
-			}
-			conn.Write([]byte{st})
-			return
-		}
-		defer close(w.done)
-		if _, err := conn.Write([]byte{statusOK}); err != nil {
-			s.dropWaiter(cookie, w)
-			return
-		}
-		conn.SetReadDeadline(time.Time{})
-		t := time.NewTimer(s.cfg.RendezvousWait)
-		defer t.Stop()
-		select {
-		case svc := <-w.join:
-			s.splice(req.Peer, conn, svc)
-		case <-t.C:
-			s.dropWaiter(cookie, w)
-		case <-ctx.Done():
-			s.dropWaiter(cookie, w)
-		}
-	case rvService:
-		s.mu.Lock()
-		w := s.waiting[cookie]
-		delete(s.waiting, cookie)
-		s.mu.Unlock()
-		if w == nil {
-			conn.Write([]byte{statusNotFound})
-			return
-		}
-		if _, err := conn.Write([]byte{statusOK}); err != nil {
-			close(w.join) // the client's side gives up at once
-			return
-		}
-		conn.SetReadDeadline(time.Time{})
-		w.join <- conn
-		select { // conn is the splice's now; it closes it
-		case <-w.done:
-		case <-ctx.Done():
-		}
-	default:
-		conn.Write([]byte{statusRefused})
-	}
-}
-
-func (s *Server) dropWaiter(cookie [cookieLen]byte, w *rvWaiter) {
-	s.mu.Lock()
-	if s.waiting[cookie] == w {
-		delete(s.waiting, cookie)
-	}
-	s.mu.Unlock()
-	// A service that took the waiter just before it was dropped gets its
-	// conn closed here.
-	select {
-	case c, ok := <-w.join:
-		if ok && c != nil {
-			c.Close()
-		}
-	default:
-	}
-}
-
-// splice copies between the client's and the service's streams until one
-// side ends, then closes both. It sees only end-to-end ciphertext.
-func (s *Server) splice(_ peer.ID, client, svc net.Conn) {
-	if svc == nil {
-		return
-	}
-	defer svc.Close()
-	done := make(chan struct{}, 2)
-	cp := func(dst, src net.Conn) {
-		buf := make([]byte, 32*1024)
-		for {
-			n, err := src.Read(buf)
-			if n > 0 {
-				if s.cfg.Observe != nil {
-					s.cfg.Observe(TargetRendezvous, "", append([]byte(nil), buf[:n]...))
-				}
-				if _, werr := dst.Write(buf[:n]); werr != nil {
-					break
-				}
-			}
-			if err != nil {
-				break
-			}
-		}
-		done <- struct{}{}
-	}
-	go cp(svc, client)
-	go cp(client, svc)
-	<-done
-	client.Close()
-	svc.Close()
-	<-done
 }
 
 // introID is the intro ID an auth key may hold.

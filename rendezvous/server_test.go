@@ -18,15 +18,13 @@ import (
 // client end.
 func serve(t *testing.T, s *Server, kind string, cookie [cell.CookieLen]byte) net.Conn {
 	t.Helper()
-	ours, theirs := net.Pipe()
 	req := circuit.BeginRequest{Service: cell.ServiceRendezvous, Target: mustTarget(kind), Cookie: cookie}
-	if err := s.Accept(req); err != nil {
+	c, err := s.Begin(t.Context(), req)
+	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() { defer close(done); s.Serve(t.Context(), req, ours) }()
-	t.Cleanup(func() { theirs.Close(); <-done })
-	return theirs
+	t.Cleanup(func() { c.Close(); s.Close() })
+	return c
 }
 
 func status(t *testing.T, c net.Conn) byte {
