@@ -2,9 +2,12 @@ package devnet
 
 import (
 	"context"
+	"os"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/co-infuse/co-infuse/node"
 )
 
 // BenchmarkE2EOnion compares, in one devnet on loopback, the onion-service
@@ -19,14 +22,19 @@ import (
 //	exit-bulk         16 MiB per request over one exit circuit
 //	onion-bulk        16 MiB per request over a new rendezvous each
 //
-// scripts/bench.sh-style ratios: onion-first-byte − exit-first-byte is the
+// CO_INFUSE_BENCH_NO_VANGUARDS=1 runs the service's circuits without the
+// layer-2 vanguard (3 hops instead of 4), to see what the defence costs.
+//
+// Ratios: onion-first-byte − exit-first-byte is the
 // rendezvous's extra latency; onion-bulk MB/s ÷ exit-bulk MB/s the share
 // of exit throughput.
 func BenchmarkE2EOnion(b *testing.B) {
 	if testing.Short() {
 		b.Skip("end-to-end benchmark; skipped with -short")
 	}
-	o := Options{Dir: b.TempDir(), SOCKSListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", WebListen: "127.0.0.1:0", WebOnion: true, Relays: 4}
+	o := Options{Dir: b.TempDir(), SOCKSListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", WebListen: "127.0.0.1:0", WebOnion: true, Relays: 4, Configure: func(name string, cfg *node.Config) {
+		cfg.Rendezvous.DisableVanguards = os.Getenv("CO_INFUSE_BENCH_NO_VANGUARDS") != ""
+	}}
 	ctx, cancel := context.WithTimeout(b.Context(), 2*time.Minute)
 	defer cancel()
 	d, err := Start(ctx, o)
