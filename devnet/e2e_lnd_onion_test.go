@@ -13,6 +13,7 @@ import (
 
 	"github.com/co-infuse/co-infuse/internal/onionaddr"
 	"github.com/co-infuse/co-infuse/internal/regtest"
+	"github.com/co-infuse/co-infuse/node"
 )
 
 // lndProc is one extra lnd process owned by a test.
@@ -125,7 +126,8 @@ func (p *lndProc) logTail() string {
 // publishes that address and lnd saved its key. A second lnd with only
 // tor.active and tor.socks=<co-infuse> then connects to that URI (lncli
 // connect), over the rendezvous path, and opens a channel to it that both
-// see active: the real-lnd acceptance of issue 12.
+// see active. Restarting co-infuse makes lnd publish the service again
+// (its health check reconnects and re-adds the key).
 func TestE2ELndOnionViaControlPort(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
@@ -143,12 +145,26 @@ func TestE2ELndOnionViaControlPort(t *testing.T) {
 		t.Fatalf("regtest: %v", err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	d := startTestDevnet(t, Options{Relays: 4, Exits: 1, ControlListen: "127.0.0.1:0"})
+	// The client's SOCKS and control ports are fixed for this run (free
+	// ports picked now), so that the restarted client below is found at
+	// the same addresses, as a restarted co-infuse would be.
+	fixed := freeLoopbackPorts(t, 2)
+	d := startTestDevnet(t, Options{Relays: 4, Exits: 1, ControlListen: loopbackAddr(fixed[1]),
+		Configure: func(name string, cfg *node.Config) {
+			if name == "client" {
+				cfg.SOCKS.Listen = loopbackAddr(fixed[0])
+			}
+		}})
 
 	a := startTorLnd(ctx, t, ln, bins, "carol",
 		"--tor.active", "--tor.v3",
 		"--tor.control="+d.Client.ControlAddr().String(),
 		"--tor.socks="+d.Client.SOCKSAddr().String(),
+		// lnd's check of its onion service (GETINFO onions/current), often
+		// enough for the restart below (lnd allows no less than a minute).
+		"--healthcheck.torconnection.interval=1m",
+		"--healthcheck.torconnection.backoff=5s",
+		"--healthcheck.torconnection.attempts=10",
 	)
 	var uri string
 	err = pollSlow(ctx, func() bool {
@@ -258,6 +274,35 @@ func TestE2ELndOnionViaControlPort(t *testing.T) {
 		t.Fatalf("no active channel dave→carol: %v\n--- dave ---\n%s\n--- carol ---\n%s", err, b.logTail(), a.logTail())
 	}
 	t.Logf("channel dave→carol active over %s", host)
+
+	// Restart co-infuse (the client node; same config, ports and data
+	// directory): its control connections and services are gone, lnd's
+	// health check finds out (EOF, then EPIPE), reconnects, authenticates
+	// with the new cookie and adds its service again from its key file.
+	cfg := d.Client.Config()
+	if err := d.Client.Close(); err != nil {
+		t.Fatalf("stop the client: %v", err)
+	}
+	restarted, err := node.New(cfg, node.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := restarted.Start(ctx); err != nil {
+		t.Fatalf("restart the client: %v", err)
+	}
+	t.Cleanup(func() { restarted.Close() })
+	err = pollSlow(ctx, func() bool {
+		for _, s := range restarted.Rendezvous().Services() {
+			if s.Address == host {
+				return true
+			}
+		}
+		return false
+	})
+	if err != nil {
+		t.Fatalf("lnd did not publish %s again after co-infuse restarted: %v\n--- carol ---\n%s", host, err, a.logTail())
+	}
+	t.Logf("after the restart lnd published %s again", host)
 }
 
 // cli runs the real lncli against p and returns its output.
