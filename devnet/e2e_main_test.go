@@ -20,7 +20,9 @@ package devnet
 //	TestE2EControlPortOnion        lnd's controller code publishes through the
 //	                               control port; curl fetches the .onion
 //	TestE2ELndOnionViaControlPort  real lnd with tor.active/v3 gets its .onion
-//	                               URI from co-infuse; a 2nd lnd connects to it
+//	                               URI from co-infuse; a 2nd lnd connects and
+//	                               opens a channel to it; after a co-infuse
+//	                               restart lnd publishes it again
 //	TestE2ECLI                     the co-infuse binary: init, run, devnet
 //
 // E2E_LOG=debug prints the nodes' logs. TestMain checks for leaked
