@@ -43,6 +43,9 @@ const (
 	// DefaultControlOnionsPerConn caps services one connection keeps (lnd
 	// makes two: the node and its watchtower).
 	DefaultControlOnionsPerConn = 16
+	// DefaultControlMaxOnions caps the services of all connections
+	// together, detached ones included.
+	DefaultControlMaxOnions = 64
 	// DefaultAddOnionTimeout bounds one AddOnion call.
 	DefaultAddOnionTimeout = 30 * time.Second
 
@@ -119,6 +122,9 @@ type ControlConfig struct {
 	MaxLine int
 	// MaxOnionsPerConn caps the services one connection keeps. Default 16.
 	MaxOnionsPerConn int
+	// MaxOnions caps the services of all connections together (each one
+	// holds paid circuits). Default 64.
+	MaxOnions int
 }
 
 func (c ControlConfig) withDefaults() (ControlConfig, error) {
@@ -129,7 +135,7 @@ func (c ControlConfig) withDefaults() (ControlConfig, error) {
 		return c, errors.New("control config: NullAuth excludes CookiePath and Password")
 	case !c.NullAuth && c.CookiePath == "" && c.Password == "":
 		return c, errors.New("control config: no authentication method (set CookiePath, Password or NullAuth)")
-	case c.HandshakeTimeout < 0, c.AddOnionTimeout < 0, c.MaxConns < 0, c.MaxLine < 0, c.MaxOnionsPerConn < 0:
+	case c.HandshakeTimeout < 0, c.AddOnionTimeout < 0, c.MaxConns < 0, c.MaxLine < 0, c.MaxOnionsPerConn < 0, c.MaxOnions < 0:
 		return c, errors.New("control config: negative limit")
 	case strings.ContainsAny(c.Version, "\"\\\r\n"):
 		return c, errors.New("control config: Version has quotes, backslashes or line breaks")
@@ -157,6 +163,9 @@ func (c ControlConfig) withDefaults() (ControlConfig, error) {
 	}
 	if c.MaxOnionsPerConn == 0 {
 		c.MaxOnionsPerConn = DefaultControlOnionsPerConn
+	}
+	if c.MaxOnions == 0 {
+		c.MaxOnions = DefaultControlMaxOnions
 	}
 	return c, nil
 }
@@ -586,6 +595,13 @@ func (cc *controlConn) addOnion(ctx context.Context, rest string) {
 	}
 	if !req.Detach && len(cc.onions) >= cc.s.cfg.MaxOnionsPerConn {
 		cc.fail(ctlErr(551, "Too many onion services on this connection (at most %d)", cc.s.cfg.MaxOnionsPerConn))
+		return
+	}
+	cc.s.mu.Lock()
+	total := len(cc.s.owned) + cc.s.dying
+	cc.s.mu.Unlock()
+	if total >= cc.s.cfg.MaxOnions {
+		cc.fail(ctlErr(551, "Too many onion services (at most %d)", cc.s.cfg.MaxOnions))
 		return
 	}
 	actx, cancel := context.WithTimeout(ctx, cc.s.cfg.AddOnionTimeout)

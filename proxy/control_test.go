@@ -587,6 +587,19 @@ func TestControlLimits(t *testing.T) {
 	}
 }
 
+func TestControlMaxOnions(t *testing.T) {
+	t.Parallel()
+	s, _ := startControl(t, func(c *ControlConfig) { c.MaxOnions = 2 })
+	k := dialControl(t, s)
+	k.auth(s)
+	k.cmd("ADD_ONION NEW:BEST Port=80")
+	k.cmd("ADD_ONION NEW:BEST Port=80 Flags=Detach")
+	k.want("ADD_ONION NEW:BEST Port=80", "551 Too many onion services (at most 2)")
+	k2 := dialControl(t, s)
+	k2.auth(s)
+	k2.want("ADD_ONION NEW:BEST Port=80 Flags=Detach", "551 Too many onion services (at most 2)")
+}
+
 // TestControlShutdown: Shutdown closes live connections and removes every
 // service, detached ones too.
 func TestControlShutdown(t *testing.T) {
