@@ -53,6 +53,11 @@ type rvConn struct {
 	timer   *time.Timer // header, then rendezvous wait (client)
 	waiting bool        // a client registered in Server.waiting
 	wdl     time.Time   // write deadline
+	// readers and writers count goroutines waiting in Read and push, so
+	// that a wake-up is sent only when someone waits (and a writer only
+	// once half the buffer is free): one cond signal per cell would cost a
+	// scheduler round trip per cell.
+	readers, writers int
 }
 
 var _ net.Conn = (*rvConn)(nil)
@@ -90,17 +95,23 @@ func (c *rvConn) push(b []byte, dl time.Time) error {
 				c.cond.Broadcast()
 				c.mu.Unlock()
 			})
+			c.writers++
 			c.cond.Wait()
+			c.writers--
 			t.Stop()
 			continue
 		}
+		c.writers++
 		c.cond.Wait()
+		c.writers--
 	}
 	if c.closed || c.eof {
 		return net.ErrClosed
 	}
 	c.rbuf = append(c.rbuf, b...)
-	c.cond.Broadcast()
+	if c.readers > 0 {
+		c.cond.Broadcast()
+	}
 	return nil
 }
 
@@ -119,7 +130,9 @@ func (c *rvConn) Read(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for len(c.rbuf) == 0 && !c.eof && !c.closed {
+		c.readers++
 		c.cond.Wait()
+		c.readers--
 	}
 	if len(c.rbuf) == 0 {
 		if c.closed {
@@ -132,7 +145,9 @@ func (c *rvConn) Read(p []byte) (int, error) {
 	if len(c.rbuf) == 0 {
 		c.rbuf = nil // let a large buffer go
 	}
-	c.cond.Broadcast()
+	if c.writers > 0 && len(c.rbuf) <= maxRVBuffer/2 {
+		c.cond.Broadcast()
+	}
 	return n, nil
 }
 
