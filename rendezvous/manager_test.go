@@ -22,8 +22,10 @@ func TestManagerServiceTable(t *testing.T) {
 	noNodes := errors.New("no nodes")
 	asked := 0
 	m, err := New(Config{
-		Build: func(context.Context, circuit.HopInfo, []circuit.HopInfo) (*circuit.Circuit, error) { return nil, noNodes },
-		Pick:  func(context.Context, int, []peer.ID) ([]circuit.HopInfo, error) { return nil, noNodes },
+		Build: func(context.Context, circuit.HopInfo, []circuit.HopInfo) (*circuit.Circuit, error) {
+			return nil, noNodes
+		},
+		Pick: func(context.Context, int, []peer.ID) ([]circuit.HopInfo, error) { return nil, noNodes },
 		Find: func(context.Context, [32]byte, int) ([]circuit.HopInfo, error) {
 			asked++
 			return nil, noNodes
