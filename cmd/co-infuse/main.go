@@ -354,6 +354,7 @@ func cmdDevnet(args []string, stdout, stderr io.Writer) error {
 		SOCKSListen: *socks, HTTPListen: *httpAddr, WebListen: *web,
 		ControlListen: controlAddr,
 		Lightning:     *lightning,
+		WebOnion:      true,
 		Progress:      stdout,
 	})
 	if err != nil {
@@ -367,6 +368,9 @@ func cmdDevnet(args []string, stdout, stderr io.Writer) error {
 	if d.WebAddr != nil {
 		fmt.Fprintf(stdout, "\ntry:\n  curl --socks5-hostname %s http://%s/\n  curl -p -x http://%s http://%s/\n  curl --socks5-hostname %s -o /dev/null http://%s/bytes/52428800\n",
 			d.Client.SOCKSAddr(), d.WebAddr, d.Client.HTTPAddr(), d.WebAddr, d.Client.SOCKSAddr(), d.WebAddr)
+		if d.WebOnion != "" {
+			fmt.Fprintf(stdout, "  curl --socks5-hostname %s http://%s/   (the same page as an onion service)\n", d.Client.SOCKSAddr(), d.WebOnion)
+		}
 	}
 	fmt.Fprintf(stdout, "  co-infuse peers --datadir %s\n", filepath.Join(*dd, "client"))
 	if d.LN != nil {
