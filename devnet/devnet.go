@@ -174,6 +174,9 @@ func Start(ctx context.Context, o Options) (_ *Devnet, err error) {
 			cfg.SOCKS.Listen = o.SOCKSListen
 			cfg.HTTP.Enabled = true
 			cfg.HTTP.Listen = o.HTTPListen
+			// The demo onion service asks a small proof of work of each
+			// introduction (2^8 hashes), so every devnet exercises it.
+			cfg.Rendezvous.PoWEffort = 8
 			if o.ControlListen != "" {
 				cfg.Control.Enabled = true
 				cfg.Control.Listen = o.ControlListen

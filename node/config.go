@@ -74,6 +74,10 @@ type RendezvousConfig struct {
 	// DisableVanguards builds a service's circuits without the layer-2
 	// vanguard (guard discovery defence; THREAT_MODEL.md). Default false.
 	DisableVanguards bool `yaml:"disable_vanguards"`
+	// PoWEffort is the proof of work this node's onion services ask of
+	// each introduction, in leading zero bits of a hash (about 2^n hashes
+	// for the client), checked by the intro points; 0..24. Default 0.
+	PoWEffort uint8 `yaml:"pow_effort"`
 }
 
 // NetworkConfig is the libp2p host.
@@ -444,6 +448,9 @@ func (c *Config) Validate() error {
 	}
 	if n := c.Rendezvous.IntroPoints; n < 0 || n > 8 {
 		return fieldErr("rendezvous.intro_points", "%d is not 0..8", n)
+	}
+	if e := c.Rendezvous.PoWEffort; e > 24 {
+		return fieldErr("rendezvous.pow_effort", "%d is above 24", e)
 	}
 	if c.Discovery.MaxPriceSatPerMB > MaxPriceSatPerMB {
 		return fieldErr("discovery.max_price_sat_per_mb", "%d is above %d sat/MB", c.Discovery.MaxPriceSatPerMB, MaxPriceSatPerMB)

@@ -55,6 +55,7 @@ func (n *Node) startOnionServices() error {
 		Find:                    n.findDescriptor,
 		IntroPoints:             rc.IntroPoints,
 		AllowNonLoopbackTargets: rc.AllowNonLoopbackTargets,
+		PoWEffort:               rc.PoWEffort,
 		Logger:                  n.log,
 	}
 	if !rc.DisableVanguards {

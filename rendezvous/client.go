@@ -124,8 +124,12 @@ func (m *Manager) Dial(ctx context.Context, onionHost string, port uint16) (net.
 			continue
 		}
 		msg, hs, err := newIntroduction(desc.EncKey, pub, ip.ID, payload)
+		var nonce [powNonceLen]byte
 		if err == nil {
-			err = introduce(ctx, c, ip.ID, msg)
+			nonce, err = solvePoW(ctx, ip.ID, msg, desc.PoWEffort)
+		}
+		if err == nil {
+			err = introduce(ctx, c, ip.ID, msg, nonce)
 		}
 		c.Close()
 		if err != nil {
@@ -164,14 +168,14 @@ func (m *Manager) Dial(ctx context.Context, onionHost string, port uint16) (net.
 }
 
 // introduce sends one introduction over c and reads the intro point's status.
-func introduce(ctx context.Context, c *circuit.Circuit, id [introIDLen]byte, msg []byte) error {
+func introduce(ctx context.Context, c *circuit.Circuit, id [introIDLen]byte, msg []byte, nonce [powNonceLen]byte) error {
 	st, err := c.Dial(ctx, cell.ServiceRendezvous, targetIntroduce)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	out := append(id[:0:0], id[:]...)
-	if _, err := st.Write(appendFrame16(out, msg)); err != nil {
+	if _, err := st.Write(append(appendFrame16(out, msg), nonce[:]...)); err != nil {
 		return err
 	}
 	stt, err := readStatus(st, handshakeTimeout)
@@ -185,6 +189,8 @@ func introduce(ctx context.Context, c *circuit.Circuit, id [introIDLen]byte, msg
 		return ErrRateLimited
 	case statusReplay:
 		return ErrReplay
+	case statusNeedPoW:
+		return errors.New("introduction refused: not enough proof of work")
 	default:
 		return fmt.Errorf("introduction refused (status %d)", stt)
 	}

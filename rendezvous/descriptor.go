@@ -20,7 +20,7 @@ import (
 //	outer = version(1)=1 | blinded_key(32) | period(8) | period_len(4)
 //	      | revision(8) | expires(8) | body_len(2) | body | signature(64)
 //	body  = nonce(24) | XChaCha20-Poly1305(descKey, nonce, inner, ad=outer prefix)
-//	inner = version(1)=1 | enc_key(32) | n(1) | n × intro
+//	inner = version(1)=1 | enc_key(32) | pow_effort(1) | n(1) | n × intro
 //	intro = intro_id(16) | peer_len(1) | peer | onion_key(32)
 //	      | naddrs(1) | naddrs × (addr_len(2) | addr)
 //
@@ -59,7 +59,10 @@ type Descriptor struct {
 	// EncKey is the service's X25519 Noise static key for this
 	// publication (the introduction is encrypted to it).
 	EncKey [32]byte
-	Intros []IntroPoint
+	// PoWEffort is the proof of work its intro points ask of an
+	// introduction, in leading zero bits (0 = none; pow.go).
+	PoWEffort uint8
+	Intros    []IntroPoint
 }
 
 // Outer is what an HSDir learns of a descriptor: the blinded key, period,
@@ -127,6 +130,10 @@ func encodeDescriptor(d *Descriptor, identity ed25519.PublicKey, signer *expande
 	var in cryptobyte.Builder
 	in.AddUint8(descVersion)
 	in.AddBytes(d.EncKey[:])
+	if d.PoWEffort > MaxPoWEffort {
+		return nil, fmt.Errorf("%w: %w", ErrBadDescriptor, errPoWTooHard)
+	}
+	in.AddUint8(d.PoWEffort)
 	in.AddUint8(uint8(len(d.Intros)))
 	for _, ip := range d.Intros {
 		if len(ip.Peer) == 0 || len(ip.Peer) > maxPeerIDLen || len(ip.Addrs) > maxIntroAddrs {
@@ -295,8 +302,11 @@ func parseInner(inner []byte, d *Descriptor) error {
 	s := cryptobyte.String(inner)
 	var ver, n uint8
 	var enc []byte
-	if !s.ReadUint8(&ver) || ver != descVersion || !s.ReadBytes(&enc, 32) || !s.ReadUint8(&n) {
+	if !s.ReadUint8(&ver) || ver != descVersion || !s.ReadBytes(&enc, 32) || !s.ReadUint8(&d.PoWEffort) || !s.ReadUint8(&n) {
 		return fmt.Errorf("%w: malformed body", ErrBadDescriptor)
+	}
+	if d.PoWEffort > MaxPoWEffort {
+		return fmt.Errorf("%w: %w", ErrBadDescriptor, errPoWTooHard)
 	}
 	if n == 0 || n > MaxIntroPoints {
 		return fmt.Errorf("%w: %d intro points", ErrBadDescriptor, n)

@@ -79,6 +79,10 @@ type Config struct {
 	// MaxPendingRendezvous caps the rendezvous circuits one service builds
 	// at once (what an introduction flood can cost it); default 32.
 	MaxPendingRendezvous int
+	// PoWEffort is the proof of work (leading zero bits of a hash, at most
+	// MaxPoWEffort) this node's services ask of each introduction, checked
+	// by the intro points before their rate limit; 0 asks none. Default 0.
+	PoWEffort uint8
 	// Vanguards tunes the service's layer-2 vanguard set.
 	Vanguards VanguardConfig
 	Now       func() time.Time
@@ -91,6 +95,9 @@ func (c *Config) defaults() error {
 	}
 	if c.PeriodLen == 0 {
 		c.PeriodLen = DefaultPeriodLen
+	}
+	if c.PoWEffort > MaxPoWEffort {
+		return errPoWTooHard
 	}
 	if c.IntroPoints == 0 {
 		c.IntroPoints = 3

@@ -36,6 +36,7 @@ const (
 	statusRateLimited byte = 2
 	statusReplay      byte = 3
 	statusNotFound    byte = 4
+	statusNeedPoW     byte = 5 // an introduction without enough proof of work
 )
 
 // Roles in a rendezvous join.
@@ -140,6 +141,7 @@ type rvWaiter struct {
 }
 
 type introHold struct {
+	effort uint8 // proof of work asked of introductions
 	conn   net.Conn
 	wmu    sync.Mutex // serializes forwarded introductions
 	bucket *tokenBucket
@@ -257,29 +259,32 @@ func introID(auth ed25519.PublicKey) (id [introIDLen]byte) {
 }
 
 // introHoldMessage is what the service signs to hold an intro point on one
-// circuit: the context, the hop's session cookie of that circuit and the
-// intro ID, so a hold cannot be replayed on another circuit.
-func introHoldMessage(cookie [cell.CookieLen]byte, id [introIDLen]byte) []byte {
-	m := make([]byte, 0, len(introHoldContext)+len(cookie)+len(id))
+// circuit: the context, the hop's session cookie of that circuit, the
+// intro ID and the proof-of-work effort, so a hold cannot be replayed on
+// another circuit nor its effort changed.
+func introHoldMessage(cookie [cell.CookieLen]byte, id [introIDLen]byte, effort uint8) []byte {
+	m := make([]byte, 0, len(introHoldContext)+len(cookie)+len(id)+1)
 	m = append(m, introHoldContext...)
 	m = append(m, cookie[:]...)
-	return append(m, id[:]...)
+	m = append(m, id[:]...)
+	return append(m, effort)
 }
 
 func (s *Server) serveIntroHold(ctx context.Context, req circuit.BeginRequest, conn net.Conn) {
-	var b [introIDLen + ed25519.PublicKeySize + ed25519.SignatureSize]byte
+	var b [introIDLen + ed25519.PublicKeySize + 1 + ed25519.SignatureSize]byte
 	if _, err := io.ReadFull(conn, b[:]); err != nil {
 		return
 	}
 	var id [introIDLen]byte
 	copy(id[:], b[:introIDLen])
 	auth := ed25519.PublicKey(b[introIDLen : introIDLen+32])
-	sig := b[introIDLen+32:]
-	if introID(auth) != id || !ed25519.Verify(auth, introHoldMessage(req.Cookie, id), sig) {
+	effort := b[introIDLen+32]
+	sig := b[introIDLen+33:]
+	if effort > MaxPoWEffort || introID(auth) != id || !ed25519.Verify(auth, introHoldMessage(req.Cookie, id, effort), sig) {
 		conn.Write([]byte{statusRefused})
 		return
 	}
-	h := &introHold{conn: conn, bucket: newTokenBucket(s.cfg.IntroRate, s.cfg.IntroBurst, s.cfg.Now())}
+	h := &introHold{effort: effort, conn: conn, bucket: newTokenBucket(s.cfg.IntroRate, s.cfg.IntroBurst, s.cfg.Now())}
 	s.mu.Lock()
 	old := s.intros[id]
 	if old == nil && len(s.intros) >= s.cfg.MaxIntros {
@@ -326,10 +331,13 @@ func (s *Server) serveIntroduce(conn net.Conn) {
 		conn.Write([]byte{statusRefused})
 		return
 	}
-	msg := make([]byte, n)
+	msg := make([]byte, n+powNonceLen)
 	if _, err := io.ReadFull(conn, msg); err != nil {
 		return
 	}
+	var nonce [powNonceLen]byte
+	copy(nonce[:], msg[n:])
+	msg = msg[:n]
 	var id [introIDLen]byte
 	copy(id[:], h[:introIDLen])
 	s.mu.Lock()
@@ -338,6 +346,10 @@ func (s *Server) serveIntroduce(conn net.Conn) {
 	now := s.cfg.Now()
 	if hold == nil {
 		conn.Write([]byte{statusNotFound})
+		return
+	}
+	if !powOK(id, msg, nonce, hold.effort) {
+		conn.Write([]byte{statusNeedPoW})
 		return
 	}
 	if !hold.bucket.allow(now) {

@@ -93,12 +93,13 @@ func TestRendezvousCookieOnce(t *testing.T) {
 
 // holdIntro registers an intro point at s over a stream whose circuit
 // cookie is cc and returns the held stream and the intro ID.
-func holdIntro(t *testing.T, s *Server, cc [cell.CookieLen]byte) (net.Conn, [introIDLen]byte, ed25519.PrivateKey) {
+func holdIntro(t *testing.T, s *Server, cc [cell.CookieLen]byte, effort uint8) (net.Conn, [introIDLen]byte, ed25519.PrivateKey) {
 	t.Helper()
 	auth, id := newAuthKey()
 	c := serve(t, s, TargetIntroHold, cc)
 	msg := append(append(id[:0:0], id[:]...), auth.Public().(ed25519.PublicKey)...)
-	msg = append(msg, ed25519.Sign(auth, introHoldMessage(cc, id))...)
+	msg = append(msg, effort)
+	msg = append(msg, ed25519.Sign(auth, introHoldMessage(cc, id, effort))...)
 	c.Write(msg)
 	if st := status(t, c); st != statusOK {
 		t.Fatalf("hold: status %d", st)
@@ -107,11 +108,16 @@ func holdIntro(t *testing.T, s *Server, cc [cell.CookieLen]byte) (net.Conn, [int
 }
 
 func introduceRaw(t *testing.T, s *Server, id [introIDLen]byte, msg []byte) byte {
+	return introducePoW(t, s, id, msg, [powNonceLen]byte{})
+}
+
+func introducePoW(t *testing.T, s *Server, id [introIDLen]byte, msg []byte, nonce [powNonceLen]byte) byte {
 	t.Helper()
 	c := serve(t, s, TargetIntroduce, [cell.CookieLen]byte{})
 	out := append(id[:0:0], id[:]...)
 	out = binary.BigEndian.AppendUint16(out, uint16(len(msg)))
-	go c.Write(append(out, msg...))
+	out = append(out, msg...)
+	go c.Write(append(out, nonce[:]...))
 	return status(t, c)
 }
 
@@ -123,7 +129,7 @@ func TestIntroPointForwardsOnceAndRateLimits(t *testing.T) {
 	t.Parallel()
 	now := time.Unix(1_800_000_000, 0)
 	s := NewServer(ServerConfig{IntroRate: 1, IntroBurst: 3, Now: func() time.Time { return now }})
-	held, id, auth := holdIntro(t, s, [cell.CookieLen]byte{7})
+	held, id, auth := holdIntro(t, s, [cell.CookieLen]byte{7}, 0)
 	got := make(chan []byte, 16)
 	go func() {
 		for {
@@ -170,7 +176,8 @@ func TestIntroPointForwardsOnceAndRateLimits(t *testing.T) {
 	// A hold message signed for another circuit's cookie is refused.
 	c := serve(t, s, TargetIntroHold, [cell.CookieLen]byte{8})
 	hm := append(append(id[:0:0], id[:]...), auth.Public().(ed25519.PublicKey)...)
-	hm = append(hm, ed25519.Sign(auth, introHoldMessage([cell.CookieLen]byte{7}, id))...)
+	hm = append(hm, 0)
+	hm = append(hm, ed25519.Sign(auth, introHoldMessage([cell.CookieLen]byte{7}, id, 0))...)
 	c.Write(hm)
 	if st := status(t, c); st != statusRefused {
 		t.Fatalf("hold replayed on another circuit: status %d", st)
@@ -224,5 +231,41 @@ func TestHSDirStoresChecksAndServes(t *testing.T) {
 	}
 	if _, err := DecodeDescriptor(got, k.Public(), p, DefaultPeriodLen, now); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestIntroPointProofOfWork: with an effort in the hold, an introduction
+// without a solution is refused before the rate limit and the replay
+// cache; with one it is forwarded; a hold whose effort differs from the
+// signed one is refused.
+func TestIntroPointProofOfWork(t *testing.T) {
+	t.Parallel()
+	s := NewServer(ServerConfig{})
+	const effort = 10
+	held, id, auth := holdIntro(t, s, [cell.CookieLen]byte{3}, effort)
+	go io.Copy(io.Discard, held)
+	msg := make([]byte, 64)
+	rand.Read(msg)
+	var bad [powNonceLen]byte
+	for powOK(id, msg, bad, effort) {
+		bad[0]++
+	}
+	if st := introducePoW(t, s, id, msg, bad); st != statusNeedPoW {
+		t.Fatalf("introduction without proof of work: status %d", st)
+	}
+	nonce, err := solvePoW(t.Context(), id, msg, effort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := introducePoW(t, s, id, msg, nonce); st != statusOK {
+		t.Fatalf("introduction with proof of work: status %d", st)
+	}
+	c := serve(t, s, TargetIntroHold, [cell.CookieLen]byte{4})
+	hm := append(append(id[:0:0], id[:]...), auth.Public().(ed25519.PublicKey)...)
+	hm = append(hm, 0) // claims effort 0, signed 10
+	hm = append(hm, ed25519.Sign(auth, introHoldMessage([cell.CookieLen]byte{4}, id, effort))...)
+	c.Write(hm)
+	if st := status(t, c); st != statusRefused {
+		t.Fatalf("hold with a changed effort: status %d", st)
 	}
 }

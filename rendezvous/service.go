@@ -186,10 +186,12 @@ func (s *service) hold(sl *introSlot) (wasUp bool, err error) {
 	}
 	defer st.Close()
 	cookie := c.Cookie(len(c.Path()) - 1)
-	msg := make([]byte, 0, introIDLen+32+64)
+	effort := s.m.cfg.PoWEffort
+	msg := make([]byte, 0, introIDLen+32+1+64)
 	msg = append(msg, id[:]...)
 	msg = append(msg, auth.Public().(ed25519.PublicKey)...)
-	msg = append(msg, ed25519.Sign(auth, introHoldMessage(cookie, id))...)
+	msg = append(msg, effort)
+	msg = append(msg, ed25519.Sign(auth, introHoldMessage(cookie, id, effort))...)
 	if _, err := st.Write(msg); err != nil {
 		return false, err
 	}
@@ -276,7 +278,7 @@ func (s *service) publishOnce() error {
 	s.revision.Store(rev)
 	var raws [][]byte
 	for _, p := range []uint64{cur, cur + 1} {
-		d := &Descriptor{Period: p, PeriodLen: cfg.PeriodLen, Revision: rev, Intros: ips,
+		d := &Descriptor{Period: p, PeriodLen: cfg.PeriodLen, Revision: rev, Intros: ips, PoWEffort: cfg.PoWEffort,
 			Expires: periodStart(p+1, cfg.PeriodLen).Add(time.Duration(cfg.PeriodLen) * time.Second / 2)}
 		copy(d.EncKey[:], s.static.Public)
 		raw, err := encodeDescriptor(d, s.key.Public(), s.signer.blind(p, uint64(cfg.PeriodLen)))
