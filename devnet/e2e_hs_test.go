@@ -145,3 +145,58 @@ func TestE2EOnionService(t *testing.T) {
 		t.Fatalf("SOCKS CONNECT to a bad-checksum onion: reply %#02x (%v), want 0xf6", rep.rep, err)
 	}
 }
+
+// TestE2EOnionIntroPointLost: when a node holding one of the service's
+// introduction points stops, the service moves that point to another node
+// and publishes a new descriptor, and clients with fresh credentials still
+// reach it (trying the remaining intro points meanwhile).
+func TestE2EOnionIntroPointLost(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	d, _ := startHSDevnet(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	socks := d.Client.SOCKSAddr().String()
+	fetch := func(user string) curlResult {
+		return runCurl(ctx, t, "--max-time", "30", "--socks5-hostname", socks, "--proxy-user", user+":x", "http://"+d.WebOnion+"/")
+	}
+	waitFor(ctx, t, "the onion page", func() bool { return fetch("before").code == 0 })
+
+	m := d.Client.Rendezvous()
+	svc := m.Services()[0]
+	var victim *node.Node
+	for _, p := range svc.IntroPeers {
+		if n := d.Node(p.String()); n != nil && n != d.Nodes[0] { // keep the bootstrap node
+			victim = n
+			break
+		}
+	}
+	if victim == nil {
+		t.Skipf("every intro point is on the bootstrap node: %v", svc.IntroPeers)
+	}
+	gone := victim.ID()
+	if err := victim.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, "the intro point to move off the stopped node", func() bool {
+		s := m.Services()[0]
+		if s.Intros < len(s.IntroPeers) {
+			return false
+		}
+		for _, p := range s.IntroPeers {
+			if p == gone {
+				return false
+			}
+		}
+		return true
+	})
+	i := 0
+	waitFor(ctx, t, "the onion page after the intro point moved", func() bool {
+		i++
+		r := fetch(fmt.Sprintf("after-%d", i))
+		if r.code != 0 {
+			t.Logf("fetch after the intro point moved: %v (retrying)", r)
+		}
+		return r.code == 0 && strings.Contains(r.stdout, "Hello from the co-infuse devnet")
+	})
+}

@@ -64,7 +64,7 @@ func (m *Manager) Dial(ctx context.Context, onionHost string, port uint16) (net.
 			first <- built{nil, err}
 			return
 		}
-		c, err := m.cfg.Build(ictx, h, nil)
+		c, err := m.build(ictx, h, nil)
 		first <- built{c, err}
 	}()
 	defer func() {
@@ -76,14 +76,24 @@ func (m *Manager) Dial(ctx context.Context, onionHost string, port uint16) (net.
 
 	var cookie [cookieLen]byte
 	rand.Read(cookie[:])
-	rvHops, err := m.cfg.Pick(ctx, 1, excl)
-	if err != nil || len(rvHops) == 0 {
-		return nil, fmt.Errorf("%w: no rendezvous point: %v", ErrRendezvousFailed, err)
-	}
-	rv := rvHops[0]
-	rc, err := m.cfg.Build(ctx, rv, nil)
-	if err != nil {
-		return nil, fmt.Errorf("%w: circuit: %w", ErrRendezvousFailed, err)
+	// A rendezvous point whose circuit fails is replaced, twice at most.
+	var (
+		rv  circuit.HopInfo
+		rc  *circuit.Circuit
+		rvX = slices.Clone(excl)
+	)
+	for attempt := 0; rc == nil; attempt++ {
+		rvHops, err := m.cfg.Pick(ctx, 1, rvX)
+		if err != nil || len(rvHops) == 0 {
+			return nil, fmt.Errorf("%w: no rendezvous point: %v", ErrRendezvousFailed, err)
+		}
+		rv = rvHops[0]
+		if rc, err = m.build(ctx, rv, nil); err != nil {
+			if attempt == 2 || ctx.Err() != nil {
+				return nil, fmt.Errorf("%w: circuit: %w", ErrRendezvousFailed, err)
+			}
+			rvX = append(rvX, rv.Peer)
+		}
 	}
 	ok := false
 	defer func() {
@@ -116,7 +126,7 @@ func (m *Manager) Dial(ctx context.Context, onionHost string, port uint16) (net.
 		} else {
 			var h circuit.HopInfo
 			if h, err = hopOf(ip.Peer, ip.OnionKey, ip.Addrs); err == nil {
-				c, err = m.cfg.Build(ctx, h, nil)
+				c, err = m.build(ctx, h, nil)
 			}
 		}
 		if err != nil {
@@ -275,7 +285,7 @@ func (m *Manager) forgetDescriptor(pub ed25519.PublicKey) {
 }
 
 func (m *Manager) fetchDescriptor(ctx context.Context, dir circuit.HopInfo, idx [32]byte) ([]byte, error) {
-	c, err := m.cfg.Build(ctx, dir, nil)
+	c, err := m.build(ctx, dir, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -39,8 +39,10 @@ type ServiceInfo struct {
 	Address   string // "<56 chars>.onion"
 	ServiceID string // the address without ".onion"
 	Ports     []Port
-	// Intros is how many introduction points are held now.
-	Intros int
+	// Intros is how many introduction points are held now, and
+	// IntroPeers the nodes they are on (up or being re-established).
+	Intros     int
+	IntroPeers []peer.ID
 	// Published is set once a descriptor was stored on an HSDir.
 	Published bool
 }
@@ -73,6 +75,10 @@ type Config struct {
 	IntroPoints, HSDirs int
 	// Republish is how often descriptors are uploaded again; default 1 h.
 	Republish time.Duration
+	// BuildTimeout bounds each circuit this Manager builds (a dead node in
+	// a descriptor or an introduction must not hold a connection for
+	// long); default 10 s.
+	BuildTimeout time.Duration
 	// IntroTimeout is how long a client waits at the rendezvous point for
 	// the service after its introduction was accepted; default 30 s.
 	IntroTimeout time.Duration
@@ -107,6 +113,9 @@ func (c *Config) defaults() error {
 	}
 	if c.Republish == 0 {
 		c.Republish = time.Hour
+	}
+	if c.BuildTimeout == 0 {
+		c.BuildTimeout = 10 * time.Second
 	}
 	if c.IntroTimeout == 0 {
 		c.IntroTimeout = 30 * time.Second
@@ -306,6 +315,29 @@ func (m *Manager) Services() []ServiceInfo {
 		return 0
 	})
 	return out
+}
+
+// build is cfg.Build within BuildTimeout. A vanguard at which the build
+// failed (hop 2, after the guard) is dropped from the set.
+func (m *Manager) build(ctx context.Context, last circuit.HopInfo, via []circuit.HopInfo) (*circuit.Circuit, error) {
+	bctx, cancel := context.WithTimeout(ctx, m.cfg.BuildTimeout)
+	defer cancel()
+	c, err := m.cfg.Build(bctx, last, via)
+	var be *circuit.BuildError
+	if err != nil && len(via) > 0 && errors.As(err, &be) && be.Hop == 1 {
+		m.vg.drop(via[0])
+	}
+	return c, err
+}
+
+// buildService builds a service circuit through a vanguard, once more
+// with another vanguard if the first build fails.
+func (m *Manager) buildService(ctx context.Context, last circuit.HopInfo) (*circuit.Circuit, error) {
+	c, err := m.build(ctx, last, m.via(ctx))
+	if err != nil && ctx.Err() == nil {
+		c, err = m.build(ctx, last, m.via(ctx))
+	}
+	return c, err
 }
 
 // hopOf turns descriptor/introduction node fields into a HopInfo.

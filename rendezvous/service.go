@@ -57,15 +57,17 @@ type introSlot struct {
 func (s *service) info() ServiceInfo {
 	s.mu.Lock()
 	n := 0
+	var peers []peer.ID
 	for _, sl := range s.intros {
 		if sl.up {
 			n++
 		}
+		peers = append(peers, sl.hop.Peer)
 	}
 	s.mu.Unlock()
 	return ServiceInfo{
 		Address: s.addr, ServiceID: s.addr[:len(s.addr)-len(".onion")],
-		Ports: append([]Port(nil), s.ports...), Intros: n, Published: s.pubDone.Load(),
+		Ports: append([]Port(nil), s.ports...), Intros: n, IntroPeers: peers, Published: s.pubDone.Load(),
 	}
 }
 
@@ -175,7 +177,7 @@ func (s *service) hold(sl *introSlot) (wasUp bool, err error) {
 	s.mu.Unlock()
 	bctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
 	defer cancel()
-	c, err := s.m.cfg.Build(bctx, hop, s.m.via(bctx))
+	c, err := s.m.buildService(bctx, hop)
 	if err != nil {
 		return false, fmt.Errorf("intro circuit: %w", err)
 	}
@@ -318,7 +320,7 @@ func (s *service) publishOnce() error {
 
 // upload stores raws on one HSDir over one circuit (a stream each).
 func (s *service) upload(ctx context.Context, dir circuit.HopInfo, raws [][]byte) error {
-	c, err := s.m.cfg.Build(ctx, dir, s.m.via(ctx))
+	c, err := s.m.buildService(ctx, dir)
 	if err != nil {
 		return fmt.Errorf("hsdir circuit: %w", err)
 	}
@@ -391,7 +393,7 @@ func (s *service) rendezvous(id [introIDLen]byte, msg []byte, established func()
 			}
 		}
 	}()
-	c, err := cfg.Build(ctx, rv, s.m.via(ctx))
+	c, err := s.m.buildService(ctx, rv)
 	if err != nil {
 		return fmt.Errorf("rendezvous circuit: %w", err)
 	}

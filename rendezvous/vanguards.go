@@ -98,3 +98,11 @@ func (v *vanguardSet) lifetime() time.Duration {
 	}
 	return v.cfg.MinLife + time.Duration(max(v.rng.Int64N(span), v.rng.Int64N(span)))
 }
+
+// drop removes the vanguard on peer p (its circuit could not be built
+// through it), so the next pick draws a replacement.
+func (v *vanguardSet) drop(p circuit.HopInfo) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.set = slices.DeleteFunc(v.set, func(g vanguard) bool { return g.hop.Peer == p.Peer })
+}
