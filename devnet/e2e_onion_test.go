@@ -53,8 +53,8 @@ func sameCounts(a, b map[string]uint64) bool {
 	return true
 }
 
-// TestE2EOnionAnsweredByClient: until onion services exist, the client
-// answers a .onion target itself — SOCKS reply 0xF0 (Tor's "descriptor not
+// TestE2EOnionAnsweredByClient: for an onion address with no descriptor
+// (nobody published it), the client answers a .onion target itself — SOCKS reply 0xF0 (Tor's "descriptor not
 // found") to real curl and on the wire, 0x04 to RESOLVE, 404 to HTTP
 // CONNECT, 0xF6 for a bad checksum — and builds no circuit for it, so no
 // exit ever sees the name in a BEGIN (no hop sees a session at all). A
