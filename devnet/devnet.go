@@ -2,6 +2,7 @@ package devnet
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"github.com/co-infuse/co-infuse/internal/regtest"
 	"github.com/co-infuse/co-infuse/mempool"
 	"github.com/co-infuse/co-infuse/node"
+	"github.com/co-infuse/co-infuse/rendezvous"
 )
 
 // Options shapes a local network. Zero values take the defaults shown.
@@ -31,6 +33,10 @@ type Options struct {
 	// 127.0.0.1:9350 and 127.0.0.1:9380 (not Tor's 9050, so devnet runs
 	// beside a local Tor).
 	SOCKSListen, HTTPListen string
+	// ControlListen, if set, runs the client's Tor-compatible control port
+	// there (cookie auth, cookie in the client's data directory), for
+	// bitcoind -torcontrol or lnd tor.control. Default "": off.
+	ControlListen string
 	// WebListen serves a demo page and test downloads on loopback, so that
 	// a newcomer has something to fetch through the network. Default
 	// 127.0.0.1:8088; "off" disables it.
@@ -64,12 +70,16 @@ type Options struct {
 	// client's wallet then buys ahead in the background on its own.
 	SkipPurchase bool
 	// NodeOptions, if set, adds options to each node's node.New; name as
-	// in Configure. Tests use it to observe a node's mint.
+	// in Configure. Tests use it to observe what a node's mint or a
+	// rendezvous point sees.
 	NodeOptions func(name string) []node.Option
 	// Progress receives one line per step. Default io.Discard.
 	Progress io.Writer
 	// Logger for every node. Default: warnings to stderr.
 	Logger *slog.Logger
+	// WebOnion publishes the demo web server as an onion service of the
+	// client (port 80) once the network is up. Default false.
+	WebOnion bool
 }
 
 // Devnet is a whole co-infuse network on loopback: relays, exits and one
@@ -79,6 +89,9 @@ type Devnet struct {
 	Client *node.Node
 	// WebAddr is the demo web server's address, or nil.
 	WebAddr net.Addr
+	// WebOnion is the onion address ("<56>.onion") under which the client
+	// publishes the demo web server on port 80, or "" without one.
+	WebOnion string
 
 	// LN is the regtest Lightning network, or nil.
 	LN *regtest.Network
@@ -164,7 +177,9 @@ func Start(ctx context.Context, o Options) (_ *Devnet, err error) {
 	}
 	var specs []spec
 	for i := 1; i <= o.Relays; i++ {
-		specs = append(specs, spec{"relay" + strconv.Itoa(i), []node.Role{node.RoleRelay}})
+		// Relays are also rendezvous points, intro points and HSDirs, so
+		// onion services work on every devnet.
+		specs = append(specs, spec{"relay" + strconv.Itoa(i), []node.Role{node.RoleRelay, node.RoleRendezvous}})
 	}
 	for i := 1; i <= o.Exits; i++ {
 		specs = append(specs, spec{"exit" + strconv.Itoa(i), []node.Role{node.RoleExit}})
@@ -198,6 +213,13 @@ func Start(ctx context.Context, o Options) (_ *Devnet, err error) {
 				cfg.Mempool.RPC.Enabled = true
 				cfg.Mempool.RPC.Listen = o.RPCListen
 			}
+			// The demo onion service asks a small proof of work of each
+			// introduction (2^8 hashes), so every devnet exercises it.
+			cfg.Rendezvous.PoWEffort = 8
+			if o.ControlListen != "" {
+				cfg.Control.Enabled = true
+				cfg.Control.Listen = o.ControlListen
+			}
 		}
 		if cfg.Has(node.RoleMempool) {
 			host, user, pass, cert := d.Chain.BtcdRPC()
@@ -227,11 +249,11 @@ func Start(ctx context.Context, o Options) (_ *Devnet, err error) {
 		if err := node.WriteConfig(cfg); err != nil {
 			return nil, fmt.Errorf("%s: %w", s.name, err)
 		}
-		nopts := []node.Option{node.WithLogger(o.Logger.With("node", s.name))}
+		opts := []node.Option{node.WithLogger(o.Logger.With("node", s.name))}
 		if o.NodeOptions != nil {
-			nopts = append(nopts, o.NodeOptions(s.name)...)
+			opts = append(opts, o.NodeOptions(s.name)...)
 		}
-		n, err := node.New(cfg, nopts...)
+		n, err := node.New(cfg, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", s.name, err)
 		}
@@ -240,6 +262,9 @@ func Start(ctx context.Context, o Options) (_ *Devnet, err error) {
 		}
 		d.Nodes = append(d.Nodes, n)
 		fmt.Fprintf(o.Progress, "[%d/%d] %-7s %s\n", i+1, len(specs), s.name, n.ID())
+		if a := n.ControlAddr(); a != nil {
+			fmt.Fprintf(o.Progress, "        control port on %s, cookie %s\n", a, n.ControlCookie())
+		}
 		if i == 0 {
 			for _, a := range n.P2PAddrs() {
 				bootstrap = append(bootstrap, a.String())
@@ -253,6 +278,11 @@ func Start(ctx context.Context, o Options) (_ *Devnet, err error) {
 	}
 	if o.Mempool > 0 {
 		if err := d.waitDelivery(ctx, o.Mempool); err != nil {
+			return nil, err
+		}
+	}
+	if d.WebAddr != nil && o.WebOnion {
+		if err := d.publishWeb(ctx, o.Progress); err != nil {
 			return nil, err
 		}
 	}
@@ -349,5 +379,30 @@ func (d *Devnet) startWeb(addr string) error {
 		defer d.webWG.Done()
 		d.web.Serve(ln)
 	}()
+	return nil
+}
+
+// publishWeb publishes the demo web server as an onion service of the
+// client, port 80, and waits until its descriptor is stored.
+func (d *Devnet) publishWeb(ctx context.Context, progress io.Writer) error {
+	key, err := rendezvous.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	m := d.Client.Rendezvous()
+	if m == nil {
+		return errors.New("devnet: the client has no onion-service manager")
+	}
+	pctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	info, err := m.Publish(pctx, key, []rendezvous.Port{{Virtual: 80, Target: d.WebAddr.String()}})
+	if err != nil {
+		return fmt.Errorf("devnet: publish the demo web server: %w", err)
+	}
+	if !info.Published {
+		return errors.New("devnet: the demo web server's descriptor was not stored within 60 s")
+	}
+	d.WebOnion = info.Address
+	fmt.Fprintf(progress, "demo web server as an onion service: http://%s/\n", info.Address)
 	return nil
 }

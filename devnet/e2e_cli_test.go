@@ -183,7 +183,7 @@ func cliDevnet(ctx context.Context, t *testing.T, bin string) {
 		t.Fatal(err)
 	}
 	cmd := exec.CommandContext(ctx, bin, "devnet", "--datadir", filepath.Join(t.TempDir(), "devnet"),
-		"--socks", "127.0.0.1:0", "--http", "127.0.0.1:0", "--web", "127.0.0.1:0", "--rpc", "127.0.0.1:0")
+		"--socks", "127.0.0.1:0", "--http", "127.0.0.1:0", "--web", "127.0.0.1:0", "--rpc", "127.0.0.1:0", "--control", "127.0.0.1:0")
 	cmd.Env = []string{"HOME=" + t.TempDir(), "PATH=/usr/bin:/bin", "COINFUSE_DAEMON_CACHE=" + cache}
 	cmd.WaitDelay = 5 * time.Second
 	stdout, err := cmd.StdoutPipe()

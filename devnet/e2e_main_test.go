@@ -15,7 +15,14 @@ package devnet
 //	TestE2EPaidDownload            devnet with Lightning payments; status --json
 //	                               of the client agrees with every hop's
 //	TestE2ECircuitChoice           per-port exits, dirtiness, pre-built circuits
-//	TestE2EOnionAnsweredByClient   .onion gets 0xF0 with no circuit or BEGIN
+//	TestE2EOnionAnsweredByClient   .onion with no descriptor gets 0xF0 with no
+//	                               circuit or BEGIN
+//	TestE2EOnionService            curl over SOCKS to the demo server published
+//	                               as an onion service: bytes intact, the
+//	                               rendezvous points see ciphertext and middle
+//	                               relays only; 0xF0 unknown, 0xF6 bad checksum
+//	TestE2EOnionIntroPointLost     an intro-point node stops; the service moves
+//	                               it and republishes; clients reach it again
 //	TestE2EVoucherLightning        purchases and crash-resume against real lnd
 //	TestE2EBuyAheadThroughCircuits buy-ahead in the background; non-guard mints
 //	                               see purchases only through circuits; no hop
@@ -23,6 +30,12 @@ package devnet
 //	TestE2EPaidCost                ten paid 50 MiB downloads, fresh credentials:
 //	                               byte-exact, paid ≤ 110% of advertised prices;
 //	                               a bitcoind-like workload's sats per MB
+//	TestE2EControlPortOnion        lnd's controller code publishes through the
+//	                               control port; curl fetches the .onion
+//	TestE2ELndOnionViaControlPort  real lnd with tor.active/v3 gets its .onion
+//	                               URI from co-infuse; a 2nd lnd connects and
+//	                               opens a channel to it; after a co-infuse
+//	                               restart lnd publishes it again
 //	TestE2ECLI                     the co-infuse binary: init, run, devnet
 //	TestE2EMempool                 delivery nodes in front of a real btcd:
 //	                               btcctl, curl and rpcclient through the

@@ -4,14 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/sha3"
-	"encoding/base32"
 	"fmt"
 	"io"
 	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/co-infuse/co-infuse/internal/onionaddr"
 )
 
 // onionHost derives a well-formed v3 onion host (rend-spec-v3 §6: base32
@@ -19,10 +19,7 @@ import (
 func onionHost(seed byte) string {
 	s := make([]byte, ed25519.SeedSize)
 	s[0] = seed
-	pk := ed25519.NewKeyFromSeed(s).Public().(ed25519.PublicKey)
-	sum := sha3.Sum256(append(append([]byte(".onion checksum"), pk...), 3))
-	raw := append(append(append([]byte{}, pk...), sum[:2]...), 3)
-	return strings.ToLower(base32.StdEncoding.EncodeToString(raw)) + ".onion"
+	return onionaddr.Encode(ed25519.NewKeyFromSeed(s).Public().(ed25519.PublicKey))
 }
 
 // hopSessions is what the relays and exits of d have seen: circuit
@@ -56,8 +53,8 @@ func sameCounts(a, b map[string]uint64) bool {
 	return true
 }
 
-// TestE2EOnionAnsweredByClient: until onion services exist, the client
-// answers a .onion target itself — SOCKS reply 0xF0 (Tor's "descriptor not
+// TestE2EOnionAnsweredByClient: for an onion address with no descriptor
+// (nobody published it), the client answers a .onion target itself — SOCKS reply 0xF0 (Tor's "descriptor not
 // found") to real curl and on the wire, 0x04 to RESOLVE, 404 to HTTP
 // CONNECT, 0xF6 for a bad checksum — and builds no circuit for it, so no
 // exit ever sees the name in a BEGIN (no hop sees a session at all). A

@@ -95,6 +95,10 @@ func (n *Node) advert(keysets []*voucher.Keyset) (discovery.Advert, error) {
 		ad.Roles = append(ad.Roles, discovery.RoleMempool)
 		ad.Prices[discovery.RoleMempool] = n.cfg.Discovery.PriceSatPerMB[RoleMempool]
 	}
+	if n.cfg.Has(RoleRendezvous) {
+		ad.Roles = append(ad.Roles, discovery.RoleRendezvous)
+		ad.Prices[discovery.RoleRendezvous] = n.cfg.Discovery.PriceSatPerMB[RoleRendezvous]
+	}
 	for _, s := range n.cfg.Discovery.Family {
 		if id, err := peer.Decode(s); err == nil {
 			ad.Family = append(ad.Family, id)

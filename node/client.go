@@ -17,6 +17,7 @@ import (
 	"github.com/co-infuse/co-infuse/discovery"
 	"github.com/co-infuse/co-infuse/payment"
 	"github.com/co-infuse/co-infuse/proxy"
+	"github.com/co-infuse/co-infuse/rendezvous"
 )
 
 // startClient wires the client's circuit pool to discovery (paths), the
@@ -70,7 +71,7 @@ func (n *Node) startClient() error {
 		return fmt.Errorf("circuit pool: %w", err)
 	}
 	n.pool.Start()
-	return nil
+	return n.startOnionServices()
 }
 
 // selectPath is the pool's Select: a path from discovery for port, whose
@@ -171,14 +172,15 @@ func (n *Node) paidCircuit(c *circuit.Circuit) *payment.Circuit {
 // errNoClient: Dial or Resolve on a node without the client role.
 var errNoClient = errors.New("node: client role not enabled")
 
-// errOnion answers a .onion host here, with no circuit built and nothing
-// sent: onion services are not built yet, and an exit that got the name in
-// a BEGIN or RESOLVE would learn which onion peers the user dials.
-var errOnion = fmt.Errorf("node: .onion hosts are not reachable yet: %w", proxy.ErrOnionNotFound)
+// errOnion answers a RESOLVE of a .onion host here, with no circuit built
+// and nothing sent: an exit that got the name would learn which onion
+// peers the user dials, and an onion service has no address to resolve.
+var errOnion = fmt.Errorf("node: .onion hosts have no address to resolve: %w", proxy.ErrOnionNotFound)
 
 // Dial opens a stream to target (parsed by the front end, never resolved
 // here) over a circuit of isolation key iso whose exit accepts target's
-// port. A .onion target is answered at once with proxy.ErrOnionNotFound.
+// port. A .onion target goes through the onion-service path (dialOnion),
+// never to an exit.
 // If the circuit dies before the exit answers, nothing has reached the
 // target yet, so the stream is retried once on another circuit.
 func (n *Node) Dial(ctx context.Context, iso proxy.Isolation, target cell.Target) (net.Conn, error) {
@@ -186,7 +188,7 @@ func (n *Node) Dial(ctx context.Context, iso proxy.Isolation, target cell.Target
 		return nil, errNoClient
 	}
 	if target.IsOnion() {
-		return nil, errOnion
+		return n.dialOnion(ctx, target)
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.Circuit.StreamTimeout)
 	defer cancel()
@@ -270,4 +272,34 @@ func (n *Node) PoolStats() pool.Stats {
 		return pool.Stats{}
 	}
 	return n.pool.Stats()
+}
+
+// dialOnion connects to an onion service through a rendezvous point
+// (rendezvous.Manager.Dial) and maps its failures to the proxy's onion
+// sentinels, which become Tor's extended SOCKS codes.
+func (n *Node) dialOnion(ctx context.Context, target cell.Target) (net.Conn, error) {
+	if n.hs == nil {
+		return nil, errOnion
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.Circuit.StreamTimeout)
+	defer cancel()
+	c, err := n.hs.Dial(ctx, target.Host(), target.Port())
+	if err == nil {
+		return c, nil
+	}
+	var s error
+	switch {
+	case errors.Is(err, rendezvous.ErrBadAddress):
+		s = proxy.ErrOnionBadAddress
+	case errors.Is(err, rendezvous.ErrDescriptorNotFound):
+		s = proxy.ErrOnionNotFound
+	case errors.Is(err, rendezvous.ErrIntroFailed):
+		s = proxy.ErrOnionIntroFailed
+	case errors.Is(err, rendezvous.ErrIntroTimeout):
+		s = proxy.ErrOnionIntroTimedOut
+	default:
+		s = proxy.ErrOnionRendezvousFailed
+	}
+	n.log.Debug("onion service connection failed", "err", err)
+	return nil, fmt.Errorf("%w: %w", s, err)
 }

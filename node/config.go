@@ -32,6 +32,9 @@ const (
 	// RoleMempool delivers transactions to its own bitcoind or btcd
 	// (mempool.backend) at the last hop of clients' circuits.
 	RoleMempool Role = "mempool"
+	// RoleRendezvous relays too, and is a rendezvous point, introduction
+	// point and descriptor directory for onion services (rendezvous.Server).
+	RoleRendezvous Role = "rendezvous"
 )
 
 // Config is the whole node configuration as read from config.yaml. Each
@@ -42,21 +45,45 @@ type Config struct {
 	// YAML: it is the directory the YAML file lives in (--datadir).
 	DataDir string `yaml:"-"`
 
-	// Roles lists what this node does: client, relay, exit, mempool.
+	// Roles lists what this node does: client, relay, exit, mempool,
+	// rendezvous.
 	// Default [client].
 	Roles []Role `yaml:"roles"`
 
-	Network   NetworkConfig   `yaml:"network"`
-	SOCKS     SOCKSConfig     `yaml:"socks"`
-	HTTP      HTTPConfig      `yaml:"httptunnel"`
+	Network NetworkConfig `yaml:"network"`
+	SOCKS   SOCKSConfig   `yaml:"socks"`
+	HTTP    HTTPConfig    `yaml:"httptunnel"`
+	// Control is the Tor-compatible control port (bitcoind -torcontrol,
+	// lnd tor.control).
+	Control   ControlConfig   `yaml:"control"`
 	Circuit   CircuitConfig   `yaml:"circuit"`
 	Exit      ExitConfig      `yaml:"exit"`
 	Discovery DiscoveryConfig `yaml:"discovery"`
 	Payments  PaymentsConfig  `yaml:"payments"`
 	Mempool   MempoolConfig   `yaml:"mempool"`
+	// Rendezvous configures onion services: the ones this node publishes
+	// (control port ADD_ONION) and its .onion dialling.
+	Rendezvous RendezvousConfig `yaml:"rendezvous"`
 	// LND is the user's (or operator's) LND, used when payments are on.
 	LND lightning.Config `yaml:"lnd"`
 	Log LogConfig        `yaml:"log"`
+}
+
+// RendezvousConfig configures onion services (rendezvous.Manager).
+type RendezvousConfig struct {
+	// IntroPoints is how many introduction points each published service
+	// holds. Default 3.
+	IntroPoints int `yaml:"intro_points"`
+	// AllowNonLoopbackTargets lets a service's port targets be addresses
+	// other than loopback. Default false.
+	AllowNonLoopbackTargets bool `yaml:"allow_non_loopback_targets"`
+	// DisableVanguards builds a service's circuits without the layer-2
+	// vanguard (guard discovery defence; THREAT_MODEL.md). Default false.
+	DisableVanguards bool `yaml:"disable_vanguards"`
+	// PoWEffort is the proof of work this node's onion services ask of
+	// each introduction, in leading zero bits of a hash (about 2^n hashes
+	// for the client), checked by the intro points; 0..24. Default 0.
+	PoWEffort uint8 `yaml:"pow_effort"`
 }
 
 // NetworkConfig is the libp2p host.
@@ -96,6 +123,32 @@ type HTTPConfig struct {
 	Enabled bool `yaml:"enabled"`
 	// Listen is host:port. Default 127.0.0.1:9080.
 	Listen string `yaml:"listen"`
+}
+
+// ControlConfig is the Tor-compatible control port (proxy.ControlServer):
+// bitcoind (-torcontrol, -listenonion) and lnd (tor.control, tor.v3)
+// publish their onion services through it, on this node's rendezvous
+// Manager. Off by default, as Tor's ControlPort is: a published service
+// holds paid introduction circuits, and bitcoind (-listenonion defaults to
+// 1) would publish one silently as soon as it found the port.
+type ControlConfig struct {
+	// Enabled turns the control port on (client role only). Default false.
+	Enabled bool `yaml:"enabled"`
+	// Listen is host:port. Default 127.0.0.1:9051 (Tor's, and bitcoind's
+	// -torcontrol default).
+	Listen string `yaml:"listen"`
+	// CookieFile is where a fresh 32-byte cookie (COOKIE and SAFECOOKIE
+	// auth) is written, mode 0600, at every start; the controller must be
+	// able to read it. Default <datadir>/control_auth_cookie; "off" turns
+	// cookie auth off.
+	CookieFile string `yaml:"cookie_file"`
+	// Password turns on HASHEDPASSWORD auth with this password
+	// (bitcoind -torpassword, lnd tor.password). Default none.
+	Password string `yaml:"password"`
+	// NullAuth lets any local process in without a secret (Tor's
+	// METHODS=NULL); it excludes cookie and password, and only a loopback
+	// listen address may use it. Default false.
+	NullAuth bool `yaml:"null_auth"`
 }
 
 // CircuitConfig shapes the circuits this node builds as a client.
@@ -283,6 +336,9 @@ func (c *Config) ApplyDefaults() {
 	if c.HTTP.Listen == "" {
 		c.HTTP.Listen = "127.0.0.1:9080"
 	}
+	if c.Control.Listen == "" {
+		c.Control.Listen = "127.0.0.1:9051"
+	}
 	if c.Circuit.Hops == 0 {
 		c.Circuit.Hops = 3
 	}
@@ -314,7 +370,7 @@ func (c *Config) ApplyDefaults() {
 		c.Discovery.Bootstrap = discovery.AminoBootstrap()
 	}
 	if c.Discovery.PriceSatPerMB == nil {
-		c.Discovery.PriceSatPerMB = map[Role]uint64{RoleRelay: 1, RoleExit: 2}
+		c.Discovery.PriceSatPerMB = map[Role]uint64{RoleRelay: 1, RoleExit: 2, RoleRendezvous: 1}
 	}
 	if _, ok := c.Discovery.PriceSatPerMB[RoleMempool]; !ok && c.Has(RoleMempool) {
 		c.Discovery.PriceSatPerMB[RoleMempool] = 2
@@ -361,9 +417,9 @@ func (c *Config) Validate() error {
 	seen := map[Role]bool{}
 	for i, r := range c.Roles {
 		switch r {
-		case RoleClient, RoleRelay, RoleExit, RoleMempool:
+		case RoleClient, RoleRelay, RoleExit, RoleMempool, RoleRendezvous:
 		default:
-			return fieldErr(fmt.Sprintf("roles[%d]", i), "unknown role %q (want client, relay, exit or mempool)", r)
+			return fieldErr(fmt.Sprintf("roles[%d]", i), "unknown role %q (want client, relay, exit, mempool or rendezvous)", r)
 		}
 		if seen[r] {
 			return fieldErr(fmt.Sprintf("roles[%d]", i), "role %q listed twice", r)
@@ -392,6 +448,9 @@ func (c *Config) Validate() error {
 		if err := checkHostPort(c.HTTP.Listen); err != nil {
 			return fieldErr("httptunnel.listen", "%v", err)
 		}
+	}
+	if err := c.Control.validate(c.Has(RoleClient)); err != nil {
+		return err
 	}
 	if (c.SOCKSEnabled() || c.HTTP.Enabled) && !c.Has(RoleClient) {
 		return fieldErr("roles", "socks or httptunnel is enabled but the client role is not listed")
@@ -443,12 +502,18 @@ func (c *Config) Validate() error {
 		}
 	}
 	for r, p := range c.Discovery.PriceSatPerMB {
-		if r != RoleRelay && r != RoleExit && r != RoleMempool {
+		if r != RoleRelay && r != RoleExit && r != RoleMempool && r != RoleRendezvous {
 			return fieldErr("discovery.price_sat_per_mb", "unknown role %q", r)
 		}
 		if p > MaxPriceSatPerMB {
 			return fieldErr("discovery.price_sat_per_mb", "%s: %d is above %d sat/MB", r, p, MaxPriceSatPerMB)
 		}
+	}
+	if n := c.Rendezvous.IntroPoints; n < 0 || n > 8 {
+		return fieldErr("rendezvous.intro_points", "%d is not 0..8", n)
+	}
+	if e := c.Rendezvous.PoWEffort; e > 24 {
+		return fieldErr("rendezvous.pow_effort", "%d is above 24", e)
 	}
 	if c.Discovery.MaxPriceSatPerMB > MaxPriceSatPerMB {
 		return fieldErr("discovery.max_price_sat_per_mb", "%d is above %d sat/MB", c.Discovery.MaxPriceSatPerMB, MaxPriceSatPerMB)
@@ -523,6 +588,36 @@ func checkHostPort(s string) error {
 	}
 	if _, err := netip.ParseAddrPort("127.0.0.1:" + port); err != nil {
 		return fmt.Errorf("%q has a bad port", s)
+	}
+	return nil
+}
+
+// validate checks the control section; client is whether the client role
+// is on.
+func (cc ControlConfig) validate(client bool) error {
+	if !cc.Enabled {
+		return nil
+	}
+	if !client {
+		return fieldErr("control.enabled", "the control port needs the client role")
+	}
+	if err := checkHostPort(cc.Listen); err != nil {
+		return fieldErr("control.listen", "%v", err)
+	}
+	if cc.NullAuth {
+		if cc.Password != "" || (cc.CookieFile != "" && cc.CookieFile != "off") {
+			return fieldErr("control.null_auth", "excludes control.password and control.cookie_file")
+		}
+		if ap, err := netip.ParseAddrPort(cc.Listen); err == nil && !ap.Addr().IsLoopback() {
+			return fieldErr("control.null_auth", "only on a loopback listen address (%s is not)", cc.Listen)
+		}
+		return nil
+	}
+	if cc.CookieFile == "off" && cc.Password == "" {
+		return fieldErr("control.cookie_file", "cookie auth is off and no control.password is set: nobody could authenticate")
+	}
+	if strings.ContainsAny(cc.Password, "\r\n") {
+		return fieldErr("control.password", "has a line break")
 	}
 	return nil
 }

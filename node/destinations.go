@@ -33,6 +33,9 @@ func destinations() []destination {
 		// The mint sells vouchers for this node's bandwidth through
 		// circuits, so buyers need not connect to it.
 		{enabled: func(c Config) bool { return c.Payments.Enabled }, start: startMint},
+		// Rendezvous points, intro points and HSDirs for onion services
+		// (rendezvous.go).
+		{enabled: func(c Config) bool { return c.Has(RoleRendezvous) }, start: startRendezvousPoint},
 	}
 }
 

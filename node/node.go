@@ -24,6 +24,7 @@ import (
 	"github.com/co-infuse/co-infuse/mempool"
 	"github.com/co-infuse/co-infuse/payment"
 	"github.com/co-infuse/co-infuse/proxy"
+	"github.com/co-infuse/co-infuse/rendezvous"
 	"github.com/co-infuse/co-infuse/voucher/mint"
 )
 
@@ -60,6 +61,13 @@ type Node struct {
 	rpcLn        net.Listener
 	socksLn      net.Listener
 	httpLn       net.Listener
+	ctl          *controlPort // control.go; nil when the control port is off
+
+	// hs is the onion-service manager (rendezvous.go); nil without the
+	// client role. hsObserve is WithRendezvousObserver's function, or nil.
+	hs        *rendezvous.Manager
+	hsObserve RendezvousObserver
+
 	// exitPorts are the ports the exit policy accepts, for the advert.
 	exitPorts []discovery.PortRange
 	// advertised is set once the first advert has been built, so that
@@ -189,6 +197,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err = n.startFrontEnds(); err != nil {
 		return err
 	}
+	if err = n.startControl(); err != nil {
+		return err
+	}
 	if n.admin, err = startAdmin(n); err != nil {
 		return err
 	}
@@ -201,7 +212,7 @@ const frontEndDrain = 2 * time.Second
 
 // relays reports whether the node carries other people's circuits.
 func (n *Node) relays() bool {
-	return n.cfg.Has(RoleRelay) || n.cfg.Has(RoleExit) || n.cfg.Has(RoleMempool)
+	return n.cfg.Has(RoleRelay) || n.cfg.Has(RoleExit) || n.cfg.Has(RoleMempool) || n.cfg.Has(RoleRendezvous)
 }
 
 // startEngine registers the destinations this node's roles offer with the
@@ -365,6 +376,7 @@ func (n *Node) Close() error {
 	} else if n.httpLn != nil {
 		n.httpLn.Close()
 	}
+	n.closeControl(drain) // its services go before the Manager does
 	if n.rpc != nil {
 		if n.rpc.Shutdown(drain) != nil {
 			n.log.Info("closed JSON-RPC connections still open at shutdown")

@@ -164,7 +164,7 @@ func (p *payments) close() error {
 // the advert (paidCircuit), so the two always agree.
 func (c *Config) hopPriceSatPerMB() uint64 {
 	var price uint64
-	for _, r := range []Role{RoleRelay, RoleExit, RoleMempool} {
+	for _, r := range []Role{RoleRelay, RoleExit, RoleMempool, RoleRendezvous} {
 		if c.Has(r) {
 			price = max(price, c.Discovery.PriceSatPerMB[r])
 		}

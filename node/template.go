@@ -46,6 +46,19 @@ httptunnel:
   enabled: {{.HTTP.Enabled}}
   listen: {{q .HTTP.Listen}}
 
+# Tor-compatible control port: bitcoind -torcontrol / lnd tor.control create
+# their onion services here (off by default, like Tor's ControlPort).
+control:
+  enabled: {{.Control.Enabled}}
+  listen: {{q .Control.Listen}}
+  # Cookie for COOKIE/SAFECOOKIE auth, rewritten at every start ("" =
+  # <datadir>/control_auth_cookie, "off" = no cookie auth).
+  cookie_file: {{q .Control.CookieFile}}
+  # HASHEDPASSWORD auth (bitcoind -torpassword, lnd tor.password); "" = off.
+  password: {{q .Control.Password}}
+  # Anyone local may connect without a secret (Tor's NULL auth).
+  null_auth: {{.Control.NullAuth}}
+
 circuit:
   # Hops per circuit including the exit (1..8).
   hops: {{.Circuit.Hops}}

@@ -2,23 +2,19 @@ package proxy
 
 import (
 	"crypto/ed25519"
-	"crypto/sha3"
-	"encoding/base32"
 	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/co-infuse/co-infuse/circuit"
+	"github.com/co-infuse/co-infuse/internal/onionaddr"
 )
 
 // testOnion derives the v3 onion host of a fixed-seed ed25519 key.
 func testOnion(seed byte) string {
 	s := make([]byte, ed25519.SeedSize)
 	s[0] = seed
-	pk := ed25519.NewKeyFromSeed(s).Public().(ed25519.PublicKey)
-	sum := sha3.Sum256(append(append([]byte(".onion checksum"), pk...), 3))
-	raw := append(append(append([]byte{}, pk...), sum[:2]...), 3)
-	return strings.ToLower(base32.StdEncoding.EncodeToString(raw)) + ".onion"
+	return onionaddr.Encode(ed25519.NewKeyFromSeed(s).Public().(ed25519.PublicKey))
 }
 
 func TestValidOnionV3(t *testing.T) {

@@ -69,7 +69,7 @@ func NewRPC(cfg RPCConfig) (*RPCServer, error) {
 		}
 	}
 	if cfg.CookiePath != "" {
-		if s.cookie, err = writeCookie(cfg.CookiePath); err != nil {
+		if s.cookie, err = writeRPCCookie(cfg.CookiePath); err != nil {
 			return nil, fmt.Errorf("rpc: %w", err)
 		}
 	}

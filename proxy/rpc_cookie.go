@@ -20,48 +20,18 @@ const cookieUser = "__cookie__"
 // 64 hex digits, with room for a newline or a longer secret.
 const maxCookieFile = 1024
 
-// writeCookie writes "__cookie__:<64 hex>" from 32 fresh random bytes to
-// path, mode 0600, as bitcoind does: into a temporary file in the same
-// directory, then renamed over path, so a reader never sees half a cookie
-// and an old cookie is replaced. It returns the "user:password" string.
-func writeCookie(path string) (string, error) {
+// writeRPCCookie writes "__cookie__:<64 hex>" from 32 fresh random bytes
+// to path, mode 0600, as bitcoind does (writeSecretFile: atomic, replacing
+// an old cookie). It returns the "user:password" string.
+func writeRPCCookie(path string) (string, error) {
 	var secret [32]byte
 	if _, err := rand.Read(secret[:]); err != nil {
 		return "", fmt.Errorf("cookie: random: %w", err)
 	}
 	cookie := cookieUser + ":" + hex.EncodeToString(secret[:])
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, base+".tmp*") // created 0600
-	if err != nil {
+	if err := writeSecretFile(path, []byte(cookie)); err != nil {
 		return "", fmt.Errorf("cookie: %w", err)
 	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(0o600); err != nil {
-		return "", fmt.Errorf("cookie: %w", err)
-	}
-	if _, err := f.WriteString(cookie); err != nil {
-		return "", fmt.Errorf("cookie: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		return "", fmt.Errorf("cookie: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return "", fmt.Errorf("cookie: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return "", fmt.Errorf("cookie: %w", err)
-	}
-	ok = true
 	return cookie, nil
 }
 

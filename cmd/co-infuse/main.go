@@ -333,6 +333,7 @@ func cmdDevnet(args []string, stdout, stderr io.Writer) error {
 	exits := fs.Int("exits", 2, "exits to run")
 	socks := fs.String("socks", "127.0.0.1:9350", "client SOCKS5 listen address")
 	httpAddr := fs.String("http", "127.0.0.1:9380", "client HTTP CONNECT listen address")
+	control := fs.String("control", "127.0.0.1:9351", "client Tor control port (bitcoind -torcontrol, lnd tor.control), or off")
 	web := fs.String("web", "127.0.0.1:8088", "demo web server address, or off")
 	lightning := fs.Bool("lightning", true, "run a regtest btcd + 2 lnd beside the nodes and buy vouchers over Lightning (first run builds lnd: minutes)")
 	mempoolN := fs.Int("mempool", -1, "delivery nodes in front of the regtest btcd, with the client's JSON-RPC port (default 3 with --lightning, 0 without; >0 without Lightning starts a btcd alone)")
@@ -349,14 +350,20 @@ func cmdDevnet(args []string, stdout, stderr io.Writer) error {
 			*mempoolN = 3
 		}
 	}
+	controlAddr := *control
+	if controlAddr == "off" {
+		controlAddr = ""
+	}
 	ctx, stop := signalContext()
 	defer stop()
 	start := time.Now()
 	d, err := devnet.Start(ctx, devnet.Options{
 		Dir: *dd, Relays: *relays, Exits: *exits,
 		SOCKSListen: *socks, HTTPListen: *httpAddr, WebListen: *web,
-		Lightning: *lightning,
-		Mempool:   *mempoolN, RPCListen: *rpcAddr,
+		ControlListen: controlAddr,
+		Lightning:     *lightning,
+		Mempool:       *mempoolN, RPCListen: *rpcAddr,
+		WebOnion: true,
 		Progress: stdout,
 	})
 	if err != nil {
@@ -364,9 +371,15 @@ func cmdDevnet(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "\ndevnet up in %s: %d nodes, data under %s\n", time.Since(start).Round(time.Millisecond), len(d.Nodes), *dd)
 	fmt.Fprintf(stdout, "SOCKS5       %s\nHTTP CONNECT %s\n", d.Client.SOCKSAddr(), d.Client.HTTPAddr())
+	if a := d.Client.ControlAddr(); a != nil {
+		fmt.Fprintf(stdout, "Control port %s (cookie %s)\n", a, d.Client.ControlCookie())
+	}
 	if d.WebAddr != nil {
 		fmt.Fprintf(stdout, "\ntry:\n  curl --socks5-hostname %s http://%s/\n  curl -p -x http://%s http://%s/\n  curl --socks5-hostname %s -o /dev/null http://%s/bytes/52428800\n",
 			d.Client.SOCKSAddr(), d.WebAddr, d.Client.HTTPAddr(), d.WebAddr, d.Client.SOCKSAddr(), d.WebAddr)
+		if d.WebOnion != "" {
+			fmt.Fprintf(stdout, "  curl --socks5-hostname %s http://%s/   (the same page as an onion service)\n", d.Client.SOCKSAddr(), d.WebOnion)
+		}
 	}
 	fmt.Fprintf(stdout, "  co-infuse peers --datadir %s\n", filepath.Join(*dd, "client"))
 	if a := d.Client.RPCAddr(); a != nil {

@@ -45,6 +45,7 @@ var table = map[string]entry{
 		"discovery":        "advert roles and modes for the nodes' configs",
 		"internal/regtest": "the regtest Lightning network beside the nodes",
 		"mempool":          "the delivery nodes' backend config (the regtest btcd)",
+		"rendezvous":       "publishes the demo web server as an onion service (keys and ports)",
 	}},
 	"node": {imports: map[string]string{
 		"proxy":          "front ends",
@@ -59,6 +60,7 @@ var table = map[string]entry{
 		"voucher/wallet": "the client's wallet",
 		"discovery":      "adverts and path selection",
 		"lightning":      "LND for mint and wallet",
+		"rendezvous":     "onion services: the rendezvous role and the client's Manager",
 
 		"internal/netclass": "the relay's dial filter refuses the addresses the exit refuses first, by the same classification",
 	}},
@@ -66,6 +68,8 @@ var table = map[string]entry{
 		imports: map[string]string{
 			"circuit/cell": "cell.Target, the one parsed host:port of every layer",
 			"circuit":      "circuit's sentinel errors, mapped to SOCKS5 and HTTP reply codes (nothing else of the engine)",
+
+			"internal/onionaddr": ".onion targets checked before any circuit",
 		},
 		external: []string{"github.com/things-go/go-socks5"},
 	},
@@ -115,6 +119,11 @@ var table = map[string]entry{
 			"golang.org/x/crypto",
 		},
 	},
+	"rendezvous": {imports: map[string]string{
+		"internal/onionaddr": "service ids and .onion addresses of service keys",
+		"circuit":            "circuits to intro points, HSDirs and rendezvous points; BeginRequest at the last hop",
+		"circuit/cell":       "the rendezvous service's BEGIN targets",
+	}},
 	"circuit/cell":   {codec: true},
 	"voucher":        {},
 	"voucher/mint":   {imports: map[string]string{"voucher": "keysets and tokens"}},
@@ -140,6 +149,9 @@ var table = map[string]entry{
 	// The one public/private address classification (exit policy, relay
 	// dial filter); standard library only.
 	"internal/netclass": {external: []string{}},
+	// Tor v3 onion address encoding (SOCKS .onion targets, control-port
+	// service ids, rendezvous keys); standard library only.
+	"internal/onionaddr": {external: []string{}},
 }
 
 // pending are rows for packages being created now; only these may be in

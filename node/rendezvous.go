@@ -1,0 +1,170 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/co-infuse/co-infuse/circuit"
+	"github.com/co-infuse/co-infuse/circuit/cell"
+	"github.com/co-infuse/co-infuse/circuit/pool"
+	"github.com/co-infuse/co-infuse/discovery"
+	"github.com/co-infuse/co-infuse/rendezvous"
+)
+
+// RendezvousObserver is told what this node's rendezvous role learns (see
+// rendezvous.ServerConfig.Observe). Tests use it to show that rendezvous
+// and intro points see only the previous hop and ciphertext.
+type RendezvousObserver func(kind string, prev peer.ID, spliced []byte)
+
+// WithRendezvousObserver sets the observer of the rendezvous role.
+func WithRendezvousObserver(f RendezvousObserver) Option {
+	return func(n *Node) error { n.hsObserve = f; return nil }
+}
+
+// startRendezvousPoint serves the rendezvous role at the last hop:
+// rendezvous splices, introduction points and the descriptor directory
+// (PROTOCOL.md §7). Stored descriptors are announced through discovery.
+func startRendezvousPoint(n *Node, mux *circuit.Mux) (io.Closer, error) {
+	srv := rendezvous.NewServer(rendezvous.ServerConfig{
+		Provide: func(ctx context.Context, index [32]byte) error {
+			if n.disc == nil {
+				return errors.New("discovery not started")
+			}
+			return n.disc.ProvideIndex(ctx, index)
+		},
+		Observe: n.hsObserve,
+		Logger:  n.log,
+	})
+	return srv, mux.Handle(cell.ServiceRendezvous, srv.Begin)
+}
+
+// startOnionServices builds the client's rendezvous.Manager: Dial for
+// .onion targets and Publish for the control port. Its circuits are built
+// here (not by the pool: each ends at a node the protocol chooses) and
+// paid like the pool's.
+func (n *Node) startOnionServices() error {
+	rc := n.cfg.Rendezvous
+	cfg := rendezvous.Config{
+		Build:                   n.buildTo,
+		Pick:                    n.pickRendezvous,
+		Find:                    n.findDescriptor,
+		IntroPoints:             rc.IntroPoints,
+		AllowNonLoopbackTargets: rc.AllowNonLoopbackTargets,
+		PoWEffort:               rc.PoWEffort,
+		Logger:                  n.log,
+	}
+	if !rc.DisableVanguards {
+		cfg.Relays = n.vanguardCandidates
+	}
+	m, err := rendezvous.New(cfg)
+	if err != nil {
+		return err
+	}
+	n.hs = m
+	n.dests = append(n.dests, m)
+	return nil
+}
+
+// Rendezvous returns the onion-service manager, or nil without the client
+// role. The control port publishes through it.
+func (n *Node) Rendezvous() *rendezvous.Manager { return n.hs }
+
+// hopInfo turns an advert into a circuit hop.
+func hopInfo(ad discovery.Advert) circuit.HopInfo {
+	return circuit.HopInfo{Peer: ad.Peer, Addrs: ad.Addrs, OnionKey: ad.OnionKey}
+}
+
+// buildTo builds guard → via... → middle → last, and prepares (pays) it
+// like a pool circuit.
+func (n *Node) buildTo(ctx context.Context, last circuit.HopInfo, via []circuit.HopInfo) (*circuit.Circuit, error) {
+	excl := []peer.ID{last.Peer, n.host.ID()}
+	for _, v := range via {
+		excl = append(excl, v.Peer)
+	}
+	ads, err := n.disc.SelectPath(ctx, discovery.PathRequest{
+		Hops:        2,
+		Final:       discovery.RoleRelay,
+		MaxPriceSat: n.cfg.Discovery.MaxPriceSatPerMB,
+		Exclude:     excl,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("select path: %w", err)
+	}
+	hops := []circuit.HopInfo{hopInfo(ads[0])}
+	meta := []discovery.Advert{ads[0]}
+	for _, v := range via {
+		hops = append(hops, v)
+		ad, _ := n.disc.Cached(v.Peer) // zero (unpaid) if unknown
+		meta = append(meta, ad)
+	}
+	hops = append(hops, hopInfo(ads[1]), last)
+	lastAd, _ := n.disc.Cached(last.Peer)
+	meta = append(meta, ads[1], lastAd)
+	c, err := n.engine.Build(ctx, hops)
+	if err != nil {
+		var be *circuit.BuildError
+		if errors.As(err, &be) && be.Hop < len(hops) {
+			n.disc.Report(hops[be.Hop].Peer, false)
+		}
+		return nil, err
+	}
+	if err := n.prepare(ctx, c, pool.Path{Hops: hops, Meta: meta}); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// pickRendezvous chooses up to k distinct rendezvous-role nodes by the
+// path weights.
+func (n *Node) pickRendezvous(ctx context.Context, k int, exclude []peer.ID) ([]circuit.HopInfo, error) {
+	excl := append(slices.Clone(exclude), n.host.ID())
+	var out []circuit.HopInfo
+	for range k {
+		ads, err := n.disc.SelectPath(ctx, discovery.PathRequest{
+			Hops:        1,
+			Final:       discovery.RoleRendezvous,
+			MaxPriceSat: n.cfg.Discovery.MaxPriceSatPerMB,
+			Exclude:     excl,
+		})
+		if err != nil {
+			if len(out) > 0 {
+				break
+			}
+			return nil, err
+		}
+		out = append(out, hopInfo(ads[0]))
+		excl = append(excl, ads[0].Peer)
+	}
+	return out, nil
+}
+
+// findDescriptor asks discovery for the HSDirs that announced index.
+func (n *Node) findDescriptor(ctx context.Context, index [32]byte, max int) ([]circuit.HopInfo, error) {
+	ads, err := n.disc.FindIndex(ctx, index, max)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]circuit.HopInfo, 0, len(ads))
+	for _, ad := range ads {
+		out = append(out, hopInfo(ad))
+	}
+	return out, nil
+}
+
+// vanguardCandidates are the relays the service's layer-2 vanguards are
+// drawn from.
+func (n *Node) vanguardCandidates(context.Context) ([]circuit.HopInfo, error) {
+	var out []circuit.HopInfo
+	for _, ad := range n.disc.Fresh(discovery.RoleRelay) {
+		if ad.Peer != n.host.ID() {
+			out = append(out, hopInfo(ad))
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,310 @@
+package rendezvous
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"net"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/co-infuse/co-infuse/circuit"
+	"github.com/co-infuse/co-infuse/circuit/cell"
+	"github.com/co-infuse/co-infuse/internal/onionaddr"
+)
+
+// maxCachedDescs bounds the client's descriptor cache.
+const maxCachedDescs = 256
+
+// Dial connects to port of the onion service onionHost ("<id>.onion",
+// optionally with subdomains): descriptor from an HSDir, a circuit to a
+// rendezvous point of our choice, an introduction through one of the
+// service's intro points, then the service's answer at the rendezvous.
+// The conn is end-to-end encrypted; closing it ends the rendezvous
+// circuit. Errors wrap ErrBadAddress, ErrDescriptorNotFound,
+// ErrIntroFailed, ErrRendezvousFailed or ErrIntroTimeout.
+func (m *Manager) Dial(ctx context.Context, onionHost string, port uint16) (net.Conn, error) {
+	pub, err := onionaddr.Parse(onionHost)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadAddress, err)
+	}
+	if port == 0 {
+		return nil, fmt.Errorf("%w: port 0", ErrBadAddress)
+	}
+	desc, err := m.descriptor(ctx, pub)
+	if err != nil {
+		return nil, err
+	}
+	intros := slices.Clone(desc.Intros)
+	mrand.Shuffle(len(intros), func(i, j int) { intros[i], intros[j] = intros[j], intros[i] })
+	var excl []peer.ID
+	for _, ip := range intros {
+		if id, err := peer.IDFromBytes(ip.Peer); err == nil {
+			excl = append(excl, id)
+		}
+	}
+
+	// The first intro circuit builds while the rendezvous is set up.
+	type built struct {
+		c   *circuit.Circuit
+		err error
+	}
+	first := make(chan built, 1)
+	ictx, icancel := context.WithCancel(ctx)
+	defer icancel()
+	go func() {
+		h, err := hopOf(intros[0].Peer, intros[0].OnionKey, intros[0].Addrs)
+		if err != nil {
+			first <- built{nil, err}
+			return
+		}
+		c, err := m.build(ictx, h, nil)
+		first <- built{c, err}
+	}()
+	defer func() {
+		icancel()
+		if b := <-first; b.c != nil {
+			b.c.Close()
+		}
+	}()
+
+	var cookie [cookieLen]byte
+	rand.Read(cookie[:])
+	// A rendezvous point whose circuit fails is replaced, twice at most.
+	var (
+		rv  circuit.HopInfo
+		rc  *circuit.Circuit
+		rvX = slices.Clone(excl)
+	)
+	for attempt := 0; rc == nil; attempt++ {
+		rvHops, err := m.cfg.Pick(ctx, 1, rvX)
+		if err != nil || len(rvHops) == 0 {
+			return nil, fmt.Errorf("%w: no rendezvous point: %v", ErrRendezvousFailed, err)
+		}
+		rv = rvHops[0]
+		if rc, err = m.build(ctx, rv, nil); err != nil {
+			if attempt == 2 || ctx.Err() != nil {
+				return nil, fmt.Errorf("%w: circuit: %w", ErrRendezvousFailed, err)
+			}
+			rvX = append(rvX, rv.Peer)
+		}
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			rc.Close()
+		}
+	}()
+	st, err := rc.Dial(ctx, cell.ServiceRendezvous, targetRendezvous)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRendezvousFailed, err)
+	}
+	if _, err := st.Write(append([]byte{rvClient}, cookie[:]...)); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRendezvousFailed, err)
+	}
+	if stt, err := readStatus(st, handshakeTimeout); err != nil || stt != statusOK {
+		return nil, fmt.Errorf("%w: cookie refused (status %d): %v", ErrRendezvousFailed, stt, err)
+	}
+	rvPeer, rvAddrs := nodeFields(rv)
+	payload := &introPayload{Cookie: cookie, Port: port, RVPeer: rvPeer, RVOnion: rv.OnionKey, RVAddrs: rvAddrs}
+
+	var introErrs []error
+	accepted := false
+	var answer func([]byte) (*secureConn, error)
+	for i, ip := range intros {
+		var c *circuit.Circuit
+		if i == 0 {
+			b := <-first
+			first <- built{} // the deferred drain finds nothing to close
+			c, err = b.c, b.err
+		} else {
+			var h circuit.HopInfo
+			if h, err = hopOf(ip.Peer, ip.OnionKey, ip.Addrs); err == nil {
+				c, err = m.build(ctx, h, nil)
+			}
+		}
+		if err != nil {
+			introErrs = append(introErrs, err)
+			continue
+		}
+		msg, hs, err := newIntroduction(desc.EncKey, pub, ip.ID, payload)
+		var nonce [powNonceLen]byte
+		if err == nil {
+			nonce, err = solvePoW(ctx, ip.ID, msg, desc.PoWEffort)
+		}
+		if err == nil {
+			err = introduce(ctx, c, ip.ID, msg, nonce)
+		}
+		c.Close()
+		if err != nil {
+			introErrs = append(introErrs, err)
+			continue
+		}
+		answer = func(msg2 []byte) (*secureConn, error) {
+			_, cs1, cs2, err := hs.ReadMessage(nil, msg2)
+			if err != nil {
+				return nil, err
+			}
+			return newSecureConn(st, cs1, cs2), nil
+		}
+		accepted = true
+		break
+	}
+	if !accepted {
+		m.forgetDescriptor(pub)
+		return nil, fmt.Errorf("%w: %w", ErrIntroFailed, errors.Join(introErrs...))
+	}
+	st.SetReadDeadline(time.Now().Add(m.cfg.IntroTimeout))
+	msg2, err := readFrame16(st, maxIntroLen)
+	st.SetReadDeadline(time.Time{})
+	if err != nil {
+		if ne, isNet := err.(net.Error); isNet && ne.Timeout() || ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: %w", ErrIntroTimeout, err)
+		}
+		return nil, fmt.Errorf("%w: %w", ErrRendezvousFailed, err)
+	}
+	sc, err := answer(msg2)
+	if err != nil {
+		return nil, fmt.Errorf("%w: handshake: %w", ErrRendezvousFailed, err)
+	}
+	ok = true
+	return &onionConn{secureConn: sc, c: rc, m: m}, nil
+}
+
+// introduce sends one introduction over c and reads the intro point's status.
+func introduce(ctx context.Context, c *circuit.Circuit, id [introIDLen]byte, msg []byte, nonce [powNonceLen]byte) error {
+	st, err := c.Dial(ctx, cell.ServiceRendezvous, targetIntroduce)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	out := append(id[:0:0], id[:]...)
+	if _, err := st.Write(append(appendFrame16(out, msg), nonce[:]...)); err != nil {
+		return err
+	}
+	stt, err := readStatus(st, handshakeTimeout)
+	if err != nil {
+		return err
+	}
+	switch stt {
+	case statusOK:
+		return nil
+	case statusRateLimited:
+		return ErrRateLimited
+	case statusReplay:
+		return ErrReplay
+	case statusNeedPoW:
+		return errors.New("introduction refused: not enough proof of work")
+	default:
+		return fmt.Errorf("introduction refused (status %d)", stt)
+	}
+}
+
+// onionConn is a client's connection to an onion service; Close ends its
+// rendezvous circuit after the END has had time to arrive.
+type onionConn struct {
+	*secureConn
+	c    *circuit.Circuit
+	m    *Manager
+	once sync.Once
+}
+
+func (o *onionConn) Close() error {
+	o.once.Do(func() {
+		o.secureConn.Close()
+		o.m.wg.Add(1)
+		go func() {
+			defer o.m.wg.Done()
+			lingerClose(o.m.ctx, o.c)
+		}()
+	})
+	return nil
+}
+
+// descriptor returns the verified descriptor of the service pub for the
+// current period, from the cache or an HSDir.
+func (m *Manager) descriptor(ctx context.Context, pub ed25519.PublicKey) (*Descriptor, error) {
+	now := m.cfg.Now()
+	period := PeriodOf(now, m.cfg.PeriodLen)
+	blinded, err := BlindPublic(pub, period, uint64(m.cfg.PeriodLen))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadAddress, err)
+	}
+	idx := Index(blinded, period, m.cfg.PeriodLen)
+	m.mu.Lock()
+	d := m.descs[idx]
+	m.mu.Unlock()
+	if d != nil && now.Before(d.Expires) {
+		return d, nil
+	}
+	dirs, err := m.cfg.Find(ctx, idx, m.cfg.HSDirs)
+	if err != nil || len(dirs) == 0 {
+		return nil, fmt.Errorf("%w: no HSDir announces it: %v", ErrDescriptorNotFound, err)
+	}
+	var errs []error
+	for _, dir := range dirs {
+		raw, err := m.fetchDescriptor(ctx, dir, idx)
+		if err == nil {
+			d, err = DecodeDescriptor(raw, pub, period, m.cfg.PeriodLen, now)
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		m.mu.Lock()
+		if len(m.descs) >= maxCachedDescs {
+			for k := range m.descs { // any one
+				delete(m.descs, k)
+				break
+			}
+		}
+		m.descs[idx] = d
+		m.mu.Unlock()
+		return d, nil
+	}
+	return nil, fmt.Errorf("%w: %w", ErrDescriptorNotFound, errors.Join(errs...))
+}
+
+// forgetDescriptor drops a cached descriptor whose intro points failed.
+func (m *Manager) forgetDescriptor(pub ed25519.PublicKey) {
+	now := m.cfg.Now()
+	period := PeriodOf(now, m.cfg.PeriodLen)
+	blinded, err := BlindPublic(pub, period, uint64(m.cfg.PeriodLen))
+	if err != nil {
+		return
+	}
+	m.mu.Lock()
+	delete(m.descs, Index(blinded, period, m.cfg.PeriodLen))
+	m.mu.Unlock()
+}
+
+func (m *Manager) fetchDescriptor(ctx context.Context, dir circuit.HopInfo, idx [32]byte) ([]byte, error) {
+	c, err := m.build(ctx, dir, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	st, err := c.Dial(ctx, cell.ServiceRendezvous, targetDescGet)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	if _, err := st.Write(idx[:]); err != nil {
+		return nil, err
+	}
+	stt, err := readStatus(st, handshakeTimeout)
+	if err != nil {
+		return nil, err
+	}
+	if stt != statusOK {
+		return nil, fmt.Errorf("hsdir has no descriptor (status %d)", stt)
+	}
+	st.SetReadDeadline(time.Now().Add(handshakeTimeout))
+	return readFrame16(st, MaxDescriptorLen)
+}

@@ -1,0 +1,81 @@
+package rendezvous
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/co-infuse/co-infuse/circuit"
+)
+
+// TestManagerServiceTable: Publish of a key that cannot be published yet
+// (no rendezvous-role node known) returns when ctx ends with Published
+// false and keeps trying; Services lists it; a second Publish of the key
+// is refused; Unpublish removes it (by address or id) and refuses an
+// unknown one; Dial of a bad address fails with ErrBadAddress before
+// anything is asked of the network.
+func TestManagerServiceTable(t *testing.T) {
+	t.Parallel()
+	noNodes := errors.New("no nodes")
+	asked := 0
+	m, err := New(Config{
+		Build: func(context.Context, circuit.HopInfo, []circuit.HopInfo) (*circuit.Circuit, error) {
+			return nil, noNodes
+		},
+		Pick: func(context.Context, int, []peer.ID) ([]circuit.HopInfo, error) { return nil, noNodes },
+		Find: func(context.Context, [32]byte, int) ([]circuit.HopInfo, error) {
+			asked++
+			return nil, noNodes
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	k := testKey(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	info, err := m.Publish(ctx, k, []Port{{Virtual: 80, Target: "127.0.0.1:8080"}})
+	if err != nil || info.Published || info.Address != k.Address() {
+		t.Fatalf("Publish: %+v %v", info, err)
+	}
+	if _, err := m.Publish(t.Context(), k, []Port{{Virtual: 80, Target: "127.0.0.1:8080"}}); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("second Publish: %v", err)
+	}
+	if _, err := m.Publish(t.Context(), testKey(t), nil); err == nil {
+		t.Fatal("Publish without ports accepted")
+	}
+	if s := m.Services(); len(s) != 1 || s[0].ServiceID != k.ServiceID() || s[0].Ports[0].Virtual != 80 {
+		t.Fatalf("Services: %+v", s)
+	}
+	if err := m.Unpublish(k.ServiceID()); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Unpublish(k.Address()); !errors.Is(err, ErrUnknownService) {
+		t.Fatalf("Unpublish twice: %v", err)
+	}
+	if len(m.Services()) != 0 {
+		t.Fatal("service still listed")
+	}
+	if _, err := m.Dial(t.Context(), "aaaa.onion", 80); !errors.Is(err, ErrBadAddress) || asked != 0 {
+		t.Fatalf("Dial of a bad address: %v (asked the network %d times)", err, asked)
+	}
+	if _, err := m.Dial(t.Context(), testKey(t).Address(), 80); !errors.Is(err, ErrDescriptorNotFound) {
+		t.Fatalf("Dial with no HSDir: %v", err)
+	}
+}
+
+// TestLoopbackDialerRefusesOthers: the default target dialer refuses
+// anything but loopback.
+func TestLoopbackDialerRefusesOthers(t *testing.T) {
+	t.Parallel()
+	d := loopbackDialer(false)
+	for _, target := range []string{"192.0.2.1:80", "example.com:80", "[2001:db8::1]:80"} {
+		if _, err := d(t.Context(), target); err == nil {
+			t.Errorf("%s dialled", target)
+		}
+	}
+}

@@ -1,0 +1,271 @@
+package rendezvous
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/binary"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/co-infuse/co-infuse/circuit"
+	"github.com/co-infuse/co-infuse/circuit/cell"
+)
+
+// serve starts one stream of kind at s, as the Mux would, and returns the
+// client end.
+func serve(t *testing.T, s *Server, kind string, cookie [cell.CookieLen]byte) net.Conn {
+	t.Helper()
+	req := circuit.BeginRequest{Service: cell.ServiceRendezvous, Target: mustTarget(kind), Cookie: cookie}
+	c, err := s.Begin(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); s.Close() })
+	return c
+}
+
+func status(t *testing.T, c net.Conn) byte {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var b [1]byte
+	if _, err := io.ReadFull(c, b[:]); err != nil {
+		t.Fatalf("read status: %v", err)
+	}
+	return b[0]
+}
+
+func TestServerRefusesOtherTargets(t *testing.T) {
+	t.Parallel()
+	s := NewServer(ServerConfig{})
+	tg, _ := cell.ParseTarget("example.com:80")
+	if err := s.Accept(circuit.BeginRequest{Target: tg}); err == nil {
+		t.Fatal("accepted a target that is not the rendezvous service's")
+	}
+}
+
+// TestRendezvousCookieOnce: a client cookie is spliced to the service that
+// presents it, bytes flow both ways, and the same cookie is refused for
+// ever after (by a client or a service); a service with an unknown cookie
+// is refused.
+func TestRendezvousCookieOnce(t *testing.T) {
+	t.Parallel()
+	s := NewServer(ServerConfig{})
+	var cookie [cookieLen]byte
+	rand.Read(cookie[:])
+	cl := serve(t, s, TargetRendezvous, [cell.CookieLen]byte{})
+	cl.Write(append([]byte{rvClient}, cookie[:]...))
+	if st := status(t, cl); st != statusOK {
+		t.Fatalf("client cookie: status %d", st)
+	}
+	sv := serve(t, s, TargetRendezvous, [cell.CookieLen]byte{})
+	go sv.Write(append(append([]byte{rvService}, cookie[:]...), "ping"...)) // net.Pipe has no buffer
+	if st := status(t, sv); st != statusOK {
+		t.Fatalf("service join: status %d", st)
+	}
+	buf := make([]byte, 4)
+	cl.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(cl, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("splice service→client: %q %v", buf, err)
+	}
+	go cl.Write([]byte("pong"))
+	sv.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(sv, buf); err != nil || string(buf) != "pong" {
+		t.Fatalf("splice client→service: %q %v", buf, err)
+	}
+	for _, role := range []byte{rvClient, rvService} {
+		c := serve(t, s, TargetRendezvous, [cell.CookieLen]byte{})
+		c.Write(append([]byte{role}, cookie[:]...))
+		if st := status(t, c); st == statusOK {
+			t.Fatalf("reused cookie (role %d) accepted", role)
+		}
+	}
+	var other [cookieLen]byte
+	rand.Read(other[:])
+	c := serve(t, s, TargetRendezvous, [cell.CookieLen]byte{})
+	c.Write(append([]byte{rvService}, other[:]...))
+	if st := status(t, c); st != statusNotFound {
+		t.Fatalf("service with an unknown cookie: status %d", st)
+	}
+}
+
+// holdIntro registers an intro point at s over a stream whose circuit
+// cookie is cc and returns the held stream and the intro ID.
+func holdIntro(t *testing.T, s *Server, cc [cell.CookieLen]byte, effort uint8) (net.Conn, [introIDLen]byte, ed25519.PrivateKey) {
+	t.Helper()
+	auth, id := newAuthKey()
+	c := serve(t, s, TargetIntroHold, cc)
+	msg := append(append(id[:0:0], id[:]...), auth.Public().(ed25519.PublicKey)...)
+	msg = append(msg, effort)
+	msg = append(msg, ed25519.Sign(auth, introHoldMessage(cc, id, effort))...)
+	c.Write(msg)
+	if st := status(t, c); st != statusOK {
+		t.Fatalf("hold: status %d", st)
+	}
+	return c, id, auth
+}
+
+func introduceRaw(t *testing.T, s *Server, id [introIDLen]byte, msg []byte) byte {
+	return introducePoW(t, s, id, msg, [powNonceLen]byte{})
+}
+
+func introducePoW(t *testing.T, s *Server, id [introIDLen]byte, msg []byte, nonce [powNonceLen]byte) byte {
+	t.Helper()
+	c := serve(t, s, TargetIntroduce, [cell.CookieLen]byte{})
+	out := append(id[:0:0], id[:]...)
+	out = binary.BigEndian.AppendUint16(out, uint16(len(msg)))
+	out = append(out, msg...)
+	go c.Write(append(out, nonce[:]...))
+	return status(t, c)
+}
+
+// TestIntroPointForwardsOnceAndRateLimits: an introduction reaches the
+// service holding the intro ID; the same introduction again is refused as
+// a replay; past the burst, introductions are refused as rate limited; a
+// hold signed for another circuit is refused.
+func TestIntroPointForwardsOnceAndRateLimits(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_800_000_000, 0)
+	s := NewServer(ServerConfig{IntroRate: 1, IntroBurst: 3, Now: func() time.Time { return now }})
+	held, id, auth := holdIntro(t, s, [cell.CookieLen]byte{7}, 0)
+	got := make(chan []byte, 16)
+	go func() {
+		for {
+			m, err := readFrame16(held, maxIntroLen)
+			if err != nil {
+				close(got)
+				return
+			}
+			got <- m
+		}
+	}()
+	msg := make([]byte, 100)
+	rand.Read(msg)
+	if st := introduceRaw(t, s, id, msg); st != statusOK {
+		t.Fatalf("introduction: status %d", st)
+	}
+	if m := <-got; string(m) != string(msg) {
+		t.Fatal("service got another introduction than was sent")
+	}
+	if st := introduceRaw(t, s, id, msg); st != statusReplay {
+		t.Fatalf("replayed introduction: status %d, want replay", st)
+	}
+	var limited bool
+	for range 5 {
+		m := make([]byte, 100)
+		rand.Read(m)
+		if st := introduceRaw(t, s, id, m); st == statusRateLimited {
+			limited = true
+			break
+		}
+	}
+	if !limited {
+		t.Fatal("no introduction refused past the burst of 3")
+	}
+	now = now.Add(10 * time.Second) // the bucket refills
+	m := make([]byte, 100)
+	rand.Read(m)
+	if st := introduceRaw(t, s, id, m); st != statusOK {
+		t.Fatalf("introduction after the refill: status %d", st)
+	}
+	if st := introduceRaw(t, s, [introIDLen]byte{1}, m); st != statusNotFound {
+		t.Fatalf("introduction to an unknown intro ID: status %d", st)
+	}
+	// A hold message signed for another circuit's cookie is refused.
+	c := serve(t, s, TargetIntroHold, [cell.CookieLen]byte{8})
+	hm := append(append(id[:0:0], id[:]...), auth.Public().(ed25519.PublicKey)...)
+	hm = append(hm, 0)
+	hm = append(hm, ed25519.Sign(auth, introHoldMessage([cell.CookieLen]byte{7}, id, 0))...)
+	c.Write(hm)
+	if st := status(t, c); st != statusRefused {
+		t.Fatalf("hold replayed on another circuit: status %d", st)
+	}
+}
+
+// TestHSDirStoresChecksAndServes: a valid descriptor is stored, announced
+// once and served by index; an older revision, a bad signature and a
+// descriptor of a far period are refused.
+func TestHSDirStoresChecksAndServes(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_800_000_000, 0)
+	provided := make(chan [32]byte, 4)
+	s := NewServer(ServerConfig{Now: func() time.Time { return now },
+		Provide: func(_ context.Context, idx [32]byte) error { provided <- idx; return nil }})
+	k := testKey(t)
+	raw, p := testDescriptor(t, k, now)
+	put := func(raw []byte) byte {
+		c := serve(t, s, TargetDescPut, [cell.CookieLen]byte{})
+		go c.Write(appendFrame16(nil, raw))
+		return status(t, c)
+	}
+	if st := put(raw); st != statusOK {
+		t.Fatalf("put: status %d", st)
+	}
+	b, _ := BlindPublic(k.Public(), p, DefaultPeriodLen)
+	idx := Index(b, p, DefaultPeriodLen)
+	if got := <-provided; got != idx {
+		t.Fatal("announced another index")
+	}
+	if st := put(raw); st != statusReplay {
+		t.Fatalf("same revision again: status %d", st)
+	}
+	if st := put(flip(raw, len(raw)-3)); st != statusRefused {
+		t.Fatalf("bad signature: status %d", st)
+	}
+	far := &Descriptor{Period: p + 5, PeriodLen: DefaultPeriodLen, Revision: 9, Expires: now.Add(10 * 24 * time.Hour),
+		Intros: []IntroPoint{{Peer: []byte("x")}}}
+	rawFar, _ := encodeDescriptor(far, k.Public(), signerOf(k).blind(p+5, DefaultPeriodLen))
+	if st := put(rawFar); st != statusRefused {
+		t.Fatalf("descriptor five periods ahead: status %d", st)
+	}
+	c := serve(t, s, TargetDescGet, [cell.CookieLen]byte{})
+	go c.Write(idx[:])
+	if st := status(t, c); st != statusOK {
+		t.Fatalf("get: status %d", st)
+	}
+	got, err := readFrame16(c, MaxDescriptorLen)
+	if err != nil || string(got) != string(raw) {
+		t.Fatalf("get returned other bytes: %v", err)
+	}
+	if _, err := DecodeDescriptor(got, k.Public(), p, DefaultPeriodLen, now); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestIntroPointProofOfWork: with an effort in the hold, an introduction
+// without a solution is refused before the rate limit and the replay
+// cache; with one it is forwarded; a hold whose effort differs from the
+// signed one is refused.
+func TestIntroPointProofOfWork(t *testing.T) {
+	t.Parallel()
+	s := NewServer(ServerConfig{})
+	const effort = 10
+	held, id, auth := holdIntro(t, s, [cell.CookieLen]byte{3}, effort)
+	go io.Copy(io.Discard, held)
+	msg := make([]byte, 64)
+	rand.Read(msg)
+	var bad [powNonceLen]byte
+	for powOK(id, msg, bad, effort) {
+		bad[0]++
+	}
+	if st := introducePoW(t, s, id, msg, bad); st != statusNeedPoW {
+		t.Fatalf("introduction without proof of work: status %d", st)
+	}
+	nonce, err := solvePoW(t.Context(), id, msg, effort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := introducePoW(t, s, id, msg, nonce); st != statusOK {
+		t.Fatalf("introduction with proof of work: status %d", st)
+	}
+	c := serve(t, s, TargetIntroHold, [cell.CookieLen]byte{4})
+	hm := append(append(id[:0:0], id[:]...), auth.Public().(ed25519.PublicKey)...)
+	hm = append(hm, 0) // claims effort 0, signed 10
+	hm = append(hm, ed25519.Sign(auth, introHoldMessage([cell.CookieLen]byte{4}, id, effort))...)
+	c.Write(hm)
+	if st := status(t, c); st != statusRefused {
+		t.Fatalf("hold with a changed effort: status %d", st)
+	}
+}
