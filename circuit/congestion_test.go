@@ -247,3 +247,27 @@ func TestWindowsGrowOnRealCircuit(t *testing.T) {
 		})
 	}
 }
+
+// TestStreamCreditNotLeakedAfterRemoval: a stream that left the table (the
+// peer sent END) but is still being read must not take circuit credit it
+// never gives back, or a peer that ends streams could shut growth off for
+// the whole circuit.
+func TestStreamCreditNotLeakedAfterRemoval(t *testing.T) {
+	t.Parallel()
+	ep, _ := testEndpoint(Limits{})
+	s := newStream(ep, 1)
+	ep.streams[1] = s
+	s.mu.Lock()
+	if !s.growLocked() {
+		t.Fatal("a fresh stream did not grow")
+	}
+	s.mu.Unlock()
+	ep.removeLocked(s)
+	s.mu.Lock()
+	for s.growLocked() {
+	}
+	s.mu.Unlock()
+	if got := ep.extra.Load(); got != 0 {
+		t.Fatalf("circuit credit %d held by a removed stream, want 0", got)
+	}
+}

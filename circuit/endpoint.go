@@ -207,8 +207,9 @@ func (ep *endpoint) removeLocked(s *Stream) {
 	if ep.streams[s.id] == s {
 		delete(ep.streams, s.id)
 		ep.e.nStreams.Add(-1)
-		// Credit granted after this is not given back: it only ever
-		// narrows what the circuit's other streams may grow to.
+		// The stream grants no credit after this (growLocked checks
+		// removed after granting), so ep.extra gets all of it back.
+		s.removed.Store(true)
 		ep.extra.Add(-s.granted.Swap(0))
 	}
 }

@@ -48,6 +48,7 @@ type Stream struct {
 	recvMax   int          // the window we grant the peer: streamWindow, growing to streamMaxWindow
 	delivered int          // cells fully read since our last stream SENDME
 	granted   atomic.Int64 // cells of ep.extra this stream holds
+	removed   atomic.Bool  // set by endpoint.removeLocked: grants no more credit
 	rErr      error        // returned once chunks are drained
 	rClosed   bool         // Close was called
 	notify    chan struct{}
@@ -196,7 +197,7 @@ func (s *Stream) Read(p []byte) (int, error) {
 // budget is below half. s.mu must be held.
 func (s *Stream) growLocked() bool {
 	ep := s.ep
-	if !ep.grow || s.recvMax+streamIncrement > streamMaxWindow || len(s.chunks) >= streamIncrement {
+	if !ep.grow || s.removed.Load() || s.recvMax+streamIncrement > streamMaxWindow || len(s.chunks) >= streamIncrement {
 		return false
 	}
 	if ep.mem != nil && ep.mem.used.Load()+int64(streamIncrement)*chunkCost > ep.mem.limit/2 {
@@ -207,6 +208,12 @@ func (s *Stream) growLocked() bool {
 		return false
 	}
 	s.granted.Add(streamIncrement)
+	if s.removed.Load() {
+		// removeLocked ran meanwhile: whichever Swap comes last returns
+		// this grant, so ep.extra never keeps credit of a gone stream.
+		ep.extra.Add(-s.granted.Swap(0))
+		return false
+	}
 	s.recvMax += streamIncrement
 	s.recvWin += streamIncrement
 	return true
