@@ -34,3 +34,25 @@ func TestRPCDuplicateMethodNotSmuggled(t *testing.T) {
 		}
 	}
 }
+
+// TestRPCSendMsgToPeerWithheld: bitcoind's hidden sendmsgtopeer can send a
+// "tx" message from the upstream's own connections; it is never forwarded.
+func TestRPCSendMsgToPeerWithheld(t *testing.T) {
+	t.Parallel()
+	up := newFakeUpstream(t, "up:pw")
+	s := startRPC(t, func(c *RPCConfig) {
+		c.Upstream = &RPCUpstream{URL: strings.TrimPrefix(up.srv.URL, "http://"), User: "up", Password: "pw"}
+	})
+	auth := basicAuth(testRPCUser + ":" + testRPCPass)
+	for _, body := range []string{
+		`{"method":"sendmsgtopeer","params":[0,"tx","00"],"id":1}`,
+		`[{"method":"sendmsgtopeer","params":[0,"tx","00"],"id":1}]`,
+	} {
+		if r := postRPC(t, s.url, auth, body); !strings.Contains(r.body, `"code":-32601`) {
+			t.Errorf("%s: got %d %s, want -32601", body, r.status, r.body)
+		}
+	}
+	if bodies, _ := up.seen(); len(bodies) != 0 {
+		t.Errorf("upstream got %q", bodies)
+	}
+}
