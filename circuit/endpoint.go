@@ -207,10 +207,9 @@ func (ep *endpoint) removeLocked(s *Stream) {
 	if ep.streams[s.id] == s {
 		delete(ep.streams, s.id)
 		ep.e.nStreams.Add(-1)
-		// The stream grants no credit after this (growLocked checks
-		// removed after granting), so ep.extra gets all of it back.
+		// It grants no more credit; what it holds comes back when its
+		// buffers are freed (Stream.discardLocked).
 		s.removed.Store(true)
-		ep.extra.Add(-s.granted.Swap(0))
 	}
 }
 
