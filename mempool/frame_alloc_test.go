@@ -50,3 +50,20 @@ func TestReadFrameAllocatesAsDataArrives(t *testing.T) {
 		t.Fatalf("ReadFrame of a full frame: %v %v %d bytes", k, err, len(got))
 	}
 }
+
+// TestRejectionCodeClamped: a delivery node cannot hand the user's wallet
+// a JSON-RPC or warm-up code through a rejection.
+func TestRejectionCodeClamped(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[int32]int{
+		CodeVerify: CodeVerify, CodeRejected: CodeRejected, CodeAlreadyInChain: CodeAlreadyInChain,
+		CodeDecode: CodeDecode, CodeMisc: CodeMisc, -8: -8,
+		-32601: CodeRejected, -32600: CodeRejected, -28: CodeRejected, -9: CodeRejected, -2147483648: CodeRejected,
+	} {
+		err := Verdict{Status: Rejected, Code: in, Message: "x"}.Err()
+		var e *Error
+		if !errors.As(err, &e) || e.Code != want {
+			t.Errorf("code %d: got %v, want %d", in, err, want)
+		}
+	}
+}

@@ -306,15 +306,27 @@ func ParseStatus(b []byte) (TxState, error) {
 	return TxState(b[0]), nil
 }
 
+// rejectCode is the code a rejection reaches the user's RPC client with:
+// one sendrawtransaction itself can fail with, else -26. The delivery node
+// picks it, and a JSON-RPC code (-32601 method not found, say) or -28
+// (warming up) would make a wallet act on a lie.
+func rejectCode(c int32) int {
+	switch c {
+	case CodeMisc, -8, CodeDecode, CodeVerify, CodeRejected, CodeAlreadyInChain:
+		return int(c)
+	}
+	return CodeRejected
+}
+
 // Err returns v as an error: nil when Accepted, an *Error with the
-// backend's code when Rejected, and an *Error with CodeNotConnected when
-// Unavailable.
+// backend's code (one sendrawtransaction uses, else -26) when Rejected,
+// and an *Error with CodeNotConnected when Unavailable.
 func (v Verdict) Err() error {
 	switch v.Status {
 	case Accepted:
 		return nil
 	case Rejected:
-		return &Error{Code: int(v.Code), Message: v.Message}
+		return &Error{Code: rejectCode(v.Code), Message: v.Message}
 	}
 	msg := "delivery node unavailable"
 	if v.Message != "" {
