@@ -176,9 +176,11 @@ func TestStreamGrowsOnlyWhileReaderKeepsUp(t *testing.T) {
 	if ep.extra.Load() != streamMaxExtra || s2.recvMax != streamWindow+streamMaxExtra-(streamMaxWindow-streamWindow) {
 		t.Fatalf("second stream: recvMax %d extra %d", s2.recvMax, ep.extra.Load())
 	}
-	// Closing a stream gives its credit back.
+	// Closing a stream (leaving the table, then freeing its buffers)
+	// gives its credit back.
 	ep.streams[1] = s
 	ep.removeLocked(s)
+	s.discardLocked()
 	if ep.extra.Load() != streamMaxExtra-(streamMaxWindow-streamWindow) {
 		t.Fatalf("extra %d after close", ep.extra.Load())
 	}
@@ -245,5 +247,83 @@ func TestWindowsGrowOnRealCircuit(t *testing.T) {
 			}
 			waitFor(ctx, t, "stream credit above the fixed window", func() bool { return credit() > streamWindow })
 		})
+	}
+}
+
+// TestStreamCreditNotLeakedAfterRemoval: a stream that left the table (the
+// peer sent END) but is still being read takes no more circuit credit, and
+// gives back what it held once closed; else a peer that ends streams could
+// shut growth off for the whole circuit.
+func TestStreamCreditNotLeakedAfterRemoval(t *testing.T) {
+	t.Parallel()
+	ep, _ := testEndpoint(Limits{})
+	s := newStream(ep, 1)
+	ep.streams[1] = s
+	s.mu.Lock()
+	if !s.growLocked() {
+		t.Fatal("a fresh stream did not grow")
+	}
+	s.mu.Unlock()
+	s.wErr = errStreamEnded // as onEnd: Close sends no END
+	ep.removeLocked(s)
+	s.mu.Lock()
+	for s.growLocked() {
+	}
+	s.mu.Unlock()
+	if got := ep.extra.Load(); got != streamIncrement {
+		t.Fatalf("circuit credit %d after removal, want the %d granted before", got, streamIncrement)
+	}
+	_ = s.Close()
+	if got := ep.extra.Load(); got != 0 {
+		t.Fatalf("circuit credit %d held by a closed stream, want 0", got)
+	}
+}
+
+// TestEndedStreamKeepsCreditWhileBuffered: a stream the peer ended still
+// holds what it buffered (the last hop writes it out for EndLinger), so
+// its extra credit must not go to other streams until its buffers are
+// freed; else a peer that grows a stream, stalls it, ends it and repeats
+// gets past "512 × open streams + 4096" buffered cells per circuit.
+func TestEndedStreamKeepsCreditWhileBuffered(t *testing.T) {
+	t.Parallel()
+	ep, _ := testEndpoint(Limits{})
+	s1 := newStream(ep, 1)
+	ep.streams[1] = s1
+	s1.mu.Lock()
+	for s1.growLocked() {
+	}
+	s1.mu.Unlock()
+	held := ep.extra.Load()
+	if held != streamMaxWindow-streamWindow {
+		t.Fatalf("s1 took %d extra", held)
+	}
+	// The peer fills s1 and sends END: s1 leaves the table, data stays.
+	for range 3 {
+		if err := s1.push([]byte{1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ep.mu.Lock()
+	s1.wErr = errStreamEnded
+	ep.removeLocked(s1)
+	ep.mu.Unlock()
+	if got := ep.extra.Load(); got != held {
+		t.Fatalf("extra %d while the ended stream still buffers, want %d", got, held)
+	}
+	// Only what is left of the circuit's credit goes to a new stream.
+	s2 := newStream(ep, 2)
+	ep.streams[2] = s2
+	s2.mu.Lock()
+	for s2.growLocked() {
+	}
+	s2.mu.Unlock()
+	if ep.extra.Load() > streamMaxExtra {
+		t.Fatalf("extra %d over %d", ep.extra.Load(), streamMaxExtra)
+	}
+	// Once s1's buffers are freed its credit comes back.
+	before := ep.extra.Load()
+	_ = s1.Close()
+	if got := ep.extra.Load(); got != before-held {
+		t.Fatalf("extra %d after closing s1, want %d", got, before-held)
 	}
 }

@@ -207,9 +207,9 @@ func (ep *endpoint) removeLocked(s *Stream) {
 	if ep.streams[s.id] == s {
 		delete(ep.streams, s.id)
 		ep.e.nStreams.Add(-1)
-		// Credit granted after this is not given back: it only ever
-		// narrows what the circuit's other streams may grow to.
-		ep.extra.Add(-s.granted.Swap(0))
+		// It grants no more credit; what it holds comes back when its
+		// buffers are freed (Stream.discardLocked).
+		s.removed.Store(true)
 	}
 }
 

@@ -47,7 +47,8 @@ type Stream struct {
 	recvWin   int          // DATA cells the peer may still send
 	recvMax   int          // the window we grant the peer: streamWindow, growing to streamMaxWindow
 	delivered int          // cells fully read since our last stream SENDME
-	granted   atomic.Int64 // cells of ep.extra this stream holds
+	granted   atomic.Int64 // cells of ep.extra this stream holds; changed under mu (growLocked, discardLocked)
+	removed   atomic.Bool  // set by endpoint.removeLocked: grants no more credit
 	rErr      error        // returned once chunks are drained
 	rClosed   bool         // Close was called
 	notify    chan struct{}
@@ -123,12 +124,18 @@ func (s *Stream) remoteEnd(err error) {
 	s.wake()
 }
 
-// discardLocked frees the buffered DATA; s.mu must be held.
+// discardLocked frees the buffered DATA for good (the stream is closed
+// or aborted) and gives its extra stream credit back to the circuit; s.mu
+// must be held. The credit is returned here, not when the stream leaves
+// the table: an ended stream may still buffer up to its grown window (the
+// last hop writes it out for EndLinger), and that must keep counting
+// against streamMaxExtra (PROTOCOL.md §5.2).
 func (s *Stream) discardLocked() {
 	for _, ch := range s.chunks {
 		s.ep.putChunk(ch.b)
 	}
 	s.chunks = nil
+	s.ep.extra.Add(-s.granted.Swap(0))
 }
 
 // Read reads stream data; see Stream.
@@ -196,7 +203,7 @@ func (s *Stream) Read(p []byte) (int, error) {
 // budget is below half. s.mu must be held.
 func (s *Stream) growLocked() bool {
 	ep := s.ep
-	if !ep.grow || s.recvMax+streamIncrement > streamMaxWindow || len(s.chunks) >= streamIncrement {
+	if !ep.grow || s.removed.Load() || s.recvMax+streamIncrement > streamMaxWindow || len(s.chunks) >= streamIncrement {
 		return false
 	}
 	if ep.mem != nil && ep.mem.used.Load()+int64(streamIncrement)*chunkCost > ep.mem.limit/2 {

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -526,6 +527,8 @@ func (c *Client) deliver(ctx context.Context, e Entry, persisted <-chan error) {
 		accepted  []string
 		rejection error
 		lastErr   error
+		known     int   // rejections that claim the tx is known already
+		knownErr  error // the first of them
 	)
 	for range sends {
 		r := <-results
@@ -543,6 +546,14 @@ func (c *Client) deliver(ctx context.Context, e Entry, persisted <-chan error) {
 					c.forget(e.TxID)
 				}
 			}
+		case r.v.Status == Rejected && claimsKnown(r.v):
+			// "Already in the chain" reads as success to a wallet: one
+			// node's word for it would let a liar swallow the
+			// transaction past the echo check. Final only if both say it.
+			known++
+			if knownErr == nil {
+				knownErr = r.v.Err()
+			}
 		case r.v.Status == Rejected:
 			if rejection == nil {
 				rejection = r.v.Err()
@@ -550,6 +561,11 @@ func (c *Client) deliver(ctx context.Context, e Entry, persisted <-chan error) {
 		default:
 			lastErr = r.v.Err()
 		}
+	}
+	if rejection == nil && known >= sends {
+		rejection = knownErr
+	} else if rejection == nil && known > 0 {
+		lastErr = errors.New("one delivery node alone says the transaction is known already")
 	}
 	switch {
 	case len(accepted) > 0:
@@ -675,4 +691,11 @@ func nonEmpty(s string) []string {
 		return nil
 	}
 	return []string{s}
+}
+
+// claimsKnown reports a rejection that says the backend has the
+// transaction already (in its chain, or as "already …"): an honest node
+// sends that for a confirmed transaction, and a wallet takes it as success.
+func claimsKnown(v Verdict) bool {
+	return v.Code == CodeAlreadyInChain || strings.Contains(strings.ToLower(v.Message), "already")
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // Kind is a frame's type (PROTOCOL.md §6.1).
@@ -19,6 +20,10 @@ const (
 
 // frameHeaderLen is kind(1) | body_len(3, big-endian).
 const frameHeaderLen = 4
+
+// frameReadChunk is how much ReadFrame allocates ahead of the bytes that
+// have arrived.
+const frameReadChunk = 32 << 10
 
 // Submit asks the delivery node to hand Tx to its backend (§6.2):
 //
@@ -145,12 +150,20 @@ func ReadFrame(r io.Reader) (Kind, []byte, error) {
 	if n > max {
 		return 0, nil, malformed("%v body of %d bytes, over %d", k, n, max)
 	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(r, body); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
+	// Grow the body as it arrives, not to the length the peer announced:
+	// a bare header must not pin MaxFrameBody bytes.
+	body := make([]byte, 0, min(n, frameReadChunk))
+	for len(body) < n {
+		step := min(n-len(body), frameReadChunk)
+		body = slices.Grow(body, step)
+		m, err := io.ReadFull(r, body[len(body):len(body)+step])
+		body = body[:len(body)+m]
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, nil, err
 		}
-		return 0, nil, err
 	}
 	return k, body, nil
 }
@@ -293,15 +306,27 @@ func ParseStatus(b []byte) (TxState, error) {
 	return TxState(b[0]), nil
 }
 
+// rejectCode is the code a rejection reaches the user's RPC client with:
+// one sendrawtransaction itself can fail with, else -26. The delivery node
+// picks it, and a JSON-RPC code (-32601 method not found, say) or -28
+// (warming up) would make a wallet act on a lie.
+func rejectCode(c int32) int {
+	switch c {
+	case CodeMisc, -8, CodeDecode, CodeVerify, CodeRejected, CodeAlreadyInChain:
+		return int(c)
+	}
+	return CodeRejected
+}
+
 // Err returns v as an error: nil when Accepted, an *Error with the
-// backend's code when Rejected, and an *Error with CodeNotConnected when
-// Unavailable.
+// backend's code (one sendrawtransaction uses, else -26) when Rejected,
+// and an *Error with CodeNotConnected when Unavailable.
 func (v Verdict) Err() error {
 	switch v.Status {
 	case Accepted:
 		return nil
 	case Rejected:
-		return &Error{Code: int(v.Code), Message: v.Message}
+		return &Error{Code: rejectCode(v.Code), Message: v.Message}
 	}
 	msg := "delivery node unavailable"
 	if v.Message != "" {

@@ -337,14 +337,20 @@ func (s *RPCServer) handleBatch(ctx context.Context, w http.ResponseWriter, clie
 	}
 	calls := make([]rpcCall, len(elems))
 	errs := make([]*RPCError, len(elems))
-	local := 0
+	local, bad := 0, 0
 	for i, e := range elems {
 		calls[i], errs[i] = parseCall(e)
-		if errs[i] == nil && s.isLocal(calls[i].method) {
+		switch {
+		case errs[i] != nil:
+			bad++
+		case s.isLocal(calls[i].method):
 			local++
 		}
 	}
-	if local == 0 && s.up != nil && len(elems) > 0 {
+	// The batch goes upstream unchanged only if every element parsed: one
+	// we refused (a repeated "method", say) may read differently there.
+	// (upErr: it already went, having no local name in it at all.)
+	if local == 0 && s.up != nil && len(elems) > 0 && (bad == 0 || upErr != nil) {
 		err := upErr
 		if err == nil {
 			if err = s.forward(ctx, w, clientPath, body); err == nil {

@@ -63,13 +63,16 @@ var rpcMethods = map[string]rpcMethod{
 // sendrawtransaction.
 var withheld = map[string]bool{
 	"submitpackage": true,
+	// bitcoind's hidden sendmsgtopeer sends any P2P message, a "tx" too,
+	// from the upstream's own connections.
+	"sendmsgtopeer": true,
 }
 
 // localNames are substrings of every method name answered here: a body
 // holding none of them (and no \u escape that could spell one) can be
 // forwarded without parsing.
 var localNames = [][]byte{
-	[]byte(methodSendRawTransaction), []byte("privatebroadcast"), []byte("submitpackage"), []byte(`\u`),
+	[]byte(methodSendRawTransaction), []byte("privatebroadcast"), []byte("submitpackage"), []byte("sendmsgtopeer"), []byte(`\u`),
 }
 
 // mayNameLocal reports whether body could name a method answered here.

@@ -44,6 +44,13 @@ func parseCall(raw json.RawMessage) (rpcCall, *RPCError) {
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return c, &RPCError{RPCInvalidRequest, "Invalid Request object"}
 	}
+	// bitcoind's UniValue keeps the first of two equal keys, encoding/json
+	// the last: {"method":"sendrawtransaction","method":"getblockcount"}
+	// would look harmless here and be forwarded, and the upstream would
+	// broadcast in the clear. Refuse any repeated key.
+	if duplicateKey(raw) != "" {
+		return c, &RPCError{RPCInvalidRequest, "Invalid Request object"}
+	}
 	if id, ok := m["id"]; ok {
 		c.hasID = true
 		c.id = compactJSON(id)
