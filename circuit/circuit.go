@@ -489,6 +489,25 @@ func (c *Circuit) closeWith(r cell.Reason, remote, sendDestroy bool) {
 }
 
 // ID returns an identifier for the circuit, unique within the process.
+// SetGrowthGate sets a check this end consults before it widens one of
+// the circuit's streams' receive windows beyond the base window (an extra
+// stream SENDME, PROTOCOL.md §5.2). window is what the far end could then
+// send on one stream ahead of what this end has read, in bytes of whole
+// cells: the base stream window plus all the extra credit the circuit's
+// streams would hold after the widening. gate returning false keeps the
+// window as it is. The client's payment schedule sets it so that what is
+// in flight never outruns what each hop has been paid (a hop cuts a
+// circuit that goes past its prepaid allowance and grace). gate is called
+// with a stream's lock held: it must be cheap, must not block and must not
+// call back into the circuit. nil removes the gate.
+func (c *Circuit) SetGrowthGate(gate func(window int64) bool) {
+	if gate == nil {
+		c.ep.gate.Store(nil)
+		return
+	}
+	c.ep.gate.Store(&gate)
+}
+
 func (c *Circuit) ID() uint64 { return c.id }
 
 // Path returns a copy of the hops the circuit was built through.

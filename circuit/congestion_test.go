@@ -2,6 +2,7 @@ package circuit
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -325,5 +326,40 @@ func TestEndedStreamKeepsCreditWhileBuffered(t *testing.T) {
 	_ = s1.Close()
 	if got := ep.extra.Load(); got != before-held {
 		t.Fatalf("extra %d after closing s1, want %d", got, before-held)
+	}
+}
+
+// TestStreamGrowthGate: a growth gate (Circuit.SetGrowthGate) is asked
+// with the window a widening would allow, in bytes, and a refusal leaves
+// the stream and the circuit's extra credit as they were.
+func TestStreamGrowthGate(t *testing.T) {
+	t.Parallel()
+	ep, _ := testEndpoint(Limits{})
+	var asked []int64
+	limit := int64(streamWindow+2*streamIncrement) * cell.Size
+	gate := func(window int64) bool {
+		asked = append(asked, window)
+		return window <= limit
+	}
+	ep.gate.Store(&gate)
+	s := newStream(ep, 1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.growLocked() {
+	}
+	if s.recvMax != streamWindow+2*streamIncrement || ep.extra.Load() != 2*streamIncrement {
+		t.Fatalf("recvMax %d extra %d, want growth stopped at the gate's limit", s.recvMax, ep.extra.Load())
+	}
+	want := []int64{
+		int64(streamWindow+streamIncrement) * cell.Size,
+		int64(streamWindow+2*streamIncrement) * cell.Size,
+		int64(streamWindow+3*streamIncrement) * cell.Size,
+	}
+	if !slices.Equal(asked, want) {
+		t.Fatalf("gate asked %v, want %v", asked, want)
+	}
+	ep.gate.Store(nil)
+	if !s.growLocked() {
+		t.Fatal("no growth once the gate is removed")
 	}
 }

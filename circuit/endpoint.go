@@ -50,6 +50,9 @@ type endpoint struct {
 	// streamWindow to this circuit's open streams, at most streamMaxExtra.
 	grow  bool
 	extra atomic.Int64
+	// gate, if set (Circuit.SetGrowthGate), must also agree before a
+	// stream's window grows.
+	gate atomic.Pointer[func(window int64) bool]
 }
 
 // reply is the answer to a BEGIN or RESOLVE, copied out of its cell.

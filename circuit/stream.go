@@ -199,8 +199,9 @@ func (s *Stream) Read(p []byte) (int, error) {
 // while the reader keeps up (less than one increment of data waits
 // unread, so the window, not the reader, limits the stream), up to
 // streamMaxWindow, while the circuit's streams together hold at most
-// streamMaxExtra of such credit, and, at the last hop, while the memory
-// budget is below half. s.mu must be held.
+// streamMaxExtra of such credit, at the last hop while the memory budget
+// is below half, and while the circuit's growth gate (SetGrowthGate), if
+// any, agrees. s.mu must be held.
 func (s *Stream) growLocked() bool {
 	ep := s.ep
 	if !ep.grow || s.removed.Load() || s.recvMax+streamIncrement > streamMaxWindow || len(s.chunks) >= streamIncrement {
@@ -210,6 +211,10 @@ func (s *Stream) growLocked() bool {
 		return false
 	}
 	if ep.extra.Add(streamIncrement) > streamMaxExtra {
+		ep.extra.Add(-streamIncrement)
+		return false
+	}
+	if g := ep.gate.Load(); g != nil && !(*g)(int64(streamWindow+ep.extra.Load())*cell.Size) {
 		ep.extra.Add(-streamIncrement)
 		return false
 	}

@@ -445,3 +445,25 @@ func (pc *Circuit) pace() {
 		pc.mu.Lock()
 	}
 }
+
+// growthGater is the part of a TopUpper that can bound the growth of its
+// streams' windows (circuit.Circuit.SetGrowthGate).
+type growthGater interface {
+	SetGrowthGate(gate func(window int64) bool)
+}
+
+var _ growthGater = (*circuit.Circuit)(nil)
+
+// allowsWindow is the circuit's growth gate. A hop charges a cell when it
+// passes it on, the client counts it when it arrives, so a hop can be
+// owed up to one stream window more than the client has counted; the
+// hop's grace (SessionGraceBytes, one base window of 512 cells) is what
+// covers that, and the client's paced reads (pace) keep the rest of the
+// allowance from running out. A grown window would outrun the grace
+// while the allowance is consumed, and the hop would cut the circuit, so
+// a paid circuit keeps its streams at the base window: window growth
+// (PROTOCOL.md §5.2) serves unpaid circuits only, until the schedule keeps
+// a grown window's worth prepaid ahead. It runs under a stream's lock.
+func (pc *Circuit) allowsWindow(window int64) bool {
+	return window <= SessionGraceBytes
+}

@@ -208,8 +208,11 @@ func (cl *Client) Open(ctx context.Context, c TopUpper, hops []Hop) (*Circuit, e
 	defer context.AfterFunc(cl.ctx, cancel)()
 
 	pc := newCircuit(cl, c, hops)
-	for i, h := range pc.hops {
-		if err := pc.pay(ctx, i, refillBytes(0, c.HopCarried(h.Index), 0, PrepayBytes)); err != nil {
+	if g, ok := c.(growthGater); ok && len(pc.hops) > 0 {
+		g.SetGrowthGate(pc.allowsWindow)
+	}
+	for i := range pc.hops {
+		if err := pc.pay(ctx, i, refillBytes(0, c.HopCarried(pc.hops[i].Index), 0, PrepayBytes)); err != nil {
 			pc.Close()
 			return nil, fmt.Errorf("prepay: %w", err)
 		}
