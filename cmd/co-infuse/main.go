@@ -2,7 +2,7 @@
 // bitcoind, lnd and curl reach through a Tor-compatible SOCKS5 port.
 //
 //	co-infuse init        [--datadir D] [--roles client,relay,exit] [--force]
-//	co-infuse run         [--datadir D]
+//	co-infuse run         [--datadir D] [--config FILE]
 //	co-infuse devnet      [--datadir D] [--relays N] [--exits N] [--lightning=false] ...
 //	co-infuse status      [--datadir D] [--json]
 //	co-infuse peers       [--datadir D] [--json]
@@ -176,7 +176,7 @@ exit, its identity and onion keys. Keys that exist are kept. A client-only
 node has no permanent identity: it makes a new peer ID each run and writes
 no key (an identity.key already there is left alone and not used).
 `
-	aboutRun = `usage: co-infuse run [--datadir D]
+	aboutRun = `usage: co-infuse run [--datadir D] [--config FILE]
 
 Start the node config.yaml describes and run until interrupted (SIGINT,
 SIGTERM). CO_INFUSE_* environment variables override the file, and without
@@ -340,10 +340,20 @@ func signalContext() (context.Context, context.CancelFunc) {
 
 func cmdRun(args []string, stdout, stderr io.Writer) error {
 	fs, dd := newFlags("run", aboutRun)
+	config := fs.String("config", "", "config.yaml to read (default $CO_INFUSE_CONFIG, else <datadir>/config.yaml)")
 	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
-	cfg, err := node.LoadConfigEnv(*dd, os.LookupEnv)
+	lookup := os.LookupEnv
+	if *config != "" {
+		lookup = func(k string) (string, bool) {
+			if k == node.EnvConfig {
+				return *config, true
+			}
+			return os.LookupEnv(k)
+		}
+	}
+	cfg, err := node.LoadConfigEnv(*dd, lookup)
 	if err != nil {
 		return err
 	}
