@@ -85,8 +85,6 @@ func TestImage(t *testing.T) {
 // variable.
 func TestBadInput(t *testing.T) {
 	img := image(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
 	dir := t.TempDir()
 	badYAML := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(badYAML, []byte("roles: [client\nsocks: {"), 0o644); err != nil {
@@ -125,6 +123,8 @@ func TestBadInput(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+			defer cancel()
 			name := "co-infuse-bad-" + uniq()
 			t.Cleanup(func() { run(context.Background(), "docker", "rm", "-f", name) })
 			args := append([]string{"run", "--name", name, "--network", "none"}, tc.args...)
