@@ -86,8 +86,24 @@ func startDevnet(t testing.TB, ctx context.Context) *cnet {
 			t.Logf("compose down: %v\n%s", err, out)
 		}
 	})
-	if out, err := c.composeOut(ctx, "up", "-d"); err != nil {
+	// Relays and exits first, until each has published its advert; then
+	// the client, whose first search for exits finds them all.
+	var hops []string
+	for _, h := range c.home {
+		hops = append(hops, h.service)
+	}
+	slices.Sort(hops)
+	if out, err := c.composeOut(ctx, append([]string{"up", "-d", "web", "curl"}, hops...)...); err != nil {
 		t.Fatalf("compose up: %v\n%s", err, out)
+	}
+	for _, h := range hops {
+		waitFor(t, ctx, h+"'s advert published", func() (bool, error) {
+			logs, err := c.composeOut(ctx, "logs", "--no-color", h)
+			return strings.Contains(logs, `msg="advert published"`), err
+		})
+	}
+	if out, err := c.composeOut(ctx, "up", "-d", "client"); err != nil {
+		t.Fatalf("compose up client: %v\n%s", err, out)
 	}
 	waitFor(t, ctx, "a first download through the container network", func() (bool, error) {
 		_, err := c.download(ctx, "warmup", 1000, 20*time.Second)
