@@ -160,7 +160,8 @@ type AdminClient struct {
 }
 
 // NewAdminClient returns a client for the node whose data directory is
-// dataDir. It checks that dataDir holds a config (else ErrNotDataDir), that
+// dataDir. It checks that dataDir holds a config or, for a node configured
+// from the environment, an admin socket (else ErrNotDataDir), that
 // the admin socket exists (else ErrNoNode), and that it is a socket owned by
 // this user with no group or other permissions (else ErrUnsafeSocket): a
 // node's answers (peers, wallet balances) are trusted, so a socket someone
@@ -169,10 +170,14 @@ func NewAdminClient(dataDir string) (*AdminClient, error) {
 	if fi, err := os.Stat(dataDir); err != nil || !fi.IsDir() {
 		return nil, notDataDir(dataDir)
 	}
-	if _, err := os.Stat(filepath.Join(dataDir, ConfigFile)); err != nil {
-		return nil, notDataDir(dataDir)
-	}
 	path := filepath.Join(dataDir, AdminSocket)
+	if _, err := os.Stat(filepath.Join(dataDir, ConfigFile)); err != nil {
+		// A node configured by CO_INFUSE_ variables alone (a container)
+		// has no config.yaml, only its socket.
+		if _, err := os.Lstat(path); err != nil {
+			return nil, notDataDir(dataDir)
+		}
+	}
 	fi, err := os.Lstat(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, noNode(dataDir)

@@ -28,7 +28,9 @@ func (n *Node) publishFirst(ctx context.Context) error {
 		n.log.Info("advert not published yet; retrying", "err", err)
 		n.wg.Add(1)
 		go n.publishLoop(ad)
+		return nil
 	}
+	n.log.Info("advert published")
 	return nil
 }
 

@@ -642,9 +642,7 @@ func LoadConfig(dataDir string) (Config, error) {
 // defaults and validates.
 func ParseConfig(dataDir string, raw []byte) (Config, error) {
 	var c Config
-	dec := yaml.NewDecoder(strings.NewReader(string(raw)))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+	if err := decodeYAML(raw, &c); err != nil {
 		return Config{}, fmt.Errorf("%w: %s: %v", ErrConfig, ConfigFile, err)
 	}
 	c.DataDir = dataDir
@@ -653,4 +651,15 @@ func ParseConfig(dataDir string, raw []byte) (Config, error) {
 		return Config{}, err
 	}
 	return c, nil
+}
+
+// decodeYAML decodes raw into c strictly: unknown fields are errors, an
+// empty document is not.
+func decodeYAML(raw []byte, c *Config) error {
+	dec := yaml.NewDecoder(strings.NewReader(string(raw)))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
 }

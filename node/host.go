@@ -78,8 +78,10 @@ func newHost(priv crypto.PrivKey, cfg NetworkConfig, public bool) (host.Host, er
 	return h, nil
 }
 
-// Version is the co-infuse release, printed by `co-infuse version`.
-const Version = "0.1.0-dev"
+// Version is the co-infuse release, printed by `co-infuse version`. A
+// variable only so that a release build can stamp it at link time
+// (-ldflags -X, docker/Dockerfile); nothing assigns it at run time.
+var Version = "0.1.0-dev"
 
 // publicOnly refuses outbound dials to non-public addresses. A relay dials
 // whatever addresses an EXTEND names; without this a client could use it to

@@ -2,19 +2,27 @@
 // bitcoind, lnd and curl reach through a Tor-compatible SOCKS5 port.
 //
 //	co-infuse init        [--datadir D] [--roles client,relay,exit] [--force]
-//	co-infuse run         [--datadir D]
+//	co-infuse run         [--datadir D] [--config FILE]
 //	co-infuse devnet      [--datadir D] [--relays N] [--exits N] [--lightning=false] [--mempool N] ...
 //	co-infuse status      [--datadir D] [--json]
 //	co-infuse peers       [--datadir D] [--json]
 //	co-infuse wallet      [--datadir D] [--json]
 //	co-infuse wallet buy  [--datadir D] --node ID --sats N
+//	co-infuse demo-web    [--listen A]
 //	co-infuse version     [--datadir D]
 //
 // status, peers and wallet ask the node running on --datadir through its
-// admin socket. Every command and subcommand prints its usage for -h, --help
-// or help, and exits 0. Exit codes: 0 success, 1 failure (one line on
-// stderr saying what to do), 2 unknown command, flag or argument (usage on
-// stderr).
+// admin socket. --datadir defaults to $CO_INFUSE_DATADIR, else ~/.co-infuse.
+// Every command and subcommand prints its usage for -h, --help or help, and
+// exits 0. Exit codes (one line on stderr says what to do):
+//
+//	0  success
+//	1  failure while running (or a status, peers or wallet that got no answer)
+//	2  unknown command, flag or argument (usage on stderr)
+//	3  configuration: config.yaml, a CO_INFUSE_ variable, or a file it names
+//	   (LND's TLS cert or macaroon) is wrong; the line names it
+//	4  start: the node could not start (a port already taken, LND
+//	   unreachable or refusing)
 //
 // The command only turns flags, YAML and signals into calls on packages
 // node and devnet.
@@ -61,8 +69,26 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	if errors.As(err, new(usageError)) {
 		return 2
 	}
+	if errors.Is(err, node.ErrConfig) {
+		return exitConfig
+	}
+	var se startError
+	if errors.As(err, &se) {
+		return exitStart
+	}
 	return 1
 }
+
+// Exit codes beyond 0, 1 and 2 (see the package comment).
+const (
+	exitConfig = 3
+	exitStart  = 4
+)
+
+// startError is a failure to start a node whose config was fine.
+type startError struct{ error }
+
+func (e startError) Unwrap() error { return e.error }
 
 // usageError is a command line the command does not understand; its usage
 // has been printed to stderr.
@@ -81,10 +107,11 @@ commands:
   peers    list the nodes a running node knows (roles, prices, last result)
   wallet   show voucher balances, budget use and recent purchases
     buy    buy vouchers from a node by hand
+  demo-web serve devnet's demo site (/, /bytes/N) for container networks
   version  print the version
   help     print this, or 'help <command>' for a command's flags
 
-Every command takes --datadir (default ~/.co-infuse). Run 'co-infuse <command> -h' for its flags.
+Every command takes --datadir (default $CO_INFUSE_DATADIR, else ~/.co-infuse). Run 'co-infuse <command> -h' for its flags.
 `
 
 func run(args []string, stdout, stderr io.Writer) error {
@@ -106,6 +133,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return cmdPeers(rest, stdout, stderr)
 	case "wallet":
 		return cmdWallet(rest, stdout, stderr)
+	case "demo-web":
+		return cmdDemoWeb(rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fs, _ := newFlags("version", aboutVersion) // --datadir accepted, unused
 		if err := parseFlags(fs, rest, stdout, stderr); err != nil {
@@ -127,6 +156,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 }
 
 func defaultDataDir() string {
+	if d := os.Getenv(node.EnvDataDir); d != "" {
+		return d
+	}
 	home, err := os.UserHomeDir()
 	if err != nil {
 		return ".co-infuse"
@@ -144,10 +176,18 @@ exit, its identity and onion keys. Keys that exist are kept. A client-only
 node has no permanent identity: it makes a new peer ID each run and writes
 no key (an identity.key already there is left alone and not used).
 `
-	aboutRun = `usage: co-infuse run [--datadir D]
+	aboutRun = `usage: co-infuse run [--datadir D] [--config FILE]
 
 Start the node config.yaml describes and run until interrupted (SIGINT,
-SIGTERM). While it runs, 'co-infuse status' shows what it does.
+SIGTERM). CO_INFUSE_* environment variables override the file, and without
+a file configure the node alone (docker/README.md lists them). While it
+runs, 'co-infuse status' shows what it does. Exits 3 for a bad config, 4 when
+the node cannot start (a port taken, LND unreachable).
+`
+	aboutDemoWeb = `usage: co-infuse demo-web [--listen A]
+
+Serve devnet's demo site: "/" says hello, "/bytes/N" streams N reproducible
+bytes. A download target for container networks (docker/compose.devnet.yml).
 `
 	aboutDevnet = `usage: co-infuse devnet [--datadir D] [flags]
 
@@ -300,21 +340,32 @@ func signalContext() (context.Context, context.CancelFunc) {
 
 func cmdRun(args []string, stdout, stderr io.Writer) error {
 	fs, dd := newFlags("run", aboutRun)
+	config := fs.String("config", "", "config.yaml to read (default $CO_INFUSE_CONFIG, else <datadir>/config.yaml)")
 	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
-	cfg, err := node.LoadConfig(*dd)
+	lookup := os.LookupEnv
+	if *config != "" {
+		lookup = func(k string) (string, bool) {
+			if k == node.EnvConfig {
+				return *config, true
+			}
+			return os.LookupEnv(k)
+		}
+	}
+	cfg, err := node.LoadConfigEnv(*dd, lookup)
 	if err != nil {
 		return err
 	}
 	n, err := node.New(cfg)
 	if err != nil {
-		return err
+		return startError{err}
 	}
 	ctx, stop := signalContext()
 	defer stop()
 	if err := n.Start(ctx); err != nil {
-		return err
+		n.Close()
+		return startError{err}
 	}
 	if a := n.SOCKSAddr(); a != nil {
 		fmt.Fprintf(stderr, "SOCKS5 on %s\n", a)

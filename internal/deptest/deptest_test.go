@@ -146,6 +146,9 @@ var table = map[string]entry{
 		"internal/regtest": "the harness's own command: scripts/test.sh builds btcd and lnd with it before the tests",
 	}},
 	"internal/deptest": {},
+	// Container tests of docker/ (image, compose devnet, packages); its
+	// non-test code is doc.go only.
+	"docker/dockertest": {imports: map[string]string{}},
 	// The one public/private address classification (exit policy, relay
 	// dial filter); standard library only.
 	"internal/netclass": {external: []string{}},
