@@ -91,16 +91,9 @@ func EnsureBinaries(ctx context.Context, cacheDir string, progress io.Writer) (B
 	if progress == nil {
 		progress = io.Discard
 	}
-	if cacheDir == "" {
-		d, err := DefaultCacheDir()
-		if err != nil {
-			return Bins{}, err
-		}
-		cacheDir = d
-	}
-	cacheDir, err := filepath.Abs(cacheDir)
+	cacheDir, err := absCacheDir(cacheDir)
 	if err != nil {
-		return Bins{}, fmt.Errorf("daemon cache dir: %w", err)
+		return Bins{}, err
 	}
 	if haveBinaries(cacheDir) {
 		return binsIn(cacheDir), nil
@@ -266,16 +259,9 @@ func tail(s string, n int) string {
 // while another process still builds lnd under the lock; otherwise it
 // falls back to EnsureBinaries. Bins.Lnd and Bins.Lncli may not exist.
 func EnsureBtcd(ctx context.Context, cacheDir string, progress io.Writer) (Bins, error) {
-	if cacheDir == "" {
-		d, err := DefaultCacheDir()
-		if err != nil {
-			return Bins{}, err
-		}
-		cacheDir = d
-	}
-	cacheDir, err := filepath.Abs(cacheDir)
+	cacheDir, err := absCacheDir(cacheDir)
 	if err != nil {
-		return Bins{}, fmt.Errorf("daemon cache dir: %w", err)
+		return Bins{}, err
 	}
 	b := binsIn(cacheDir)
 	if fi, err := os.Stat(b.Btcctl); err == nil && fi.Mode().IsRegular() {
@@ -285,4 +271,20 @@ func EnsureBtcd(ctx context.Context, cacheDir string, progress io.Writer) (Bins,
 		}
 	}
 	return EnsureBinaries(ctx, cacheDir, progress)
+}
+
+// absCacheDir is cacheDir made absolute, or DefaultCacheDir when empty.
+func absCacheDir(cacheDir string) (string, error) {
+	if cacheDir == "" {
+		d, err := DefaultCacheDir()
+		if err != nil {
+			return "", err
+		}
+		cacheDir = d
+	}
+	abs, err := filepath.Abs(cacheDir)
+	if err != nil {
+		return "", fmt.Errorf("daemon cache dir: %w", err)
+	}
+	return abs, nil
 }
