@@ -277,6 +277,11 @@ type MempoolRPCConfig struct {
 	UpstreamUser     string `yaml:"upstream_user"`
 	UpstreamPassword string `yaml:"upstream_password"`
 	UpstreamCookie   string `yaml:"upstream_cookie"`
+	// ForwardWalletSends forwards sendtoaddress, sendmany, send, sendall
+	// and bumpfee to the upstream. Default false: they are refused, since
+	// the upstream's wallet would broadcast in the clear. Turn it on only
+	// for an upstream run with -walletbroadcast=0.
+	ForwardWalletSends bool `yaml:"forward_wallet_sends"`
 }
 
 // LogConfig is log output.

@@ -394,6 +394,7 @@ func (n *Node) startRPC() (err error) {
 	}
 	if rc.Upstream != "" {
 		pcfg.Upstream = &proxy.RPCUpstream{URL: rc.Upstream, User: rc.UpstreamUser, Password: rc.UpstreamPassword, CookiePath: rc.UpstreamCookie}
+		pcfg.ForwardWalletSends = rc.ForwardWalletSends
 	}
 	if n.rpc, err = proxy.NewRPC(pcfg); err != nil {
 		return fmt.Errorf("mempool.rpc: %w", err)

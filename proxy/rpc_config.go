@@ -58,6 +58,14 @@ type RPCConfig struct {
 	// It returns the txid in hex. ctx ends when the client goes away or
 	// after CallTimeout. Errors map as RPCCoder says.
 	Broadcast func(ctx context.Context, hexTx string, maxFeeRate *float64) (txid string, err error)
+
+	// ForwardWalletSends forwards the wallet methods that create and send
+	// a transaction (sendtoaddress, sendmany, send, sendall, bumpfee) to
+	// Upstream. Default false: they get -32601, because the upstream's
+	// wallet would broadcast from the user's own node, in the clear. Set
+	// it only when the upstream runs with -walletbroadcast=0, so that
+	// those methods just create the transaction.
+	ForwardWalletSends bool
 	// BroadcastInfo answers getprivatebroadcastinfo; the value is
 	// marshalled with encoding/json as the result. Nil: the method is
 	// answered -32601 (or forwarded to Upstream if there is one).

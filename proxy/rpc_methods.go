@@ -68,11 +68,28 @@ var withheld = map[string]bool{
 	"sendmsgtopeer": true,
 }
 
+// walletSends are the wallet methods that create a transaction and, unless
+// the upstream runs with -walletbroadcast=0, broadcast it from the user's
+// own node. They are withheld too unless RPCConfig.ForwardWalletSends says
+// the upstream does not broadcast.
+var walletSends = map[string]bool{
+	"sendtoaddress": true,
+	"sendmany":      true,
+	"send":          true,
+	"sendall":       true,
+	"bumpfee":       true,
+}
+
+// withholds reports whether method is never forwarded.
+func (s *RPCServer) withholds(method string) bool {
+	return withheld[method] || walletSends[method] && !s.cfg.ForwardWalletSends
+}
+
 // localNames are substrings of every method name answered here: a body
 // holding none of them (and no \u escape that could spell one) can be
 // forwarded without parsing.
 var localNames = [][]byte{
-	[]byte(methodSendRawTransaction), []byte("privatebroadcast"), []byte("submitpackage"), []byte("sendmsgtopeer"), []byte(`\u`),
+	[]byte(methodSendRawTransaction), []byte("privatebroadcast"), []byte("submitpackage"), []byte("send"), []byte("bumpfee"), []byte(`\u`),
 }
 
 // mayNameLocal reports whether body could name a method answered here.
@@ -95,13 +112,16 @@ func (s *RPCServer) isLocal(method string) bool {
 	case methodAbortPrivate:
 		return s.cfg.Abort != nil
 	}
-	return withheld[method]
+	return s.withholds(method)
 }
 
 // exec runs one local call and returns its result as JSON.
 func (s *RPCServer) exec(ctx context.Context, c *rpcCall) (json.RawMessage, *RPCError) {
 	if withheld[c.method] {
 		return nil, &RPCError{RPCMethodNotFound, "Method not found (" + c.method + " is not forwarded: the upstream node would broadcast in the clear)"}
+	}
+	if s.withholds(c.method) {
+		return nil, &RPCError{RPCMethodNotFound, "Method not found (" + c.method + " is not forwarded: the upstream's wallet would broadcast in the clear; run it with -walletbroadcast=0, set mempool.rpc.forward_wallet_sends, and send the signed hex with sendrawtransaction)"}
 	}
 	m := rpcMethods[c.method]
 	args, rerr := positional(c.params, m)
