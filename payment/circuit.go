@@ -403,7 +403,8 @@ func (pc *Circuit) wakeLocked() {
 
 // pace holds a reader of a wrapped stream while some paid hop has less
 // than PaceBytes of credit left as the client counts it, until a top-up
-// lands, the circuit closes or stops, or PaceWait passes (then it lets the
+// lands, the circuit closes or stops (or the TopUpper, if it has an Err
+// method as *circuit.Circuit does, reports itself closed), or PaceWait passes (then it lets the
 // read go: the hop may cut the circuit). This is the backpressure that
 // keeps a fast transfer within the hop's grace: a stream's SENDMEs follow
 // delivery to the reader (PROTOCOL.md §5.2), so while the reader waits the
@@ -424,6 +425,11 @@ func (pc *Circuit) pace() {
 			}
 		}
 		if !short {
+			return
+		}
+		if e, ok := pc.c.(interface{ Err() error }); ok && e.Err() != nil {
+			// The circuit is gone: no top-up can land, and the reader
+			// has only buffered data (or the error) left to take.
 			return
 		}
 		now := pc.cl.cfg.Now()
