@@ -403,12 +403,14 @@ func (pc *Circuit) wakeLocked() {
 
 // pace holds a reader of a wrapped stream while some paid hop has less
 // than PaceBytes of credit left as the client counts it, until a top-up
-// lands, the circuit closes or stops, or PaceWait passes (then it lets the
-// read go: the hop may cut the circuit). This is the backpressure that
-// keeps a fast transfer within the hop's grace: a stream's SENDMEs follow
-// delivery to the reader (PROTOCOL.md §5.2), so while the reader waits the
-// last hop can send at most one stream window (2 MiB, the same as the
-// grace) beyond what was delivered, and what was delivered is at most
+// lands, the circuit closes or stops (or the TopUpper, if it has an Err
+// method as *circuit.Circuit does, reports itself closed), or PaceWait
+// passes (then it lets the read go: the hop may cut the circuit). This is
+// the backpressure that keeps a fast transfer within the hop's grace: a
+// stream's SENDMEs follow delivery to the reader (PROTOCOL.md §5.2), so
+// while the reader waits the last hop can send at most one stream window
+// (2 MiB with the fixed windows node gives a paying client, the same as
+// the grace) beyond what was delivered, and what was delivered is at most
 // what the client counted.
 func (pc *Circuit) pace() {
 	var deadline time.Time
@@ -424,6 +426,11 @@ func (pc *Circuit) pace() {
 			}
 		}
 		if !short {
+			return
+		}
+		if e, ok := pc.c.(interface{ Err() error }); ok && e.Err() != nil {
+			// The circuit is gone: no top-up can land, and the reader
+			// has only buffered data (or the error) left to take.
 			return
 		}
 		now := pc.cl.cfg.Now()

@@ -41,7 +41,14 @@ func fakeReserve(_ peer.ID, sats uint64) (Reservation, error) {
 	return Reservation{Payload: binary.BigEndian.AppendUint64(nil, sats), Sats: sats}, nil
 }
 
-func newPaidNet(t *testing.T, prices []uint64) *paidNet {
+func newPaidNet(t testing.TB, prices []uint64) *paidNet {
+	t.Helper()
+	return newRelayNet(t, prices, true)
+}
+
+// newRelayNet is newPaidNet, with the Ledgers left out (payment off: the
+// engines account nothing) when paid is false.
+func newRelayNet(t testing.TB, prices []uint64, paid bool, clientCfg ...func(*circuit.Config)) *paidNet {
 	t.Helper()
 	pn := &paidNet{}
 	for i := range len(prices) + 1 {
@@ -61,15 +68,22 @@ func newPaidNet(t *testing.T, prices []uint64) *paidNet {
 		cfg := circuit.Config{Host: h, OnionKey: key}
 		if i > 0 {
 			price := prices[i-1]
-			l, err := NewLedger(LedgerConfig{Redeem: fakeRedeem, PriceSatPerMB: price})
-			if err != nil {
-				t.Fatal(err)
+			if paid {
+				l, err := NewLedger(LedgerConfig{Redeem: fakeRedeem, PriceSatPerMB: price})
+				if err != nil {
+					t.Fatal(err)
+				}
+				cfg.Account, cfg.TopUp, cfg.SessionClosed = l.Account, l.TopUp, l.Closed
+				pn.ledgers = append(pn.ledgers, l)
 			}
-			cfg.Account, cfg.TopUp, cfg.SessionClosed = l.Account, l.TopUp, l.Closed
 			cfg.Begin = loopbackBegin
-			pn.ledgers = append(pn.ledgers, l)
 			pn.path = append(pn.path, circuit.HopInfo{Peer: h.ID(), Addrs: h.Addrs(), OnionKey: key.Public()})
 			pn.hops = append(pn.hops, Hop{Index: i - 1, Peer: h.ID(), PriceSatPerMB: price})
+		}
+		if i == 0 {
+			for _, f := range clientCfg {
+				f(&cfg)
+			}
 		}
 		e, err := circuit.New(cfg)
 		if err != nil {

@@ -49,7 +49,8 @@ import (
 // reader waits while any paid hop has less than PaceBytes of credit left
 // (Circuit.pace), at most PaceWait. Stream SENDMEs follow delivery to the
 // reader (PROTOCOL.md §5.2), so the last hop can then send at most one
-// stream window (512 cells, 2 MiB) beyond what was delivered, and what was
+// stream window (512 cells, 2 MiB: node gives a paying client fixed
+// windows; grown ones reach 16 MiB) beyond what was delivered, and what was
 // delivered is at most what the client counted: the hop stays within
 // PaceBytes of its grace however slow the top-up. (Several bulk streams on
 // one circuit share the 8 MiB circuit window, which pacing alone does not
