@@ -251,18 +251,6 @@ func (n *Node) startEngine() error {
 			ecfg.TopUp = n.ledger.TopUp
 		}
 	}
-	if n.pay != nil && n.pay.wallet != nil && !n.relays() {
-		// A paying client keeps stream windows at their start (512 cells,
-		// 2 MiB): a paid hop charges a cell when it sends it, so the
-		// window is how far a hop may charge beyond what the client has
-		// counted, and it must stay within the hop's 2 MiB grace for the
-		// client's pacing to hold (payment.PaceBytes; issue 9: grown
-		// windows of up to 16 MiB let exits run out of credit and
-		// cut the circuit, or stall reads for a top-up whose TOPUP_ACK
-		// queued behind them). A relay keeps growth: its endpoint
-		// windows serve other clients as well.
-		ecfg.Limits.FixedWindows = true
-	}
 	var err error
 	if n.engine, err = circuit.New(ecfg); err != nil {
 		return fmt.Errorf("circuit engine: %w", err)

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/co-infuse/co-infuse/circuit"
 	"github.com/co-infuse/co-infuse/circuit/cell"
 )
 
@@ -21,10 +20,11 @@ const benchBulkBytes = 16 << 20
 // one circuit built outside the timing) through loopback relays with
 // payment off (no Ledger, the stream unwrapped) and on (a Ledger at every
 // hop, a Client paying them from a fake wallet, the stream Wrapped, and
-// the client engine with FixedWindows as node configures a paying client).
+// the growth gate Open sets keeping the paid circuit's windows at 512
+// cells).
 // Run both in one go and compare: paid should be ≥ 97% of unpaid.
-// CO_INFUSE_BENCH_GROW=1 lets the paid client grow its stream windows (up
-// to 16 MiB) as before the fix: the exit then runs past its 2 MiB grace
+// CO_INFUSE_BENCH_GROW=1 removes the gate, so the paid client grows its
+// stream windows (up to 16 MiB) as before the fix: the exit then runs past its 2 MiB grace
 // and cuts the circuit for payment.
 func BenchmarkPaidBulk(b *testing.B) {
 	for _, paid := range []bool{false, true} {
@@ -33,10 +33,7 @@ func BenchmarkPaidBulk(b *testing.B) {
 			name = "paid"
 		}
 		b.Run(name, func(b *testing.B) {
-			pn := newRelayNet(b, []uint64{1, 1, 2}, paid, func(c *circuit.Config) {
-				// As node configures a paying client (node.startEngine).
-				c.Limits.FixedWindows = paid && os.Getenv("CO_INFUSE_BENCH_GROW") == ""
-			})
+			pn := newRelayNet(b, []uint64{1, 1, 2}, paid)
 			target := bulkServer(b, benchBulkBytes)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			defer cancel()
@@ -56,6 +53,9 @@ func BenchmarkPaidBulk(b *testing.B) {
 					b.Fatal(err)
 				}
 				defer pc.Close()
+				if os.Getenv("CO_INFUSE_BENCH_GROW") != "" {
+					c.SetGrowthGate(nil)
+				}
 			}
 			buf := make([]byte, 32<<10)
 			fetch := func() {
