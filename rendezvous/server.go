@@ -423,7 +423,15 @@ func (s *Server) serveDescPut(ctx context.Context, conn net.Conn) {
 			return
 		}
 	}
-	s.descs[idx] = storedDesc{raw: raw, revision: o.Revision, expires: o.Expires}
+	// The expiry is the signer's claim: keep a descriptor no longer than
+	// the end of the period after its own (a service's own descriptors end
+	// half a period earlier), so that stale ones are not served for ever
+	// and eviction of expired entries can free a full store.
+	expires := o.Expires
+	if limit := periodStart(o.Period+2, s.cfg.PeriodLen); expires.After(limit) {
+		expires = limit
+	}
+	s.descs[idx] = storedDesc{raw: raw, revision: o.Revision, expires: expires}
 	s.mu.Unlock()
 	conn.Write([]byte{statusOK})
 	if s.cfg.Provide != nil && !had {

@@ -269,3 +269,47 @@ func TestIntroPointProofOfWork(t *testing.T) {
 		t.Fatalf("hold with a changed effort: status %d", st)
 	}
 }
+
+// TestHSDirCapsDescriptorLifetime: a descriptor that claims to expire in
+// the far future is kept no longer than the end of the period after its
+// own, so stale descriptors are not served for ever and a full store
+// frees up: otherwise anyone with one circuit could fill MaxDescriptors
+// with keys of their own and lock out every service for good.
+func TestHSDirCapsDescriptorLifetime(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_800_000_000, 0)
+	clock := func() time.Time { return now }
+	s := NewServer(ServerConfig{MaxDescriptors: 2, Now: func() time.Time { return clock() }})
+	put := func(k Key, at time.Time, expires time.Time) (byte, [32]byte) {
+		p := PeriodOf(at, DefaultPeriodLen)
+		d := &Descriptor{Period: p, PeriodLen: DefaultPeriodLen, Revision: 1, Expires: expires,
+			Intros: []IntroPoint{{Peer: []byte("x")}}}
+		raw, err := encodeDescriptor(d, k.Public(), signerOf(k).blind(p, DefaultPeriodLen))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := serve(t, s, TargetDescPut, [cell.CookieLen]byte{})
+		go c.Write(appendFrame16(nil, raw))
+		b, _ := BlindPublic(k.Public(), p, DefaultPeriodLen)
+		return status(t, c), Index(b, p, DefaultPeriodLen)
+	}
+	forever := time.Unix(1<<40, 0)
+	var stale [32]byte
+	for range 2 {
+		st, idx := put(testKey(t), now, forever)
+		if st != statusOK {
+			t.Fatalf("put: status %d", st)
+		}
+		stale = idx
+	}
+	later := now.Add(3 * DefaultPeriodLen * time.Second)
+	clock = func() time.Time { return later }
+	c := serve(t, s, TargetDescGet, [cell.CookieLen]byte{})
+	go c.Write(stale[:])
+	if st := status(t, c); st != statusNotFound {
+		t.Fatalf("descriptor three periods old served: status %d", st)
+	}
+	if st, _ := put(testKey(t), later, later.Add(time.Hour)); st != statusOK {
+		t.Fatalf("fresh descriptor into a store full of stale ones: status %d", st)
+	}
+}
