@@ -352,12 +352,18 @@ func (s *service) upload(ctx context.Context, dir circuit.HopInfo, raws [][]byte
 func (s *service) rendezvous(id [introIDLen]byte, msg []byte, established func()) error {
 	cfg := &s.m.cfg
 	k, ok := replayKey(msg)
-	if !ok || s.replay.seen(k, cfg.Now()) {
-		return ErrReplay
+	if !ok {
+		return fmt.Errorf("%w: too short", ErrBadIntroduce)
 	}
 	p, hs, err := openIntroduction(s.static, s.key.Public(), id, msg)
 	if err != nil {
 		return err
+	}
+	// Only an introduction that decrypts is remembered: garbage, which an
+	// intro point can send at any rate, must neither push real ones out of
+	// the cache (to replay them) nor claim a real one's ephemeral key.
+	if s.replay.seen(k, cfg.Now()) {
+		return ErrReplay
 	}
 	target := ""
 	for _, pt := range s.ports {
