@@ -135,3 +135,40 @@ func TestServiceReplayCacheHoldsOnlyAuthentic(t *testing.T) {
 		t.Fatalf("replay after a flood of garbage: %v", err)
 	}
 }
+
+// TestServiceRateLimitsEachIntroPoint: a service answers at most the
+// intro point's burst of introductions from one held point at once, even
+// when the point (malicious, skipping its own limit and proof of work)
+// writes more: each answer would be a rendezvous circuit the service pays.
+func TestServiceRateLimitsEachIntroPoint(t *testing.T) {
+	t.Parallel()
+	fail := errors.New("no network in this test")
+	now := time.Unix(1_800_000_000, 0)
+	m, err := New(Config{
+		Build: func(context.Context, circuit.HopInfo, []circuit.HopInfo) (*circuit.Circuit, error) { return nil, fail },
+		Pick:  func(context.Context, int, []peer.ID) ([]circuit.HopInfo, error) { return nil, fail },
+		Find:  func(context.Context, [32]byte, int) ([]circuit.HopInfo, error) { return nil, fail },
+		Now:   func() time.Time { return now },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	static, _ := hsSuite.GenerateKeypair(rand.Reader)
+	ctx, cancel := context.WithCancel(t.Context())
+	s := &service{m: m, key: testKey(t), static: static, ctx: ctx, cancel: cancel,
+		ports:  []Port{{Virtual: 80, Target: "127.0.0.1:1"}},
+		replay: newReplayCache(serviceReplayCap, time.Hour),
+		sem:    make(chan struct{}, 1000)}
+	defer func() { cancel(); s.wg.Wait() }()
+	bucket := newTokenBucket(serviceIntroRate, serviceIntroBurst, now)
+	started := 0
+	for range 10 * serviceIntroBurst {
+		if s.dispatch([introIDLen]byte{1}, make([]byte, 64), bucket) {
+			started++
+		}
+	}
+	if started != serviceIntroBurst {
+		t.Fatalf("%d introductions answered at once, want the burst %d", started, serviceIntroBurst)
+	}
+}
