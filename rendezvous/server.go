@@ -126,10 +126,13 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // Serve goroutines
 
-	mu        sync.Mutex                      // guards waitingRV, intros, descs
-	waitingRV map[[cookieLen]byte]*rvConn     // client cookies not yet joined
-	intros    map[[introIDLen]byte]*introHold // held introduction points
-	descs     map[[32]byte]storedDesc         // descriptors by index
+	mu        sync.Mutex                  // guards waitingRV, waitingPer, intros, descs
+	waitingRV map[[cookieLen]byte]*rvConn // client cookies not yet joined
+	// waitingPer counts the waiting cookies of each circuit (by the
+	// circuit's session cookie at this hop); no zero entries.
+	waitingPer map[[cell.CookieLen]byte]int
+	intros     map[[introIDLen]byte]*introHold // held introduction points
+	descs      map[[32]byte]storedDesc         // descriptors by index
 
 	cookies  *replayCache // every cookie ever registered (reuse refused)
 	intrSeen *replayCache // introductions forwarded (replay refused)
@@ -158,14 +161,15 @@ type storedDesc struct {
 func NewServer(cfg ServerConfig) *Server {
 	cfg.defaults()
 	s := &Server{
-		cfg:       cfg,
-		log:       cfg.Logger.With("subsys", "rendezvous"),
-		targets:   map[cell.Target]string{},
-		waitingRV: map[[cookieLen]byte]*rvConn{},
-		intros:    map[[introIDLen]byte]*introHold{},
-		descs:     map[[32]byte]storedDesc{},
-		cookies:   newReplayCache(1<<16, 24*time.Hour),
-		intrSeen:  newReplayCache(1<<16, 2*time.Duration(cfg.PeriodLen)*time.Second),
+		cfg:        cfg,
+		log:        cfg.Logger.With("subsys", "rendezvous"),
+		targets:    map[cell.Target]string{},
+		waitingRV:  map[[cookieLen]byte]*rvConn{},
+		waitingPer: map[[cell.CookieLen]byte]int{},
+		intros:     map[[introIDLen]byte]*introHold{},
+		descs:      map[[32]byte]storedDesc{},
+		cookies:    newReplayCache(1<<16, 24*time.Hour),
+		intrSeen:   newReplayCache(1<<16, 2*time.Duration(cfg.PeriodLen)*time.Second),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	for _, t := range []string{TargetRendezvous, TargetIntroHold, TargetIntroduce, TargetDescPut, TargetDescGet} {

@@ -313,3 +313,70 @@ func TestHSDirCapsDescriptorLifetime(t *testing.T) {
 		t.Fatalf("fresh descriptor into a store full of stale ones: status %d", st)
 	}
 }
+
+// TestRendezvousWaitingPerCircuit: one circuit keeps at most
+// maxWaitingPerCircuit client cookies waiting; another circuit is not
+// affected, and a cookie that ends (closed or joined) frees its place.
+func TestRendezvousWaitingPerCircuit(t *testing.T) {
+	t.Parallel()
+	s := NewServer(ServerConfig{})
+	circ := [cell.CookieLen]byte{1}
+	register := func(cc [cell.CookieLen]byte) (net.Conn, [cookieLen]byte, byte) {
+		var cookie [cookieLen]byte
+		rand.Read(cookie[:])
+		c := serve(t, s, TargetRendezvous, cc)
+		c.Write(append([]byte{rvClient}, cookie[:]...))
+		return c, cookie, status(t, c)
+	}
+	var first net.Conn
+	var firstCookie [cookieLen]byte
+	for i := range maxWaitingPerCircuit {
+		c, ck, st := register(circ)
+		if st != statusOK {
+			t.Fatalf("cookie %d: status %d", i, st)
+		}
+		if i == 0 {
+			first, firstCookie = c, ck
+		}
+	}
+	if _, _, st := register(circ); st != statusRateLimited {
+		t.Fatalf("cookie beyond the circuit's cap: status %d", st)
+	}
+	if _, _, st := register([cell.CookieLen]byte{2}); st != statusOK {
+		t.Fatalf("another circuit: status %d", st)
+	}
+	// The service joins the first cookie: its place is free again.
+	sv := serve(t, s, TargetRendezvous, [cell.CookieLen]byte{3})
+	go sv.Write(append([]byte{rvService}, firstCookie[:]...))
+	if st := status(t, sv); st != statusOK {
+		t.Fatalf("join: status %d", st)
+	}
+	_ = first
+	c, _, st := register(circ)
+	if st != statusOK {
+		t.Fatalf("after a join: status %d", st)
+	}
+	c.Close()
+	waitFor(t, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.waitingPer[circ] == maxWaitingPerCircuit-1
+	})
+	if _, _, st := register(circ); st != statusOK {
+		t.Fatalf("after a close: status %d", st)
+	}
+}
+
+// waitFor polls cond under a deadline.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatal("condition not met in time")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
