@@ -131,8 +131,12 @@ type Server struct {
 	// waitingPer counts the waiting cookies of each circuit (by the
 	// circuit's session cookie at this hop); no zero entries.
 	waitingPer map[[cell.CookieLen]byte]int
-	intros     map[[introIDLen]byte]*introHold // held introduction points
-	descs      map[[32]byte]storedDesc         // descriptors by index
+	// descPer counts the new indexes each circuit stored (by its session
+	// cookie at this hop); it is cleared when it reaches MaxDescriptors
+	// entries, which takes as many stored descriptors.
+	descPer map[[cell.CookieLen]byte]int
+	intros  map[[introIDLen]byte]*introHold // held introduction points
+	descs   map[[32]byte]storedDesc         // descriptors by index
 
 	cookies  *replayCache // every cookie ever registered (reuse refused)
 	intrSeen *replayCache // introductions forwarded (replay refused)
@@ -166,6 +170,7 @@ func NewServer(cfg ServerConfig) *Server {
 		targets:    map[cell.Target]string{},
 		waitingRV:  map[[cookieLen]byte]*rvConn{},
 		waitingPer: map[[cell.CookieLen]byte]int{},
+		descPer:    map[[cell.CookieLen]byte]int{},
 		intros:     map[[introIDLen]byte]*introHold{},
 		descs:      map[[32]byte]storedDesc{},
 		cookies:    newReplayCache(1<<16, 24*time.Hour),
@@ -249,7 +254,7 @@ func (s *Server) Serve(ctx context.Context, req circuit.BeginRequest, conn net.C
 	case TargetIntroduce:
 		s.serveIntroduce(conn)
 	case TargetDescPut:
-		s.serveDescPut(ctx, conn)
+		s.serveDescPut(ctx, req.Cookie, conn)
 	case TargetDescGet:
 		s.serveDescGet(conn)
 	}
@@ -383,7 +388,13 @@ func (s *Server) serveIntroduce(conn net.Conn) {
 	conn.Write([]byte{statusOK})
 }
 
-func (s *Server) serveDescPut(ctx context.Context, conn net.Conn) {
+// maxDescsPerCircuit caps the new indexes one circuit may store (a
+// service stores two, this period's and the next, per upload circuit), so
+// that filling MaxDescriptors takes that many paid circuits rather than a
+// few megabytes of traffic over one.
+const maxDescsPerCircuit = 8
+
+func (s *Server) serveDescPut(ctx context.Context, circ [cell.CookieLen]byte, conn net.Conn) {
 	var h [2]byte
 	if _, err := io.ReadFull(conn, h[:]); err != nil {
 		return
@@ -415,6 +426,11 @@ func (s *Server) serveDescPut(ctx context.Context, conn net.Conn) {
 		conn.Write([]byte{statusReplay})
 		return
 	}
+	if !had && s.descPer[circ] >= maxDescsPerCircuit {
+		s.mu.Unlock()
+		conn.Write([]byte{statusRateLimited})
+		return
+	}
 	if !had && len(s.descs) >= s.cfg.MaxDescriptors {
 		for k, d := range s.descs {
 			if !now.Before(d.expires) {
@@ -436,6 +452,12 @@ func (s *Server) serveDescPut(ctx context.Context, conn net.Conn) {
 		expires = limit
 	}
 	s.descs[idx] = storedDesc{raw: raw, revision: o.Revision, expires: expires}
+	if !had {
+		if len(s.descPer) >= s.cfg.MaxDescriptors {
+			clear(s.descPer)
+		}
+		s.descPer[circ]++
+	}
 	s.mu.Unlock()
 	conn.Write([]byte{statusOK})
 	if s.cfg.Provide != nil && !had {

@@ -380,3 +380,43 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 	}
 }
+
+// TestHSDirNewIndexesPerCircuit: one circuit stores at most
+// maxDescsPerCircuit new indexes; a newer revision of an index already
+// stored and other circuits are not affected.
+func TestHSDirNewIndexesPerCircuit(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_800_000_000, 0)
+	s := NewServer(ServerConfig{Now: func() time.Time { return now }})
+	put := func(k Key, rev uint64, circ byte) byte {
+		p := PeriodOf(now, DefaultPeriodLen)
+		d := &Descriptor{Period: p, PeriodLen: DefaultPeriodLen, Revision: rev, Expires: now.Add(time.Hour),
+			Intros: []IntroPoint{{Peer: []byte("x")}}}
+		raw, err := encodeDescriptor(d, k.Public(), signerOf(k).blind(p, DefaultPeriodLen))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := serve(t, s, TargetDescPut, [cell.CookieLen]byte{circ})
+		go c.Write(appendFrame16(nil, raw))
+		return status(t, c)
+	}
+	first := testKey(t)
+	for i := range maxDescsPerCircuit {
+		k := first
+		if i > 0 {
+			k = testKey(t)
+		}
+		if st := put(k, 1, 1); st != statusOK {
+			t.Fatalf("descriptor %d: status %d", i, st)
+		}
+	}
+	if st := put(testKey(t), 1, 1); st != statusRateLimited {
+		t.Fatalf("new index beyond the circuit's cap: status %d", st)
+	}
+	if st := put(first, 2, 1); st != statusOK {
+		t.Fatalf("newer revision of a stored index: status %d", st)
+	}
+	if st := put(testKey(t), 1, 2); st != statusOK {
+		t.Fatalf("another circuit: status %d", st)
+	}
+}
