@@ -126,7 +126,7 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // Serve goroutines
 
-	mu        sync.Mutex                  // guards waitingRV, waitingPer, intros, descs
+	mu        sync.Mutex                  // guards waitingRV and every map below it
 	waitingRV map[[cookieLen]byte]*rvConn // client cookies not yet joined
 	// waitingPer counts the waiting cookies of each circuit (by the
 	// circuit's session cookie at this hop); no zero entries.
@@ -135,8 +135,11 @@ type Server struct {
 	// cookie at this hop); it is cleared when it reaches MaxDescriptors
 	// entries, which takes as many stored descriptors.
 	descPer map[[cell.CookieLen]byte]int
-	intros  map[[introIDLen]byte]*introHold // held introduction points
-	descs   map[[32]byte]storedDesc         // descriptors by index
+	// holdsPer counts the live intro holds of each circuit; no zero
+	// entries.
+	holdsPer map[[cell.CookieLen]byte]int
+	intros   map[[introIDLen]byte]*introHold // held introduction points
+	descs    map[[32]byte]storedDesc         // descriptors by index
 
 	cookies  *replayCache // every cookie ever registered (reuse refused)
 	intrSeen *replayCache // introductions forwarded (replay refused)
@@ -171,6 +174,7 @@ func NewServer(cfg ServerConfig) *Server {
 		waitingRV:  map[[cookieLen]byte]*rvConn{},
 		waitingPer: map[[cell.CookieLen]byte]int{},
 		descPer:    map[[cell.CookieLen]byte]int{},
+		holdsPer:   map[[cell.CookieLen]byte]int{},
 		intros:     map[[introIDLen]byte]*introHold{},
 		descs:      map[[32]byte]storedDesc{},
 		cookies:    newReplayCache(1<<16, 24*time.Hour),
@@ -279,6 +283,11 @@ func introHoldMessage(cookie [cell.CookieLen]byte, id [introIDLen]byte, effort u
 	return append(m, effort)
 }
 
+// maxHoldsPerCircuit caps the intro points one circuit holds (a service
+// holds one per circuit), so that filling MaxIntros takes that many paid
+// circuits rather than a few circuits of 64 streams.
+const maxHoldsPerCircuit = 2
+
 func (s *Server) serveIntroHold(ctx context.Context, req circuit.BeginRequest, conn net.Conn) {
 	var b [introIDLen + ed25519.PublicKeySize + 1 + ed25519.SignatureSize]byte
 	if _, err := io.ReadFull(conn, b[:]); err != nil {
@@ -294,14 +303,16 @@ func (s *Server) serveIntroHold(ctx context.Context, req circuit.BeginRequest, c
 		return
 	}
 	h := &introHold{effort: effort, conn: conn, bucket: newTokenBucket(s.cfg.IntroRate, s.cfg.IntroBurst, s.cfg.Now())}
+	circ := req.Cookie
 	s.mu.Lock()
 	old := s.intros[id]
-	if old == nil && len(s.intros) >= s.cfg.MaxIntros {
+	if (old == nil && len(s.intros) >= s.cfg.MaxIntros) || s.holdsPer[circ] >= maxHoldsPerCircuit {
 		s.mu.Unlock()
 		conn.Write([]byte{statusRateLimited})
 		return
 	}
 	s.intros[id] = h // the holder of the auth key moves it to a new circuit
+	s.holdsPer[circ]++
 	s.mu.Unlock()
 	if old != nil {
 		old.conn.Close()
@@ -310,6 +321,9 @@ func (s *Server) serveIntroHold(ctx context.Context, req circuit.BeginRequest, c
 		s.mu.Lock()
 		if s.intros[id] == h {
 			delete(s.intros, id)
+		}
+		if s.holdsPer[circ]--; s.holdsPer[circ] <= 0 {
+			delete(s.holdsPer, circ)
 		}
 		s.mu.Unlock()
 	}()

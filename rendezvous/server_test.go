@@ -420,3 +420,37 @@ func TestHSDirNewIndexesPerCircuit(t *testing.T) {
 		t.Fatalf("another circuit: status %d", st)
 	}
 }
+
+// TestIntroHoldsPerCircuit: one circuit holds at most maxHoldsPerCircuit
+// intro points at once; another circuit is not affected, and a hold that
+// ends frees its place.
+func TestIntroHoldsPerCircuit(t *testing.T) {
+	t.Parallel()
+	s := NewServer(ServerConfig{})
+	circ := [cell.CookieLen]byte{9}
+	var held []net.Conn
+	for range maxHoldsPerCircuit {
+		c, _, _ := holdIntro(t, s, circ, 0)
+		held = append(held, c)
+	}
+	try := func(cc [cell.CookieLen]byte) byte {
+		auth, id := newAuthKey()
+		c := serve(t, s, TargetIntroHold, cc)
+		msg := append(append(id[:0:0], id[:]...), auth.Public().(ed25519.PublicKey)...)
+		msg = append(msg, 0)
+		msg = append(msg, ed25519.Sign(auth, introHoldMessage(cc, id, 0))...)
+		go c.Write(msg)
+		return status(t, c)
+	}
+	if st := try(circ); st != statusRateLimited {
+		t.Fatalf("hold beyond the circuit's cap: status %d", st)
+	}
+	holdIntro(t, s, [cell.CookieLen]byte{10}, 0)
+	held[0].Close()
+	waitFor(t, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.holdsPer[circ] < maxHoldsPerCircuit
+	})
+	holdIntro(t, s, circ, 0)
+}
