@@ -162,9 +162,20 @@ func (n *Node) findDescriptor(ctx context.Context, index [32]byte, max int) ([]c
 func (n *Node) vanguardCandidates(context.Context) ([]circuit.HopInfo, error) {
 	var out []circuit.HopInfo
 	for _, ad := range n.disc.Fresh(discovery.RoleRelay) {
-		if ad.Peer != n.host.ID() {
+		if vanguardOK(ad, n.host.ID(), n.cfg.Discovery.MaxPriceSatPerMB) {
 			out = append(out, hopInfo(ad))
 		}
 	}
 	return out, nil
+}
+
+// vanguardOK reports whether ad may be a layer-2 vanguard: not this node,
+// and within the price cap path selection applies to every other hop (a
+// vanguard above it, kept for days, would be one the wallet never buys
+// from, so every service circuit through it would fail to prepay).
+func vanguardOK(ad discovery.Advert, self peer.ID, maxPrice uint64) bool {
+	if ad.Peer == self {
+		return false
+	}
+	return maxPrice == 0 || ad.Price(discovery.RoleRelay) <= maxPrice
 }

@@ -191,6 +191,10 @@ type ControlServer struct {
 	// (lnd's Reconnect) re-adds its key at once. Guarded by mu.
 	dying     int
 	dyingDone chan struct{}
+	// adding counts ADD_ONIONs in progress: they hold a place under
+	// MaxOnions, so that connections adding at once cannot all pass the
+	// check. Guarded by mu.
+	adding int
 }
 
 // NewControl checks cfg and, with CookiePath, writes a fresh cookie.
@@ -598,12 +602,18 @@ func (cc *controlConn) addOnion(ctx context.Context, rest string) {
 		return
 	}
 	cc.s.mu.Lock()
-	total := len(cc.s.owned) + cc.s.dying
-	cc.s.mu.Unlock()
-	if total >= cc.s.cfg.MaxOnions {
+	if len(cc.s.owned)+cc.s.dying+cc.s.adding >= cc.s.cfg.MaxOnions {
+		cc.s.mu.Unlock()
 		cc.fail(ctlErr(551, "Too many onion services (at most %d)", cc.s.cfg.MaxOnions))
 		return
 	}
+	cc.s.adding++
+	cc.s.mu.Unlock()
+	defer func() { // after the service, if made, is in owned
+		cc.s.mu.Lock()
+		cc.s.adding--
+		cc.s.mu.Unlock()
+	}()
 	actx, cancel := context.WithTimeout(ctx, cc.s.cfg.AddOnionTimeout)
 	rep, err := cc.s.cfg.AddOnion(actx, req)
 	if errors.Is(err, ErrOnionCollision) && cc.s.waitDying(actx) {

@@ -643,3 +643,45 @@ func TestQuote(t *testing.T) {
 		}
 	}
 }
+
+// TestControlMaxOnionsConcurrent: an ADD_ONION still running counts
+// against MaxOnions, so controllers on several connections cannot each
+// pass the check while the others' services are being made.
+func TestControlMaxOnionsConcurrent(t *testing.T) {
+	t.Parallel()
+	entered, release := make(chan struct{}), make(chan struct{})
+	var calls sync.Mutex
+	n := 0
+	s, f := startControl(t, func(c *ControlConfig) {
+		c.MaxOnions = 1
+		add := c.AddOnion
+		c.AddOnion = func(ctx context.Context, req OnionRequest) (OnionReply, error) {
+			calls.Lock()
+			n++
+			first := n == 1
+			calls.Unlock()
+			if first {
+				close(entered)
+				<-release
+			}
+			return add(ctx, req)
+		}
+	})
+	_ = f
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(free) // before Shutdown (cleanups run last-in first-out)
+	a := dialControl(t, s)
+	a.auth(s)
+	if _, err := io.WriteString(a.c, "ADD_ONION NEW:BEST Port=80\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	b := dialControl(t, s)
+	b.auth(s)
+	b.want("ADD_ONION NEW:BEST Port=80", "551 Too many onion services (at most 1)")
+	free()
+	if r := a.reply(); !strings.HasPrefix(r[0], "250-ServiceID=") {
+		t.Fatalf("first ADD_ONION: %q", r)
+	}
+}

@@ -160,6 +160,11 @@ func loopbackDialer(any bool) func(ctx context.Context, target string) (net.Conn
 	}
 }
 
+// serviceReplayCap is how many introductions a service remembers (per
+// publication; a new Publish has a new static key, so older ones no
+// longer decrypt).
+const serviceReplayCap = 1 << 14
+
 // ErrDuplicate: Publish of a key already published here.
 var ErrDuplicate = errors.New("rendezvous: onion service already published")
 
@@ -248,7 +253,7 @@ func (m *Manager) Publish(ctx context.Context, key Key, ports []Port) (ServiceIn
 	s := &service{
 		m: m, key: key, signer: signerOf(key), addr: addr, ports: slices.Clone(ports),
 		static: static, ctx: sctx, cancel: cancel,
-		replay:    newReplayCache(1<<14, 2*time.Duration(m.cfg.PeriodLen)*time.Second),
+		replay:    newReplayCache(serviceReplayCap, 2*time.Duration(m.cfg.PeriodLen)*time.Second),
 		sem:       make(chan struct{}, m.cfg.MaxPendingRendezvous),
 		changed:   make(chan struct{}, 1),
 		published: make(chan struct{}),

@@ -2,6 +2,7 @@ package rendezvous
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"testing"
 	"time"
@@ -77,5 +78,97 @@ func TestLoopbackDialerRefusesOthers(t *testing.T) {
 		if _, err := d(t.Context(), target); err == nil {
 			t.Errorf("%s dialled", target)
 		}
+	}
+}
+
+// TestServiceReplayCacheHoldsOnlyAuthentic: the service remembers an
+// introduction's ephemeral key only once it decrypted; garbage (which an
+// intro point can write down the held stream at any rate, past its own
+// rate limit and proof of work) neither pushes a real introduction out of
+// the cache, so that it could be replayed and make the service build (and
+// pay for) another rendezvous circuit, nor, sent first with the real
+// message's ephemeral key, makes the real one look like a replay.
+func TestServiceReplayCacheHoldsOnlyAuthentic(t *testing.T) {
+	t.Parallel()
+	fail := errors.New("no network in this test")
+	m, err := New(Config{
+		Build: func(context.Context, circuit.HopInfo, []circuit.HopInfo) (*circuit.Circuit, error) { return nil, fail },
+		Pick:  func(context.Context, int, []peer.ID) ([]circuit.HopInfo, error) { return nil, fail },
+		Find:  func(context.Context, [32]byte, int) ([]circuit.HopInfo, error) { return nil, fail },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	k := testKey(t)
+	static, _ := hsSuite.GenerateKeypair(rand.Reader)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	s := &service{m: m, key: k, static: static, ctx: ctx, cancel: cancel,
+		ports:  []Port{{Virtual: 80, Target: "127.0.0.1:1"}},
+		replay: newReplayCache(serviceReplayCap, time.Hour)}
+	var enc [32]byte
+	copy(enc[:], static.Public)
+	id := [introIDLen]byte{7}
+	// Port 81 is not published: an authentic introduction is refused
+	// after decryption, before any circuit is built.
+	msg, _, err := newIntroduction(enc, k.Public(), id, &introPayload{Port: 81, RVPeer: []byte("rv")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := append([]byte(nil), msg...)
+	forged[len(forged)-1] ^= 1 // same ephemeral key, does not decrypt
+	if err := s.rendezvous(id, forged, func() {}); !errors.Is(err, ErrBadIntroduce) {
+		t.Fatalf("forged introduction: %v", err)
+	}
+	if err := s.rendezvous(id, msg, func() {}); err == nil || errors.Is(err, ErrReplay) {
+		t.Fatalf("first real introduction after a forgery with its key: %v", err)
+	}
+	garbage := make([]byte, 64)
+	for range serviceReplayCap {
+		rand.Read(garbage)
+		if err := s.rendezvous(id, garbage, func() {}); !errors.Is(err, ErrBadIntroduce) {
+			t.Fatalf("garbage: %v", err)
+		}
+	}
+	if err := s.rendezvous(id, msg, func() {}); !errors.Is(err, ErrReplay) {
+		t.Fatalf("replay after a flood of garbage: %v", err)
+	}
+}
+
+// TestServiceRateLimitsEachIntroPoint: a service answers at most the
+// intro point's burst of introductions from one held point at once, even
+// when the point (malicious, skipping its own limit and proof of work)
+// writes more: each answer would be a rendezvous circuit the service pays.
+func TestServiceRateLimitsEachIntroPoint(t *testing.T) {
+	t.Parallel()
+	fail := errors.New("no network in this test")
+	now := time.Unix(1_800_000_000, 0)
+	m, err := New(Config{
+		Build: func(context.Context, circuit.HopInfo, []circuit.HopInfo) (*circuit.Circuit, error) { return nil, fail },
+		Pick:  func(context.Context, int, []peer.ID) ([]circuit.HopInfo, error) { return nil, fail },
+		Find:  func(context.Context, [32]byte, int) ([]circuit.HopInfo, error) { return nil, fail },
+		Now:   func() time.Time { return now },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	static, _ := hsSuite.GenerateKeypair(rand.Reader)
+	ctx, cancel := context.WithCancel(t.Context())
+	s := &service{m: m, key: testKey(t), static: static, ctx: ctx, cancel: cancel,
+		ports:  []Port{{Virtual: 80, Target: "127.0.0.1:1"}},
+		replay: newReplayCache(serviceReplayCap, time.Hour),
+		sem:    make(chan struct{}, 1000)}
+	defer func() { cancel(); s.wg.Wait() }()
+	bucket := newTokenBucket(serviceIntroRate, serviceIntroBurst, now)
+	started := 0
+	for range 10 * serviceIntroBurst {
+		if s.dispatch([introIDLen]byte{1}, make([]byte, 64), bucket) {
+			started++
+		}
+	}
+	if started != serviceIntroBurst {
+		t.Fatalf("%d introductions answered at once, want the burst %d", started, serviceIntroBurst)
 	}
 }

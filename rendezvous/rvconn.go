@@ -10,12 +10,19 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/co-infuse/co-infuse/circuit"
+	"github.com/co-infuse/co-infuse/circuit/cell"
 )
 
 // maxRVBuffer bounds the bytes one end of a rendezvous holds for its
 // stream; past it the other end's Write waits, which stops reading that
 // stream and so withholds its SENDMEs (backpressure, not memory).
 const maxRVBuffer = 256 << 10
+
+// maxWaitingPerCircuit caps the client cookies one circuit keeps waiting
+// (a client registers one per rendezvous circuit), so that filling
+// ServerConfig.MaxWaiting takes that many paid circuits, not a few
+// circuits of 64 streams each.
+const maxWaitingPerCircuit = 4
 
 // errNoDeadline: rvConn has write deadlines only (what the engine uses to
 // linger after END: the bytes the stream still holds are written to the
@@ -40,6 +47,7 @@ func (timeoutError) Temporary() bool { return true }
 type rvConn struct {
 	s    *Server
 	prev peer.ID
+	circ [cell.CookieLen]byte // the circuit's session cookie at this hop
 
 	mu      sync.Mutex // guards everything below
 	cond    *sync.Cond // on mu: rbuf grew or shrank, or a close
@@ -63,7 +71,7 @@ type rvConn struct {
 var _ net.Conn = (*rvConn)(nil)
 
 func (s *Server) newRVConn(req circuit.BeginRequest) *rvConn {
-	c := &rvConn{s: s, prev: req.Peer}
+	c := &rvConn{s: s, prev: req.Peer, circ: req.Cookie}
 	c.cond = sync.NewCond(&c.mu)
 	c.timer = time.AfterFunc(handshakeTimeout, func() { c.giveUp() })
 	return c
@@ -210,10 +218,11 @@ func (c *rvConn) join() *rvConn {
 		copy(key[:], c.cookie[:])
 		s.mu.Lock()
 		_, dup := s.waitingRV[c.cookie]
-		full := len(s.waitingRV) >= s.cfg.MaxWaiting
+		full := len(s.waitingRV) >= s.cfg.MaxWaiting || s.waitingPer[c.circ] >= maxWaitingPerCircuit
 		ok := !dup && !full && !s.cookies.seen(key, now)
 		if ok {
 			s.waitingRV[c.cookie] = c
+			s.waitingPer[c.circ]++
 		}
 		s.mu.Unlock()
 		if !ok {
@@ -233,7 +242,9 @@ func (c *rvConn) join() *rvConn {
 	case rvService:
 		s.mu.Lock()
 		cl := s.waitingRV[c.cookie]
-		delete(s.waitingRV, c.cookie)
+		if cl != nil {
+			s.unwaitLocked(cl)
+		}
 		s.mu.Unlock()
 		if cl == nil {
 			c.answer(statusNotFound, true)
@@ -262,6 +273,14 @@ func (c *rvConn) join() *rvConn {
 	}
 }
 
+// unwaitLocked removes the waiting client c; s.mu held.
+func (s *Server) unwaitLocked(c *rvConn) {
+	delete(s.waitingRV, c.cookie)
+	if s.waitingPer[c.circ]--; s.waitingPer[c.circ] <= 0 {
+		delete(s.waitingPer, c.circ)
+	}
+}
+
 // Close ends this side; the other end reads what is buffered, then EOF.
 func (c *rvConn) Close() error {
 	c.mu.Lock()
@@ -277,7 +296,7 @@ func (c *rvConn) Close() error {
 	if waiting {
 		c.s.mu.Lock()
 		if c.s.waitingRV[cookie] == c {
-			delete(c.s.waitingRV, cookie)
+			c.s.unwaitLocked(c)
 		}
 		c.s.mu.Unlock()
 	}

@@ -126,10 +126,20 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // Serve goroutines
 
-	mu        sync.Mutex                      // guards waitingRV, intros, descs
-	waitingRV map[[cookieLen]byte]*rvConn     // client cookies not yet joined
-	intros    map[[introIDLen]byte]*introHold // held introduction points
-	descs     map[[32]byte]storedDesc         // descriptors by index
+	mu        sync.Mutex                  // guards waitingRV and every map below it
+	waitingRV map[[cookieLen]byte]*rvConn // client cookies not yet joined
+	// waitingPer counts the waiting cookies of each circuit (by the
+	// circuit's session cookie at this hop); no zero entries.
+	waitingPer map[[cell.CookieLen]byte]int
+	// descPer counts the new indexes each circuit stored (by its session
+	// cookie at this hop); it is cleared when it reaches MaxDescriptors
+	// entries, which takes as many stored descriptors.
+	descPer map[[cell.CookieLen]byte]int
+	// holdsPer counts the live intro holds of each circuit; no zero
+	// entries.
+	holdsPer map[[cell.CookieLen]byte]int
+	intros   map[[introIDLen]byte]*introHold // held introduction points
+	descs    map[[32]byte]storedDesc         // descriptors by index
 
 	cookies  *replayCache // every cookie ever registered (reuse refused)
 	intrSeen *replayCache // introductions forwarded (replay refused)
@@ -158,14 +168,17 @@ type storedDesc struct {
 func NewServer(cfg ServerConfig) *Server {
 	cfg.defaults()
 	s := &Server{
-		cfg:       cfg,
-		log:       cfg.Logger.With("subsys", "rendezvous"),
-		targets:   map[cell.Target]string{},
-		waitingRV: map[[cookieLen]byte]*rvConn{},
-		intros:    map[[introIDLen]byte]*introHold{},
-		descs:     map[[32]byte]storedDesc{},
-		cookies:   newReplayCache(1<<16, 24*time.Hour),
-		intrSeen:  newReplayCache(1<<16, 2*time.Duration(cfg.PeriodLen)*time.Second),
+		cfg:        cfg,
+		log:        cfg.Logger.With("subsys", "rendezvous"),
+		targets:    map[cell.Target]string{},
+		waitingRV:  map[[cookieLen]byte]*rvConn{},
+		waitingPer: map[[cell.CookieLen]byte]int{},
+		descPer:    map[[cell.CookieLen]byte]int{},
+		holdsPer:   map[[cell.CookieLen]byte]int{},
+		intros:     map[[introIDLen]byte]*introHold{},
+		descs:      map[[32]byte]storedDesc{},
+		cookies:    newReplayCache(1<<16, 24*time.Hour),
+		intrSeen:   newReplayCache(1<<16, 2*time.Duration(cfg.PeriodLen)*time.Second),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	for _, t := range []string{TargetRendezvous, TargetIntroHold, TargetIntroduce, TargetDescPut, TargetDescGet} {
@@ -245,7 +258,7 @@ func (s *Server) Serve(ctx context.Context, req circuit.BeginRequest, conn net.C
 	case TargetIntroduce:
 		s.serveIntroduce(conn)
 	case TargetDescPut:
-		s.serveDescPut(ctx, conn)
+		s.serveDescPut(ctx, req.Cookie, conn)
 	case TargetDescGet:
 		s.serveDescGet(conn)
 	}
@@ -270,6 +283,11 @@ func introHoldMessage(cookie [cell.CookieLen]byte, id [introIDLen]byte, effort u
 	return append(m, effort)
 }
 
+// maxHoldsPerCircuit caps the intro points one circuit holds (a service
+// holds one per circuit), so that filling MaxIntros takes that many paid
+// circuits rather than a few circuits of 64 streams.
+const maxHoldsPerCircuit = 2
+
 func (s *Server) serveIntroHold(ctx context.Context, req circuit.BeginRequest, conn net.Conn) {
 	var b [introIDLen + ed25519.PublicKeySize + 1 + ed25519.SignatureSize]byte
 	if _, err := io.ReadFull(conn, b[:]); err != nil {
@@ -285,14 +303,16 @@ func (s *Server) serveIntroHold(ctx context.Context, req circuit.BeginRequest, c
 		return
 	}
 	h := &introHold{effort: effort, conn: conn, bucket: newTokenBucket(s.cfg.IntroRate, s.cfg.IntroBurst, s.cfg.Now())}
+	circ := req.Cookie
 	s.mu.Lock()
 	old := s.intros[id]
-	if old == nil && len(s.intros) >= s.cfg.MaxIntros {
+	if (old == nil && len(s.intros) >= s.cfg.MaxIntros) || s.holdsPer[circ] >= maxHoldsPerCircuit {
 		s.mu.Unlock()
 		conn.Write([]byte{statusRateLimited})
 		return
 	}
 	s.intros[id] = h // the holder of the auth key moves it to a new circuit
+	s.holdsPer[circ]++
 	s.mu.Unlock()
 	if old != nil {
 		old.conn.Close()
@@ -301,6 +321,9 @@ func (s *Server) serveIntroHold(ctx context.Context, req circuit.BeginRequest, c
 		s.mu.Lock()
 		if s.intros[id] == h {
 			delete(s.intros, id)
+		}
+		if s.holdsPer[circ]--; s.holdsPer[circ] <= 0 {
+			delete(s.holdsPer, circ)
 		}
 		s.mu.Unlock()
 	}()
@@ -379,7 +402,13 @@ func (s *Server) serveIntroduce(conn net.Conn) {
 	conn.Write([]byte{statusOK})
 }
 
-func (s *Server) serveDescPut(ctx context.Context, conn net.Conn) {
+// maxDescsPerCircuit caps the new indexes one circuit may store (a
+// service stores two, this period's and the next, per upload circuit), so
+// that filling MaxDescriptors takes that many paid circuits rather than a
+// few megabytes of traffic over one.
+const maxDescsPerCircuit = 8
+
+func (s *Server) serveDescPut(ctx context.Context, circ [cell.CookieLen]byte, conn net.Conn) {
 	var h [2]byte
 	if _, err := io.ReadFull(conn, h[:]); err != nil {
 		return
@@ -411,6 +440,11 @@ func (s *Server) serveDescPut(ctx context.Context, conn net.Conn) {
 		conn.Write([]byte{statusReplay})
 		return
 	}
+	if !had && s.descPer[circ] >= maxDescsPerCircuit {
+		s.mu.Unlock()
+		conn.Write([]byte{statusRateLimited})
+		return
+	}
 	if !had && len(s.descs) >= s.cfg.MaxDescriptors {
 		for k, d := range s.descs {
 			if !now.Before(d.expires) {
@@ -423,7 +457,21 @@ func (s *Server) serveDescPut(ctx context.Context, conn net.Conn) {
 			return
 		}
 	}
-	s.descs[idx] = storedDesc{raw: raw, revision: o.Revision, expires: o.Expires}
+	// The expiry is the signer's claim: keep a descriptor no longer than
+	// the end of the period after its own (a service's own descriptors end
+	// half a period earlier), so that stale ones are not served for ever
+	// and eviction of expired entries can free a full store.
+	expires := o.Expires
+	if limit := periodStart(o.Period+2, s.cfg.PeriodLen); expires.After(limit) {
+		expires = limit
+	}
+	s.descs[idx] = storedDesc{raw: raw, revision: o.Revision, expires: expires}
+	if !had {
+		if len(s.descPer) >= s.cfg.MaxDescriptors {
+			clear(s.descPer)
+		}
+		s.descPer[circ]++
+	}
 	s.mu.Unlock()
 	conn.Write([]byte{statusOK})
 	if s.cfg.Provide != nil && !had {

@@ -269,3 +269,188 @@ func TestIntroPointProofOfWork(t *testing.T) {
 		t.Fatalf("hold with a changed effort: status %d", st)
 	}
 }
+
+// TestHSDirCapsDescriptorLifetime: a descriptor that claims to expire in
+// the far future is kept no longer than the end of the period after its
+// own, so stale descriptors are not served for ever and a full store
+// frees up: otherwise anyone with one circuit could fill MaxDescriptors
+// with keys of their own and lock out every service for good.
+func TestHSDirCapsDescriptorLifetime(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_800_000_000, 0)
+	clock := func() time.Time { return now }
+	s := NewServer(ServerConfig{MaxDescriptors: 2, Now: func() time.Time { return clock() }})
+	put := func(k Key, at time.Time, expires time.Time) (byte, [32]byte) {
+		p := PeriodOf(at, DefaultPeriodLen)
+		d := &Descriptor{Period: p, PeriodLen: DefaultPeriodLen, Revision: 1, Expires: expires,
+			Intros: []IntroPoint{{Peer: []byte("x")}}}
+		raw, err := encodeDescriptor(d, k.Public(), signerOf(k).blind(p, DefaultPeriodLen))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := serve(t, s, TargetDescPut, [cell.CookieLen]byte{})
+		go c.Write(appendFrame16(nil, raw))
+		b, _ := BlindPublic(k.Public(), p, DefaultPeriodLen)
+		return status(t, c), Index(b, p, DefaultPeriodLen)
+	}
+	forever := time.Unix(1<<40, 0)
+	var stale [32]byte
+	for range 2 {
+		st, idx := put(testKey(t), now, forever)
+		if st != statusOK {
+			t.Fatalf("put: status %d", st)
+		}
+		stale = idx
+	}
+	later := now.Add(3 * DefaultPeriodLen * time.Second)
+	clock = func() time.Time { return later }
+	c := serve(t, s, TargetDescGet, [cell.CookieLen]byte{})
+	go c.Write(stale[:])
+	if st := status(t, c); st != statusNotFound {
+		t.Fatalf("descriptor three periods old served: status %d", st)
+	}
+	if st, _ := put(testKey(t), later, later.Add(time.Hour)); st != statusOK {
+		t.Fatalf("fresh descriptor into a store full of stale ones: status %d", st)
+	}
+}
+
+// TestRendezvousWaitingPerCircuit: one circuit keeps at most
+// maxWaitingPerCircuit client cookies waiting; another circuit is not
+// affected, and a cookie that ends (closed or joined) frees its place.
+func TestRendezvousWaitingPerCircuit(t *testing.T) {
+	t.Parallel()
+	s := NewServer(ServerConfig{})
+	circ := [cell.CookieLen]byte{1}
+	register := func(cc [cell.CookieLen]byte) (net.Conn, [cookieLen]byte, byte) {
+		var cookie [cookieLen]byte
+		rand.Read(cookie[:])
+		c := serve(t, s, TargetRendezvous, cc)
+		c.Write(append([]byte{rvClient}, cookie[:]...))
+		return c, cookie, status(t, c)
+	}
+	var first net.Conn
+	var firstCookie [cookieLen]byte
+	for i := range maxWaitingPerCircuit {
+		c, ck, st := register(circ)
+		if st != statusOK {
+			t.Fatalf("cookie %d: status %d", i, st)
+		}
+		if i == 0 {
+			first, firstCookie = c, ck
+		}
+	}
+	if _, _, st := register(circ); st != statusRateLimited {
+		t.Fatalf("cookie beyond the circuit's cap: status %d", st)
+	}
+	if _, _, st := register([cell.CookieLen]byte{2}); st != statusOK {
+		t.Fatalf("another circuit: status %d", st)
+	}
+	// The service joins the first cookie: its place is free again.
+	sv := serve(t, s, TargetRendezvous, [cell.CookieLen]byte{3})
+	go sv.Write(append([]byte{rvService}, firstCookie[:]...))
+	if st := status(t, sv); st != statusOK {
+		t.Fatalf("join: status %d", st)
+	}
+	_ = first
+	c, _, st := register(circ)
+	if st != statusOK {
+		t.Fatalf("after a join: status %d", st)
+	}
+	c.Close()
+	waitFor(t, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.waitingPer[circ] == maxWaitingPerCircuit-1
+	})
+	if _, _, st := register(circ); st != statusOK {
+		t.Fatalf("after a close: status %d", st)
+	}
+}
+
+// waitFor polls cond under a deadline.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatal("condition not met in time")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// TestHSDirNewIndexesPerCircuit: one circuit stores at most
+// maxDescsPerCircuit new indexes; a newer revision of an index already
+// stored and other circuits are not affected.
+func TestHSDirNewIndexesPerCircuit(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_800_000_000, 0)
+	s := NewServer(ServerConfig{Now: func() time.Time { return now }})
+	put := func(k Key, rev uint64, circ byte) byte {
+		p := PeriodOf(now, DefaultPeriodLen)
+		d := &Descriptor{Period: p, PeriodLen: DefaultPeriodLen, Revision: rev, Expires: now.Add(time.Hour),
+			Intros: []IntroPoint{{Peer: []byte("x")}}}
+		raw, err := encodeDescriptor(d, k.Public(), signerOf(k).blind(p, DefaultPeriodLen))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := serve(t, s, TargetDescPut, [cell.CookieLen]byte{circ})
+		go c.Write(appendFrame16(nil, raw))
+		return status(t, c)
+	}
+	first := testKey(t)
+	for i := range maxDescsPerCircuit {
+		k := first
+		if i > 0 {
+			k = testKey(t)
+		}
+		if st := put(k, 1, 1); st != statusOK {
+			t.Fatalf("descriptor %d: status %d", i, st)
+		}
+	}
+	if st := put(testKey(t), 1, 1); st != statusRateLimited {
+		t.Fatalf("new index beyond the circuit's cap: status %d", st)
+	}
+	if st := put(first, 2, 1); st != statusOK {
+		t.Fatalf("newer revision of a stored index: status %d", st)
+	}
+	if st := put(testKey(t), 1, 2); st != statusOK {
+		t.Fatalf("another circuit: status %d", st)
+	}
+}
+
+// TestIntroHoldsPerCircuit: one circuit holds at most maxHoldsPerCircuit
+// intro points at once; another circuit is not affected, and a hold that
+// ends frees its place.
+func TestIntroHoldsPerCircuit(t *testing.T) {
+	t.Parallel()
+	s := NewServer(ServerConfig{})
+	circ := [cell.CookieLen]byte{9}
+	var held []net.Conn
+	for range maxHoldsPerCircuit {
+		c, _, _ := holdIntro(t, s, circ, 0)
+		held = append(held, c)
+	}
+	try := func(cc [cell.CookieLen]byte) byte {
+		auth, id := newAuthKey()
+		c := serve(t, s, TargetIntroHold, cc)
+		msg := append(append(id[:0:0], id[:]...), auth.Public().(ed25519.PublicKey)...)
+		msg = append(msg, 0)
+		msg = append(msg, ed25519.Sign(auth, introHoldMessage(cc, id, 0))...)
+		go c.Write(msg)
+		return status(t, c)
+	}
+	if st := try(circ); st != statusRateLimited {
+		t.Fatalf("hold beyond the circuit's cap: status %d", st)
+	}
+	holdIntro(t, s, [cell.CookieLen]byte{10}, 0)
+	held[0].Close()
+	waitFor(t, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.holdsPer[circ] < maxHoldsPerCircuit
+	})
+	holdIntro(t, s, circ, 0)
+}

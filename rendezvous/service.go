@@ -207,28 +207,51 @@ func (s *service) hold(sl *introSlot) (wasUp bool, err error) {
 	s.signal()
 	stop := context.AfterFunc(s.ctx, func() { st.Close() })
 	defer stop()
+	bucket := newTokenBucket(serviceIntroRate, serviceIntroBurst, s.m.cfg.Now())
 	for {
 		msg, err := readFrame16(st, maxIntroLen)
 		if err != nil {
 			return true, err
 		}
-		select {
-		case s.sem <- struct{}{}:
-		default:
-			s.m.log.Debug("introduction dropped: too many rendezvous in progress")
-			continue
-		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			var once sync.Once
-			release := func() { once.Do(func() { <-s.sem }) }
-			defer release()
-			if err := s.rendezvous(id, msg, release); err != nil {
-				s.m.log.Debug("rendezvous failed", "err", err)
-			}
-		}()
+		s.dispatch(id, msg, bucket)
 	}
+}
+
+// The rate and burst of introductions a service answers per held
+// introduction point: the intro point's own defaults (ServerConfig
+// IntroRate/IntroBurst), enforced here too because a malicious intro
+// point skips its own limit and proof of work, and each answer is a
+// rendezvous circuit the service builds and pays for.
+const (
+	serviceIntroRate  = 5
+	serviceIntroBurst = 20
+)
+
+// dispatch answers one introduction read from a held intro point on a
+// goroutine of s, unless the point's bucket is empty or too many
+// rendezvous are in progress; it reports whether it started one.
+func (s *service) dispatch(id [introIDLen]byte, msg []byte, bucket *tokenBucket) bool {
+	if !bucket.allow(s.m.cfg.Now()) {
+		s.m.log.Debug("introduction dropped: intro point over its rate")
+		return false
+	}
+	select {
+	case s.sem <- struct{}{}:
+	default:
+		s.m.log.Debug("introduction dropped: too many rendezvous in progress")
+		return false
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		var once sync.Once
+		release := func() { once.Do(func() { <-s.sem }) }
+		defer release()
+		if err := s.rendezvous(id, msg, release); err != nil {
+			s.m.log.Debug("rendezvous failed", "err", err)
+		}
+	}()
+	return true
 }
 
 // publishLoop uploads descriptors whenever the set of live introduction
@@ -352,12 +375,18 @@ func (s *service) upload(ctx context.Context, dir circuit.HopInfo, raws [][]byte
 func (s *service) rendezvous(id [introIDLen]byte, msg []byte, established func()) error {
 	cfg := &s.m.cfg
 	k, ok := replayKey(msg)
-	if !ok || s.replay.seen(k, cfg.Now()) {
-		return ErrReplay
+	if !ok {
+		return fmt.Errorf("%w: too short", ErrBadIntroduce)
 	}
 	p, hs, err := openIntroduction(s.static, s.key.Public(), id, msg)
 	if err != nil {
 		return err
+	}
+	// Only an introduction that decrypts is remembered: garbage, which an
+	// intro point can send at any rate, must neither push real ones out of
+	// the cache (to replay them) nor claim a real one's ephemeral key.
+	if s.replay.seen(k, cfg.Now()) {
+		return ErrReplay
 	}
 	target := ""
 	for _, pt := range s.ports {
