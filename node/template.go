@@ -161,6 +161,10 @@ mempool:
     upstream_user: {{q .Mempool.RPC.UpstreamUser}}
     upstream_password: {{q .Mempool.RPC.UpstreamPassword}}
     upstream_cookie: {{q .Mempool.RPC.UpstreamCookie}}
+    # Forward sendtoaddress, sendmany, send, sendall and bumpfee to the
+    # upstream: only for an upstream run with -walletbroadcast=0 (else its
+    # wallet broadcasts them in the clear). Default false: refused.
+    forward_wallet_sends: {{.Mempool.RPC.ForwardWalletSends}}
   # Transactions the outbox holds at most.
   max_queued: {{.Mempool.MaxQueued}}
   # How long sendrawtransaction waits for a first verdict before it returns
