@@ -74,6 +74,12 @@ type Config struct {
 	// DisableAutoRefresh turns off periodic DHT routing-table refresh
 	// (tests). Default false.
 	DisableAutoRefresh bool `yaml:"-"`
+	// ViewRefresh is how often the node looks up every role key again in
+	// the background, whatever it is about to do (as a Tor client fetches
+	// the consensus on a schedule), so that nodes that publish after its
+	// first lookup are found even while it already knows enough to build
+	// paths. Default DefaultViewRefresh (10m); negative turns it off.
+	ViewRefresh time.Duration `yaml:"-"`
 	// AdvertTTL is the expiry Publish gives adverts, at most
 	// MaxAdvertLifetime. Default DefaultAdvertTTL (6h).
 	AdvertTTL time.Duration `yaml:"advert_ttl"`
@@ -185,6 +191,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.FailBackoff == 0 {
 		c.FailBackoff = DefaultFailBackoff
+	}
+	if c.ViewRefresh == 0 {
+		c.ViewRefresh = DefaultViewRefresh
 	}
 	if c.AgeRamp == 0 {
 		c.AgeRamp = DefaultAgeRamp

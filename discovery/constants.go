@@ -89,6 +89,8 @@ const (
 	// DefaultFailBackoff is how long a node that failed (Report ok=false or
 	// an unreachable advert) is left out of new paths.
 	DefaultFailBackoff = 10 * time.Minute
+	// DefaultViewRefresh is Config.ViewRefresh's default.
+	DefaultViewRefresh = 10 * time.Minute
 	// DefaultAgeRamp is the time since first seen after which a node gets
 	// full age weight (see select.go).
 	DefaultAgeRamp = 7 * 24 * time.Hour

@@ -89,9 +89,15 @@ var viewRoles = [...]Role{RoleRelay, RoleExit, RoleMempool, RoleRendezvous}
 // view, not which kind of hop or which exit port it is about to use (exit
 // port filtering happens locally, on the adverts).
 func (s *Service) refreshView(ctx context.Context) {
+	s.lookupView(ctx, true)
+}
+
+// lookupView looks up every role key in parallel; with due, only those not
+// looked up in the last refindInterval.
+func (s *Service) lookupView(ctx context.Context, due bool) {
 	var wg sync.WaitGroup
 	for _, r := range viewRoles {
-		if !s.findDue(string(r)) {
+		if due && !s.findDue(string(r)) {
 			continue
 		}
 		wg.Add(1)
@@ -277,6 +283,32 @@ func (s *Service) refreshGuards(ctx context.Context) {
 			s.log.Debug("guard advert refresh failed", "peer", p, "err", err)
 			s.markBad(p)
 		}
+	}
+}
+
+// viewLoop looks up every role key every Config.ViewRefresh (at a random
+// point of each interval, so lookups do not line up with anything the
+// node does). Owned by the Service; stops with s.ctx.
+func (s *Service) viewLoop() {
+	defer s.wg.Done()
+	for {
+		s.mu.Lock()
+		d := s.cfg.ViewRefresh/2 + time.Duration(s.rng.Int64N(int64(s.cfg.ViewRefresh)))
+		s.mu.Unlock()
+		t := time.NewTimer(d)
+		select {
+		case <-s.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		now := s.cfg.Now()
+		s.mu.Lock()
+		for _, r := range viewRoles {
+			s.lastFind[string(r)] = now
+		}
+		s.mu.Unlock()
+		s.lookupView(s.ctx, false)
 	}
 }
 

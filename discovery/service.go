@@ -246,6 +246,10 @@ func (s *Service) Start(ctx context.Context) error {
 	s.started = true
 	s.wg.Add(1)
 	go s.guardLoop()
+	if s.cfg.ViewRefresh > 0 {
+		s.wg.Add(1)
+		go s.viewLoop()
+	}
 	if s.cfg.VerifyStake != nil && s.cfg.NodeChannels != nil {
 		s.wg.Add(1)
 		go s.stakeLoop()
