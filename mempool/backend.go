@@ -138,7 +138,15 @@ func (b *Backend) Submit(ctx context.Context, s Submit) Verdict {
 			return Verdict{Status: Rejected, Code: CodeVerify, Message: maxFeeExceeded}
 		}
 	}
-	if _, err := b.call(ctx, "sendrawtransaction", h); err != nil {
+	// The cap also goes with sendrawtransaction (bitcoind's maxfeerate,
+	// BTC/kvB; btcd ≥ 0.24 takes the same number), so 0 means no limit
+	// and a cap above the backend's default is honoured, not replaced by
+	// that default.
+	args := []any{h}
+	if s.HasMaxFeeRate {
+		args = append(args, float64(s.MaxFeeRate)/1e8)
+	}
+	if _, err := b.call(ctx, "sendrawtransaction", args...); err != nil {
 		return b.failed(ctx, err, s.Tx)
 	}
 	return Verdict{Status: Accepted}

@@ -341,6 +341,25 @@ func (c *Client) Abort(txid string) error {
 	return nil
 }
 
+// AbortID removes the queued transaction whose txid or wtxid is id (RPC
+// hex, as abortprivatebroadcast takes it) and returns it; ErrUnknownTx if
+// none matches.
+func (c *Client) AbortID(id string) (Entry, error) {
+	es, err := c.Queued()
+	if err != nil {
+		return Entry{}, err
+	}
+	for _, e := range es {
+		if e.TxID == id {
+			return e, c.Abort(e.TxID)
+		}
+		if t, err := CheckRawTx(e.Raw); err == nil && t.WTxID == id {
+			return e, c.Abort(e.TxID)
+		}
+	}
+	return Entry{}, ErrUnknownTx
+}
+
 // Queued lists the outbox.
 func (c *Client) Queued() ([]Entry, error) {
 	es, _, err := c.outbox.List()

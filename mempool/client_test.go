@@ -284,3 +284,37 @@ func TestOutboxFullSendsNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestAbortByWTxID: abortprivatebroadcast takes a txid or a wtxid; a
+// witness transaction is found by either and removed once.
+func TestAbortByWTxID(t *testing.T) {
+	t.Parallel()
+	f := newFakeNet(t, 2)
+	f.down = true
+	c, err := NewClient(ClientConfig{Dial: f.dial, OutboxPath: filepath.Join(t.TempDir(), "o.db"), VerdictWait: time.Millisecond, RetryMin: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	h, id := testTx(t, 4, true)
+	ck, err := CheckTx(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ck.WTxID == id {
+		t.Fatal("a witness transaction's wtxid equals its txid")
+	}
+	if _, err := c.Broadcast(context.Background(), h, nil); err != nil {
+		t.Fatal(err)
+	}
+	e, err := c.AbortID(ck.WTxID)
+	if err != nil || e.TxID != id {
+		t.Fatalf("abort by wtxid: %+v %v", e.TxID, err)
+	}
+	if _, err := c.AbortID(id); !errors.Is(err, ErrUnknownTx) {
+		t.Fatalf("abort after removal: %v", err)
+	}
+}

@@ -19,6 +19,9 @@ type CheckedTx struct {
 	TxID string
 	// Hash is the txid in internal byte order (QUERY).
 	Hash [32]byte
+	// WTxID is the witness txid in RPC hex (the txid when the
+	// transaction has no witness), as getprivatebroadcastinfo shows it.
+	WTxID string
 }
 
 // CheckTx decodes hexTx as bitcoind's sendrawtransaction does, with btcd's
@@ -48,5 +51,5 @@ func CheckRawTx(raw []byte) (CheckedTx, error) {
 		return CheckedTx{}, rpcErr(CodeDecode, decodeFailed)
 	}
 	h := tx.TxHash()
-	return CheckedTx{Raw: raw, TxID: h.String(), Hash: h}, nil
+	return CheckedTx{Raw: raw, TxID: h.String(), Hash: h, WTxID: tx.WitnessHash().String()}, nil
 }

@@ -422,17 +422,17 @@ func (n *Node) RPCCookie() string {
 	return n.rpc.CookiePath()
 }
 
-// BroadcastEntry is one queued transaction in getprivatebroadcastinfo.
+// BroadcastEntry is one queued transaction in getprivatebroadcastinfo:
+// bitcoind v31's fields (txid, wtxid, hex, peers) and co-infuse's own.
+// peers lists the delivery nodes that accepted it, by peer ID (never an
+// address) and without times, which the outbox does not record.
 type BroadcastEntry struct {
-	TxID string `json:"txid"`
-	Hex  string `json:"hex"`
+	proxy.PrivateBroadcastTx
 	// TimeAdded is when sendrawtransaction took it, in Unix seconds.
 	TimeAdded int64 `json:"time_added"`
 	// Attempts counts delivery and echo rounds.
 	Attempts int `json:"attempts"`
-	// Accepted counts delivery nodes that accepted it so far; it leaves
-	// the queue once another one reports it in its mempool or chain.
-	Accepted  int    `json:"accepted"`
+	// LastError is the last round's failure, if any.
 	LastError string `json:"last_error,omitempty"`
 }
 
@@ -448,20 +448,32 @@ func (n *Node) broadcastInfo(context.Context) (any, error) {
 	}
 	info := BroadcastInfo{Transactions: []BroadcastEntry{}}
 	for _, e := range es {
+		tx := proxy.PrivateBroadcastTx{TxID: e.TxID, WTxID: e.TxID, Hex: hex.EncodeToString(e.Raw), Peers: []proxy.PrivateBroadcastPeer{}}
+		if t, err := mempool.CheckRawTx(e.Raw); err == nil {
+			tx.WTxID = t.WTxID
+		}
+		for _, p := range e.AcceptedBy {
+			tx.Peers = append(tx.Peers, proxy.PrivateBroadcastPeer{Address: p})
+		}
 		info.Transactions = append(info.Transactions, BroadcastEntry{
-			TxID: e.TxID, Hex: hex.EncodeToString(e.Raw), TimeAdded: e.Added.Unix(),
-			Attempts: e.Attempts, Accepted: len(e.AcceptedBy), LastError: e.LastError,
+			PrivateBroadcastTx: tx, TimeAdded: e.Added.Unix(), Attempts: e.Attempts, LastError: e.LastError,
 		})
 	}
 	return info, nil
 }
 
+// abortBroadcast is abortprivatebroadcast: id is a txid or wtxid.
 func (n *Node) abortBroadcast(_ context.Context, id string) (any, error) {
-	if err := n.mempool.Abort(id); err != nil {
+	e, err := n.mempool.AbortID(id)
+	if err != nil {
 		if errors.Is(err, mempool.ErrUnknownTx) {
 			return nil, &proxy.RPCError{Code: proxy.RPCInvalidAddressOrKey, Message: "Transaction not in private broadcast queue"}
 		}
 		return nil, err
 	}
-	return map[string]any{"removed_transactions": []string{id}}, nil
+	rm := proxy.RemovedBroadcastTx{TxID: e.TxID, WTxID: e.TxID, Hex: hex.EncodeToString(e.Raw)}
+	if t, err := mempool.CheckRawTx(e.Raw); err == nil {
+		rm.WTxID = t.WTxID
+	}
+	return proxy.AbortedBroadcast{RemovedTransactions: []proxy.RemovedBroadcastTx{rm}}, nil
 }
