@@ -53,6 +53,7 @@ func (n *Node) startOnionServices() error {
 		Build:                   n.buildTo,
 		Pick:                    n.pickRendezvous,
 		Find:                    n.findDescriptor,
+		RendezvousPoint:         n.knownRendezvousPoint,
 		IntroPoints:             rc.IntroPoints,
 		AllowNonLoopbackTargets: rc.AllowNonLoopbackTargets,
 		PoWEffort:               rc.PoWEffort,
@@ -155,6 +156,19 @@ func (n *Node) findDescriptor(ctx context.Context, index [32]byte, max int) ([]c
 		out = append(out, hopInfo(ad))
 	}
 	return out, nil
+}
+
+// knownRendezvousPoint is p's hop from the cached, fresh, verified advert
+// when it offers the rendezvous role. It never asks p (discovery.Lookup
+// would connect this node, the service's, straight to a node the client
+// chose). This node itself is not refused: a refusal only for it would
+// tell a client which node runs the service.
+func (n *Node) knownRendezvousPoint(p peer.ID) (circuit.HopInfo, bool) {
+	ad, ok := n.disc.Cached(p)
+	if !ok || !ad.HasRole(discovery.RoleRendezvous) {
+		return circuit.HopInfo{}, false
+	}
+	return hopInfo(ad), true
 }
 
 // vanguardCandidates are the relays the service's layer-2 vanguards are
