@@ -53,6 +53,7 @@ func (n *Node) startOnionServices() error {
 		Build:                   n.buildTo,
 		Pick:                    n.pickRendezvous,
 		Find:                    n.findDescriptor,
+		RendezvousPoint:         n.knownRendezvousPoint,
 		IntroPoints:             rc.IntroPoints,
 		AllowNonLoopbackTargets: rc.AllowNonLoopbackTargets,
 		PoWEffort:               rc.PoWEffort,
@@ -155,6 +156,36 @@ func (n *Node) findDescriptor(ctx context.Context, index [32]byte, max int) ([]c
 		out = append(out, hopInfo(ad))
 	}
 	return out, nil
+}
+
+// knownRendezvousPoint is p's hop from the cached, fresh, verified advert
+// when it offers the rendezvous role (rendezvousHop). It never asks p
+// (discovery.Lookup would connect this node, the service's, straight to a
+// node the client chose).
+func (n *Node) knownRendezvousPoint(p peer.ID) (circuit.HopInfo, bool) {
+	var self *circuit.HopInfo
+	if n.cfg.Has(RoleRendezvous) && n.onion != nil {
+		self = &circuit.HopInfo{Peer: n.host.ID(), OnionKey: n.onion.Public(), Addrs: n.host.Addrs()}
+	}
+	return rendezvousHop(p, n.host.ID(), self, n.disc.Cached)
+}
+
+// rendezvousHop is p's hop if cached has a rendezvous-role advert of it.
+// Discovery caches no advert of this node (id self), so for self it is
+// selfHop (nil without the rendezvous role): refusing only this node would
+// tell a client that names it which node runs the service.
+func rendezvousHop(p, self peer.ID, selfHop *circuit.HopInfo, cached func(peer.ID) (discovery.Advert, bool)) (circuit.HopInfo, bool) {
+	if p == self {
+		if selfHop == nil {
+			return circuit.HopInfo{}, false
+		}
+		return *selfHop, true
+	}
+	ad, ok := cached(p)
+	if !ok || !ad.HasRole(discovery.RoleRendezvous) {
+		return circuit.HopInfo{}, false
+	}
+	return hopInfo(ad), true
 }
 
 // vanguardCandidates are the relays the service's layer-2 vanguards are

@@ -228,7 +228,7 @@ func (o *onionConn) Close() error {
 }
 
 // descriptor returns the verified descriptor of the service pub for the
-// current period, from the cache or an HSDir.
+// current period, from the cache or the newest the HSDirs hold.
 func (m *Manager) descriptor(ctx context.Context, pub ed25519.PublicKey) (*Descriptor, error) {
 	now := m.cfg.Now()
 	period := PeriodOf(now, m.cfg.PeriodLen)
@@ -243,32 +243,81 @@ func (m *Manager) descriptor(ctx context.Context, pub ed25519.PublicKey) (*Descr
 	if d != nil && now.Before(d.Expires) {
 		return d, nil
 	}
-	dirs, err := m.cfg.Find(ctx, idx, m.cfg.HSDirs)
+	dirs, err := m.cfg.Find(ctx, idx, descFetches)
 	if err != nil || len(dirs) == 0 {
 		return nil, fmt.Errorf("%w: no HSDir announces it: %v", ErrDescriptorNotFound, err)
 	}
-	var errs []error
-	for _, dir := range dirs {
-		raw, err := m.fetchDescriptor(ctx, dir, idx)
-		if err == nil {
-			d, err = DecodeDescriptor(raw, pub, period, m.cfg.PeriodLen, now)
-		}
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		m.mu.Lock()
-		if len(m.descs) >= maxCachedDescs {
-			for k := range m.descs { // any one
-				delete(m.descs, k)
-				break
-			}
-		}
-		m.descs[idx] = d
-		m.mu.Unlock()
-		return d, nil
+	if len(dirs) > descFetches {
+		dirs = dirs[:descFetches]
 	}
-	return nil, fmt.Errorf("%w: %w", ErrDescriptorNotFound, errors.Join(errs...))
+	d, err = m.newestDescriptor(ctx, dirs, idx, pub, period, now)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	if len(m.descs) >= maxCachedDescs {
+		for k := range m.descs { // any one
+			delete(m.descs, k)
+			break
+		}
+	}
+	m.descs[idx] = d
+	m.mu.Unlock()
+	return d, nil
+}
+
+// descFetches is how many of the HSDirs that announce an index a client
+// asks, all at once: more than the three a service uploads to, so that
+// HSDirs which announce the index but withhold the descriptor or serve an
+// old one must outnumber the honest ones among those found.
+const descFetches = 6
+
+// newestDescriptor asks every dir in parallel, each within
+// DescFetchTimeout, and returns the valid descriptor with the highest
+// revision. A dir that answers with an older or invalid descriptor cannot
+// win against one that answers with the newest, and one that never
+// answers delays the lookup by at most DescFetchTimeout.
+func (m *Manager) newestDescriptor(ctx context.Context, dirs []circuit.HopInfo, idx [32]byte,
+	pub ed25519.PublicKey, period uint64, now time.Time) (*Descriptor, error) {
+	type result struct {
+		d   *Descriptor
+		err error
+	}
+	fctx, cancel := context.WithTimeout(ctx, m.cfg.DescFetchTimeout)
+	defer cancel()
+	res := make(chan result, len(dirs)) // buffered: a late fetch never blocks
+	for _, dir := range dirs {
+		go func() {
+			raw, err := m.fetch(fctx, dir, idx)
+			var d *Descriptor
+			if err == nil {
+				d, err = DecodeDescriptor(raw, pub, period, m.cfg.PeriodLen, now)
+			}
+			res <- result{d, err}
+		}()
+	}
+	var (
+		best *Descriptor
+		errs []error
+	)
+collect:
+	for range dirs {
+		select {
+		case r := <-res:
+			if r.err != nil {
+				errs = append(errs, r.err)
+			} else if best == nil || r.d.Revision > best.Revision {
+				best = r.d
+			}
+		case <-fctx.Done(): // even a fetch that ignores its ctx does not hold us
+			errs = append(errs, fmt.Errorf("hsdir fetch: %w", fctx.Err()))
+			break collect
+		}
+	}
+	if best == nil {
+		return nil, fmt.Errorf("%w: %w", ErrDescriptorNotFound, errors.Join(errs...))
+	}
+	return best, nil
 }
 
 // forgetDescriptor drops a cached descriptor whose intro points failed.
@@ -290,6 +339,8 @@ func (m *Manager) fetchDescriptor(ctx context.Context, dir circuit.HopInfo, idx 
 		return nil, err
 	}
 	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() }) // ctx bounds the reads too
+	defer stop()
 	st, err := c.Dial(ctx, cell.ServiceRendezvous, targetDescGet)
 	if err != nil {
 		return nil, err

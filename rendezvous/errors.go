@@ -29,6 +29,9 @@ var (
 	ErrWrongPeriod = errors.New("rendezvous: descriptor for the wrong time period")
 	// ErrBadIntroduce: an introduction failed to parse or decrypt.
 	ErrBadIntroduce = errors.New("rendezvous: bad introduction")
+	// ErrBadRendezvousPoint: an introduction names a rendezvous point the
+	// service's discovery does not know as a fresh rendezvous-role node.
+	ErrBadRendezvousPoint = errors.New("rendezvous: unknown rendezvous point")
 	// ErrReplay: an introduction or rendezvous cookie seen before.
 	ErrReplay = errors.New("rendezvous: replayed introduction or cookie")
 	// ErrRateLimited: an introduction point refused an introduction over

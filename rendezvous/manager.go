@@ -45,10 +45,16 @@ type ServiceInfo struct {
 	IntroPeers []peer.ID
 	// Published is set once a descriptor was stored on an HSDir.
 	Published bool
+	// FailedIntroductions counts introductions the service read but
+	// answered with no rendezvous (undecryptable, replayed, for a port
+	// not published, naming a rendezvous point this node's discovery does
+	// not know, or whose circuit or handshake failed).
+	FailedIntroductions uint64
 }
 
 // Config wires a Manager to the node: circuits, node choice and discovery
-// come in as funcs (node/rendezvous.go). Build, Pick and Find are required.
+// come in as funcs (node/rendezvous.go). Build, Pick, Find and
+// RendezvousPoint are required.
 type Config struct {
 	// Build builds a circuit whose last hop is last: entry guard, then the
 	// via hops in order, then a fresh middle, then last. via is nil except
@@ -63,6 +69,13 @@ type Config struct {
 	Relays func(ctx context.Context) ([]circuit.HopInfo, error)
 	// Find returns nodes that announced they store the descriptor index.
 	Find func(ctx context.Context, index [32]byte, max int) ([]circuit.HopInfo, error)
+	// RendezvousPoint returns the hop of p from this node's own view (a
+	// fresh, verified advert with the rendezvous role), or false. A
+	// service builds to the rendezvous point a client names only through
+	// it, with its addresses and onion key, never the client's. It must
+	// not ask p itself (that would be a direct, unanonymised connection
+	// from the service's node to a node the client chose).
+	RendezvousPoint func(p peer.ID) (circuit.HopInfo, bool)
 	// DialTarget dials a Port.Target for an inbound stream. Default: a
 	// net.Dialer limited to loopback targets.
 	DialTarget func(ctx context.Context, target string) (net.Conn, error)
@@ -73,6 +86,10 @@ type Config struct {
 	PeriodLen uint32
 	// IntroPoints and HSDirs per service; defaults 3 and 3.
 	IntroPoints, HSDirs int
+	// DescFetchTimeout bounds each of the parallel descriptor fetches of
+	// a client (circuit to the HSDir and its answer), so a silent HSDir
+	// delays a lookup by at most this much; default 15 s.
+	DescFetchTimeout time.Duration
 	// Republish is how often descriptors are uploaded again; default 1 h.
 	Republish time.Duration
 	// BuildTimeout bounds each circuit this Manager builds (a dead node in
@@ -96,8 +113,8 @@ type Config struct {
 }
 
 func (c *Config) defaults() error {
-	if c.Build == nil || c.Pick == nil || c.Find == nil {
-		return errors.New("rendezvous: Config needs Build, Pick and Find")
+	if c.Build == nil || c.Pick == nil || c.Find == nil || c.RendezvousPoint == nil {
+		return errors.New("rendezvous: Config needs Build, Pick, Find and RendezvousPoint")
 	}
 	if c.PeriodLen == 0 {
 		c.PeriodLen = DefaultPeriodLen
@@ -116,6 +133,9 @@ func (c *Config) defaults() error {
 	}
 	if c.BuildTimeout == 0 {
 		c.BuildTimeout = 10 * time.Second
+	}
+	if c.DescFetchTimeout == 0 {
+		c.DescFetchTimeout = 15 * time.Second
 	}
 	if c.IntroTimeout == 0 {
 		c.IntroTimeout = 30 * time.Second
@@ -184,6 +204,10 @@ type Manager struct {
 	services map[string]*service
 	descs    map[[32]byte]*Descriptor // client's descriptor cache by index
 	closed   bool
+
+	// fetch asks one HSDir for the descriptor of an index: fetchDescriptor
+	// except in tests.
+	fetch func(ctx context.Context, dir circuit.HopInfo, idx [32]byte) ([]byte, error)
 }
 
 // New returns a Manager; Close stops every service it published.
@@ -194,7 +218,7 @@ func New(cfg Config) (*Manager, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var seed [32]byte
 	rand.Read(seed[:])
-	return &Manager{
+	m := &Manager{
 		cfg:      cfg,
 		log:      cfg.Logger.With("subsys", "rendezvous"),
 		vg:       newVanguardSet(cfg.Vanguards, mrand.New(mrand.NewChaCha8(seed))),
@@ -202,7 +226,9 @@ func New(cfg Config) (*Manager, error) {
 		cancel:   cancel,
 		services: map[string]*service{},
 		descs:    map[[32]byte]*Descriptor{},
-	}, nil
+	}
+	m.fetch = m.fetchDescriptor
+	return m, nil
 }
 
 // Close unpublishes every service and waits for their goroutines.

@@ -31,6 +31,7 @@ func TestManagerServiceTable(t *testing.T) {
 			asked++
 			return nil, noNodes
 		},
+		RendezvousPoint: noRendezvousPoint,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -69,6 +70,8 @@ func TestManagerServiceTable(t *testing.T) {
 	}
 }
 
+func noRendezvousPoint(peer.ID) (circuit.HopInfo, bool) { return circuit.HopInfo{}, false }
+
 // TestLoopbackDialerRefusesOthers: the default target dialer refuses
 // anything but loopback.
 func TestLoopbackDialerRefusesOthers(t *testing.T) {
@@ -92,9 +95,10 @@ func TestServiceReplayCacheHoldsOnlyAuthentic(t *testing.T) {
 	t.Parallel()
 	fail := errors.New("no network in this test")
 	m, err := New(Config{
-		Build: func(context.Context, circuit.HopInfo, []circuit.HopInfo) (*circuit.Circuit, error) { return nil, fail },
-		Pick:  func(context.Context, int, []peer.ID) ([]circuit.HopInfo, error) { return nil, fail },
-		Find:  func(context.Context, [32]byte, int) ([]circuit.HopInfo, error) { return nil, fail },
+		Build:           func(context.Context, circuit.HopInfo, []circuit.HopInfo) (*circuit.Circuit, error) { return nil, fail },
+		Pick:            func(context.Context, int, []peer.ID) ([]circuit.HopInfo, error) { return nil, fail },
+		Find:            func(context.Context, [32]byte, int) ([]circuit.HopInfo, error) { return nil, fail },
+		RendezvousPoint: noRendezvousPoint,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -145,10 +149,11 @@ func TestServiceRateLimitsEachIntroPoint(t *testing.T) {
 	fail := errors.New("no network in this test")
 	now := time.Unix(1_800_000_000, 0)
 	m, err := New(Config{
-		Build: func(context.Context, circuit.HopInfo, []circuit.HopInfo) (*circuit.Circuit, error) { return nil, fail },
-		Pick:  func(context.Context, int, []peer.ID) ([]circuit.HopInfo, error) { return nil, fail },
-		Find:  func(context.Context, [32]byte, int) ([]circuit.HopInfo, error) { return nil, fail },
-		Now:   func() time.Time { return now },
+		Build:           func(context.Context, circuit.HopInfo, []circuit.HopInfo) (*circuit.Circuit, error) { return nil, fail },
+		Pick:            func(context.Context, int, []peer.ID) ([]circuit.HopInfo, error) { return nil, fail },
+		Find:            func(context.Context, [32]byte, int) ([]circuit.HopInfo, error) { return nil, fail },
+		Now:             func() time.Time { return now },
+		RendezvousPoint: noRendezvousPoint,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -42,6 +42,10 @@ type service struct {
 	pubOnce   sync.Once
 	pubDone   atomic.Bool
 	revision  atomic.Uint64
+	// introFailed counts introductions that read off a held intro point
+	// but ended without a rendezvous (bad, replayed, unknown port or
+	// rendezvous point, circuit or handshake failure).
+	introFailed atomic.Uint64
 }
 
 // introSlot is one introduction point the service holds.
@@ -68,6 +72,7 @@ func (s *service) info() ServiceInfo {
 	return ServiceInfo{
 		Address: s.addr, ServiceID: s.addr[:len(s.addr)-len(".onion")],
 		Ports: append([]Port(nil), s.ports...), Intros: n, IntroPeers: peers, Published: s.pubDone.Load(),
+		FailedIntroductions: s.introFailed.Load(),
 	}
 }
 
@@ -248,6 +253,7 @@ func (s *service) dispatch(id [introIDLen]byte, msg []byte, bucket *tokenBucket)
 		release := func() { once.Do(func() { <-s.sem }) }
 		defer release()
 		if err := s.rendezvous(id, msg, release); err != nil {
+			s.introFailed.Add(1)
 			s.m.log.Debug("rendezvous failed", "err", err)
 		}
 	}()
@@ -398,9 +404,9 @@ func (s *service) rendezvous(id [introIDLen]byte, msg []byte, established func()
 	if target == "" {
 		return errors.New("introduction for a port not published")
 	}
-	rv, err := hopOf(p.RVPeer, p.RVOnion, p.RVAddrs)
+	rv, err := s.rendezvousPoint(p)
 	if err != nil {
-		return fmt.Errorf("%w: rendezvous point: %v", ErrBadIntroduce, err)
+		return err
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
 	defer cancel()
@@ -459,6 +465,25 @@ func (s *service) rendezvous(id [introIDLen]byte, msg []byte, established func()
 	defer stop()
 	join(sc, dst)
 	return nil
+}
+
+// rendezvousPoint is the hop to the rendezvous point an introduction
+// names, as this node's discovery knows it: a node with a fresh advert of
+// the rendezvous role, with the advert's addresses and onion key. The
+// client's own addresses and key are not used (they could steer the
+// service's circuit to any address or through a key the client holds),
+// and a node discovery does not know is refused (ErrBadRendezvousPoint)
+// without building anything.
+func (s *service) rendezvousPoint(p *introPayload) (circuit.HopInfo, error) {
+	id, err := peer.IDFromBytes(p.RVPeer)
+	if err != nil {
+		return circuit.HopInfo{}, fmt.Errorf("%w: %v", ErrBadRendezvousPoint, err)
+	}
+	hop, ok := s.m.cfg.RendezvousPoint(id)
+	if !ok || hop.Peer != id {
+		return circuit.HopInfo{}, fmt.Errorf("%w: not a known rendezvous-role node", ErrBadRendezvousPoint)
+	}
+	return hop, nil
 }
 
 // closeLinger is how long a circuit whose stream ended is kept, so that
