@@ -74,6 +74,39 @@ func TestHopPriceMatchesLedger(t *testing.T) {
 			if held, want := s.Allowance+int64(s.BytesCharged), payment.CreditBytes(sats, price); held != want {
 				t.Errorf("hop holds %d bytes for %d sats, the client expects %d (price %d sat/MB)", held, sats, want, price)
 			}
+			// A relay dearer than its exit (an odd operator): before any
+			// BEGIN the hop credits at its lowest price, so neither a
+			// middle nor a prepaid exit looks over-charged.
+			odd := cfg
+			odd.Discovery.PriceSatPerMB = map[Role]uint64{RoleRelay: 9, RoleExit: 5, RoleMempool: 3, RoleRendezvous: 2}
+			oddAd := discovery.Advert{Prices: map[discovery.Role]uint64{}}
+			for _, r := range ad.Roles {
+				oddAd.Prices[r] = odd.rolePrice(Role(r))
+			}
+			ads[tc.hop] = oddAd
+			oddPrice := paidPath{ads: ads, final: tc.final}.hopPrice(tc.hop)
+			orelay, oservices := odd.ledgerPrices()
+			ol, err := payment.NewLedger(payment.LedgerConfig{
+				Redeem:        func(context.Context, []byte) (uint64, error) { return sats, nil },
+				PriceSatPerMB: orelay, ServicePrices: oservices,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ol.Account(ck, setup); err != nil {
+				t.Fatal(err)
+			}
+			ans, err := ol.TopUp(context.Background(), ck, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var a payment.Ack
+			if err := a.UnmarshalBinary(ans); err != nil {
+				t.Fatal(err)
+			}
+			if held, want := a.Allowance+int64(a.Charged), payment.CreditBytes(sats, oddPrice); held < want {
+				t.Errorf("dear relay: hop holds %d bytes at prepay, the client expects at least %d (price %d sat/MB)", held, want, oddPrice)
+			}
 		})
 	}
 }

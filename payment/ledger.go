@@ -21,16 +21,20 @@ type LedgerConfig struct {
 	// error when some vouchers were refused: the good ones are spent and
 	// are credited. Node passes mint.RedeemPayload.
 	Redeem func(ctx context.Context, payload []byte) (sats uint64, err error)
-	// PriceSatPerMB is this hop's relay price in sat per 10^6 bytes: what
-	// a session pays until a BEGIN names a service on it (NoteService), as
-	// clients price a guard or middle hop. 0 means free: sessions are
-	// metered but never refused, and any redeemed sats buy
-	// MaxAllowanceBytes.
+	// PriceSatPerMB is this hop's relay price in sat per 10^6 bytes, as
+	// clients price a guard or middle hop. A session pays the lowest of it
+	// and ServicePrices until a BEGIN names a service on it (NoteService):
+	// the hop cannot tell a middle from a last hop before that, and a
+	// client prepays its last hop at the final role's price before any
+	// BEGIN, so no price it may be owed is ever above the one it credits
+	// (the client would take a dearer credit for over-charging). 0 means
+	// free: sessions are metered but never refused, and any redeemed sats
+	// buy MaxAllowanceBytes.
 	PriceSatPerMB uint64
 	// ServicePrices is the price in sat per 10^6 bytes of a session that
 	// serves a service (the hop is the circuit's last hop, in the role of
 	// that service: exit, mempool, rendezvous), as clients price the last
-	// hop by its role. A service not listed keeps PriceSatPerMB. When
+	// hop by its role. A service not listed pays PriceSatPerMB. When
 	// NoteService reprices a session, its allowance is recomputed as
 	// everything it redeemed at the new price less everything it was
 	// charged, the figure the client holds. Nil: every session pays
@@ -71,8 +75,9 @@ type LedgerConfig struct {
 // All methods are safe for concurrent use.
 type Ledger struct {
 	redeem     func(ctx context.Context, payload []byte) (uint64, error)
-	price      uint64
+	price      uint64 // relay price: a service not in svcPrices
 	svcPrices  map[cell.Service]uint64
+	startPrice uint64 // a session's price before NoteService: the lowest of price and svcPrices
 	grace      int64
 	staleAfter time.Duration
 	now        func() time.Time
@@ -95,7 +100,7 @@ type Ledger struct {
 type session struct {
 	allowance int64  // bytes; not above MaxAllowanceBytes, below -grace only after repricing (NoteService)
 	role      string // "" until NoteService: RoleRelay
-	price     uint64 // sat per 10^6 bytes: Ledger.price until NoteService
+	price     uint64 // sat per 10^6 bytes: Ledger.startPrice until NoteService
 	charged   uint64 // bytes accounted
 	sats      uint64 // sats redeemed
 	topUps    uint64 // TOPUPs that credited something
@@ -139,6 +144,7 @@ func NewLedger(cfg LedgerConfig) (*Ledger, error) {
 		redeem:     cfg.Redeem,
 		price:      cfg.PriceSatPerMB,
 		svcPrices:  maps.Clone(cfg.ServicePrices),
+		startPrice: lowestPrice(cfg.PriceSatPerMB, cfg.ServicePrices),
 		grace:      cfg.GraceBytes,
 		staleAfter: cfg.StaleAfter,
 		now:        cfg.Now,
@@ -165,7 +171,7 @@ func (l *Ledger) Account(cookie [cell.CookieLen]byte, bytes int) error {
 	}
 	s := l.sessions[cookie]
 	if s == nil {
-		s = &session{opened: now, price: l.price}
+		s = &session{opened: now, price: l.startPrice}
 		l.sessions[cookie] = s
 	}
 	s.seen = now
@@ -264,10 +270,23 @@ func (l *Ledger) NoteService(cookie [cell.CookieLen]byte, svc cell.Service) {
 		return
 	}
 	s.role = svc.String()
-	if p, ok := l.svcPrices[svc]; ok && p != s.price {
+	p, ok := l.svcPrices[svc]
+	if !ok {
+		p = l.price
+	}
+	if p != s.price {
 		s.price = p
 		s.allowance = repricedAllowance(s.sats, s.charged, p)
 	}
+}
+
+// lowestPrice is the lowest of relay and the services' prices.
+func lowestPrice(relay uint64, services map[cell.Service]uint64) uint64 {
+	p := relay
+	for _, sp := range services {
+		p = min(p, sp)
+	}
+	return p
 }
 
 // repricedAllowance is the allowance of a session that redeemed sats and

@@ -476,6 +476,29 @@ func TestLedgerPricesByRole(t *testing.T) {
 			}
 		})
 	}
+	t.Run("relay dearer than exit: the lowest price until a BEGIN", func(t *testing.T) {
+		t.Parallel()
+		r := &redeemer{sats: 6}
+		l := newTestLedger(t, LedgerConfig{Redeem: r.redeem, PriceSatPerMB: 3,
+			ServicePrices: map[cell.Service]uint64{cell.ServiceExit: 2, cell.ServiceMempool: 6}})
+		c := ck(5)
+		if err := l.Account(c, 1000); err != nil {
+			t.Fatal(err)
+		}
+		ans, err := l.TopUp(context.Background(), c, []byte("batch"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A client prepaying its exit at 2 sat/MB expects 3,000,000 bytes
+		// held before any BEGIN; one paying a middle at 3 expects less.
+		if a := ackOf(t, ans); a.Allowance+int64(a.Charged) != 3_000_000 {
+			t.Errorf("held %d bytes before any BEGIN, want 3000000 (the lowest price)", a.Allowance+int64(a.Charged))
+		}
+		l.NoteService(c, cell.ServiceMempool)
+		if s, _ := l.Session(c); s.Allowance != 1_000_000-1000 {
+			t.Errorf("allowance after a mempool BEGIN %d, want %d", s.Allowance, 1_000_000-1000)
+		}
+	})
 	t.Run("repriced into debt is refused past grace", func(t *testing.T) {
 		t.Parallel()
 		r := &redeemer{sats: 1}
