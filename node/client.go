@@ -120,7 +120,8 @@ func (p paidPath) hopPrice(i int) uint64 {
 // prepare is the pool's Prepare, run once per built circuit before it is
 // used: with a wallet, every hop whose advert names a Lightning payee is
 // paid ahead (payment.PrepayBytes at its advertised price), and the
-// circuit's figures are folded into the per-node totals when it closes.
+// circuit's figures are folded into the per-node totals when it closes,
+// and why it closed is logged (logCircuitClosed).
 func (n *Node) prepare(ctx context.Context, c *circuit.Circuit, p pool.Path) error {
 	var pc *payment.Circuit
 	if n.payer != nil {
@@ -137,6 +138,7 @@ func (n *Node) prepare(ctx context.Context, c *circuit.Circuit, p pool.Path) err
 		defer n.wg.Done()
 		select {
 		case <-c.Done():
+			logCircuitClosed(n.log, c, pc)
 		case <-n.ctx.Done():
 		}
 		n.totals.fold(c, pc)
