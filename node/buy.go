@@ -210,17 +210,17 @@ func (n *Node) buyCandidates() []peer.ID {
 }
 
 // sellsWithinCap reports whether a known node relays or exits at a price
-// within discovery.max_price_sat_per_mb.
+// within discovery.max_price_sat_per_mb in at least one of those roles:
+// each hop is priced by the role it plays (hopPrice), so a relay whose
+// exit price is above the cap is still worth vouchers as a middle.
 func (n *Node) sellsWithinCap(k discovery.PeerStatus) bool {
-	ok := false
 	for _, r := range k.Roles {
 		if r != discovery.RoleRelay && r != discovery.RoleExit {
 			continue
 		}
-		if cap := n.cfg.Discovery.MaxPriceSatPerMB; cap != 0 && k.Prices[r] > cap {
-			return false
+		if cap := n.cfg.Discovery.MaxPriceSatPerMB; cap == 0 || k.Prices[r] <= cap {
+			return true
 		}
-		ok = true
 	}
-	return ok
+	return false
 }

@@ -95,13 +95,33 @@ func (n *Node) selectPath(ctx context.Context, port uint16, exclude []peer.ID) (
 	for i, ad := range ads {
 		hops[i] = circuit.HopInfo{Peer: ad.Peer, Addrs: ad.Addrs, OnionKey: ad.OnionKey}
 	}
-	return pool.Path{Hops: hops, Accepts: ads[len(ads)-1].AllowsPort, Meta: ads}, nil
+	return pool.Path{Hops: hops, Accepts: ads[len(ads)-1].AllowsPort, Meta: paidPath{ads, discovery.RoleExit}}, nil
+}
+
+// paidPath is a pool.Path's Meta for prepay: the hops' adverts, in path
+// order, and the role the last hop plays in the circuit.
+type paidPath struct {
+	ads   []discovery.Advert
+	final discovery.Role
+}
+
+// hopPrice is what hop i of p charges per MB for the role it plays there,
+// as its ledger prices the session (Config.ledgerPrices): the relay price
+// for a guard or middle, the final role's price for the last hop. A node
+// that also runs a dearer role is not charged that role's price as a
+// middle.
+func (p paidPath) hopPrice(i int) uint64 {
+	if i == len(p.ads)-1 {
+		return p.ads[i].Price(p.final)
+	}
+	return p.ads[i].Price(discovery.RoleRelay)
 }
 
 // prepare is the pool's Prepare, run once per built circuit before it is
 // used: with a wallet, every hop whose advert names a Lightning payee is
 // paid ahead (payment.PrepayBytes at its advertised price), and the
-// circuit's figures are folded into the per-node totals when it closes.
+// circuit's figures are folded into the per-node totals when it closes,
+// and why it closed is logged (logCircuitClosed).
 func (n *Node) prepare(ctx context.Context, c *circuit.Circuit, p pool.Path) error {
 	var pc *payment.Circuit
 	if n.payer != nil {
@@ -118,6 +138,7 @@ func (n *Node) prepare(ctx context.Context, c *circuit.Circuit, p pool.Path) err
 		defer n.wg.Done()
 		select {
 		case <-c.Done():
+			logCircuitClosed(n.log, c, pc)
 		case <-n.ctx.Done():
 		}
 		n.totals.fold(c, pc)
@@ -130,17 +151,13 @@ func (n *Node) prepare(ctx context.Context, c *circuit.Circuit, p pool.Path) err
 // prepay pays the circuit's paid hops ahead and returns its payment ledger,
 // or nil when no hop sells vouchers.
 func (n *Node) prepay(ctx context.Context, c *circuit.Circuit, p pool.Path) (*payment.Circuit, error) {
-	ads, _ := p.Meta.([]discovery.Advert)
+	pp, _ := p.Meta.(paidPath)
 	var hops []payment.Hop
-	for i, ad := range ads {
+	for i, ad := range pp.ads {
 		if ad.Payee == "" {
 			continue
 		}
-		var price uint64
-		for _, r := range ad.Roles {
-			price = max(price, ad.Price(r))
-		}
-		hops = append(hops, payment.Hop{Index: i, Peer: ad.Peer, PriceSatPerMB: price})
+		hops = append(hops, payment.Hop{Index: i, Peer: ad.Peer, PriceSatPerMB: pp.hopPrice(i)})
 		n.pay.wallet.Track(ad.Peer) // automatic purchase keeps a balance here
 	}
 	if len(hops) == 0 {

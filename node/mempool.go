@@ -326,7 +326,7 @@ func (n *Node) buildDeliveryCircuit(ctx context.Context, avoid mempool.Avoid) (r
 		if err != nil {
 			return readyCircuit{}, fmt.Errorf("build delivery circuit: %w", err)
 		}
-		if err := n.prepare(ctx, c, pool.Path{Hops: hops, Meta: ads}); err != nil {
+		if err := n.prepare(ctx, c, pool.Path{Hops: hops, Meta: paidPath{ads, discovery.RoleMempool}}); err != nil {
 			c.Close()
 			return readyCircuit{}, err
 		}

@@ -238,7 +238,7 @@ func (n *Node) startEngine() error {
 		lcfg := payment.LedgerConfig{Redeem: errNoMint, Logger: n.log}
 		if n.pay != nil && n.pay.mint != nil {
 			lcfg.Redeem = n.pay.mint.RedeemPayload
-			lcfg.PriceSatPerMB = n.cfg.hopPriceSatPerMB()
+			lcfg.PriceSatPerMB, lcfg.ServicePrices = n.cfg.ledgerPrices()
 		}
 		var err error
 		if n.ledger, err = payment.NewLedger(lcfg); err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/co-infuse/co-infuse/circuit/cell"
 	"github.com/co-infuse/co-infuse/discovery"
 	"github.com/co-infuse/co-infuse/lightning"
 	"github.com/co-infuse/co-infuse/voucher"
@@ -88,7 +89,7 @@ func (n *Node) startPayments(ctx context.Context) (*payments, error) {
 			CreateInvoice:  lnd.CreateInvoice,
 			InvoiceSettled: lnd.InvoiceSettled,
 			Payee:          payee,
-			PriceMsatPerMB: n.cfg.hopPriceSatPerMB() * 1000,
+			PriceMsatPerMB: n.cfg.lowestPriceSatPerMB() * 1000,
 			OnKeysets:      n.onKeysets,
 			Observe:        n.mintObserve,
 			Logger:         n.log,
@@ -159,14 +160,41 @@ func (p *payments) close() error {
 	return errors.Join(errs...)
 }
 
-// hopPriceSatPerMB is what this node charges a session per MB: the highest
-// price among the roles it runs, which is also how a client prices it from
-// the advert (paidCircuit), so the two always agree.
-func (c *Config) hopPriceSatPerMB() uint64 {
-	var price uint64
-	for _, r := range []Role{RoleRelay, RoleExit, RoleMempool, RoleRendezvous} {
+// rolePrice is what this node charges per MB in role r, as its advert
+// says (advert): 0 for a role it does not run.
+func (c *Config) rolePrice(r Role) uint64 {
+	if !c.Has(r) {
+		return 0
+	}
+	return c.Discovery.PriceSatPerMB[r]
+}
+
+// ledgerPrices prices the hop ledger's sessions by the role this node
+// plays in each circuit, as a client prices the hop from the advert
+// (hopPrice): the relay price until a BEGIN names a service, then that
+// service's role price. The mint service is priced as relaying (purchase
+// circuits are not prepaid).
+func (c *Config) ledgerPrices() (relay uint64, services map[cell.Service]uint64) {
+	services = make(map[cell.Service]uint64)
+	for svc, r := range map[cell.Service]Role{cell.ServiceExit: RoleExit, cell.ServiceMempool: RoleMempool, cell.ServiceRendezvous: RoleRendezvous} {
 		if c.Has(r) {
-			price = max(price, c.Discovery.PriceSatPerMB[r])
+			services[svc] = c.rolePrice(r)
+		}
+	}
+	return c.rolePrice(RoleRelay), services
+}
+
+// lowestPriceSatPerMB is the price the mint quotes: the lowest among the
+// roles this node runs. A client uses the vouchers in whichever role path
+// selection picks the node for, each role's price checked against its cap
+// there, so a node whose exit price is above a client's cap still sells
+// it vouchers for relaying.
+func (c *Config) lowestPriceSatPerMB() uint64 {
+	var price uint64
+	first := true
+	for _, r := range []Role{RoleRelay, RoleExit, RoleMempool, RoleRendezvous} {
+		if c.Has(r) && (first || c.Discovery.PriceSatPerMB[r] < price) {
+			price, first = c.Discovery.PriceSatPerMB[r], false
 		}
 	}
 	return price
@@ -190,9 +218,14 @@ func (n *Node) published(ctx context.Context, node peer.ID) (wallet.Published, e
 	if ad.Payee == "" {
 		return wallet.Published{}, fmt.Errorf("node %s sells no vouchers (its advert names no Lightning payee)", node)
 	}
+	// The lowest role price, as the mint quotes it (lowestPriceSatPerMB):
+	// each role's price is checked against the cap where the node is
+	// picked for it (path selection, prepay).
 	pub := wallet.Published{Payee: ad.Payee}
-	for _, r := range ad.Roles {
-		pub.PriceMsatPerMB = max(pub.PriceMsatPerMB, ad.Prices[r]*1000)
+	for i, r := range ad.Roles {
+		if p := ad.Prices[r] * 1000; i == 0 || p < pub.PriceMsatPerMB {
+			pub.PriceMsatPerMB = p
+		}
 	}
 	for i, k := range ad.Keysets {
 		ks, err := keysetFromAdvert(k)

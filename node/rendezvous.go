@@ -114,7 +114,7 @@ func (n *Node) buildTo(ctx context.Context, last circuit.HopInfo, via []circuit.
 		}
 		return nil, err
 	}
-	if err := n.prepare(ctx, c, pool.Path{Hops: hops, Meta: meta}); err != nil {
+	if err := n.prepare(ctx, c, pool.Path{Hops: hops, Meta: paidPath{meta, discovery.RoleRendezvous}}); err != nil {
 		c.Close()
 		return nil, err
 	}

@@ -41,9 +41,11 @@ type Hop struct {
 	Index int
 	// Peer is the hop's node, whose vouchers pay it.
 	Peer peer.ID
-	// PriceSatPerMB is its price in sat per 10^6 bytes: the highest price
-	// among the roles its advert names, as the hop's ledger prices it. 0
-	// still pays 1 sat per TOPUP (SatsFor).
+	// PriceSatPerMB is its price in sat per 10^6 bytes for the role it
+	// plays in this circuit, as the hop's ledger prices the session
+	// (LedgerConfig): the relay price for a guard or middle, the final
+	// role's price (exit, mempool, rendezvous) for the last hop. 0 still
+	// pays 1 sat per TOPUP (SatsFor).
 	PriceSatPerMB uint64
 }
 

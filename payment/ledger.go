@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -20,11 +21,25 @@ type LedgerConfig struct {
 	// error when some vouchers were refused: the good ones are spent and
 	// are credited. Node passes mint.RedeemPayload.
 	Redeem func(ctx context.Context, payload []byte) (sats uint64, err error)
-	// PriceSatPerMB is this hop's price in sat per 10^6 bytes: the highest
-	// price among the roles it advertises, as clients price it. 0 means
+	// PriceSatPerMB is this hop's relay price in sat per 10^6 bytes, as
+	// clients price a guard or middle hop. A session pays the lowest of it
+	// and ServicePrices until a BEGIN names a service on it (NoteService):
+	// the hop cannot tell a middle from a last hop before that, and a
+	// client prepays its last hop at the final role's price before any
+	// BEGIN, so no price it may be owed is ever above the one it credits
+	// (the client would take a dearer credit for over-charging). 0 means
 	// free: sessions are metered but never refused, and any redeemed sats
 	// buy MaxAllowanceBytes.
 	PriceSatPerMB uint64
+	// ServicePrices is the price in sat per 10^6 bytes of a session that
+	// serves a service (the hop is the circuit's last hop, in the role of
+	// that service: exit, mempool, rendezvous), as clients price the last
+	// hop by its role. A service not listed pays PriceSatPerMB. When
+	// NoteService reprices a session, its allowance is recomputed as
+	// everything it redeemed at the new price less everything it was
+	// charged, the figure the client holds. Nil: every session pays
+	// PriceSatPerMB.
+	ServicePrices map[cell.Service]uint64
 	// GraceBytes is how far, in bytes, a session may run into debt before
 	// its cells are refused. 0 takes SessionGraceBytes; it must not be
 	// negative or above MaxAllowanceBytes.
@@ -60,7 +75,9 @@ type LedgerConfig struct {
 // All methods are safe for concurrent use.
 type Ledger struct {
 	redeem     func(ctx context.Context, payload []byte) (uint64, error)
-	price      uint64
+	price      uint64 // relay price: a service not in svcPrices
+	svcPrices  map[cell.Service]uint64
+	startPrice uint64 // a session's price before NoteService: the lowest of price and svcPrices
 	grace      int64
 	staleAfter time.Duration
 	now        func() time.Time
@@ -81,8 +98,9 @@ type Ledger struct {
 // session is one entry of Ledger.sessions; every field is guarded by
 // Ledger.mu.
 type session struct {
-	allowance int64  // bytes; never below -grace nor above MaxAllowanceBytes
+	allowance int64  // bytes; not above MaxAllowanceBytes, below -grace only after repricing (NoteService)
 	role      string // "" until NoteService: RoleRelay
+	price     uint64 // sat per 10^6 bytes: Ledger.startPrice until NoteService
 	charged   uint64 // bytes accounted
 	sats      uint64 // sats redeemed
 	topUps    uint64 // TOPUPs that credited something
@@ -125,6 +143,8 @@ func NewLedger(cfg LedgerConfig) (*Ledger, error) {
 	return &Ledger{
 		redeem:     cfg.Redeem,
 		price:      cfg.PriceSatPerMB,
+		svcPrices:  maps.Clone(cfg.ServicePrices),
+		startPrice: lowestPrice(cfg.PriceSatPerMB, cfg.ServicePrices),
 		grace:      cfg.GraceBytes,
 		staleAfter: cfg.StaleAfter,
 		now:        cfg.Now,
@@ -151,11 +171,11 @@ func (l *Ledger) Account(cookie [cell.CookieLen]byte, bytes int) error {
 	}
 	s := l.sessions[cookie]
 	if s == nil {
-		s = &session{opened: now}
+		s = &session{opened: now, price: l.startPrice}
 		l.sessions[cookie] = s
 	}
 	s.seen = now
-	if l.price != 0 {
+	if s.price != 0 {
 		if n > MaxAllowanceBytes || s.allowance-n < -l.grace {
 			if !s.refused {
 				s.refused = true
@@ -204,7 +224,6 @@ func (l *Ledger) TopUp(ctx context.Context, cookie [cell.CookieLen]byte, payload
 	if err != nil {
 		l.log.Debug("top-up partly refused; crediting the good vouchers", "sats", sats, "reason", reason, "err", err)
 	}
-	credit := CreditBytes(sats, l.price)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.sessions[cookie] != s {
@@ -216,7 +235,7 @@ func (l *Ledger) TopUp(ctx context.Context, cookie [cell.CookieLen]byte, payload
 		l.ended[s.roleName()] = e
 		return s.ackLocked(sats, reason), nil
 	}
-	s.allowance = min(s.allowance+credit, MaxAllowanceBytes)
+	s.allowance = min(s.allowance+CreditBytes(sats, s.price), MaxAllowanceBytes)
 	s.sats += sats
 	s.topUps++
 	return s.ackLocked(sats, reason), nil
@@ -237,14 +256,47 @@ func encodeAck(a Ack) []byte {
 
 // NoteService records that a BEGIN for service svc reached this hop on the
 // session, so Stats counts the session under svc's name ("exit",
-// "mempool", ...) instead of RoleRelay. The first service noted wins. A
-// cookie with no session is ignored. Node calls it from the Begin hook.
+// "mempool", ...) instead of RoleRelay, and the session pays svc's price
+// (LedgerConfig.ServicePrices) from now on: its allowance becomes what it
+// redeemed at that price less every byte it was charged, so hop and
+// client (which prices the last hop by its role from the start) agree.
+// The first service noted wins. A cookie with no session is ignored. Node
+// calls it from the Begin hook.
 func (l *Ledger) NoteService(cookie [cell.CookieLen]byte, svc cell.Service) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if s := l.sessions[cookie]; s != nil && s.role == "" {
-		s.role = svc.String()
+	s := l.sessions[cookie]
+	if s == nil || s.role != "" {
+		return
 	}
+	s.role = svc.String()
+	p, ok := l.svcPrices[svc]
+	if !ok {
+		p = l.price
+	}
+	if p != s.price {
+		s.price = p
+		s.allowance = repricedAllowance(s.sats, s.charged, p)
+	}
+}
+
+// lowestPrice is the lowest of relay and the services' prices.
+func lowestPrice(relay uint64, services map[cell.Service]uint64) uint64 {
+	p := relay
+	for _, sp := range services {
+		p = min(p, sp)
+	}
+	return p
+}
+
+// repricedAllowance is the allowance of a session that redeemed sats and
+// was charged bytes, all at price: clamped to ±MaxAllowanceBytes.
+func repricedAllowance(sats, charged, price uint64) int64 {
+	credit := CreditBytes(sats, price)
+	if price == 0 || charged <= uint64(credit) {
+		return credit - int64(min(charged, uint64(credit)))
+	}
+	return -int64(min(charged-uint64(credit), MaxAllowanceBytes))
 }
 
 // Closed is circuit.Config.SessionClosed: it removes the session, keeping

@@ -51,7 +51,8 @@ type SessionStats struct {
 	// Role is RoleRelay or the noted service's name.
 	Role string
 	// Allowance is the prepaid bytes left; negative while in debt (at
-	// least -GraceBytes).
+	// least -GraceBytes, unless NoteService repriced the session at a
+	// dearer service, when it may be further in debt and is refused).
 	Allowance int64
 	// BytesCharged, SatsRedeemed, TopUps and Refused are as in RoleStats.
 	BytesCharged uint64

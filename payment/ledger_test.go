@@ -430,3 +430,93 @@ func TestLedgerConcurrent(t *testing.T) {
 		t.Errorf("total %+v, want %+v", st, want)
 	}
 }
+
+// A session is priced at the relay price until a BEGIN names a service on
+// it; from then on it pays that service's price, and its allowance is what
+// it redeemed at that price less what it was charged: the client's figure
+// for a last hop it prices by its role from the start.
+func TestLedgerPricesByRole(t *testing.T) {
+	t.Parallel()
+	prices := map[cell.Service]uint64{cell.ServiceExit: 4, cell.ServiceMempool: 2}
+	for _, tc := range []struct {
+		name          string
+		svc           cell.Service
+		noted         bool
+		wantAllowance int64
+	}{
+		{"middle pays the relay price", 0, false, 8_000_000 - 1000},
+		{"exit pays the exit price", cell.ServiceExit, true, 2_000_000 - 1000 - 500},
+		{"mempool pays the mempool price", cell.ServiceMempool, true, 4_000_000 - 1000 - 500},
+		{"unlisted service keeps the relay price", cell.ServiceRendezvous, true, 8_000_000 - 1000 - 500},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := &redeemer{sats: 8}
+			l := newTestLedger(t, LedgerConfig{Redeem: r.redeem, PriceSatPerMB: 1, ServicePrices: prices})
+			c := ck(3)
+			if err := l.Account(c, 1000); err != nil { // CREATE: opens the session
+				t.Fatal(err)
+			}
+			ans, err := l.TopUp(context.Background(), c, []byte("batch"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := ackOf(t, ans).Allowance; got != 8_000_000-1000 {
+				t.Errorf("allowance before any BEGIN %d, want %d (relay price)", got, 8_000_000-1000)
+			}
+			if tc.noted {
+				l.NoteService(c, tc.svc)
+				if err := l.Account(c, 500); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s, ok := l.Session(c)
+			if !ok || s.Allowance != tc.wantAllowance {
+				t.Errorf("session %+v, want allowance %d", s, tc.wantAllowance)
+			}
+		})
+	}
+	t.Run("relay dearer than exit: the lowest price until a BEGIN", func(t *testing.T) {
+		t.Parallel()
+		r := &redeemer{sats: 6}
+		l := newTestLedger(t, LedgerConfig{Redeem: r.redeem, PriceSatPerMB: 3,
+			ServicePrices: map[cell.Service]uint64{cell.ServiceExit: 2, cell.ServiceMempool: 6}})
+		c := ck(5)
+		if err := l.Account(c, 1000); err != nil {
+			t.Fatal(err)
+		}
+		ans, err := l.TopUp(context.Background(), c, []byte("batch"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A client prepaying its exit at 2 sat/MB expects 3,000,000 bytes
+		// held before any BEGIN; one paying a middle at 3 expects less.
+		if a := ackOf(t, ans); a.Allowance+int64(a.Charged) != 3_000_000 {
+			t.Errorf("held %d bytes before any BEGIN, want 3000000 (the lowest price)", a.Allowance+int64(a.Charged))
+		}
+		l.NoteService(c, cell.ServiceMempool)
+		if s, _ := l.Session(c); s.Allowance != 1_000_000-1000 {
+			t.Errorf("allowance after a mempool BEGIN %d, want %d", s.Allowance, 1_000_000-1000)
+		}
+	})
+	t.Run("repriced into debt is refused past grace", func(t *testing.T) {
+		t.Parallel()
+		r := &redeemer{sats: 1}
+		l := newTestLedger(t, LedgerConfig{Redeem: r.redeem, PriceSatPerMB: 1, GraceBytes: 1000,
+			ServicePrices: map[cell.Service]uint64{cell.ServiceExit: 1_000_000}})
+		c := ck(4)
+		if err := l.Account(c, 500); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.TopUp(context.Background(), c, []byte("batch")); err != nil {
+			t.Fatal(err)
+		}
+		l.NoteService(c, cell.ServiceExit) // 1 sat buys 1 byte: 499 bytes in debt
+		if s, _ := l.Session(c); s.Allowance != -499 {
+			t.Errorf("allowance after repricing %d, want -499", s.Allowance)
+		}
+		if err := l.Account(c, 600); !errors.Is(err, circuit.ErrPayment) {
+			t.Errorf("Account in debt past grace: %v, want ErrPayment", err)
+		}
+	})
+}
