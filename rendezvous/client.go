@@ -164,6 +164,11 @@ func (m *Manager) Dial(ctx context.Context, onionHost string, port uint16) (net.
 	msg2, err := readFrame16(st, maxIntroLen)
 	st.SetReadDeadline(time.Time{})
 	if err != nil {
+		// An intro point took the introduction but the service never
+		// came to the rendezvous: the cached descriptor may be stale (the
+		// service republished with new keys after an intro point moved),
+		// so the next attempt fetches it again.
+		m.forgetDescriptor(pub)
 		if ne, isNet := err.(net.Error); isNet && ne.Timeout() || ctx.Err() != nil {
 			return nil, fmt.Errorf("%w: %w", ErrIntroTimeout, err)
 		}
