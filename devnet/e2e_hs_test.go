@@ -47,7 +47,12 @@ func (w *rvWatch) observe(kind string, prev peer.ID, b []byte) {
 
 func startHSDevnet(t *testing.T) (*Devnet, *rvWatch) {
 	w := &rvWatch{prev: map[string]map[peer.ID]bool{}}
-	d := startTestDevnet(t, Options{Relays: 4, Exits: 2, WebOnion: true,
+	// Six relays: a service's rendezvous circuit is guard → vanguard →
+	// middle → rendezvous point, four distinct relays; with only four, the
+	// loss of one (TestE2EOnionIntroPointLost) leaves no path at all
+	// whenever the client's rendezvous point and the service's vanguard
+	// are two of the three left, and every connection failed with 0xF3.
+	d := startTestDevnet(t, Options{Relays: 6, Exits: 2, WebOnion: true,
 		NodeOptions: func(name string) []node.Option {
 			if strings.HasPrefix(name, "relay") {
 				return []node.Option{node.WithRendezvousObserver(w.observe)}
