@@ -342,15 +342,20 @@ func dhtOptions(cfg *Config, store *boundedStore) ([]dht.Option, []peer.AddrInfo
 // advert protocol stops answering at once. Safe to call twice.
 func (s *Service) Close() error {
 	s.life.Lock()
-	defer s.life.Unlock()
 	if s.closed {
+		s.life.Unlock()
 		return nil
 	}
 	s.closed = true
+	started := s.started
 	s.cancel()
+	// life is released before waiting: a background goroutine (viewLoop's
+	// lookups) may be in running() on its way out, and would wait for it
+	// for ever. closed is set, so nothing starts again.
+	s.life.Unlock()
 	s.wg.Wait()
 	var errs []error
-	if s.started {
+	if started {
 		if s.cfg.DHTServer {
 			s.h.RemoveStreamHandler(ProtocolAdvert)
 		}
