@@ -166,21 +166,64 @@ func BenchmarkLongFatCircuit(b *testing.B) {
 				name = "fixed"
 			}
 			b.Run(fmt.Sprintf("%v/%s", lat, name), func(b *testing.B) {
-				benchLongFat(b, lat, bw, fixed)
+				benchLongFat(b, longFat{lat: lat, bw: bw, fixed: fixed})
 			})
 		}
 	}
 }
 
-func benchLongFat(b *testing.B, lat time.Duration, bw float64, fixed bool) {
-	tn := newTestNet(b, 4, func(_ int, cfg *Config) { cfg.Limits.FixedWindows = fixed })
+// paidGate is the growth gate a paid circuit runs under (payment's
+// allowsWindow, Circuit.SetGrowthGate): a stream's window may not pass
+// the hop's grace of 2 MiB (payment.SessionGraceBytes), one base window.
+func paidGate(window int64) bool { return window <= 2<<20 }
+
+// BenchmarkLongFatDownload is BenchmarkLongFatCircuit the other way, a
+// destination sending to the client over 100 ms links, where the client's
+// stream credit (§5.2) bounds what is in flight: unpaid (the window grows
+// while the client reads) and with the growth gate a paid circuit has
+// (paidGate), which keeps the stream at its base window of 512 cells.
+func BenchmarkLongFatDownload(b *testing.B) {
+	const bw = 100e6 / 8
+	for _, tc := range []struct {
+		name string
+		gate func(int64) bool
+	}{{"unpaid", nil}, {"paid-gate", paidGate}} {
+		b.Run("100ms/"+tc.name, func(b *testing.B) {
+			benchLongFat(b, longFat{lat: 100 * time.Millisecond, bw: bw, down: true, gate: tc.gate})
+		})
+	}
+}
+
+// longFat is one BenchmarkLongFat* case.
+type longFat struct {
+	lat   time.Duration
+	bw    float64 // bytes per second per link
+	fixed bool    // Limits.FixedWindows on every node
+	down  bool    // the destination sends, the client reads
+	gate  func(window int64) bool
+}
+
+func benchLongFat(b *testing.B, lf longFat) {
+	tn := newTestNet(b, 4, func(_ int, cfg *Config) { cfg.Limits.FixedWindows = lf.fixed })
 	path := tn.path(1, 2, 3)
 	for i := range path {
 		// Every hop, the first included, is reached through a slow link.
-		l := newSlowLink(b, tcpTarget(b, tn.hosts[i+1].Addrs()), lat, bw)
+		l := newSlowLink(b, tcpTarget(b, tn.hosts[i+1].Addrs()), lf.lat, lf.bw)
 		path[i].Addrs = []ma.Multiaddr{l.addr()}
 	}
 	snk := newSink(b)
+	dst := snk.addr()
+	if lf.down {
+		src := newTCPServer(b, func(c net.Conn) {
+			buf := make([]byte, benchChunk)
+			for {
+				if _, err := c.Write(buf); err != nil {
+					return
+				}
+			}
+		})
+		dst = src.addr()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	c, err := tn.engines[0].Build(ctx, path)
@@ -188,7 +231,10 @@ func benchLongFat(b *testing.B, lat time.Duration, bw float64, fixed bool) {
 		b.Fatal(err)
 	}
 	defer c.Close()
-	s, err := c.Dial(ctx, cell.ServiceExit, snk.addr())
+	if lf.gate != nil {
+		c.SetGrowthGate(lf.gate)
+	}
+	s, err := c.Dial(ctx, cell.ServiceExit, dst)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -198,17 +244,25 @@ func benchLongFat(b *testing.B, lat time.Duration, bw float64, fixed bool) {
 		defer wg.Done()
 		buf := make([]byte, benchChunk)
 		for {
+			if lf.down {
+				n, err := s.Read(buf)
+				snk.n.Add(int64(n))
+				if err != nil {
+					return
+				}
+				continue
+			}
 			if _, err := s.Write(buf); err != nil {
 				return
 			}
 		}
 	}()
 	defer func() {
-		_ = s.SetWriteDeadline(time.Now())
+		_ = s.SetDeadline(time.Now())
 		_ = s.Close()
 		wg.Wait()
 	}()
-	rtt := 6 * lat
+	rtt := 6 * lf.lat
 	warm, span := 5*rtt, max(3*time.Second, 6*rtt)
 	b.ResetTimer()
 	var frac float64
@@ -219,16 +273,17 @@ func benchLongFat(b *testing.B, lat time.Duration, bw float64, fixed bool) {
 		t.Reset(span)
 		<-t.C
 		rate := float64(snk.n.Load()-n0) / time.Since(t0).Seconds()
-		frac += rate / bw
+		frac += rate / lf.bw
 	}
 	b.StopTimer()
 	frac /= float64(b.N)
 	b.ReportMetric(frac, "cap-frac")
-	b.ReportMetric(frac*bw/1e6, "MB/s")
+	b.ReportMetric(frac*lf.bw/1e6, "MB/s")
 	c.ep.mu.Lock()
 	b.ReportMetric(float64(c.ep.cwndLocked()), "cwnd")
 	b.ReportMetric(float64(c.ep.inflight), "inflight")
 	b.ReportMetric(float64(s.sendWin), "stream-credit")
+	b.ReportMetric(float64(c.ep.extra.Load()), "extra-recv-credit")
 	c.ep.mu.Unlock()
 }
 

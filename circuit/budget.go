@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/co-infuse/co-infuse/circuit/cell"
 )
 
 // What memBudget charges, in bytes. These are what each thing holds in
@@ -20,6 +22,9 @@ const (
 	streamCost = 32 << 10
 	// chunkCost is one buffered DATA cell (a dataBuf).
 	chunkCost = int64(unsafe.Sizeof(dataBuf{}))
+	// cellCost is one cell waiting in a relayed circuit's queue toward a
+	// link (circQueue): the pooled cell and its FIFO slot.
+	cellCost = int64(cell.Size) + 8
 )
 
 // budgetUse is how much of the budget a reservation may fill.
@@ -32,10 +37,19 @@ const (
 	useNew budgetUse = iota
 	// useData is for DATA buffered by open streams: up to the limit.
 	useData
+	// useCtrl is for the control cells a relayed circuit's hop originates
+	// (SENDME, END, CONNECTED): up to the limit plus 1/ctrlOverdraft of
+	// it, so that a full budget still lets streams end and windows move,
+	// yet a neighbour that stops reading while it makes a hop originate
+	// them cannot hold memory past that.
+	useCtrl
 )
 
-// memBudget is the node-wide budget for circuit and stream buffers
-// (Limits.MemoryBudget). A reservation that would take it past its
+// ctrlOverdraft: useCtrl may go 1/ctrlOverdraft of the limit past it.
+const ctrlOverdraft = 8
+
+// memBudget is the node-wide budget for circuit and stream buffers and
+// relayed circuits' queued cells (Limits.MemoryBudget). A reservation that would take it past its
 // budgetUse's share fails, and the caller refuses what asked for it
 // (DESTROY or END with reason resource limit); release gives memory back.
 // It logs once when it first refuses and once when it has drained to half
@@ -58,8 +72,11 @@ type memBudget struct {
 // reserve takes n bytes if they fit within u's share of the limit.
 func (b *memBudget) reserve(n int64, u budgetUse) bool {
 	top := b.limit
-	if u == useNew {
+	switch u {
+	case useNew:
 		top -= b.limit / 4
+	case useCtrl:
+		top += b.limit / ctrlOverdraft
 	}
 	for {
 		cur := b.used.Load()
@@ -76,7 +93,14 @@ func (b *memBudget) reserve(n int64, u budgetUse) bool {
 	}
 }
 
-// release gives back n bytes taken by reserve.
+// force takes n bytes whatever the limit: for what must be held anyway
+// (the one cell an empty queue always takes, a circuit's last cells),
+// so that its release balances.
+func (b *memBudget) force(n int64) {
+	b.used.Add(n)
+}
+
+// release gives back n bytes taken by reserve or force.
 func (b *memBudget) release(n int64) {
 	cur := b.used.Add(-n)
 	if cur < 0 {

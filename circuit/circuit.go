@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,7 +21,41 @@ type HopInfo struct {
 	Peer     peer.ID
 	Addrs    []ma.Multiaddr
 	OnionKey [32]byte
+	// Prepay, if set, is what this hop's handshake offers (PROTOCOL.md
+	// §4.1): vouchers for a paid hop, or a mint-only request. Nil offers
+	// nothing, which a paid hop refuses.
+	Prepay *Prepay
 }
+
+// Prepay is the client's side of paying a hop in its handshake
+// (PROTOCOL.md §4.1). Build calls Offer just before it sends the hop's
+// message 1, after every earlier hop answered; if Offer returned no error,
+// Build then calls Done exactly once, before it moves on to the next hop or
+// returns.
+type Prepay struct {
+	// Offer returns the offer for message 1; ctx is the build's. An error
+	// fails the build at this hop with nothing sent to it (Done is not
+	// called).
+	Offer func(ctx context.Context) (cell.Offer, error)
+	// Done reports the outcome: answered is true with the hop's
+	// authenticated answer from message 2, false when message 1 was (or may
+	// have been) sent and no valid message 2 came back, so whether the hop
+	// redeemed the offer is unknown. A non-nil error fails the build at this
+	// hop (the caller refuses the answer, e.g. a mint-only grant it did not
+	// ask for). A refusal (a paid answer with cell.AnswerRefused) fails the
+	// build whatever Done returns.
+	Done func(a cell.Answer, answered bool) error
+}
+
+// RefusedError is the error Build wraps when a hop refused its handshake
+// for payment (PROTOCOL.md §4.4): Ack is the hop's answer, saying why
+// (payment parses it). It wraps ErrPayment.
+type RefusedError struct {
+	Ack []byte
+}
+
+func (e *RefusedError) Error() string { return "hop refused the handshake's payment" }
+func (e *RefusedError) Unwrap() error { return ErrPayment }
 
 // clientHop is the client's keys for one hop; fwd is guarded by
 // Circuit.sendMu, bwd is owned by the circuit's goroutine.
@@ -40,7 +75,8 @@ type Circuit struct {
 	q      *circQueue // toward the first hop; ordered by sendMu
 	circID cell.CircID
 	ep     *endpoint
-	want   int // len(path)
+	want   int      // len(path)
+	prtt   *pathRTT // this path's smallest RTT, shared with the engine's other circuits over it
 
 	in   chan *cell.Cell // from the link reader to run
 	ctrl chan []byte     // CREATED / EXTENDED handshakes, to Build
@@ -104,6 +140,10 @@ func (e *Engine) Build(ctx context.Context, path []HopInfo) (*Circuit, error) {
 	}
 	c.circID = c.q.id
 	e.circuits[c] = struct{}{}
+	c.prtt = e.pathRTTLocked(path)
+	if c.ep.cc != nil {
+		c.ep.cc.shared = c.prtt
+	}
 	e.wg.Add(1)
 	e.mu.Unlock()
 	go c.run()
@@ -123,6 +163,16 @@ func (e *Engine) Build(ctx context.Context, path []HopInfo) (*Circuit, error) {
 	}
 	return c, nil
 }
+
+// ForOthers marks c as carrying what others ask for rather than what
+// this node's own users send (an onion service's rendezvous circuit: a
+// remote client starts it and chooses what flows): from now on its cells
+// queued toward the first hop count against Limits.MaxQueuedCells and
+// the memory budget, and it is cut with reason resource limit past its
+// fair share, as a relayed circuit is. A node's own circuits are
+// otherwise bounded only by their windows (PROTOCOL.md §1.2). Call it
+// right after Build; calling it again does nothing.
+func (c *Circuit) ForOthers() { c.q.share() }
 
 // BuildError is the error Build returns when a hop failed: Hop is its index
 // in the path (0-based), so a caller can blame that node alone rather than
@@ -145,65 +195,97 @@ func (c *Circuit) build(ctx context.Context, path []HopInfo) error {
 	return nil
 }
 
-func (c *Circuit) buildHop(ctx context.Context, i int, hi HopInfo) error {
-	lim := c.e.cfg.Limits
-	{
-		hs, msg1, err := startHandshake(hi.OnionKey)
+func (c *Circuit) buildHop(ctx context.Context, i int, hi HopInfo) (err error) {
+	var offer []byte
+	var ans cell.Answer
+	answered := false
+	if p := hi.Prepay; p != nil {
+		off, err := p.Offer(ctx)
 		if err != nil {
 			return err
 		}
-		defer hs.wipe() // also when the hop never answers
-		wait := lim.CreateTimeout
-		if i == 0 {
-			cl := c.e.pool.Get()
-			cl.SetCircID(c.circID)
-			cl.SetCommand(cell.CmdCreate)
-			if err := (&cell.Create{Depth: 1, Handshake: msg1}).MarshalBody(cl.Body()); err != nil {
-				c.e.pool.Put(cl)
-				return err
+		// From here the hop may see the offer: Done learns the outcome,
+		// unknown unless message 2 came back.
+		defer func() {
+			if derr := p.Done(ans, answered); derr != nil && err == nil {
+				err = derr
 			}
-			c.sendMu.Lock()
-			err = c.q.push(cl)
-			c.sendMu.Unlock()
-			if err != nil {
-				return err
-			}
-		} else {
-			ext := cell.Extend{Peer: []byte(hi.Peer), OnionKey: hi.OnionKey, Handshake: msg1}
-			for _, a := range hi.Addrs {
-				if b := a.Bytes(); len(b) <= cell.MaxAddrLen && len(ext.Addrs) < cell.MaxExtendAddrs {
-					ext.Addrs = append(ext.Addrs, b)
-				}
-			}
-			b, err := ext.AppendBinary(nil)
-			if err != nil {
-				return fmt.Errorf("%w: %w", ErrProtocol, err)
-			}
-			if err := c.sendRelay(i, cell.RelayExtend, 0, b); err != nil {
-				return err
-			}
-			wait += lim.ExtendTimeout
-		}
-		msg2, err := c.waitCtrl(ctx, wait)
-		if err != nil {
+		}()
+		if offer, err = off.AppendBinary(nil); err != nil {
 			return err
 		}
-		keys, err := hs.finish(msg2)
-		if err != nil {
-			return err
-		}
-		fwd, err1 := newLayer(keys.fwd)
-		bwd, err2 := newLayer(keys.bwd)
+	}
+	hs, msg1, err := startHandshake(hi.OnionKey, offer)
+	if err != nil {
+		return err
+	}
+	defer hs.wipe() // also when the hop never answers
+	msg2, err := c.sendHandshake(ctx, i, hi, msg1, c.e.cfg.Limits)
+	if err != nil {
+		return err
+	}
+	keys, a, err := hs.finish(msg2)
+	if err != nil {
+		return err
+	}
+	ans, answered = a, true
+	if a.Paid && a.Status == cell.AnswerRefused {
 		keys.wipe()
-		if err1 != nil || err2 != nil {
-			return fmt.Errorf("build: layer: %w %w", err1, err2)
+		return &RefusedError{Ack: append([]byte(nil), a.Ack...)}
+	}
+	return c.addHop(i, hi, keys)
+}
+
+// sendHandshake sends message 1 to hop i (CREATE for the first hop, EXTEND
+// through the last built hop for the others) and waits for message 2.
+func (c *Circuit) sendHandshake(ctx context.Context, i int, hi HopInfo, msg1 []byte, lim Limits) ([]byte, error) {
+	wait := lim.CreateTimeout
+	if i == 0 {
+		cl := c.e.pool.Get()
+		cl.SetCircID(c.circID)
+		cl.SetCommand(cell.CmdCreate)
+		if err := (&cell.Create{Depth: 1, Handshake: msg1}).MarshalBody(cl.Body()); err != nil {
+			c.e.pool.Put(cl)
+			return nil, err
 		}
 		c.sendMu.Lock()
-		ch := &clientHop{info: hi, onionKeys: onionKeys{cookie: keys.cookie, fwd: fwd, bwd: bwd}}
-		c.hops[i], c.keys[i] = ch, &ch.onionKeys
-		c.nhops.Store(int32(i + 1))
+		err := c.q.push(cl)
 		c.sendMu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		ext := cell.Extend{Peer: []byte(hi.Peer), OnionKey: hi.OnionKey, Handshake: msg1}
+		for _, a := range hi.Addrs {
+			if b := a.Bytes(); len(b) <= cell.MaxAddrLen && len(ext.Addrs) < cell.MaxExtendAddrs {
+				ext.Addrs = append(ext.Addrs, b)
+			}
+		}
+		b, err := ext.AppendBinary(nil)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrProtocol, err)
+		}
+		if err := c.sendRelay(i, cell.RelayExtend, 0, b); err != nil {
+			return nil, err
+		}
+		wait += lim.ExtendTimeout
 	}
+	return c.waitCtrl(ctx, wait)
+}
+
+// addHop installs hop i's layers from its handshake keys.
+func (c *Circuit) addHop(i int, hi HopInfo, keys hopKeys) error {
+	fwd, err1 := newLayer(keys.fwd)
+	bwd, err2 := newLayer(keys.bwd)
+	keys.wipe()
+	if err1 != nil || err2 != nil {
+		return fmt.Errorf("build: layer: %w %w", err1, err2)
+	}
+	c.sendMu.Lock()
+	ch := &clientHop{info: hi, onionKeys: onionKeys{cookie: keys.cookie, fwd: fwd, bwd: bwd}}
+	c.hops[i], c.keys[i] = ch, &ch.onionKeys
+	c.nhops.Store(int32(i + 1))
+	c.sendMu.Unlock()
 	return nil
 }
 
@@ -363,7 +445,7 @@ func (c *Circuit) handleMsg(k, n int, m cell.Relay) error {
 		if err := end.UnmarshalBinary(m.Data); err != nil {
 			return fmt.Errorf("%w: %w", ErrProtocol, err)
 		}
-		c.ep.onEnd(m.StreamID, end.Reason)
+		c.ep.onEnd(m.StreamID, end)
 		return nil
 	case cell.RelayConnected:
 		var x cell.Connected
@@ -484,6 +566,7 @@ func (c *Circuit) closeWith(r cell.Reason, remote, sendDestroy bool) {
 		c.ep.shutdown(c.err)
 		c.e.mu.Lock()
 		delete(c.e.circuits, c)
+		c.e.releasePathRTTLocked(c.prtt)
 		c.e.mu.Unlock()
 	})
 }
@@ -559,9 +642,10 @@ func (c *Circuit) Err() error {
 
 // Dial opens a stream to target through the last hop's service svc; BEGIN
 // carries target's canonical form. The error wraps an errors.go sentinel:
-// the END reason the last hop sent (ErrExitPolicy, ErrConnRefused, ...),
-// ErrResourceLimit, ErrTimeout when ctx ends, ErrClosed, or ErrProtocol
-// for a zero target.
+// the END reason the last hop sent (ErrExitPolicy, ErrConnRefused, ...;
+// for END tor-socks a *TorSocksError with the gateway's tor's reply byte,
+// matching ErrTorSocks), ErrResourceLimit, ErrTimeout when ctx ends,
+// ErrClosed, or ErrProtocol for a zero target.
 func (c *Circuit) Dial(ctx context.Context, svc cell.Service, target cell.Target) (*Stream, error) {
 	b, err := (&cell.Begin{Service: svc, Target: target}).AppendBinary(nil)
 	if err != nil {
@@ -596,10 +680,10 @@ func (c *Circuit) Dial(ctx context.Context, svc cell.Service, target cell.Target
 			return s, nil
 		}
 		_ = s.Close()
-		if r.end == cell.EndDone {
-			r.end = cell.EndMisc
+		if r.end.Reason == cell.EndDone {
+			r.end.Reason = cell.EndMisc
 		}
-		return nil, fmt.Errorf("dial: %w", &endError{reason: r.end})
+		return nil, fmt.Errorf("dial: %w", &endError{reason: r.end.Reason, code: r.end.SocksCode})
 	case <-ctx.Done():
 		c.forget(id)
 		_ = s.Close()
@@ -654,10 +738,10 @@ func (c *Circuit) Resolve(ctx context.Context, host string) (netip.Addr, error) 
 		if r.cmd == cell.RelayResolved {
 			return r.addr, nil
 		}
-		if r.end == cell.EndDone {
-			r.end = cell.EndResolveFailed
+		if r.end.Reason == cell.EndDone {
+			r.end.Reason = cell.EndResolveFailed
 		}
-		return netip.Addr{}, fmt.Errorf("resolve: %w", &endError{reason: r.end})
+		return netip.Addr{}, fmt.Errorf("resolve: %w", &endError{reason: r.end.Reason, code: r.end.SocksCode})
 	case <-ctx.Done():
 		c.forget(id)
 		return netip.Addr{}, fmt.Errorf("resolve: %w: %w", ErrTimeout, ctx.Err())
@@ -710,5 +794,37 @@ func (c *Circuit) TopUp(ctx context.Context, i int, payload []byte) ([]byte, err
 	case <-c.done:
 		drop()
 		return nil, fmt.Errorf("topup: %w", c.err)
+	}
+}
+
+// pathRTTLocked returns the shared smallest RTT of path, taking a
+// reference. e.mu must be held.
+func (e *Engine) pathRTTLocked(path []HopInfo) *pathRTT {
+	var b strings.Builder
+	for _, h := range path {
+		b.WriteString(string(h.Peer))
+		b.WriteByte(0)
+	}
+	k := b.String()
+	p := e.pathRTTs[k]
+	if p == nil {
+		if e.pathRTTs == nil {
+			e.pathRTTs = make(map[string]*pathRTT)
+		}
+		p = &pathRTT{key: k}
+		e.pathRTTs[k] = p
+	}
+	p.refs++
+	return p
+}
+
+// releasePathRTTLocked drops a reference from pathRTTLocked; the last one
+// forgets the path. e.mu must be held.
+func (e *Engine) releasePathRTTLocked(p *pathRTT) {
+	if p == nil {
+		return
+	}
+	if p.refs--; p.refs == 0 {
+		delete(e.pathRTTs, p.key)
 	}
 }

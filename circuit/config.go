@@ -14,14 +14,14 @@ import (
 )
 
 // LinkProtocol is the libp2p protocol ID of link streams (PROTOCOL.md §1).
-const LinkProtocol = "/co-infuse/link/1"
+const LinkProtocol = "/co-infuse/link/2"
 
 // Flow-control constants (PROTOCOL.md §5.2), counted in DATA cells.
 const (
 	streamWindow    = 512
 	streamIncrement = 64
 	circWindow      = 2048
-	circIncrement   = 256
+	circIncrement   = 32
 	// circQueueSlack is the room MaxCircuitQueue keeps above a full
 	// circuit window for SENDMEs, ENDs and other control cells.
 	circQueueSlack = 1024
@@ -59,14 +59,20 @@ type Limits struct {
 	MaxPendingBegins int
 	// MemoryBudget is the node-wide budget, in bytes, for what this node
 	// holds for others: 8 KiB per relayed circuit, 32 KiB per last-hop
-	// stream, and every DATA cell a last-hop stream has buffered (4 KiB
+	// stream, every DATA cell a last-hop stream has buffered (4 KiB
 	// each, up to 512 per stream and more while the budget is below half,
-	// §5.2). New circuits and streams may use
-	// 3/4 of it; past that CREATE gets DESTROY resource limit and BEGIN
-	// gets END resource limit. The last quarter is for data of open
-	// streams; a DATA cell that does not fit ends its stream with END
-	// resource limit. The client's own streams are not charged. Default
-	// 512 MiB.
+	// §5.2), and every cell a relayed circuit has queued toward a link
+	// (4 KiB each, at most MaxCircuitQueue per circuit and link). New
+	// circuits and streams may use 3/4 of it; past that CREATE gets
+	// DESTROY resource limit and BEGIN gets END resource limit. The last
+	// quarter is for data of open streams and circuits: a DATA cell that
+	// does not fit ends its stream with END resource limit, and a relayed
+	// circuit whose queued cell does not fit is destroyed with reason
+	// resource limit (an empty queue always takes one cell, a circuit's
+	// last TEARDOWN and DESTROY are always queued, and the control cells
+	// a hop originates, SENDME, END, CONNECTED, not DATA, may go an
+	// eighth past the budget, no further). The
+	// client's own streams and circuits are not charged. Default 512 MiB.
 	MemoryBudget int64
 	// EndLinger is how long the last hop keeps writing, to a destination
 	// that reads slowly, the data its stream had buffered when the client's
@@ -87,14 +93,18 @@ type Limits struct {
 	// window (at most 4096 DATA cells, §5.2) plus SENDMEs, ENDs and other control
 	// cells. Default 5120 (20 MiB, held only while queued): the largest
 	// congestion window (4096 cells, §5.2) plus 1024. A sender keeps its
-	// own circuits' windows at most 1024 below its MaxCircuitQueue (and
-	// never below 2048).
+	// own circuits' windows at most 1024 below its MaxCircuitQueue (but
+	// lets them reach the starting window, 2048, whatever it says).
 	MaxCircuitQueue int
-	// MaxQueuedCells bounds the cells queued toward all links together.
-	// Once it is reached, a circuit that already holds more than an equal
-	// share of it (MaxQueuedCells ÷ circuits with queued cells) is
-	// destroyed with reason resource limit when it queues one more, so
-	// the total stays below about twice this. Default 65536 (256 MiB).
+	// MaxQueuedCells bounds the cells of relayed circuits queued toward
+	// all links together. Once it is reached, a relayed circuit that
+	// already holds more than an equal share of it (MaxQueuedCells ÷
+	// relayed circuits with queued cells) is destroyed with reason
+	// resource limit when it queues one more, so the total stays below
+	// about twice this. This node's own circuits neither count nor are
+	// cut: their windows bound them (MaxCircuitQueue each), except those
+	// marked Circuit.ForOthers, which count as relayed ones. Default
+	// 65536 (256 MiB).
 	MaxQueuedCells int
 	// CreateTimeout bounds the Admit hook and the handshake at a hop, and
 	// how long Build waits for each CREATED or EXTENDED. Default 10s.
@@ -124,6 +134,37 @@ type Limits struct {
 	// neighbour that stops reading for longer loses the link with every
 	// circuit on it. Default 30s.
 	WriteTimeout time.Duration
+
+	// CreatesPerPeerPerSecond is the rate, in CREATEs per second, at which
+	// one neighbour's CREATEs are admitted (PROTOCOL.md §4.4): a token
+	// bucket per neighbour holding CreateBurstPerPeer tokens, refilled at
+	// this rate. A CREATE that finds the bucket empty is refused with
+	// DESTROY reason resource limit before any public-key work. A guard
+	// relays every EXTEND of its clients, so this is per neighbour, not
+	// per client. Default 50.
+	CreatesPerPeerPerSecond float64
+	// CreateBurstPerPeer is the size of each neighbour's CREATE bucket,
+	// in CREATEs. Default 200.
+	CreateBurstPerPeer int
+	// CreatesPerSecond is the rate, in CREATEs per second, at which this
+	// relay admits CREATEs from all neighbours together (a global token
+	// bucket of CreateBurst tokens), checked after the neighbour's own
+	// bucket, before any public-key work. It bounds the X25519 and
+	// voucher checks unpaid floods can cause. Default 1000.
+	CreatesPerSecond float64
+	// CreateBurst is the size of the global CREATE bucket, in CREATEs.
+	// Default 4000.
+	CreateBurst int
+	// MintOnlyMaxCells is the most RELAY cells (both directions, 4 KiB
+	// each) a mint-only circuit (PROTOCOL.md §4.5) may carry; one more
+	// destroys it with reason payment. A purchase is one quote, mint or
+	// check-state exchange of at most 32,986 bytes each way (VOUCHERS.md
+	// §3.1), about 20 cells. Default 64 (256 KiB).
+	MintOnlyMaxCells int
+	// MintOnlyLifetime is how long a mint-only circuit may live from its
+	// CREATE; then it is destroyed with reason payment. A purchase
+	// circuit serves one exchange (node/buy.go). Default 2m.
+	MintOnlyLifetime time.Duration
 }
 
 func (l *Limits) setDefaults() {
@@ -156,6 +197,17 @@ func (l *Limits) setDefaults() {
 	defd(&l.IdleTimeout, 10*time.Minute)
 	defd(&l.WriteTimeout, 30*time.Second)
 	defd(&l.KeepAlive, 2*time.Minute)
+	deff := func(p *float64, v float64) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	deff(&l.CreatesPerPeerPerSecond, 50)
+	def(&l.CreateBurstPerPeer, 200)
+	deff(&l.CreatesPerSecond, 1000)
+	def(&l.CreateBurst, 4000)
+	def(&l.MintOnlyMaxCells, 64)
+	defd(&l.MintOnlyLifetime, 2*time.Minute)
 }
 
 // BeginRequest is what the last hop of a circuit passes to Config.Begin.
@@ -196,6 +248,22 @@ type Config struct {
 	// size in bytes. An error destroys the circuit with reason payment.
 	// It runs on the link reader: it must not block.
 	Account func(cookie [cell.CookieLen]byte, bytes int) error
+	// Prepay, if set, makes this node a paid hop (PROTOCOL.md §4.1, §4.5).
+	// It is called for every CREATE whose message 1 decrypted and carried
+	// an offer (cell.OfferVouchers or cell.OfferMintOnly), before the hop
+	// answers, with the cookie the circuit's session will have, the
+	// neighbour it came from and the offer (its Batch is the hook's to
+	// keep). It returns the status and the ack that message 2 carries (at
+	// most cell.MaxAckLen bytes): AnswerPaid accepts the circuit,
+	// AnswerMintOnly accepts it as mint-only, AnswerRefused refuses it (the
+	// hop answers CREATED with the refusal, then DESTROY reason payment). A
+	// hook that accepted opened a session for cookie: the engine calls
+	// SessionClosed for it when the circuit ends, even if it fails before
+	// it opens. A CREATE with no offer (cell.OfferNone) never reaches the
+	// hook: a paid hop refuses it with DESTROY reason payment before
+	// answering. ctx ends after CreateTimeout. Nil: a free hop, which
+	// ignores offers and answers with the cookie alone.
+	Prepay func(ctx context.Context, cookie [cell.CookieLen]byte, from peer.ID, offer cell.Offer) (cell.AnswerStatus, []byte)
 	// TopUp, if set, handles a TOPUP from the client; its result is
 	// returned in TOPUP_ACK status 0, an error in status 1 with the result
 	// as payload (the hook may return both, to say why; it may be empty).
@@ -222,4 +290,17 @@ func (c *Config) validate() error {
 		return fmt.Errorf("circuit config: Host is required")
 	}
 	return nil
+}
+
+// MinCircuitQueue is the smallest Limits.MaxCircuitQueue that holds an
+// honest circuit's smallest window (2048 DATA cells, §5.2) and its control
+// cells; below it honest bulk circuits are destroyed for a full queue.
+const MinCircuitQueue = circWindow + circQueueSlack
+
+// DefaultLimits returns the Limits a zero Limits stands for: every field
+// at the default its comment names.
+func DefaultLimits() Limits {
+	var l Limits
+	l.setDefaults()
+	return l
 }

@@ -22,7 +22,7 @@ func constRTT(d time.Duration) func(int) time.Duration {
 
 func TestVegasSlowStartGrowsToMax(t *testing.T) {
 	t.Parallel()
-	v := newVegas(circWindow, circMaxWindow)
+	v := newVegas(circWindow, circMinWindow, circMaxWindow)
 	feed(v, 4, constRTT(600*time.Millisecond))
 	if want := circWindow + 4*circIncrement; v.cwnd != want || !v.slowStart {
 		t.Fatalf("after 4 SENDMEs: cwnd %d slowStart %v, want %d in slow start", v.cwnd, v.slowStart, want)
@@ -35,53 +35,65 @@ func TestVegasSlowStartGrowsToMax(t *testing.T) {
 
 func TestVegasLeavesSlowStartOnQueue(t *testing.T) {
 	t.Parallel()
-	v := newVegas(circWindow, circMaxWindow)
-	feed(v, 2, constRTT(100*time.Millisecond)) // cwnd 2560, minRTT 100ms
-	// The RTT doubles: half the window is queued, far above gamma.
-	feed(v, 10, constRTT(200*time.Millisecond))
+	v := newVegas(circWindow, circMinWindow, circMaxWindow)
+	feed(v, 2, constRTT(100*time.Millisecond)) // cwnd 2112, minRTT 100ms
+	// The RTT doubles: half the window is queued, far above gamma. Slow
+	// start ends at once; the window follows the RTT's moving average
+	// down.
+	feed(v, 1000, constRTT(200*time.Millisecond))
 	if v.slowStart {
 		t.Fatal("still in slow start with a queue of half the window")
 	}
-	if v.cwnd != circWindow {
-		t.Fatalf("cwnd %d, want the floor %d (bdp + gamma is below it)", v.cwnd, circWindow)
+	// bdp + gamma: about half the window, plus gamma.
+	if v.cwnd >= circWindow || v.cwnd < circMinWindow {
+		t.Fatalf("cwnd %d, want bdp + gamma, below the start %d and not below the floor %d", v.cwnd, circWindow, circMinWindow)
 	}
 }
 
 func TestVegasSteadyState(t *testing.T) {
 	t.Parallel()
-	v := newVegas(circWindow, circMaxWindow)
+	v := newVegas(circWindow, circMinWindow, circMaxWindow)
 	v.slowStart = false
 	v.untilNext = 1
 	base := 100 * time.Millisecond
-	// No queue: grows one step per window of SENDMEs.
-	feed(v, 1, constRTT(base))
-	if v.cwnd != circWindow+vegasStep {
-		t.Fatalf("cwnd %d, want %d", v.cwnd, circWindow+vegasStep)
+	// No queue: grows one step per window of SENDMEs; at 2048 cells the
+	// step is 4 × vegasStep (thresholds scale above 512).
+	_, _, _, _, step := v.thresholds()
+	if step != 4*vegasStep {
+		t.Fatalf("step %d at cwnd %d, want %d", step, v.cwnd, 4*vegasStep)
 	}
-	feed(v, 200, constRTT(base))
+	feed(v, 1, constRTT(base))
+	if v.cwnd != circWindow+step {
+		t.Fatalf("cwnd %d, want %d", v.cwnd, circWindow+step)
+	}
+	// Each step waits for a window of SENDMEs: (4096−2048)/32 steps of
+	// at most 128 SENDMEs each.
+	feed(v, 64*128, constRTT(base))
 	if v.cwnd != circMaxWindow {
 		t.Fatalf("cwnd %d, want max %d", v.cwnd, circMaxWindow)
 	}
-	// A queue between alpha and beta holds the window: 4096×(rtt−min)/rtt
-	// = 256 cells at rtt = base × 16/15.
-	hold := base * 16 / 15
-	feed(v, 200, constRTT(hold))
-	if q := v.queue(); q <= vegasAlpha || q >= vegasBeta {
-		t.Fatalf("queue %d not between alpha and beta", q)
+	// A queue between alpha and beta (at 4096 cells: 256 and 768) holds
+	// the window: 4096×(rtt−min)/rtt = 512 cells at rtt = base × 8/7.
+	hold := base * 8 / 7
+	feed(v, 1000, constRTT(hold))
+	if alpha, beta, _, _, _ := v.thresholds(); v.queue() <= alpha || v.queue() >= beta {
+		t.Fatalf("queue %d not between alpha %d and beta %d", v.queue(), alpha, beta)
 	}
 	if v.cwnd != circMaxWindow {
 		t.Fatalf("cwnd %d moved with a queue between alpha and beta", v.cwnd)
 	}
-	// A long queue cuts it back to the floor, never below.
-	feed(v, 400, constRTT(3*base))
-	if v.cwnd != circWindow {
-		t.Fatalf("cwnd %d, want floor %d", v.cwnd, circWindow)
+	// A long queue (nine tenths of the window) cuts it until no more
+	// than beta cells are queued: to within a step above beta, never
+	// below the floor.
+	feed(v, 4000, constRTT(10*base))
+	if v.cwnd < circMinWindow || v.cwnd > vegasBeta+vegasStep || v.queue() > vegasBeta {
+		t.Fatalf("cwnd %d queue %d, want at most beta %d queued, cwnd in [%d, %d]", v.cwnd, v.queue(), vegasBeta, circMinWindow, vegasBeta+vegasStep)
 	}
 }
 
 func TestVegasIgnoresBadClock(t *testing.T) {
 	t.Parallel()
-	v := newVegas(circWindow, circMaxWindow)
+	v := newVegas(circWindow, circMinWindow, circMaxWindow)
 	feed(v, 5, constRTT(0))
 	feed(v, 5, constRTT(-time.Second))
 	if v.cwnd != circWindow || v.minRTT != 0 || v.rtt != 0 {
@@ -92,7 +104,7 @@ func TestVegasIgnoresBadClock(t *testing.T) {
 func TestVegasMaxBelowMin(t *testing.T) {
 	t.Parallel()
 	// A node whose MaxCircuitQueue is small keeps the old fixed window.
-	v := newVegas(circWindow, 100)
+	v := newVegas(circWindow, circMinWindow, 100)
 	feed(v, 50, constRTT(time.Millisecond))
 	if v.cwnd != circWindow {
 		t.Fatalf("cwnd %d, want %d", v.cwnd, circWindow)
@@ -361,5 +373,59 @@ func TestStreamGrowthGate(t *testing.T) {
 	ep.gate.Store(nil)
 	if !s.growLocked() {
 		t.Fatal("no growth once the gate is removed")
+	}
+}
+
+// TestVegasSharedPathRTT: a circuit that starts while its path is full
+// takes the path's smallest RTT from an earlier circuit over the same
+// path, so it sees the queue and leaves slow start, where with its own
+// samples alone it would see none and keep growing.
+func TestVegasSharedPathRTT(t *testing.T) {
+	t.Parallel()
+	p := &pathRTT{}
+	early := newVegas(circWindow, circMinWindow, circMaxWindow)
+	early.shared = p
+	feed(early, 1, constRTT(10*time.Millisecond)) // the path empty
+	late, alone := newVegas(circWindow, circMinWindow, circMaxWindow), newVegas(circWindow, circMinWindow, circMaxWindow)
+	late.shared = p
+	feed(late, 4, constRTT(100*time.Millisecond)) // the path full
+	feed(alone, 4, constRTT(100*time.Millisecond))
+	if late.minRTT != 10*time.Millisecond || late.slowStart || late.cwnd >= circWindow {
+		t.Fatalf("late circuit: minRTT %v slowStart %v cwnd %d, want the path's 10ms, out of slow start, below %d", late.minRTT, late.slowStart, late.cwnd, circWindow)
+	}
+	if !alone.slowStart || alone.cwnd <= circWindow {
+		t.Fatalf("unshared circuit: slowStart %v cwnd %d, want still growing in slow start", alone.slowStart, alone.cwnd)
+	}
+	// A smaller RTT seen later lowers the path's.
+	feed(late, 1, constRTT(5*time.Millisecond))
+	if got := time.Duration(p.min.Load()); got != 5*time.Millisecond {
+		t.Fatalf("path min RTT %v, want 5ms", got)
+	}
+}
+
+// TestPathRTTShared: circuits over the same path share one pathRTT, and
+// the engine forgets it when the last of them closes.
+func TestPathRTTShared(t *testing.T) {
+	t.Parallel()
+	tn := newTestNet(t, 3, nil)
+	ctx := testCtx(t)
+	a, b, other := tn.build(ctx, 1, 2), tn.build(ctx, 1, 2), tn.build(ctx, 2, 1)
+	e := tn.engines[0]
+	count := func() int {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return len(e.pathRTTs)
+	}
+	if a.prtt == nil || a.prtt != b.prtt || a.ep.cc.shared != a.prtt || other.prtt == a.prtt || count() != 2 {
+		t.Fatalf("shared %p %p %p, %d paths; want a and b to share, the other path apart, 2 paths", a.prtt, b.prtt, other.prtt, count())
+	}
+	_ = a.Close()
+	_ = other.Close()
+	if count() != 1 {
+		t.Fatalf("%d paths after closing a and the other, want 1", count())
+	}
+	_ = b.Close()
+	if count() != 0 {
+		t.Fatalf("%d paths after closing every circuit, want 0", count())
 	}
 }

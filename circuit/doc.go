@@ -2,7 +2,7 @@
 // circuits for other nodes and builds circuits for this one, over libp2p
 // link streams (PROTOCOL.md §1, §3, §4, §5).
 //
-// An Engine owns one libp2p protocol handler (/co-infuse/link/1). As a
+// An Engine owns one libp2p protocol handler (/co-infuse/link/2). As a
 // relay (it has an OnionKey) it answers CREATE with the Noise NK handshake,
 // extends circuits to the next hop on EXTEND, peels or adds one AES-256-GCM
 // layer per RELAY cell, and at the last hop opens streams to destinations
@@ -11,8 +11,11 @@
 //
 // What it leaves to others:
 //   - cell codecs: circuit/cell (bytes ⇄ structs, no I/O);
-//   - payment: the Admit, Account, TopUp and SessionClosed hooks are where
-//     node plugs in vouchers; this package never sees money;
+//   - payment: the Admit, Prepay, Account, TopUp and SessionClosed hooks
+//     and HopInfo.Prepay are where node plugs in vouchers; this package
+//     carries the handshake's offer and answer (PROTOCOL.md §4.1), confines
+//     mint-only circuits (§4.5) and rate-limits CREATEs (§4.4), but never
+//     sees money;
 //   - destinations: the Begin and Resolve hooks (exit/, mempool/,
 //     rendezvous/) decide what a target means and enforce exit policy;
 //   - path selection and onion keys of other nodes: discovery/ and node/;

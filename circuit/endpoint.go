@@ -60,7 +60,7 @@ type reply struct {
 	cmd  cell.RelayCmd // RelayConnected, RelayResolved or RelayEnd
 	addr netip.Addr
 	ttl  uint32
-	end  cell.EndReason
+	end  cell.End // RelayEnd: the reason and, for tor-socks, tor's code
 }
 
 func newEndpoint(e *Engine, maxData int, send func(cell.RelayCmd, uint16, []byte) error) *endpoint {
@@ -82,7 +82,7 @@ func newEndpoint(e *Engine, maxData int, send func(cell.RelayCmd, uint16, []byte
 		// An honest circuit's whole window may sit in one queue if the
 		// next link stalls; keep it clear of this node's own
 		// MaxCircuitQueue, with room for control cells.
-		ep.cc = newVegas(circWindow, min(circMaxWindow, e.cfg.Limits.MaxCircuitQueue-circQueueSlack))
+		ep.cc = newVegas(circWindow, circMinWindow, min(circMaxWindow, e.cfg.Limits.MaxCircuitQueue-circQueueSlack))
 	}
 	return ep
 }
@@ -332,14 +332,15 @@ func (ep *endpoint) onSendme(id uint16) error {
 // onEnd handles END for stream id: a pending request fails, an open stream
 // reads to EOF (or the reason's error) and stops writing, and at the last
 // hop its destination is closed (endDestination).
-func (ep *endpoint) onEnd(id uint16, r cell.EndReason) {
+func (ep *endpoint) onEnd(id uint16, end cell.End) {
+	r := end.Reason
 	ep.mu.Lock()
 	if ch, ok := ep.pending[id]; ok {
 		delete(ep.pending, id)
-		ch <- reply{cmd: cell.RelayEnd, end: r}
+		ch <- reply{cmd: cell.RelayEnd, end: end}
 	}
 	s := ep.streams[id]
-	var err error = &endError{reason: r}
+	var err error = &endError{reason: r, code: end.SocksCode}
 	if r == cell.EndDone {
 		err = errStreamEnded
 	}

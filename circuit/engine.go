@@ -28,15 +28,17 @@ type Engine struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // every goroutine the engine starts
 
-	bufs         sync.Pool    // *dataBuf for received stream data
-	chunks       sync.Pool    // *fifoChunk for circuit queues (queue.go)
-	queued       atomic.Int64 // cells in circuit queues, all links
-	activeQueues atomic.Int64 // circuit queues holding cells, all links
-	clock        atomic.Int64 // unix nanos, refreshed by the sweeper; for per-cell timestamps
-	nStreams     atomic.Int64 // open streams, client and last-hop
-	begins       atomic.Int64 // Begin and Resolve hook calls running (Limits.MaxPendingBegins)
-	mem          memBudget    // Limits.MemoryBudget
-	authFail     atomic.Int64 // cells that failed a layer's authentication
+	bufs           sync.Pool    // *dataBuf for received stream data
+	chunks         sync.Pool    // *fifoChunk for circuit queues (queue.go)
+	queued         atomic.Int64 // cells in relayed circuits' queues, all links (MaxQueuedCells)
+	activeQueues   atomic.Int64 // relayed circuits' queues holding cells, all links
+	clock          atomic.Int64 // unix nanos, refreshed by the sweeper; for per-cell timestamps
+	nStreams       atomic.Int64 // open streams, client and last-hop
+	begins         atomic.Int64 // Begin and Resolve hook calls running (Limits.MaxPendingBegins)
+	mem            memBudget    // Limits.MemoryBudget
+	authFail       atomic.Int64 // cells that failed a layer's authentication
+	createsLimited atomic.Int64 // CREATEs refused by the rate limits
+	createsUnpaid  atomic.Int64 // CREATEs refused for payment
 
 	// testTamper, if set by a test, sees every RELAY cell this engine is
 	// about to forward (forward: toward the last hop) and may change it; if
@@ -46,17 +48,22 @@ type Engine struct {
 	// this engine reads, and the neighbour it came from.
 	testDestroyRecv atomic.Pointer[func(from peer.ID, r cell.Reason)]
 
-	mu        sync.Mutex // guards everything below
-	started   bool
-	closed    bool
-	out       map[peer.ID]*link // links we opened
-	in        map[peer.ID]*link // links neighbours opened
-	dials     map[peer.ID]*linkDial
-	hops      map[*hop]struct{}
-	perPeer   map[peer.ID]int // relayed circuits by previous hop
-	creating  int             // CREATEs in accept
-	circuits  map[*Circuit]struct{}
-	sweepDone chan struct{}
+	mu       sync.Mutex // guards everything below
+	started  bool
+	closed   bool
+	out      map[peer.ID]*link // links we opened
+	in       map[peer.ID]*link // links neighbours opened
+	dials    map[peer.ID]*linkDial
+	hops     map[*hop]struct{}
+	perPeer  map[peer.ID]int // relayed circuits by previous hop
+	creating int             // CREATEs in accept
+	// createBuckets and createGlobal rate-limit CREATEs per neighbour and
+	// in all (createlimit.go).
+	createBuckets map[peer.ID]*tokenBucket
+	createGlobal  tokenBucket
+	circuits      map[*Circuit]struct{}
+	pathRTTs      map[string]*pathRTT // by path, while a circuit uses it (congestion.go)
+	sweepDone     chan struct{}
 }
 
 // cellPoolSize is the most idle cells an engine keeps for reuse (16 MiB):
@@ -85,6 +92,13 @@ type Stats struct {
 	PendingBegins int
 	// Memory is the bytes reserved against Limits.MemoryBudget.
 	Memory int64
+	// CreatesRateLimited counts CREATEs, since New, refused by the
+	// per-neighbour or global CREATE rate limit (Limits), before any
+	// public-key work.
+	CreatesRateLimited int64
+	// CreatesUnpaid counts CREATEs, since New, refused for payment: no
+	// offer at a paid hop, or an offer the Prepay hook refused.
+	CreatesUnpaid int64
 }
 
 // New returns an engine for cfg; it does nothing until Start.
@@ -99,17 +113,18 @@ func New(cfg Config) (*Engine, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{
-		cfg:      cfg,
-		log:      lg.With("subsys", "circuit"),
-		pool:     cell.NewPool(cellPoolSize),
-		ctx:      ctx,
-		cancel:   cancel,
-		out:      make(map[peer.ID]*link),
-		in:       make(map[peer.ID]*link),
-		dials:    make(map[peer.ID]*linkDial),
-		hops:     make(map[*hop]struct{}),
-		perPeer:  make(map[peer.ID]int),
-		circuits: make(map[*Circuit]struct{}),
+		cfg:           cfg,
+		log:           lg.With("subsys", "circuit"),
+		pool:          cell.NewPool(cellPoolSize),
+		ctx:           ctx,
+		cancel:        cancel,
+		out:           make(map[peer.ID]*link),
+		in:            make(map[peer.ID]*link),
+		dials:         make(map[peer.ID]*linkDial),
+		hops:          make(map[*hop]struct{}),
+		perPeer:       make(map[peer.ID]int),
+		createBuckets: make(map[peer.ID]*tokenBucket),
+		circuits:      make(map[*Circuit]struct{}),
 	}
 	e.mem.limit, e.mem.log = cfg.Limits.MemoryBudget, e.log
 	e.clock.Store(time.Now().UnixNano())
@@ -187,13 +202,15 @@ func (e *Engine) Stats() Stats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return Stats{
-		RelayCircuits:  len(e.hops),
-		ClientCircuits: len(e.circuits),
-		Links:          len(e.out) + len(e.in),
-		Streams:        int(e.nStreams.Load()),
-		AuthFailures:   e.authFail.Load(),
-		PendingBegins:  int(e.begins.Load()),
-		Memory:         e.mem.used.Load(),
+		RelayCircuits:      len(e.hops),
+		ClientCircuits:     len(e.circuits),
+		Links:              len(e.out) + len(e.in),
+		Streams:            int(e.nStreams.Load()),
+		AuthFailures:       e.authFail.Load(),
+		PendingBegins:      int(e.begins.Load()),
+		Memory:             e.mem.used.Load(),
+		CreatesRateLimited: e.createsLimited.Load(),
+		CreatesUnpaid:      e.createsUnpaid.Load(),
 	}
 }
 
@@ -367,7 +384,7 @@ func (e *Engine) sweepOnce(now time.Time) {
 	// sweep was delayed.
 	last := e.clock.Swap(now.UnixNano())
 	idleBefore := min(now.Add(-lim.IdleTimeout).UnixNano(), last)
-	var idle, stuck []*hop
+	var idle, stuck, expired []*hop
 	var links []*link
 	e.mu.Lock()
 	for h := range e.hops {
@@ -376,6 +393,8 @@ func (e *Engine) sweepOnce(now time.Time) {
 			idle = append(idle, h)
 		case h.extendExpired(now):
 			stuck = append(stuck, h)
+		case h.mintOnlyExpired(now):
+			expired = append(expired, h)
 		}
 	}
 	// Every built client circuit is kept alive, streams or not: a client
@@ -394,6 +413,7 @@ func (e *Engine) sweepOnce(now time.Time) {
 			links = append(links, l)
 		}
 	}
+	e.pruneCreateBucketsLocked(now)
 	e.mu.Unlock()
 	for _, h := range idle {
 		h.destroy(cell.ReasonTimeout, nil)
@@ -405,6 +425,9 @@ func (e *Engine) sweepOnce(now time.Time) {
 	}
 	for _, h := range stuck {
 		h.destroy(cell.ReasonTimeout, nil)
+	}
+	for _, h := range expired {
+		h.destroy(cell.ReasonPayment, nil)
 	}
 	for _, l := range links {
 		if l.lastUsed.Load() < idleBefore && l.numCircuits() == 0 {

@@ -26,6 +26,9 @@ var (
 	ErrResourceLimit = errors.New("circuit: hop resource limit")
 	// ErrProtocol: a peer broke the protocol (END 8, DESTROY 1).
 	ErrProtocol = errors.New("circuit: protocol violation")
+	// ErrTorSocks: a Tor gateway's tor refused the stream (END 12); the
+	// error is a *TorSocksError carrying tor's SOCKS reply code.
+	ErrTorSocks = errors.New("circuit: tor gateway refused the stream")
 	// ErrClosed: the circuit or stream was torn down (DESTROY any reason,
 	// END 7); the wrapped message carries the reason.
 	ErrClosed = errors.New("circuit: closed")

@@ -48,7 +48,7 @@ func (x *exitSide) handle(m cell.Relay) error {
 		if err := end.UnmarshalBinary(m.Data); err != nil {
 			return fmt.Errorf("%w: %w", ErrProtocol, err)
 		}
-		x.ep.onEnd(m.StreamID, end.Reason)
+		x.ep.onEnd(m.StreamID, end)
 		return nil
 	case cell.RelayBegin:
 		var b cell.Begin
@@ -68,7 +68,12 @@ func (x *exitSide) handle(m cell.Relay) error {
 
 // sendEnd answers stream id with END reason r.
 func (x *exitSide) sendEnd(id uint16, r cell.EndReason) error {
-	b, err := (&cell.End{Reason: r}).AppendBinary(nil)
+	return x.sendEndMsg(id, cell.End{Reason: r})
+}
+
+// sendEndMsg answers stream id with END m.
+func (x *exitSide) sendEndMsg(id uint16, m cell.End) error {
+	b, err := m.AppendBinary(nil)
 	if err != nil {
 		return err
 	}
@@ -161,11 +166,11 @@ func (x *exitSide) connect(s *Stream, req BeginRequest) {
 	cancel()
 	e.begins.Add(-1)
 	if err != nil || conn == nil {
-		r := EndReasonFor(err)
+		r := EndFor(err)
 		if err == nil {
-			r = cell.EndServiceNotOffered
-		} else if r == cell.EndDone {
-			r = cell.EndMisc
+			r = cell.End{Reason: cell.EndServiceNotOffered}
+		} else if r.Reason == cell.EndDone {
+			r.Reason = cell.EndMisc
 		}
 		x.ep.mu.Lock()
 		gone := s.wErr != nil // the client ended it, or the circuit died
@@ -176,7 +181,7 @@ func (x *exitSide) connect(s *Stream, req BeginRequest) {
 		x.ep.mu.Unlock()
 		_ = s.Close() // frees DATA sent ahead of the answer; sends no END
 		if !gone {
-			_ = x.sendEnd(s.id, r)
+			_ = x.sendEndMsg(s.id, r)
 		}
 		return
 	}

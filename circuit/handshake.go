@@ -58,8 +58,11 @@ type clientHandshake struct {
 }
 
 // startHandshake writes message 1 (-> e, es) to a hop whose onion key is
-// pub. Message 1 carries no payload because it is not forward secret (§4.1).
-func startHandshake(pub [32]byte) (*clientHandshake, []byte, error) {
+// pub, carrying offer (§4.1). The payload is encrypted to the hop's static
+// onion key only: it is not forward secret (whoever later learns the onion
+// key and kept the cell can read it), which is why it carries nothing but
+// vouchers that the hop redeems at once.
+func startHandshake(pub [32]byte, offer []byte) (*clientHandshake, []byte, error) {
 	hs, err := noise.NewHandshakeState(noise.Config{
 		CipherSuite: noiseSuite,
 		Pattern:     noise.HandshakeNK,
@@ -70,7 +73,7 @@ func startHandshake(pub [32]byte) (*clientHandshake, []byte, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("start handshake: %w", err)
 	}
-	msg, _, _, err := hs.WriteMessage(nil, nil)
+	msg, _, _, err := hs.WriteMessage(nil, offer)
 	if err != nil {
 		return nil, nil, fmt.Errorf("start handshake: %w", err)
 	}
@@ -84,37 +87,44 @@ func (c *clientHandshake) wipe() {
 	c.hs = nil
 }
 
-// finish reads message 2 (<- e, ee) and returns the hop's keys and cookie.
-// The handshake state is wiped either way.
-func (c *clientHandshake) finish(msg []byte) (hopKeys, error) {
+// finish reads message 2 (<- e, ee) and returns the hop's keys and its
+// answer (§4.1). The handshake state is wiped either way.
+func (c *clientHandshake) finish(msg []byte) (hopKeys, cell.Answer, error) {
 	var k hopKeys
+	var a cell.Answer
 	if c.hs == nil {
-		return k, fmt.Errorf("%w: handshake already used", errHandshake)
+		return k, a, fmt.Errorf("%w: handshake already used", errHandshake)
 	}
 	payload, cs1, cs2, err := c.hs.ReadMessage(nil, msg)
 	defer wipeHandshake(nil, cs1, cs2)
 	c.wipe()
 	if err != nil {
-		return k, fmt.Errorf("%w: %w", errHandshake, err)
+		return k, a, fmt.Errorf("%w: %w", errHandshake, err)
 	}
 	if cs1 == nil || cs2 == nil {
-		return k, fmt.Errorf("%w: handshake not complete", errHandshake)
+		return k, a, fmt.Errorf("%w: handshake not complete", errHandshake)
 	}
-	if len(payload) != cell.CookieLen {
-		return k, fmt.Errorf("%w: cookie of %d bytes", errHandshake, len(payload))
+	if err := a.UnmarshalBinary(payload); err != nil {
+		return k, a, fmt.Errorf("%w: %w", errHandshake, err)
 	}
-	copy(k.cookie[:], payload)
+	k.cookie = a.Cookie
 	k.fwd = cs1.UnsafeKey()
 	k.bwd = cs2.UnsafeKey()
-	return k, nil
+	return k, a, nil
 }
 
-// acceptHandshake is the responder side: it reads message 1 with the onion
-// key, and answers with message 2 carrying cookie (§4.1).
-func acceptHandshake(key *OnionKey, msg1 []byte, cookie [cell.CookieLen]byte) (hopKeys, []byte, error) {
-	var k hopKeys
+// serverHandshake is the responder's handshake between reading message 1
+// and writing message 2.
+type serverHandshake struct {
+	hs *noise.HandshakeState
+}
+
+// readHandshake is the responder's first half: it reads message 1 with the
+// onion key (one X25519 operation) and returns its payload, the offer
+// (§4.1). The caller must call answer or wipe.
+func readHandshake(key *OnionKey, msg1 []byte) (*serverHandshake, []byte, error) {
 	if key == nil {
-		return k, nil, errors.New("accept handshake: no onion key")
+		return nil, nil, errors.New("accept handshake: no onion key")
 	}
 	hs, err := noise.NewHandshakeState(noise.Config{
 		CipherSuite:   noiseSuite,
@@ -124,17 +134,37 @@ func acceptHandshake(key *OnionKey, msg1 []byte, cookie [cell.CookieLen]byte) (h
 		StaticKeypair: key.kp,
 	})
 	if err != nil {
-		return k, nil, fmt.Errorf("accept handshake: %w", err)
+		return nil, nil, fmt.Errorf("accept handshake: %w", err)
 	}
-	defer wipeHandshake(hs)
 	payload, _, _, err := hs.ReadMessage(nil, msg1)
 	if err != nil {
-		return k, nil, fmt.Errorf("%w: %w", errHandshake, err)
+		wipeHandshake(hs)
+		return nil, nil, fmt.Errorf("%w: %w", errHandshake, err)
 	}
-	if len(payload) != 0 {
-		return k, nil, fmt.Errorf("%w: message 1 payload of %d bytes", errHandshake, len(payload))
+	return &serverHandshake{hs: hs}, payload, nil
+}
+
+// wipe erases the handshake state. Safe to call more than once.
+func (s *serverHandshake) wipe() {
+	if s.hs != nil {
+		wipeHandshake(s.hs)
+		s.hs = nil
 	}
-	msg2, cs1, cs2, err := hs.WriteMessage(nil, cookie[:])
+}
+
+// answer writes message 2 carrying ans and returns the hop's keys. The
+// handshake state is wiped either way.
+func (s *serverHandshake) answer(ans cell.Answer) (hopKeys, []byte, error) {
+	var k hopKeys
+	defer s.wipe()
+	if s.hs == nil {
+		return k, nil, errors.New("accept handshake: already answered")
+	}
+	payload, err := ans.AppendBinary(nil)
+	if err != nil {
+		return k, nil, fmt.Errorf("accept handshake: %w", err)
+	}
+	msg2, cs1, cs2, err := s.hs.WriteMessage(nil, payload)
 	defer wipeHandshake(nil, cs1, cs2)
 	if err != nil {
 		return k, nil, fmt.Errorf("accept handshake: %w", err)
@@ -142,10 +172,26 @@ func acceptHandshake(key *OnionKey, msg1 []byte, cookie [cell.CookieLen]byte) (h
 	if cs1 == nil || cs2 == nil {
 		return k, nil, errors.New("accept handshake: not complete")
 	}
-	k.cookie = cookie
+	k.cookie = ans.Cookie
 	k.fwd = cs1.UnsafeKey()
 	k.bwd = cs2.UnsafeKey()
 	return k, msg2, nil
+}
+
+// acceptHandshake is the responder side for a free hop: it reads message 1
+// (whose offer it ignores but for its format) and answers with message 2
+// carrying cookie alone (§4.1).
+func acceptHandshake(key *OnionKey, msg1 []byte, cookie [cell.CookieLen]byte) (hopKeys, []byte, error) {
+	s, payload, err := readHandshake(key, msg1)
+	if err != nil {
+		return hopKeys{}, nil, err
+	}
+	var off cell.Offer
+	if err := off.UnmarshalBinary(payload); err != nil {
+		s.wipe()
+		return hopKeys{}, nil, fmt.Errorf("%w: %w", errHandshake, err)
+	}
+	return s.answer(cell.Answer{Cookie: cookie})
 }
 
 // cookieEqual compares two session cookies in constant time (§3.1).

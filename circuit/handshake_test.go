@@ -31,7 +31,7 @@ func TestHandshake(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			hs, msg1, err := startHandshake(tc.pub)
+			hs, msg1, err := startHandshake(tc.pub, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -48,7 +48,7 @@ func TestHandshake(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ck, err := hs.finish(msg2)
+			ck, _, err := hs.finish(msg2)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -65,13 +65,13 @@ func TestHandshake(t *testing.T) {
 func TestHandshakeBadReply(t *testing.T) {
 	t.Parallel()
 	key, _ := GenerateOnionKey()
-	hs, msg1, _ := startHandshake(key.Public())
+	hs, msg1, _ := startHandshake(key.Public(), nil)
 	_, msg2, err := acceptHandshake(key, msg1, [cell.CookieLen]byte{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	msg2[len(msg2)-1] ^= 1
-	if _, err := hs.finish(msg2); !errors.Is(err, ErrProtocol) {
+	if _, _, err := hs.finish(msg2); !errors.Is(err, ErrProtocol) {
 		t.Fatalf("finish = %v, want ErrProtocol", err)
 	}
 }
@@ -150,7 +150,7 @@ func TestHandshakeStateWiped(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			ch, msg1, err := startHandshake(key.Public())
+			ch, msg1, err := startHandshake(key.Public(), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -164,10 +164,10 @@ func TestHandshakeStateWiped(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if _, err := ch.finish(msg2); err != nil {
+				if _, _, err := ch.finish(msg2); err != nil {
 					t.Fatal(err)
 				}
-				if _, err := ch.finish(msg2); !errors.Is(err, ErrProtocol) {
+				if _, _, err := ch.finish(msg2); !errors.Is(err, ErrProtocol) {
 					t.Fatalf("second finish = %v, want ErrProtocol", err)
 				}
 			} else {
@@ -204,4 +204,42 @@ func TestHandshakeStateWiped(t *testing.T) {
 			t.Fatal("cipher state keys survived the wipe")
 		}
 	})
+}
+
+// The offer travels in message 1 to the onion key's holder only, and the
+// answer back in message 2 (PROTOCOL.md §4.1).
+func TestHandshakeCarriesOfferAndAnswer(t *testing.T) {
+	t.Parallel()
+	key, _ := GenerateOnionKey()
+	other, _ := GenerateOnionKey()
+	off, err := (&cell.Offer{Kind: cell.OfferVouchers, Batch: []byte("batch")}).AppendBinary(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, msg1, err := startHandshake(key.Public(), off)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(msg1, []byte("batch")) {
+		t.Fatal("offer in the clear in message 1")
+	}
+	if _, _, err := readHandshake(other, msg1); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("another onion key read the offer: %v", err)
+	}
+	sh, payload, err := readHandshake(key, msg1)
+	if err != nil || !bytes.Equal(payload, off) {
+		t.Fatalf("hop read %x, %v; want %x", payload, err, off)
+	}
+	ans := cell.Answer{Cookie: [cell.CookieLen]byte{7}, Paid: true, Status: cell.AnswerRefused, Ack: []byte{1, 6}}
+	hk, msg2, err := sh.answer(ans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck, got, err := ch.finish(msg2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Cookie != ans.Cookie || !got.Paid || got.Status != ans.Status || !bytes.Equal(got.Ack, ans.Ack) || ck.fwd != hk.fwd {
+		t.Fatalf("client read answer %+v, want %+v", got, ans)
+	}
 }

@@ -55,13 +55,23 @@ type hop struct {
 	ctx      context.Context // lazily made for hooks; cancelled on destroy
 	cancel   context.CancelFunc
 	topping  bool // a TopUp hook call is running
+	// mintOnly marks a circuit a paid hop accepted without payment for
+	// its mint alone (PROTOCOL.md §4.5): no EXTEND, no BEGIN but the
+	// mint, at most Limits.MintOnlyMaxCells cells (mintCells counts
+	// them) until mintUntil (unix nanos). Set before the state leaves
+	// hopPending.
+	mintOnly  bool
+	mintCells int
+	mintUntil int64
 
 	bmu     sync.Mutex // guards bwd, bclosed and the order of cells sent to prev
 	bwd     *layer
 	bclosed bool // DESTROY was sent or received on prev: send nothing more
 }
 
-// handleCreate runs on an inbound link's reader for a CREATE (§2.1).
+// handleCreate runs on an inbound link's reader for a CREATE (§2.1). The
+// refusals here cost no public-key work (§4.4): format, onion key, the
+// neighbour's and the global CREATE rate, then capacity.
 func (e *Engine) handleCreate(l *link, c *cell.Cell) {
 	id := c.CircID()
 	var cr cell.Create
@@ -77,16 +87,23 @@ func (e *Engine) handleCreate(l *link, c *cell.Cell) {
 		return
 	}
 	h := &hop{e: e, prev: l, prevID: id, depth: int(cr.Depth)}
-	h.pq = l.newQueue(h)
-	h.lastActive.Store(time.Now().UnixNano())
 	lim := e.cfg.Limits
+	now := time.Now()
 	e.mu.Lock()
+	if !e.closed && !e.admitCreateLocked(l.peer, now) {
+		e.mu.Unlock()
+		e.createsLimited.Add(1)
+		l.sendDestroy(id, cell.ReasonResource)
+		return
+	}
 	if e.closed || len(e.hops) >= lim.MaxCircuits || e.perPeer[l.peer] >= lim.MaxCircuitsPerPeer ||
 		e.creating >= lim.MaxPendingCreates || !e.mem.reserve(circuitCost, useNew) {
 		e.mu.Unlock()
 		l.sendDestroy(id, cell.ReasonResource)
 		return
 	}
+	h.pq = l.newQueue(h)
+	h.lastActive.Store(now.UnixNano())
 	if err := l.registerID(id, h.pq); err != nil {
 		e.mem.release(circuitCost)
 		e.mu.Unlock()
@@ -105,7 +122,8 @@ func (e *Engine) handleCreate(l *link, c *cell.Cell) {
 	go h.accept(hs)
 }
 
-// accept asks Admit, runs the responder handshake and answers CREATED.
+// accept asks Admit, reads message 1, has a paid hop's Prepay hook judge
+// its offer (§4.1), and answers CREATED (or refuses).
 func (h *hop) accept(msg1 []byte) {
 	e := h.e
 	defer e.wg.Done()
@@ -128,16 +146,49 @@ func (h *hop) accept(msg1 []byte) {
 		h.destroy(cell.ReasonInternal, nil)
 		return
 	}
-	keys, msg2, err := acceptHandshake(e.cfg.OnionKey, msg1, cookie)
+	shs, payload, err := readHandshake(e.cfg.OnionKey, msg1)
 	if err != nil {
 		e.log.Debug("create refused", "peer", h.prev.peer, "err", err)
 		h.destroy(cell.ReasonProtocol, nil)
 		return
 	}
-	fwd, err1 := newLayer(keys.fwd)
-	bwd, err2 := newLayer(keys.bwd)
-	keys.wipe()
-	if err1 != nil || err2 != nil {
+	defer shs.wipe()
+	var off cell.Offer
+	if err := off.UnmarshalBinary(payload); err != nil {
+		e.log.Debug("create refused: malformed offer", "peer", h.prev.peer, "err", err)
+		h.destroy(cell.ReasonProtocol, nil)
+		return
+	}
+	ans := cell.Answer{Cookie: cookie}
+	session := false // the Prepay hook opened a session for cookie
+	if e.cfg.Prepay != nil {
+		if off.Kind == cell.OfferNone {
+			// §4.4: nothing offered to a paid hop; refused before any
+			// more public-key work.
+			e.createsUnpaid.Add(1)
+			e.log.Debug("create refused: no payment offered", "peer", h.prev.peer)
+			h.destroy(cell.ReasonPayment, nil)
+			return
+		}
+		ctx, cancel := context.WithTimeout(h.context(), e.cfg.Limits.CreateTimeout)
+		st, ack := e.cfg.Prepay(ctx, cookie, h.prev.peer, off)
+		cancel()
+		if len(ack) > cell.MaxAckLen {
+			ack = nil
+		}
+		ans.Paid, ans.Status, ans.Ack = true, st, ack
+		session = st != cell.AnswerRefused
+	}
+	// closeSession ends the session the hook opened when the circuit
+	// never opens (after it opens, teardown does).
+	closeSession := func() {
+		if session && e.cfg.SessionClosed != nil {
+			e.cfg.SessionClosed(cookie)
+		}
+	}
+	keys, msg2, err := shs.answer(ans)
+	if err != nil {
+		closeSession()
 		h.destroy(cell.ReasonInternal, nil)
 		return
 	}
@@ -145,7 +196,34 @@ func (h *hop) accept(msg1 []byte) {
 	c.SetCircID(h.prevID)
 	c.SetCommand(cell.CmdCreated)
 	if err := (&cell.Created{Handshake: msg2}).MarshalBody(c.Body()); err != nil {
+		keys.wipe()
 		e.pool.Put(c)
+		closeSession()
+		h.destroy(cell.ReasonInternal, nil)
+		return
+	}
+	if ans.Paid && ans.Status == cell.AnswerRefused {
+		// §4.4: CREATED carrying the refusal (the client learns why,
+		// authenticated), then DESTROY reason payment; no layers, no
+		// session.
+		keys.wipe()
+		e.createsUnpaid.Add(1)
+		h.bmu.Lock()
+		if h.bclosed {
+			e.pool.Put(c)
+		} else {
+			_ = h.pq.push(c)
+		}
+		h.bmu.Unlock()
+		h.destroy(cell.ReasonPayment, nil)
+		return
+	}
+	fwd, err1 := newLayer(keys.fwd)
+	bwd, err2 := newLayer(keys.bwd)
+	keys.wipe()
+	if err1 != nil || err2 != nil {
+		e.pool.Put(c)
+		closeSession()
 		h.destroy(cell.ReasonInternal, nil)
 		return
 	}
@@ -153,10 +231,15 @@ func (h *hop) accept(msg1 []byte) {
 	if h.state != hopPending {
 		h.mu.Unlock()
 		e.pool.Put(c)
+		closeSession()
 		return
 	}
 	h.cookie = cookie
 	h.fwd = fwd
+	if ans.Paid && ans.Status == cell.AnswerMintOnly {
+		h.mintOnly = true
+		h.mintUntil = time.Now().Add(e.cfg.Limits.MintOnlyLifetime).UnixNano()
+	}
 	h.state = hopOpen
 	h.mu.Unlock()
 	h.bmu.Lock()
@@ -167,6 +250,13 @@ func (h *hop) accept(msg1 []byte) {
 		_ = h.pq.push(c) // an empty queue has room; a closed link destroys us
 	}
 	h.bmu.Unlock()
+}
+
+// mintOnlyExpired reports a mint-only circuit past its lifetime.
+func (h *hop) mintOnlyExpired(now time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.mintOnly && h.state != hopClosed && now.UnixNano() > h.mintUntil
 }
 
 // admitReason maps an Admit error to a DESTROY reason; anything that is not
@@ -273,15 +363,21 @@ func (h *hop) fromPrev(c *cell.Cell) {
 // Account (a cell racing DESTROY, a TOPUP_ACK or CONNECTED sent after it)
 // follows SessionClosed and reopens the session in the payment ledger.
 func (h *hop) charge() bool {
-	if h.e.cfg.Account == nil {
-		return true
-	}
 	h.mu.Lock()
 	if h.state == hopClosed {
 		h.mu.Unlock()
 		return false
 	}
-	err := h.e.cfg.Account(h.cookie, cell.Size)
+	var err error
+	if h.mintOnly {
+		// §4.5: a mint-only circuit carries at most MintOnlyMaxCells.
+		if h.mintCells++; h.mintCells > h.e.cfg.Limits.MintOnlyMaxCells {
+			err = fmt.Errorf("%w: mint-only circuit over %d cells", ErrPayment, h.e.cfg.Limits.MintOnlyMaxCells)
+		}
+	}
+	if err == nil && h.e.cfg.Account != nil {
+		err = h.e.cfg.Account(h.cookie, cell.Size)
+	}
 	h.mu.Unlock()
 	if err != nil {
 		h.destroy(cell.ReasonPayment, nil)
@@ -389,16 +485,24 @@ func (h *hop) sendBack(cmd cell.RelayCmd, stream uint16, data []byte) error {
 		e.pool.Put(c)
 		return fmt.Errorf("hop: %w", ErrClosed)
 	}
+	// Room first, then the layer (reserve): a refused cell must not use
+	// up a counter value.
+	if err := h.pq.reserve(cmd != cell.RelayData); err != nil {
+		h.bmu.Unlock()
+		e.pool.Put(c)
+		if errors.Is(err, errQueueFull) {
+			h.queueFull(h.pq)
+		}
+		return err
+	}
 	if err := sealHere(h.bwd, &h.cookie, h.depth, body); err != nil {
+		h.pq.unreserve()
 		h.bmu.Unlock()
 		e.pool.Put(c)
 		return err
 	}
-	err := h.pq.push(c)
+	err := h.pq.pushReserved(c)
 	h.bmu.Unlock()
-	if errors.Is(err, errQueueFull) {
-		h.queueFull(h.pq)
-	}
 	return err
 }
 
@@ -412,6 +516,14 @@ func (h *hop) queueFull(q *circQueue) {
 
 // handleMsg handles a relay message addressed to this hop.
 func (h *hop) handleMsg(st hopState, m cell.Relay) error {
+	h.mu.Lock()
+	mintOnly := h.mintOnly
+	h.mu.Unlock()
+	if mintOnly {
+		if err := mintOnlyAllows(m); err != nil {
+			return err
+		}
+	}
 	switch m.Cmd {
 	case cell.RelayDrop:
 		if !h.takeDrop() {
@@ -429,6 +541,25 @@ func (h *hop) handleMsg(st hopState, m cell.Relay) error {
 		return h.exitSide().handle(m)
 	}
 	return fmt.Errorf("%w: %v sent to a hop", ErrProtocol, m.Cmd)
+}
+
+// mintOnlyAllows checks a relay message on a mint-only circuit (§4.5): no
+// EXTEND, no RESOLVE, and BEGIN only for the mint service. Its error wraps
+// ErrPayment: the circuit is destroyed with reason payment.
+func mintOnlyAllows(m cell.Relay) error {
+	switch m.Cmd {
+	case cell.RelayExtend, cell.RelayResolve:
+		return fmt.Errorf("%w: %v on a mint-only circuit", ErrPayment, m.Cmd)
+	case cell.RelayBegin:
+		var b cell.Begin
+		if err := b.UnmarshalBinary(m.Data); err != nil {
+			return fmt.Errorf("%w: %w", ErrProtocol, err)
+		}
+		if b.Service != cell.ServiceMint {
+			return fmt.Errorf("%w: BEGIN %v on a mint-only circuit", ErrPayment, b.Service)
+		}
+	}
+	return nil
 }
 
 // DROPs a hop accepts per circuit (PROTOCOL.md §3.4): a burst of

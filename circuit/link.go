@@ -35,7 +35,7 @@ var (
 	_ circEnd = (*Circuit)(nil)
 )
 
-// link is one /co-infuse/link/1 stream to a neighbour (PROTOCOL.md §1.1).
+// link is one /co-infuse/link/2 stream to a neighbour (PROTOCOL.md §1.1).
 // It has a reader and a writer goroutine, both owned by the engine's
 // WaitGroup. Circuit IDs are chosen by the side that opened the stream.
 //
@@ -59,7 +59,22 @@ type link struct {
 	drOnc sync.Once
 
 	lastUsed atomic.Int64 // unix nanos of the last cell either way
-	draining atomic.Bool  // shutdown was called: take no new circuits
+	// cellsOut counts cells the writer handed to the stream, cellsIn
+	// cells the reader read from it (for tests: what sits between the two
+	// ends of a link).
+	cellsOut atomic.Int64
+	cellsIn  atomic.Int64
+	// rBuffered and wBuffered are the bytes the reader's and the
+	// writer's bufio held when each last touched them (for benchmarks:
+	// how much of what is between the two ends sits in our own buffers
+	// rather than in yamux, the secure channel and the kernel).
+	rBuffered atomic.Int64
+	wBuffered atomic.Int64
+	// traceAt, set by tests, is the number (cellsIn) of a traced cell
+	// this reader should record reading in trace (trace.go).
+	traceAt  atomic.Int64
+	trace    atomic.Pointer[cellTrace]
+	draining atomic.Bool // shutdown was called: take no new circuits
 
 	mu     sync.Mutex // guards circs, nextID
 	circs  map[cell.CircID]*circQueue
@@ -294,6 +309,12 @@ func (l *link) readLoop() {
 			return
 		}
 		l.lastUsed.Store(l.e.coarseNow())
+		l.rBuffered.Store(int64(r.Buffered()))
+		if n := l.cellsIn.Add(1); n == l.traceAt.Load() {
+			if t := l.trace.Load(); t != nil {
+				t.add(traceRead)
+			}
+		}
 		switch cmd := c.Command(); cmd {
 		case cell.CmdPadding:
 			l.e.pool.Put(c)
@@ -346,6 +367,7 @@ func (l *link) writeLoop() {
 			l.e.pool.Put(c)
 			batch[i] = nil
 		}
+		l.wBuffered.Store(int64(w.Buffered()))
 		return err
 	}
 	for {
@@ -360,6 +382,7 @@ func (l *link) writeLoop() {
 			l.close(fmt.Errorf("link write: %w", err))
 			return
 		}
+		l.wBuffered.Store(0)
 		select {
 		case <-l.wake:
 		case <-l.done:

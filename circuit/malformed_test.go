@@ -27,7 +27,7 @@ func dialRaw(t *testing.T, tn *testNet) *rawLink {
 
 // create sends CREATE for id and returns the reply cell.
 func (rl *rawLink) create(t *testing.T, id cell.CircID, pub [32]byte) (*clientHandshake, cell.Cell) {
-	hs, msg1, err := startHandshake(pub)
+	hs, msg1, err := startHandshake(pub, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestMalformedCellClosesOnlyItsCircuit(t *testing.T) {
 		if err := cd.UnmarshalBody(reply.Body()); err != nil {
 			t.Fatal(err)
 		}
-		keys, err := hs.finish(cd.Handshake)
+		keys, _, err := hs.finish(cd.Handshake)
 		if err != nil {
 			t.Fatal(err)
 		}

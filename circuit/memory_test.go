@@ -52,7 +52,7 @@ func openIdleCircuits(t *testing.T, tn *testNet, n int, extend bool) *rawLink {
 	hss := make([]*clientHandshake, n+1)
 	var c cell.Cell
 	for id := 1; id <= n; id++ {
-		hs, msg1, err := startHandshake(tn.keys[1].Public())
+		hs, msg1, err := startHandshake(tn.keys[1].Public(), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -73,7 +73,7 @@ func openIdleCircuits(t *testing.T, tn *testNet, n int, extend bool) *rawLink {
 			t.Fatalf("got %v, want CREATED", c.Command())
 		}
 		id := int(c.CircID())
-		k, err := hss[id].finish(cd.Handshake)
+		k, _, err := hss[id].finish(cd.Handshake)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -84,7 +84,7 @@ func openIdleCircuits(t *testing.T, tn *testNet, n int, extend bool) *rawLink {
 	}
 	next := tn.path(2)[0]
 	for id := 1; id <= n; id++ {
-		_, msg1, err := startHandshake(next.OnionKey)
+		_, msg1, err := startHandshake(next.OnionKey, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -153,6 +153,13 @@ func TestIdleCircuitMemory(t *testing.T) {
 				cfg.Limits.MaxCircuits = 2 * n
 				cfg.Limits.MaxCircuitsPerPeer = 2 * n
 				cfg.Limits.MaxPendingCreates = 2 * n
+				// One neighbour opens every circuit at once: lift the
+				// CREATE rate limits, or the relay refuses all but a
+				// burst's worth and the test measures refusals.
+				cfg.Limits.CreatesPerPeerPerSecond = float64(4 * n)
+				cfg.Limits.CreateBurstPerPeer = 4 * n
+				cfg.Limits.CreatesPerSecond = float64(4 * n)
+				cfg.Limits.CreateBurst = 4 * n
 				// The raw client writes every CREATE before it reads; under
 				// -race that takes longer than the default write timeout.
 				cfg.Limits.WriteTimeout = 10 * time.Minute

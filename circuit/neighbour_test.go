@@ -79,7 +79,7 @@ func (n *neighbour) build(t testing.TB, id cell.CircID, path []HopInfo) *rawCirc
 	rc := &rawCirc{n: n, id: id}
 	var c cell.Cell
 	for i, hi := range path {
-		hs, msg1, err := startHandshake(hi.OnionKey)
+		hs, msg1, err := startHandshake(hi.OnionKey, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -124,7 +124,7 @@ func (n *neighbour) build(t testing.TB, id cell.CircID, path []HopInfo) *rawCirc
 			}
 			msg2 = x.Handshake
 		}
-		keys, err := hs.finish(msg2)
+		keys, _, err := hs.finish(msg2)
 		if err != nil {
 			t.Fatal(err)
 		}

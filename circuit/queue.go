@@ -21,6 +21,11 @@ type circQueue struct {
 	l   *link
 	end circEnd
 	id  cell.CircID // set by link.register before the queue is shared
+	// charged is set for a relayed circuit's queues (a hop's, toward
+	// either neighbour): each of their cells holds cellCost of the
+	// engine's memory budget while queued. A client circuit's own
+	// queue is bounded by its window and not charged.
+	charged bool
 
 	// Guarded by l.smu.
 	cells  cellFIFO
@@ -28,16 +33,23 @@ type circQueue struct {
 	ewma   float64 // cells sent recently, decayed; scaled to tick (sched.go)
 	tick   int64   // EWMA tick ewma is scaled to
 	closed bool    // its DESTROY is queued, or the link is down: take nothing more
+
+	// trace, set by tests before the circuit carries data, records when
+	// this queue's cells are queued and taken (trace.go).
+	trace *cellTrace
 }
 
 func (l *link) newQueue(end circEnd) *circQueue {
-	return &circQueue{l: l, end: end, pos: -1}
+	_, relayed := end.(*hop)
+	return &circQueue{l: l, end: end, pos: -1, charged: relayed}
 }
 
 // push queues c for the link's writer, taking ownership of c either way.
-// It fails with errQueueFull when the circuit has its maximum queued
-// (callers destroy the circuit), and with errLinkClosed once the queue is
-// closed.
+// It fails with errQueueFull when the circuit has its maximum queued, or
+// when a relayed circuit's cell does not fit the memory budget (callers
+// destroy the circuit), and with errLinkClosed once the queue is closed.
+// An empty queue always takes one cell, so a handshake reply or a CREATE
+// toward the next hop is never refused.
 func (q *circQueue) push(c *cell.Cell) error {
 	l, e := q.l, q.l.e
 	l.smu.Lock()
@@ -51,23 +63,105 @@ func (q *circQueue) push(c *cell.Cell) error {
 		e.pool.Put(c)
 		return errQueueFull
 	}
+	if q.charged {
+		if q.cells.n == 0 {
+			e.mem.force(cellCost)
+		} else if !e.mem.reserve(cellCost, useData) {
+			l.smu.Unlock()
+			e.pool.Put(c)
+			return errQueueFull
+		}
+	}
 	q.cells.push(&e.chunks, c)
-	e.queued.Add(1)
+	q.count(1)
 	q.scheduleLocked()
+	if q.trace != nil {
+		q.trace.add(tracePush)
+	}
+	l.unlockWake()
+	return nil
+}
+
+// reserve makes room for one cell that pushReserved will queue. It fails
+// as push would, but before the caller seals the cell: a sealed cell that
+// is then refused would leave a gap in its layer's counter, and the client
+// would find every later cell on the circuit failing authentication. A
+// control cell a hop originates (ctrl) may take the budget's overdraft
+// (useCtrl, 1/ctrlOverdraft past the limit), so that a stream the budget
+// ends still gets its END and the circuit its SENDMEs, but no further:
+// past it the circuit is destroyed like one whose DATA does not fit. The
+// queue's length caps apply too. Every successful reserve is followed by pushReserved or
+// unreserve.
+func (q *circQueue) reserve(ctrl bool) error {
+	l, e := q.l, q.l.e
+	l.smu.Lock()
+	defer l.smu.Unlock()
+	if q.closed {
+		return errLinkClosed
+	}
+	if !q.roomLocked() {
+		return errQueueFull
+	}
+	if q.charged {
+		use := useData
+		if ctrl {
+			use = useCtrl
+		}
+		if q.cells.n == 0 {
+			e.mem.force(cellCost)
+		} else if !e.mem.reserve(cellCost, use) {
+			return errQueueFull
+		}
+	}
+	return nil
+}
+
+// unreserve gives back a reserve that will not be pushed.
+func (q *circQueue) unreserve() {
+	if q.charged {
+		q.l.e.mem.release(cellCost)
+	}
+}
+
+// pushReserved queues c, for which reserve succeeded, taking ownership
+// of it. It fails only if the queue closed since.
+func (q *circQueue) pushReserved(c *cell.Cell) error {
+	l, e := q.l, q.l.e
+	l.smu.Lock()
+	if q.closed {
+		l.smu.Unlock()
+		q.unreserve()
+		e.pool.Put(c)
+		return errLinkClosed
+	}
+	q.cells.push(&e.chunks, c)
+	q.count(1)
+	q.scheduleLocked()
+	if q.trace != nil {
+		q.trace.add(tracePush)
+	}
 	l.unlockWake()
 	return nil
 }
 
 // roomLocked reports whether one more cell may be queued: below the
-// per-circuit cap, and, once the engine holds MaxQueuedCells, below this
-// circuit's fair share of them (so a flood is cut off first and an
-// interactive circuit still gets its few cells through).
+// per-circuit cap, and, for a relayed circuit once the engine's relayed
+// circuits hold MaxQueuedCells, below this circuit's fair share of them
+// (so a flood is cut off first and an interactive circuit still gets its
+// few cells through). A client circuit's own queue is bounded by its
+// windows and the cap only: its cells are this node's own, and a node
+// with many busy circuits of its own would otherwise destroy them itself
+// (100 bulk circuits starting at once queue up to 100 × 2048 cells
+// toward their first hop).
 func (q *circQueue) roomLocked() bool {
 	e := q.l.e
 	lim := &e.cfg.Limits
 	n := q.cells.n
 	if n >= lim.MaxCircuitQueue {
 		return false
+	}
+	if !q.charged {
+		return true
 	}
 	if e.queued.Load() < int64(lim.MaxQueuedCells) {
 		return true
@@ -105,10 +199,12 @@ func (q *circQueue) finish(tail *cell.Cell, r cell.Reason, keep bool) bool {
 	}
 	if tail != nil {
 		q.cells.push(&e.chunks, tail)
-		e.queued.Add(1)
+		q.count(1)
+		q.chargeLast()
 	}
 	q.cells.push(&e.chunks, d)
-	e.queued.Add(1)
+	q.count(1)
+	q.chargeLast()
 	q.scheduleLocked()
 	l.unlockWake()
 	return tail != nil
@@ -131,8 +227,48 @@ func (q *circQueue) dropLocked() {
 		e.pool.Put(c)
 		n++
 	}
-	e.queued.Add(-int64(n))
+	q.count(-n)
+	if q.charged {
+		e.mem.release(int64(n) * cellCost)
+	}
 	q.l.unscheduleLocked(q)
+}
+
+// share makes a client circuit's queue count as a relayed circuit's from
+// now on: its cells, those queued already included, are charged to the
+// memory budget and to MaxQueuedCells, and it is cut at its fair share.
+// For circuits that carry what others ask for (Circuit.ForOthers).
+func (q *circQueue) share() {
+	l, e := q.l, q.l.e
+	l.smu.Lock()
+	defer l.smu.Unlock()
+	if q.charged {
+		return
+	}
+	q.charged = true
+	if n := q.cells.n; n > 0 {
+		e.mem.force(int64(n) * cellCost)
+		q.count(n)
+	}
+	if q.pos >= 0 {
+		e.activeQueues.Add(1)
+	}
+}
+
+// count adds n to the engine's count of relayed circuits' queued cells
+// (MaxQueuedCells), if q is one of them. Caller holds l.smu.
+func (q *circQueue) count(n int) {
+	if q.charged {
+		q.l.e.queued.Add(int64(n))
+	}
+}
+
+// chargeLast charges a relayed circuit's last cells (TEARDOWN, DESTROY),
+// which are queued whatever the budget says.
+func (q *circQueue) chargeLast() {
+	if q.charged {
+		q.l.e.mem.force(cellCost)
+	}
 }
 
 // queueLen returns the cells q holds (for tests and stats).

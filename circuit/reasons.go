@@ -35,8 +35,27 @@ func EndReasonFor(err error) cell.EndReason {
 		return cell.EndProtocol
 	case errors.Is(err, ErrClosed):
 		return cell.EndDestroyed
+	case errors.Is(err, ErrTorSocks):
+		// Without its code (EndFor carries it): tor refused, reason
+		// unknown.
+		return cell.EndMisc
 	}
 	return cell.EndMisc
+}
+
+// EndFor is EndReasonFor with the END's SOCKS code: an error carrying a
+// *TorSocksError whose Code is a SOCKS5 failure code (cell.ValidSocksCode)
+// maps to END tor-socks with that code (PROTOCOL.md §5.1); one with any
+// other code to END misc.
+func EndFor(err error) cell.End {
+	var ts *TorSocksError
+	if errors.As(err, &ts) {
+		if cell.ValidSocksCode(ts.Code) {
+			return cell.End{Reason: cell.EndTorSocks, SocksCode: ts.Code}
+		}
+		return cell.End{Reason: cell.EndMisc}
+	}
+	return cell.End{Reason: EndReasonFor(err)}
 }
 
 // ErrorForEnd returns the sentinel a client sees for END reason r: nil for
@@ -64,6 +83,8 @@ func ErrorForEnd(r cell.EndReason) error {
 		return ErrPayment
 	case cell.EndResourceLimit:
 		return ErrResourceLimit
+	case cell.EndTorSocks:
+		return ErrTorSocks
 	}
 	return ErrProtocol
 }
@@ -149,12 +170,38 @@ func (e *CloseError) Unwrap() []error {
 	return []error{ErrClosed}
 }
 
-// endError is a stream's END reason as an error; it wraps ErrorForEnd.
+// TorSocksError is the SOCKS5 reply code a Tor gateway's tor refused a
+// stream with (END tor-socks, PROTOCOL.md §5.1). Circuit.Dial returns it
+// (find it with errors.As) so that a SOCKS front end can answer its client
+// with the same byte; it matches ErrTorSocks under errors.Is. A gateway
+// service returns one from its Begin hook to send that END.
+type TorSocksError struct {
+	// Code is the reply byte: 0x01..0x08 (RFC 1928) or Tor's extended
+	// 0xF0..0xF7 (cell.ValidSocksCode).
+	Code byte
+}
+
+// Error names the code.
+func (e *TorSocksError) Error() string {
+	return fmt.Sprintf("circuit: tor refused the stream: SOCKS reply 0x%02x", e.Code)
+}
+
+// Unwrap exposes ErrTorSocks.
+func (e *TorSocksError) Unwrap() error { return ErrTorSocks }
+
+// endError is a stream's END reason as an error; it wraps ErrorForEnd,
+// or for END tor-socks a *TorSocksError with the code.
 type endError struct {
 	reason cell.EndReason
+	code   byte // END tor-socks only: tor's SOCKS reply code
 }
 
 func (e *endError) Error() string { return "circuit: stream ended: " + e.reason.String() }
-func (e *endError) Unwrap() error { return ErrorForEnd(e.reason) }
+func (e *endError) Unwrap() error {
+	if e.reason == cell.EndTorSocks {
+		return &TorSocksError{Code: e.code}
+	}
+	return ErrorForEnd(e.reason)
+}
 
 func errorsIsResource(err error) bool { return errors.Is(err, ErrResourceLimit) }

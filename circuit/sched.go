@@ -57,7 +57,9 @@ func (q *circQueue) scheduleLocked() {
 	q.pos = len(l.heap)
 	l.heap = append(l.heap, q)
 	l.siftUp(q.pos)
-	l.e.activeQueues.Add(1)
+	if q.charged {
+		l.e.activeQueues.Add(1)
+	}
 }
 
 // unscheduleLocked takes q off the schedule. Caller holds l.smu.
@@ -75,7 +77,9 @@ func (l *link) unscheduleLocked(q *circQueue) {
 		l.siftDown(i)
 		l.siftUp(i)
 	}
-	l.e.activeQueues.Add(-1)
+	if q.charged {
+		l.e.activeQueues.Add(-1)
+	}
 }
 
 // take fills out with the next cells to write: link-level cells first, then
@@ -103,12 +107,17 @@ func (l *link) take(out []*cell.Cell) int {
 		close(l.ctrlSpace)
 		l.ctrlSpace = nil
 	}
-	taken := 0
+	charged := 0 // cells of relayed circuits (circQueue.count)
 	for n < len(out) && len(l.heap) > 0 {
 		q := l.heap[0]
 		out[n] = q.cells.pop(&e.chunks)
 		n++
-		taken++
+		if q.trace != nil {
+			q.trace.taken(l, l.cellsOut.Load()+int64(n))
+		}
+		if q.charged {
+			charged++
+		}
 		q.ewma++
 		if q.cells.n == 0 {
 			l.unscheduleLocked(q)
@@ -116,7 +125,11 @@ func (l *link) take(out []*cell.Cell) int {
 			l.siftDown(0)
 		}
 	}
-	e.queued.Add(-int64(taken))
+	l.cellsOut.Add(int64(n))
+	if charged > 0 {
+		e.queued.Add(-int64(charged))
+		e.mem.release(int64(charged) * cellCost)
+	}
 	if n == 0 {
 		l.idle = true
 	}

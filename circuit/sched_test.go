@@ -144,10 +144,18 @@ func TestCircuitQueueLimits(t *testing.T) {
 			t.Fatalf("took %d cells, want 3 queued, TEARDOWN, DESTROY none", n)
 		}
 	})
-	t.Run("fair share of the engine's cells", func(t *testing.T) {
+	// relayedQueue is a queue of a circuit this node relays: its cells
+	// count against MaxQueuedCells and the memory budget.
+	relayedQueue := func(l *link) *circQueue {
+		q := l.newQueue(nil)
+		q.charged = true
+		return q
+	}
+	t.Run("fair share of the engine's relayed cells", func(t *testing.T) {
 		t.Parallel()
 		l := schedLink(func(lim *Limits) { lim.MaxQueuedCells = 100 })
-		bulk, quiet := l.newQueue(nil), l.newQueue(nil)
+		l.e.mem.limit = 1 << 30
+		bulk, quiet := relayedQueue(l), relayedQueue(l)
 		pushN(t, bulk, 100)
 		// At the engine's limit the bulk circuit holds more than its
 		// share (100 ÷ 2 active) ...
@@ -157,6 +165,58 @@ func TestCircuitQueueLimits(t *testing.T) {
 		}
 		// ... while the quiet one still gets its cells through.
 		pushN(t, quiet, 10)
+	})
+	t.Run("own circuits are not shared out", func(t *testing.T) {
+		t.Parallel()
+		l := schedLink(func(lim *Limits) { lim.MaxQueuedCells = 100 })
+		l.e.mem.limit = 1 << 30
+		// This node's own circuits together hold three times the
+		// limit: none is cut for it ...
+		own1, own2 := l.newQueue(nil), l.newQueue(nil)
+		pushN(t, own1, 150)
+		pushN(t, own2, 150)
+		// ... and their cells leave a relayed circuit the whole limit.
+		relayed := relayedQueue(l)
+		pushN(t, relayed, 100)
+		if err := relayed.push(l.e.pool.Get()); !errors.Is(err, errQueueFull) {
+			t.Fatalf("relayed push past the limit = %v, want errQueueFull", err)
+		}
+		pushN(t, own1, 1)
+		if n := l.e.queued.Load(); n != 100 {
+			t.Fatalf("engine counts %d queued cells, want the relayed circuit's 100", n)
+		}
+	})
+	t.Run("circuits for others are shared out", func(t *testing.T) {
+		t.Parallel()
+		l := schedLink(func(lim *Limits) { lim.MaxQueuedCells = 100 })
+		l.e.mem.limit = 1 << 30
+		// An onion service's rendezvous circuits (Circuit.ForOthers),
+		// marked after cells are queued: what they hold is counted ...
+		svc1, svc2 := l.newQueue(nil), l.newQueue(nil)
+		pushN(t, svc1, 60)
+		svc1.share()
+		svc2.share()
+		svc2.share() // twice does nothing
+		if n, a := l.e.queued.Load(), l.e.activeQueues.Load(); n != 60 || a != 1 {
+			t.Fatalf("engine counts %d queued cells in %d queues, want 60 in 1", n, a)
+		}
+		if used := l.e.mem.used.Load(); used != 60*cellCost {
+			t.Fatalf("memory budget holds %d, want %d", used, 60*cellCost)
+		}
+		pushN(t, svc2, 40)
+		// ... and at the limit the larger is cut at its share
+		// (100 ÷ 2 active), as a relayed circuit would be.
+		if err := svc1.push(l.e.pool.Get()); !errors.Is(err, errQueueFull) {
+			t.Fatalf("push past the fair share = %v, want errQueueFull", err)
+		}
+		pushN(t, svc2, 1)
+		// Taking the cells gives back what they held.
+		if got := len(takeIDs(l, 200)); got != 101 {
+			t.Fatalf("took %d cells, want 101", got)
+		}
+		if n, a, used := l.e.queued.Load(), l.e.activeQueues.Load(), l.e.mem.used.Load(); n != 0 || a != 0 || used != 0 {
+			t.Fatalf("after taking every cell: %d queued, %d active, %d bytes held; want 0", n, a, used)
+		}
 	})
 }
 

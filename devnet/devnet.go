@@ -17,6 +17,7 @@ import (
 
 	"github.com/co-infuse/co-infuse/discovery"
 	"github.com/co-infuse/co-infuse/internal/regtest"
+	"github.com/co-infuse/co-infuse/internal/tornet"
 	"github.com/co-infuse/co-infuse/mempool"
 	"github.com/co-infuse/co-infuse/node"
 	"github.com/co-infuse/co-infuse/rendezvous"
@@ -80,6 +81,13 @@ type Options struct {
 	// WebOnion publishes the demo web server as an onion service of the
 	// client (port 80) once the network is up. Default false.
 	WebOnion bool
+	// Tor starts a private Tor network on loopback (internal/tornet,
+	// under Dir/tornet: 3 authorities, 5 relays, 2 exits) before the
+	// nodes, adds a node "torgw" with the relay and tor-gateway roles
+	// whose managed tor joins it, and gives the client a managed tor
+	// joining it too (dual publication). Devnet.TorNet is the network.
+	// Needs Debian's tor and tor-gencert. Default false.
+	Tor bool
 }
 
 // Devnet is a whole co-infuse network on loopback: relays, exits and one
@@ -101,7 +109,12 @@ type Devnet struct {
 
 	web   *http.Server
 	webWG sync.WaitGroup
+	tor   *tornet.Network // Options.Tor; nil without
 }
+
+// TorNet is the private Tor network of Options.Tor, or nil. Tests start
+// Tor clients in it (Client) to play the Tor world.
+func (d *Devnet) TorNet() *tornet.Network { return d.tor }
 
 // StartDevnet starts the network and waits until the client has discovered
 // every relay and exit. On error it stops what it started.
@@ -171,6 +184,20 @@ func Start(ctx context.Context, o Options) (_ *Devnet, err error) {
 		}
 	}
 
+	if o.Tor {
+		fmt.Fprintln(o.Progress, "starting a private Tor network (3 authorities, 5 relays; about a minute)...")
+		torDir := filepath.Join(o.Dir, "tornet")
+		if err := os.RemoveAll(torDir); err != nil {
+			return nil, fmt.Errorf("devnet tor: clear %s: %w", torDir, err)
+		}
+		start := time.Now()
+		d.tor, err = tornet.Start(ctx, torDir, tornet.Options{}, o.Logger.With("devnet", "tornet"))
+		if err != nil {
+			return nil, fmt.Errorf("devnet tor: %w", err)
+		}
+		fmt.Fprintf(o.Progress, "private Tor network up in %s\n", time.Since(start).Round(time.Millisecond))
+	}
+
 	type spec struct {
 		name  string
 		roles []node.Role
@@ -186,6 +213,9 @@ func Start(ctx context.Context, o Options) (_ *Devnet, err error) {
 	}
 	for i := 1; i <= o.Mempool; i++ {
 		specs = append(specs, spec{"mempool" + strconv.Itoa(i), []node.Role{node.RoleMempool}})
+	}
+	if o.Tor {
+		specs = append(specs, spec{"torgw", []node.Role{node.RoleRelay, node.RoleTorGateway}})
 	}
 	specs = append(specs, spec{"client", []node.Role{node.RoleClient}})
 
@@ -239,6 +269,10 @@ func Start(ctx context.Context, o Options) (_ *Devnet, err error) {
 				cfg.Payments.DailyBudgetSat = max(10_000, 3_000*uint64(len(specs)-1))
 			}
 		}
+		if d.tor != nil && (cfg.Has(node.RoleTorGateway) || s.name == "client") {
+			cfg.Tor.Enabled = true
+			cfg.Tor.Torrc = d.tor.Torrc()
+		}
 		if cfg.Has(node.RoleExit) && !o.ExitsDefaultPolicy {
 			cfg.Exit.AllowPrivateRanges = []string{"loopback"}
 		}
@@ -272,6 +306,16 @@ func Start(ctx context.Context, o Options) (_ *Devnet, err error) {
 		}
 	}
 	d.Client = d.Nodes[len(d.Nodes)-1]
+	if d.tor != nil {
+		fmt.Fprintln(o.Progress, "waiting for the nodes' tors to bootstrap in the private Tor network...")
+		for _, n := range d.Nodes {
+			if t := n.Tor(); t != nil {
+				if err := t.WaitBootstrapped(ctx); err != nil {
+					return nil, fmt.Errorf("devnet tor: node %s: %w", n.ID(), err)
+				}
+			}
+		}
+	}
 	fmt.Fprintf(o.Progress, "waiting for the client to discover %d relays and %d exits...\n", o.Relays, o.Exits)
 	if err := d.waitDiscovered(ctx, o.Relays, o.Exits); err != nil {
 		return nil, err
@@ -357,6 +401,9 @@ func (d *Devnet) Close() error {
 	}
 	if d.Chain != nil {
 		errs = append(errs, d.Chain.Close()) // LN's too, when it is LN
+	}
+	if d.tor != nil {
+		errs = append(errs, d.tor.Close()) // after the nodes whose tors use it
 	}
 	if d.web != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -63,14 +63,20 @@ func runCLI(ctx context.Context, t *testing.T, bin string, args ...string) (int,
 func TestE2ECLI(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	// Subtests run in parallel after this function returns: the deadline
-	// ends with the test, not with the function.
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
-	t.Cleanup(cancel)
-	bin := buildCLI(ctx, t)
+	buildCtx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	bin := buildCLI(buildCtx, t)
+	cancel()
+	// Parallel subtests wait for a free slot behind the package's other
+	// long tests, so each one's deadline starts when it starts running.
+	started := func(t *testing.T, d time.Duration) context.Context {
+		t.Parallel()
+		ctx, cancel := context.WithTimeout(t.Context(), d)
+		t.Cleanup(cancel)
+		return ctx
+	}
 
 	t.Run("init relay exit", func(t *testing.T) {
-		t.Parallel()
+		ctx := started(t, 2*time.Minute)
 		dir := filepath.Join(t.TempDir(), "data")
 		code, stdout, stderr := runCLI(ctx, t, bin, "init", "--datadir", dir, "--roles", "relay,exit")
 		if code != 0 {
@@ -122,7 +128,7 @@ func TestE2ECLI(t *testing.T) {
 	})
 
 	t.Run("bad roles flag", func(t *testing.T) {
-		t.Parallel()
+		ctx := started(t, time.Minute)
 		dir := filepath.Join(t.TempDir(), "data")
 		code, _, stderr := runCLI(ctx, t, bin, "init", "--datadir", dir, "--roles", "relay,wizard")
 		if code == 0 || !strings.Contains(stderr, "roles[1]") {
@@ -134,8 +140,7 @@ func TestE2ECLI(t *testing.T) {
 	})
 
 	t.Run("devnet with lightning then SIGINT", func(t *testing.T) {
-		t.Parallel()
-		cliDevnet(ctx, t, bin)
+		cliDevnet(started(t, 8*time.Minute), t, bin)
 	})
 
 	// run refuses a config with one bad field and names it. Listen
@@ -152,13 +157,11 @@ func TestE2ECLI(t *testing.T) {
 	}
 	for _, tc := range bad {
 		t.Run("run bad "+tc.name, func(t *testing.T) {
-			t.Parallel()
+			runCtx := started(t, 30*time.Second)
 			dir := t.TempDir()
 			if err := os.WriteFile(filepath.Join(dir, node.ConfigFile), []byte(tc.yaml), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			runCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			defer cancel()
 			code, _, stderr := runCLI(runCtx, t, bin, "run", "--datadir", dir)
 			if code == 0 || !strings.Contains(stderr, tc.field) {
 				t.Fatalf("run with %q: exit %d, stderr %q; want an error naming %s", tc.yaml, code, stderr, tc.field)

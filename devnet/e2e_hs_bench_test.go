@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -30,16 +31,23 @@ import (
 // client node instead of the devnet's client.
 // CO_INFUSE_BENCH_NO_VANGUARDS=1 runs the service's circuits without the
 // layer-2 vanguard (3 hops instead of 4), to see what the defence costs.
+// CO_INFUSE_BENCH_FIXED_WINDOWS=1 runs every node with fixed circuit and
+// stream windows (no Vegas), to see whether a path is window-limited.
 //
 // Ratios: onion-first-byte − exit-first-byte is the
 // rendezvous's extra latency; onion-bulk MB/s ÷ exit-bulk MB/s the share
-// of exit throughput.
+// of exit throughput. interleaved also reports the process's CPU time per
+// payload MB of each path (cpu-ms/MB) and its share of the wall time
+// (busy-%): on a machine shared with other work the MB/s move with the
+// load, the CPU cost per MB much less, and their ratio is what the onion
+// path would reach with the cores to itself.
 func BenchmarkE2EOnion(b *testing.B) {
 	if testing.Short() {
 		b.Skip("end-to-end benchmark; skipped with -short")
 	}
 	o := Options{Dir: b.TempDir(), SOCKSListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", WebListen: "127.0.0.1:0", WebOnion: true, Relays: 4, Configure: func(name string, cfg *node.Config) {
 		cfg.Rendezvous.DisableVanguards = os.Getenv("CO_INFUSE_BENCH_NO_VANGUARDS") != ""
+		cfg.Limits.FixedWindows = os.Getenv("CO_INFUSE_BENCH_FIXED_WINDOWS") != ""
 	}}
 	ctx, cancel := context.WithTimeout(b.Context(), 2*time.Minute)
 	defer cancel()
@@ -95,6 +103,8 @@ func BenchmarkE2EOnion(b *testing.B) {
 	// figures and their ratios as metrics.
 	b.Run("interleaved", func(b *testing.B) {
 		var exitFB, onionFB, exitBulk, onionBulk time.Duration
+		var exitCarried, onionCarried uint64
+		var exitCPU, onionCPU time.Duration
 		i := 0
 		for b.Loop() {
 			i++
@@ -103,14 +113,21 @@ func BenchmarkE2EOnion(b *testing.B) {
 			t1 := time.Now()
 			get(b, "iofb-"+strconv.Itoa(i), d.WebOnion, 80, 1)
 			t2 := time.Now()
+			c0, u0 := relayCarried(d), processCPU(b)
 			get(b, "ibulk", host, port, size)
 			t3 := time.Now()
+			c1, u1 := relayCarried(d), processCPU(b)
 			get(b, "iobulk", d.WebOnion, 80, size)
 			t4 := time.Now()
+			c2, u2 := relayCarried(d), processCPU(b)
+			exitCPU += u1 - u0
+			onionCPU += u2 - u1
 			exitFB += t1.Sub(t0)
 			onionFB += t2.Sub(t1)
 			exitBulk += t3.Sub(t2)
 			onionBulk += t4.Sub(t3)
+			exitCarried += c1 - c0
+			onionCarried += c2 - c1
 		}
 		n := float64(i)
 		mb := func(d time.Duration) float64 { return n * size / 1e6 / d.Seconds() }
@@ -119,6 +136,21 @@ func BenchmarkE2EOnion(b *testing.B) {
 		b.ReportMetric(mb(exitBulk), "exit-MB/s")
 		b.ReportMetric(mb(onionBulk), "onion-MB/s")
 		b.ReportMetric(100*mb(onionBulk)/mb(exitBulk), "onion/exit-%")
+		// Cell bytes all relays carried (charged, 4 KiB a cell a hop) per
+		// payload byte: the work each path costs, whatever the load.
+		b.ReportMetric(float64(exitCarried)/(n*size), "exit-hopbytes/B")
+		b.ReportMetric(float64(onionCarried)/(n*size), "onion-hopbytes/B")
+		// CPU time of the whole process (every node, the web server and
+		// the benchmark's client) per payload MB: the work each path
+		// costs, whatever else the machine runs; busy% is that CPU time
+		// over the wall time, on all cores together (200 = two full
+		// cores), so a path well below the cores it has waits on
+		// something other than CPU.
+		cpuMS := func(u time.Duration) float64 { return float64(u.Milliseconds()) / (n * size / 1e6) }
+		b.ReportMetric(cpuMS(exitCPU), "exit-cpu-ms/MB")
+		b.ReportMetric(cpuMS(onionCPU), "onion-cpu-ms/MB")
+		b.ReportMetric(100*exitCPU.Seconds()/exitBulk.Seconds(), "exit-busy-%")
+		b.ReportMetric(100*onionCPU.Seconds()/onionBulk.Seconds(), "onion-busy-%")
 	})
 	b.Run("exit-bulk", func(b *testing.B) {
 		get(b, "bulk", host, port, 1)
@@ -133,6 +165,27 @@ func BenchmarkE2EOnion(b *testing.B) {
 			get(b, "obulk", d.WebOnion, 80, size)
 		}
 	})
+}
+
+// relayCarried is the cell bytes all of d's relays have carried so far
+// (their ledgers charge cell.Size per cell per hop).
+func relayCarried(d *Devnet) uint64 {
+	var sum uint64
+	for _, n := range d.Nodes {
+		if st := n.Status(); st.Relay != nil {
+			sum += st.Relay.BytesCarried
+		}
+	}
+	return sum
+}
+
+// processCPU is the user and system CPU time this process has used.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatalf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // publishFromNewNode starts one more client-role node in d, publishes the

@@ -54,6 +54,40 @@ const (
 	// UnstakedWeight is the stake factor of a node with no verified stake:
 	// 1/500 of a capped node, the weight of 100,000 sat staked for 90 days.
 	UnstakedWeight = 0.002
+	// UnstakedMaxShare bounds what all unstaked nodes together weigh in
+	// one position: at most this fraction of the staked nodes' weight
+	// there. The floor above is per node, so without this bound a Sybil
+	// renting addresses in many /16s gets weight for free, linear in its
+	// identities (1,000 /16s: 2 capped nodes' worth, 100 M sat). In a
+	// pick fewer than StakedQuorum staked families fit (devnet, before
+	// relays stake) it does not apply.
+	UnstakedMaxShare = 0.02
+	// MinStakeSat is the effective stake below which a node counts as
+	// unstaked (weight, share bound, staked ends, quorum): 2 % of
+	// StakeCapSat, 0.01 BTC in 90-day-old channels or the same
+	// bitcoin-time otherwise (0.1 BTC for 9 days). A node of this stake
+	// weighs 10x the unstaked floor. Each identity that is to count as
+	// staked locks that much bitcoin-time, and StakedQuorum identities
+	// (the price of making the ends staked-only on a network where no
+	// honest relay stakes) lock 0.1 BTC for 90 days.
+	MinStakeSat = 1_000_000
+	// StakedQuorum is how many staked families a position needs (distinct
+	// Lightning nodes, home /16s and declared families, counted among the
+	// candidates that fit the pick) before the staked-ends rule and
+	// UnstakedMaxShare apply there. With fewer, the position is chosen
+	// as on a network without stake, staked nodes weighted by stake but
+	// each family held to FamilyMaxShare, so a few stakers cannot take
+	// every end of a network where honest relays do not stake yet. It is
+	// 1/FamilyMaxShare: the quorum alone can fill a staked-only position
+	// with no family above the cap.
+	StakedQuorum = 10
+	// FamilyMaxShare caps the share of a position's weight one staked
+	// family (one Lightning node, however many identities) gets, or
+	// 1/n of a position n families and unstaked nodes fill when that is
+	// more (a small network). Weight a family loses goes to the others in
+	// proportion to theirs. Whales gain nothing beyond it, nor the first
+	// stakers of a network that does not stake yet.
+	FamilyMaxShare = 0.10
 	// StakeProofLifetime is how long a node's own stake proof is valid.
 	StakeProofLifetime = 14 * 24 * time.Hour
 	// MaxStakeLifetime bounds a proof's expiry ahead of now; a longer one
@@ -68,6 +102,9 @@ const (
 	stakeRecheck = 24 * time.Hour
 	// stakeCheckTimeout bounds one LND call of the stake rule.
 	stakeCheckTimeout = 10 * time.Second
+	// maxStakePeers bounds the counterparties a stake verdict remembers
+	// (stakeByPeer).
+	maxStakePeers = 64
 	// stakeParallel bounds concurrent stake checks.
 	stakeParallel = 4
 	// stakeLoopInterval spaces background stake checks.

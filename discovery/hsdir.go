@@ -26,9 +26,13 @@ func (s *Service) ProvideIndex(ctx context.Context, index [32]byte) error {
 	if err != nil {
 		return err
 	}
-	if err := d.Provide(ctx, nameKey(hsIndexKey(index)), true); err != nil {
+	k := nameKey(hsIndexKey(index))
+	if err := d.Provide(ctx, k, true); err != nil {
 		return fmt.Errorf("provide descriptor index: %w", err)
 	}
+	// Whoever knows the onion address can compute the index and grind
+	// IDs next to it for the period: store beyond them too (censor.go).
+	s.provideBeyond(ctx, d, k.Hash())
 	return nil
 }
 

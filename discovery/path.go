@@ -13,13 +13,15 @@ import (
 // snapshotLocked returns candidates for every peer with a fresh advert.
 func (s *Service) snapshotLocked(now time.Time) []*candidate {
 	out := make([]*candidate, 0, len(s.peers))
-	for _, st := range s.peers {
+	stakes := s.stakesLocked(now)
+	for id, st := range s.peers {
 		if st.ad == nil || !st.ad.Fresh(now) {
 			continue
 		}
 		c := newCandidate(st.ad, st.observed, s.cfg.AllowPrivate)
 		c.firstSeen = st.rec.FirstSeen
 		c.ok, c.fail, c.lastFail = st.rec.OK, st.rec.Fail, st.rec.LastFail
+		c.lnNode, c.stakeSat = stakes[id].node, stakes[id].eff
 		out = append(out, c)
 	}
 	return out
@@ -35,6 +37,11 @@ func (s *Service) rules(now time.Time) *selectRules {
 		allowSameNetwork: s.cfg.AllowSameNetwork,
 		failBackoff:      s.cfg.FailBackoff,
 		ageRamp:          ramp,
+		unstakedShare:    UnstakedMaxShare,
+		stakedEnds:       true,
+		minStake:         MinStakeSat,
+		quorum:           StakedQuorum,
+		familyCap:        FamilyMaxShare,
 	}
 }
 
@@ -81,7 +88,7 @@ func (s *Service) SelectPath(ctx context.Context, req PathRequest) ([]Advert, er
 }
 
 // viewRoles are the role keys refreshView asks the DHT for.
-var viewRoles = [...]Role{RoleRelay, RoleExit, RoleMempool, RoleRendezvous}
+var viewRoles = [...]Role{RoleRelay, RoleExit, RoleMempool, RoleRendezvous, RoleTorGateway}
 
 // refreshView runs the same lookups whatever the request that needed them:
 // every role key, never an exit port class, in parallel, each at most once

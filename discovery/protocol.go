@@ -270,6 +270,9 @@ func (s *Service) provide(ctx context.Context, d *dht.IpfsDHT, ad *Advert) error
 		if err := d.Provide(ctx, k, true); err != nil {
 			errs = append(errs, err)
 		}
+		// If ground IDs hold the key's closest positions, also put the
+		// record with the servers beyond them (censor.go).
+		s.provideBeyond(ctx, d, k.Hash())
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("publish: provide: %w", err)
@@ -415,6 +418,13 @@ func (s *Service) gatherProviders(ctx context.Context, d *dht.IpfsDHT, key cid.C
 	ccancel()
 	if err != nil && len(closest) == 0 {
 		s.log.Debug("closest-peers lookup failed", "err", err)
+	}
+	// Ground IDs closest to the key would answer with nothing: if the
+	// closest peers look ground, ask the servers beyond them too.
+	for _, p := range s.beyondCaptured(ctx, d, mhKey, closest) {
+		if !slices.Contains(closest, p) {
+			closest = append(closest, p)
+		}
 	}
 	pm, err := dhtpb.NewProtocolMessenger(d.MessageSender())
 	if err == nil && len(closest) > 0 {

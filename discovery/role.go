@@ -15,6 +15,9 @@ const (
 	RoleMempool Role = "mempool"
 	// RoleRendezvous joins circuits for hidden services (service 2).
 	RoleRendezvous Role = "rendezvous"
+	// RoleTorGateway forwards .onion streams into the Tor network through
+	// the node's own tor (service 4).
+	RoleTorGateway Role = "tor-gateway"
 )
 
 // validRole reports whether r is a syntactically valid role name.

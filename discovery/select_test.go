@@ -236,7 +236,7 @@ func TestWeightSplitUsesObservedNetwork(t *testing.T) {
 	hits := 0
 	const n = 4000
 	for i := 0; i < n; i++ {
-		if pickWeighted(rng, pool, RoleRelay, &PathRequest{}, r, nil) == honest {
+		if pickWeighted(rng, pool, posMiddle, &PathRequest{}, r, nil) == honest {
 			hits++
 		}
 	}

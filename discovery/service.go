@@ -65,6 +65,7 @@ type Service struct {
 	lastFind     map[string]time.Time // SelectPath's own Finds; keys are roles and port classes only
 	dirty        map[peer.ID]bool     // peers to write (or delete) at the next flush; ⊆ peers ∪ evicted
 	ownSeq       uint64
+	since        time.Time // earliest FirstSeen ever recorded (zero: none); persisted, never moved by eviction
 	republishing bool
 	rng          *rand.Rand
 	cache        *cache
@@ -78,6 +79,9 @@ type Service struct {
 
 	// stakeKick wakes the stake loop (buffered 1; never closed).
 	stakeKick chan struct{}
+
+	// censor is the content-censorship check of provider keys (censor.go).
+	censor censorGuard
 }
 
 // New returns a Service for host h, whose identity key is priv. It opens and
@@ -199,6 +203,18 @@ func (s *Service) load() error {
 			}
 		}
 		s.peers[id] = st
+	}
+	s.since = s.cache.loadSince()
+	stored := s.since
+	for _, st := range s.peers {
+		if t := st.rec.FirstSeen; !t.IsZero() && (s.since.IsZero() || t.Before(s.since)) {
+			s.since = t
+		}
+	}
+	if !s.since.Equal(stored) {
+		if err := s.cache.putSince(s.since); err != nil {
+			return fmt.Errorf("discovery cache: %w", err)
+		}
 	}
 	for len(s.peers) > s.cfg.MaxKnown {
 		s.evictLocked()
@@ -429,6 +445,12 @@ func (s *Service) accept(env []byte, from peer.ID, observed ma.Multiaddr) (Adver
 		}
 		st = &peerState{rec: peerRecord{FirstSeen: now}}
 		s.peers[ad.Peer] = st
+		if s.since.IsZero() {
+			s.since = now
+			if err := s.cache.putSince(now); err != nil {
+				s.log.Warn("discovery cache write failed", "err", err)
+			}
+		}
 	}
 	st.rec.Env = bytes.Clone(env)
 	st.rec.MaxSeq = ad.Seq
@@ -571,10 +593,61 @@ type PeerStatus struct {
 	// Stake is this client's verdict on the peer's Lightning stake proof.
 	Stake StakeStatus
 	// Weight is the peer's selection weight as a relay now (stake, age,
-	// success; before the per-network and per-Lightning-node splits).
+	// success; before the per-network and per-Lightning-node splits and
+	// the bound on all unstaked nodes' share, which depend on the pick).
 	Weight float64
+	// Share is the chance, in 0..1, that one pick of this client puts the
+	// peer in each position now, with every position rule applied
+	// (minimum stake, per-network and per-Lightning-node splits, the
+	// staked quorum, the bound on unstaked nodes, staked ends, exit weight
+	// saved for exits, the family cap) but no path conflicts. 0 where the peer cannot play the position.
+	Share PositionShare
 	// BannedUntil is set while the peer is banned for equivocating.
 	BannedUntil time.Time `json:",omitzero"`
+}
+
+// PositionShare is a peer's chance of being picked for each position of
+// an exit path (positionWeights).
+type PositionShare struct {
+	Guard, Middle, Exit float64
+}
+
+// positionSharesLocked returns, for every peer with a fresh advert, its
+// PositionShare under the rules the Service selects with now. s.mu held.
+func (s *Service) positionSharesLocked(now time.Time) map[peer.ID]PositionShare {
+	pool := s.snapshotLocked(now)
+	r := s.rules(now)
+	out := make(map[peer.ID]PositionShare, len(pool))
+	for _, pos := range []position{posGuard, posMiddle, posFinal} {
+		req := &PathRequest{Final: RoleExit}
+		var elig []*candidate
+		for _, c := range pool {
+			if c.usable(pos.role(req), req, r) {
+				elig = append(elig, c)
+			}
+		}
+		w := positionWeights(elig, pos, req, r)
+		var sum float64
+		for _, x := range w {
+			sum += x
+		}
+		if sum <= 0 {
+			continue
+		}
+		for i, c := range elig {
+			ps := out[c.ad.Peer]
+			switch pos {
+			case posGuard:
+				ps.Guard = w[i] / sum
+			case posMiddle:
+				ps.Middle = w[i] / sum
+			case posFinal:
+				ps.Exit = w[i] / sum
+			}
+			out[c.ad.Peer] = ps
+		}
+	}
+	return out
 }
 
 // StakeStatus is what `peers` shows of a node's stake.
@@ -584,8 +657,9 @@ type StakeStatus struct {
 	// Node is the Lightning node the proof verified for, "" if none.
 	Node string `json:",omitempty"`
 	// CapacitySat and EffectiveSat are the node's public channel capacity
-	// and its age-weighted stake (DISCOVERY.md §7), as counted now (0 if
-	// the verdict is stale or the proof expired).
+	// and its age-weighted stake (DISCOVERY.md §7), as counted now: half
+	// of each channel with another staked node, 0 if the verdict is stale
+	// or the proof expired.
 	CapacitySat, EffectiveSat int64
 	// Channels counts its public channels.
 	Channels int
@@ -595,16 +669,44 @@ type StakeStatus struct {
 	Refused string `json:",omitempty"`
 }
 
+// FirstSeen returns, for each of ids that the service has a record of,
+// when it first verified an advert of that peer, and since: the earliest
+// FirstSeen it ever recorded, where its picture of the network begins
+// (now if it has none), and now by the service's clock. Records, their
+// FirstSeen, and since are kept across restarts; since does not move when
+// the oldest records are evicted (MaxKnown), so a flood of new adverts
+// cannot make its own nodes look found while this node bootstrapped. The HSDir age
+// gate (rendezvous.HSDirEligible) uses them.
+func (s *Service) FirstSeen(ids []peer.ID) (first map[peer.ID]time.Time, since, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now = s.cfg.Now()
+	since = now
+	if !s.since.IsZero() && s.since.Before(now) {
+		since = s.since
+	}
+	first = make(map[peer.ID]time.Time, len(ids))
+	for _, id := range ids {
+		if st := s.peers[id]; st != nil && !st.rec.FirstSeen.IsZero() {
+			first[id] = st.rec.FirstSeen
+		}
+	}
+	return first, since, now
+}
+
 // Known returns the status of every peer the service knows, by peer ID.
 func (s *Service) Known() []PeerStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.cfg.Now()
 	out := make([]PeerStatus, 0, len(s.peers))
+	stakes := s.stakesLocked(now)
+	shares := s.positionSharesLocked(now)
 	for id, st := range s.peers {
 		ps := PeerStatus{
 			Peer: id, FirstSeen: st.rec.FirstSeen, LastSeen: st.rec.LastSeen,
 			OK: st.rec.OK, Fail: st.rec.Fail, Guard: s.isGuardLocked(id),
+			Share: shares[id],
 		}
 		if st.ad != nil {
 			c := st.ad.Clone()
@@ -612,7 +714,7 @@ func (s *Service) Known() []PeerStatus {
 			ps.Stake.Proof = !c.Stake.IsZero()
 			cand := newCandidate(&c, st.observed, s.cfg.AllowPrivate)
 			cand.firstSeen, cand.ok, cand.fail = st.rec.FirstSeen, st.rec.OK, st.rec.Fail
-			cand.lnNode, cand.stakeSat = currentStake(st, now, s.cfg.StakeMaxStale)
+			cand.lnNode, cand.stakeSat = stakes[id].node, stakes[id].eff
 			ps.Weight = cand.weight(RoleRelay, &PathRequest{}, s.rules(now))
 			if cand.lnNode != "" {
 				ps.Stake.Node, ps.Stake.EffectiveSat = cand.lnNode, cand.stakeSat

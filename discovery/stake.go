@@ -1,8 +1,10 @@
 package discovery
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -40,6 +42,9 @@ type StakeChannel struct {
 	// FundingHeight is the block height of the funding transaction (the
 	// top 24 bits of the short channel id).
 	FundingHeight uint32
+	// Peer is the Lightning node at the channel's other end ("" if
+	// unknown). A channel between two staked nodes counts half for each.
+	Peer string
 }
 
 // stakeDomain starts every stake message, so a stake signature cannot be
@@ -83,6 +88,10 @@ type stakeRecord struct {
 	CapacitySat  int64 `json:"capacity_sat"`
 	EffectiveSat int64 `json:"effective_sat"`
 	Channels     int   `json:"channels"`
+	// Peers is the effective stake of the channels with each of the
+	// maxStakePeers largest counterparties (node key → sat), so that a
+	// channel between two staked nodes is counted once (stakeShared).
+	Peers map[string]int64 `json:"peers,omitempty"`
 	// CheckedAt is when LND last confirmed the graph view.
 	CheckedAt time.Time `json:"checked_at"`
 	// Err says why the proof was refused ("" if it verified).
@@ -109,6 +118,48 @@ func effectiveStake(chans []StakeChannel, best uint32) (capacity, effective int6
 	return capacity, effective
 }
 
+// stakeByPeer sums the effective stake of chans per counterparty and keeps
+// the maxStakePeers largest.
+func stakeByPeer(chans []StakeChannel, best uint32) map[string]int64 {
+	all := map[string]int64{}
+	for _, c := range chans {
+		if c.Peer == "" {
+			continue
+		}
+		_, eff := effectiveStake([]StakeChannel{c}, best)
+		all[c.Peer] += eff
+	}
+	if len(all) <= maxStakePeers {
+		return all
+	}
+	keys := make([]string, 0, len(all))
+	for k := range all {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b string) int { return cmp.Compare(all[b], all[a]) })
+	out := make(map[string]int64, maxStakePeers)
+	for _, k := range keys[:maxStakePeers] {
+		out[k] = all[k]
+	}
+	return out
+}
+
+// stakeShared is the part of a node's effective stake that lies in
+// channels with other Lightning nodes in staked (the nodes whose stake
+// this client counts now), halved: each end of such a channel counts half
+// of it, so an operator gains nothing by opening channels between its own
+// staked nodes (each satoshi locked counts once, as in a channel to anyone
+// else).
+func stakeShared(sr *stakeRecord, self string, staked map[string]bool) int64 {
+	var shared int64
+	for p, eff := range sr.Peers {
+		if p != self && staked[p] {
+			shared += eff
+		}
+	}
+	return shared / 2
+}
+
 // stakeWeight maps effective stake to the selection factor: linear up to
 // StakeCapSat (whales gain nothing beyond it), never below UnstakedWeight.
 func stakeWeight(effectiveSat int64) float64 {
@@ -128,6 +179,30 @@ func currentStake(st *peerState, now time.Time, maxStale time.Duration) (node st
 		return "", 0
 	}
 	return sr.Node, sr.EffectiveSat
+}
+
+// stakesLocked returns the Lightning node and effective stake of every
+// peer whose stake counts now, each reduced by stakeShared. s.mu held.
+func (s *Service) stakesLocked(now time.Time) map[peer.ID]nodeStake {
+	out := map[peer.ID]nodeStake{}
+	staked := map[string]bool{}
+	for id, st := range s.peers {
+		if node, eff := currentStake(st, now, s.cfg.StakeMaxStale); node != "" {
+			out[id] = nodeStake{node, eff}
+			staked[node] = true
+		}
+	}
+	for id, ns := range out {
+		ns.eff = max(0, ns.eff-stakeShared(s.peers[id].rec.Stake, ns.node, staked))
+		out[id] = ns
+	}
+	return out
+}
+
+// nodeStake is a peer's verified Lightning node and the stake it counts.
+type nodeStake struct {
+	node string
+	eff  int64
 }
 
 // proofLive reports whether p has not expired at now and does not expire
@@ -177,6 +252,7 @@ func (s *Service) checkStake(ctx context.Context, ad *Advert) (*stakeRecord, err
 	rec.Node = signer
 	rec.Channels = len(chans)
 	rec.CapacitySat, rec.EffectiveSat = effectiveStake(chans, best)
+	rec.Peers = stakeByPeer(chans, best)
 	return rec, nil
 }
 

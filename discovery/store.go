@@ -20,6 +20,7 @@ var (
 	bucketGuards = []byte("guards")
 	keyGuardList = []byte("list")
 	keyOwnSeq    = []byte("own_seq") // in bucketGuards: our last published seq
+	keySince     = []byte("since")   // in bucketGuards: the earliest FirstSeen ever recorded
 )
 
 // peerRecord is what the cache keeps per peer (DISCOVERY.md §5). Env is the
@@ -192,4 +193,34 @@ func (c *cache) putOwnSeq(seq uint64) error {
 	return c.db.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketGuards).Put(keyOwnSeq, binary.BigEndian.AppendUint64(nil, seq))
 	})
+}
+
+// loadSince returns the earliest FirstSeen this cache ever recorded (zero
+// if none was stored).
+func (c *cache) loadSince() time.Time {
+	if c == nil {
+		return time.Time{}
+	}
+	var t time.Time
+	_ = c.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketGuards).Get(keySince); v != nil {
+			if err := t.UnmarshalBinary(v); err != nil {
+				t = time.Time{}
+			}
+		}
+		return nil
+	})
+	return t
+}
+
+// putSince records t as the earliest FirstSeen ever recorded.
+func (c *cache) putSince(t time.Time) error {
+	if c == nil {
+		return nil
+	}
+	v, err := t.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	return c.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketGuards).Put(keySince, v) })
 }

@@ -28,6 +28,15 @@
 // has no target grammar of its own. It refuses .onion names and the zero
 // Target, and vets a RESOLVE host with cell.CheckHost.
 //
+// TorGateway is the far end of a Tor-gateway circuit (BEGIN service
+// tor-gateway): it takes only well-formed v3 .onion targets
+// (internal/onionaddr), opens them through a tor dial func it is given
+// (node hands it the managed tor's SOCKS dial), caps dials in progress
+// per circuit and in all, refuses at once while tor is not ready, and
+// returns tor's SOCKS refusals as *circuit.TorSocksError so the engine
+// sends END tor-socks with tor's byte. It never imports the tor process
+// code and never logs a target.
+//
 // It leaves to others: the stream protocol and its END reasons (circuit),
 // wiring the Dialer to BEGIN and RESOLVE and turning YAML into a Policy
 // (node), and the client-facing proxies (proxy). Nothing here logs a

@@ -56,6 +56,13 @@ type Config struct {
 	// Duration, whole seconds; default 60s.
 	PaymentTimeout time.Duration `yaml:"paymenttimeout"`
 
+	// WaitForCredentials is how long the node waits, after it starts, for
+	// LND's TLS cert and macaroon to become readable and LND to answer
+	// (DialWait), for a first start beside a new LND that writes them
+	// later. Duration; default 0: no wait, a missing or unreadable file
+	// stops the start at once, naming the file.
+	WaitForCredentials time.Duration `yaml:"wait_for_credentials"`
+
 	// Logger receives this package's logs; nil means slog.Default().
 	Logger *slog.Logger `yaml:"-"`
 }
@@ -80,6 +87,9 @@ func (c Config) Validate() error {
 	}
 	if c.RPCTimeout < 0 {
 		return fmt.Errorf("%w: lnd.rpctimeout %v is negative", ErrInvalidConfig, c.RPCTimeout)
+	}
+	if c.WaitForCredentials < 0 {
+		return fmt.Errorf("%w: lnd.wait_for_credentials %v is negative", ErrInvalidConfig, c.WaitForCredentials)
 	}
 	if c.PaymentTimeout < 0 || (c.PaymentTimeout > 0 && c.PaymentTimeout < time.Second) || c.PaymentTimeout > maxPaymentTimeout {
 		return fmt.Errorf("%w: lnd.paymenttimeout %v: want 1s to %v", ErrInvalidConfig, c.PaymentTimeout, maxPaymentTimeout)

@@ -58,6 +58,8 @@ type GraphChannel struct {
 	// FundingHeight is the block height of the funding transaction, from
 	// the short channel id (its top 24 bits).
 	FundingHeight uint32
+	// Peer is the channel's other end, a node key as 66 hex digits.
+	Peer string
 }
 
 // NodeChannels returns the public channels of the node pubkeyHex in this
@@ -82,7 +84,11 @@ func (c *Client) NodeChannels(ctx context.Context, pubkeyHex string) ([]GraphCha
 	}
 	out := make([]GraphChannel, 0, len(resp.Channels))
 	for _, ch := range resp.Channels {
-		out = append(out, GraphChannel{CapacitySat: ch.Capacity, FundingHeight: uint32(ch.ChannelId >> 40)})
+		other := ch.Node1Pub
+		if other == pubkeyHex {
+			other = ch.Node2Pub
+		}
+		out = append(out, GraphChannel{CapacitySat: ch.Capacity, FundingHeight: uint32(ch.ChannelId >> 40), Peer: other})
 	}
 	return out, info.BlockHeight, nil
 }

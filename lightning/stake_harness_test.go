@@ -60,7 +60,7 @@ func verifyFuncs(c *lightning.Client, cfg *discovery.Config) {
 		}
 		out := make([]discovery.StakeChannel, len(chans))
 		for i, ch := range chans {
-			out[i] = discovery.StakeChannel{CapacitySat: ch.CapacitySat, FundingHeight: ch.FundingHeight}
+			out[i] = discovery.StakeChannel{CapacitySat: ch.CapacitySat, FundingHeight: ch.FundingHeight, Peer: ch.Peer}
 		}
 		return out, best, err
 	}
@@ -102,6 +102,9 @@ func TestStakeProofRealLND(t *testing.T) {
 	}
 	if chans[0].CapacitySat != 1_000_000 || chans[0].FundingHeight == 0 || chans[0].FundingHeight > best {
 		t.Fatalf("graph channel %+v at best height %d", chans[0], best)
+	}
+	if chans[0].Peer != net.Alice().Pubkey {
+		t.Fatalf("graph channel's other end %q, want Alice %q", chans[0].Peer, net.Alice().Pubkey)
 	}
 
 	staked := discovery.Advert{Roles: []discovery.Role{discovery.RoleRelay}, Prices: map[discovery.Role]uint64{discovery.RoleRelay: 10}, Payee: bobKey}

@@ -6,12 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/btcsuite/btcd/btcjson"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
-	"github.com/btcsuite/btcd/rpcclient"
 )
 
 // BackendConfig is the delivery node's own bitcoind or btcd RPC, configured
@@ -44,10 +42,11 @@ func (c BackendConfig) Validate() error {
 }
 
 // Backend hands transactions to a bitcoind or btcd over its JSON-RPC
-// (btcd's rpcclient in HTTP POST mode) and maps its answers to verdicts
-// whose codes are the backend's own (bitcoind's codes; btcd uses the same).
+// (HTTP POST, as btcd's rpcclient sends it; rpcConn) and maps its answers
+// to verdicts whose codes are the backend's own (bitcoind's codes; btcd
+// uses the same).
 type Backend struct {
-	rpc *rpcclient.Client
+	rpc *rpcConn
 }
 
 // NewBackend makes the RPC client; it does not connect until used.
@@ -55,37 +54,20 @@ func NewBackend(cfg BackendConfig) (*Backend, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("mempool backend: %w", err)
 	}
-	cc := &rpcclient.ConnConfig{
-		Host:         cfg.Host,
-		User:         cfg.User,
-		Pass:         cfg.Pass,
-		CookiePath:   cfg.CookiePath,
-		HTTPPostMode: true,
-		DisableTLS:   cfg.NoTLS,
-	}
-	if !cfg.NoTLS {
-		cert, err := os.ReadFile(cfg.CertPath)
-		if err != nil {
-			return nil, fmt.Errorf("mempool backend: cert: %w", err)
-		}
-		cc.Certificates = cert
-	}
-	c, err := rpcclient.New(cc, nil)
+	c, err := newRPCConn(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("mempool backend: %w", err)
 	}
 	return &Backend{rpc: c}, nil
 }
 
-// Close stops the RPC client.
+// Close drops the RPC client's idle connections. Safe to call twice.
 func (b *Backend) Close() error {
-	b.rpc.Shutdown()
-	b.rpc.WaitForShutdown()
+	b.rpc.close()
 	return nil
 }
 
-// call runs one RPC, giving up (but not interrupting the HTTP request,
-// which rpcclient does not support) when ctx ends.
+// call runs one RPC; it ends with ctx.
 func (b *Backend) call(ctx context.Context, method string, params ...any) (json.RawMessage, error) {
 	raw := make([]json.RawMessage, len(params))
 	for i, p := range params {
@@ -95,21 +77,7 @@ func (b *Backend) call(ctx context.Context, method string, params ...any) (json.
 		}
 		raw[i] = j
 	}
-	type result struct {
-		v   json.RawMessage
-		err error
-	}
-	ch := make(chan result, 1) // the call's goroutine never blocks on it
-	go func() {
-		v, err := b.rpc.RawRequest(method, raw)
-		ch <- result{v, err}
-	}()
-	select {
-	case r := <-ch:
-		return r.v, r.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return b.rpc.call(ctx, method, raw)
 }
 
 // maxFeeExceeded is bitcoind's message when a transaction's fee rate is

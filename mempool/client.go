@@ -23,6 +23,8 @@ type Delivery struct {
 	// Network is the delivery node's network group (IPv4 /16, IPv6 /32),
 	// "" if unknown.
 	Network string
+	// Ready says the circuit was built ahead of the Dial (Timings only).
+	Ready bool
 }
 
 // Avoid says which delivery nodes a Dial must not choose.
@@ -33,10 +35,10 @@ type Avoid struct {
 	// where discovery's same-network rule is relaxed: loopback test
 	// networks).
 	Networks []string
-	// Urgent marks the stream a caller's verdict waits on (a round's first
-	// SUBMIT): Dial may use a circuit built ahead for it. Others (the
-	// second copy, echo queries) take the time to build their own, so
-	// that circuits built ahead are left for the next broadcast.
+	// Urgent marks a SUBMIT stream (a round's two copies; the caller's
+	// verdict waits on the first answer): Dial may use a circuit built
+	// ahead for it, never used before. Echo queries, which nobody waits
+	// on, take the time to build their own.
 	Urgent bool
 }
 
@@ -67,6 +69,15 @@ type ClientConfig struct {
 	EchoDelay time.Duration
 	// Workers caps rounds in flight at once. Default DefaultWorkers.
 	Workers int
+	// GiveUpAfter is how long after Broadcast took a transaction the
+	// client stops trying: the next round due after it gives the entry up
+	// instead (logged, moved to the given-up list that GivenUp returns).
+	// Default DefaultGiveUpAfter.
+	GiveUpAfter time.Duration
+	// MaxAttempts caps the rounds (delivery and echo) run for one
+	// transaction; once it has had MaxAttempts, it is given up likewise.
+	// Default DefaultMaxAttempts.
+	MaxAttempts int
 	// Logger; default slog.Default(). Transactions and txids are never
 	// logged.
 	Logger *slog.Logger
@@ -101,6 +112,9 @@ type ClientStats struct {
 	Delivered uint64 `json:"delivered"` // accepted and echoed, removed from the outbox
 	Rejected  uint64 `json:"rejected"`  // rejected by a backend, removed
 	Rounds    uint64 `json:"rounds"`    // delivery and echo rounds run
+	GaveUp    uint64 `json:"gave_up"`   // given up at the age or attempt limit
+	// Timings splits the latency of Broadcast calls.
+	Timings Timings `json:"timings"`
 }
 
 // NewClient opens the outbox and checks cfg. It sends nothing until Start.
@@ -126,6 +140,12 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = DefaultWorkers
+	}
+	if cfg.GiveUpAfter <= 0 {
+		cfg.GiveUpAfter = DefaultGiveUpAfter
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = DefaultMaxAttempts
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -210,10 +230,14 @@ func (c *Client) Close() error {
 // maxFeeRate is in BTC/kvB as bitcoind takes it: nil for the backend's
 // default, 0 for no limit.
 func (c *Client) Broadcast(ctx context.Context, hexTx string, maxFeeRate *float64) (string, error) {
+	start := time.Now()
 	tx, err := CheckTx(hexTx)
 	if err != nil {
 		return "", err
 	}
+	// tm is written by the fast round before it hands over the verdict
+	// (the channel send orders it) and read here only after receiving it.
+	tm := &Timings{Calls: 1, Check: time.Since(start)}
 	e := Entry{TxID: tx.TxID, Raw: tx.Raw, Added: time.Now(), Next: time.Now()}
 	if maxFeeRate != nil {
 		r := *maxFeeRate
@@ -228,9 +252,14 @@ func (c *Client) Broadcast(ctx context.Context, hexTx string, maxFeeRate *float6
 		c.mu.Unlock()
 		return "", &Error{Code: CodeMisc, Message: "private broadcast is not running"}
 	}
-	// Fast path: the first round starts now and picks its circuit and
-	// opens its stream while the outbox is written; it sends nothing of
-	// the transaction until the write is on disk (persisted).
+	// Fast path: the first round starts now and takes its circuits while
+	// the outbox is written. It sends once the write has passed its
+	// checks (not full) and only the commit's fsync remains (staged): a
+	// transaction the outbox refuses is never sent, and Broadcast answers
+	// only after the fsync, so a caller never hears "accepted" of a
+	// transaction that is not on disk. A crash during the fsync may have
+	// sent a transaction that is not queued; its caller got no answer.
+	// (When the txid is queued already the round sends after Add.)
 	fast := !c.running[tx.TxID]
 	if fast {
 		select {
@@ -241,7 +270,7 @@ func (c *Client) Broadcast(ctx context.Context, hexTx string, maxFeeRate *float6
 	}
 	var persisted chan error
 	if fast {
-		persisted = make(chan error, 1) // written once by this call
+		persisted = make(chan error, 1) // written once by this call (staged or Add's error)
 		c.running[tx.TxID] = true
 		c.waiters[tx.TxID] = append(c.waiters[tx.TxID], w)
 		c.stats.Rounds++
@@ -249,7 +278,7 @@ func (c *Client) Broadcast(ctx context.Context, hexTx string, maxFeeRate *float6
 		e.Attempts = 1
 		go func() {
 			defer c.wg.Done()
-			c.runRound(e, persisted)
+			c.runRound(e, persisted, tm)
 			<-c.sem
 			c.mu.Lock()
 			delete(c.running, e.TxID)
@@ -258,12 +287,26 @@ func (c *Client) Broadcast(ctx context.Context, hexTx string, maxFeeRate *float6
 		}()
 	}
 	c.mu.Unlock()
-	added, err := c.outbox.Add(e)
-	if fast {
-		persisted <- err
+	pstart := time.Now()
+	staged := false
+	added, err := c.outbox.AddStaged(e, func() {
+		if fast {
+			staged = true
+			persisted <- nil
+		}
+	})
+	tm.Persist = time.Since(pstart)
+	if fast && !staged {
+		persisted <- err // nil: queued already, not added
 	}
 	if err != nil {
 		c.dropWaiter(tx.TxID, w)
+		if staged {
+			// The round sends once the write is staged: only the commit
+			// failed, so the transaction may be out but is not queued.
+			return "", fmt.Errorf("%w: %w", ErrMaybeSent, rpcErr(CodeMisc,
+				"the outbox could not store it (%v), so it is not queued and will not be retried; check whether it reached a mempool before sending it again", err))
+		}
 		return "", err
 	}
 	c.mu.Lock()
@@ -286,6 +329,12 @@ func (c *Client) Broadcast(ctx context.Context, hexTx string, maxFeeRate *float6
 	case err := <-w:
 		if errors.Is(err, ErrClosed) {
 			return tx.TxID, nil // queued; delivered after a restart
+		}
+		if fast && err == nil {
+			tm.Total = time.Since(start)
+			c.mu.Lock()
+			c.stats.Timings.add(*tm)
+			c.mu.Unlock()
 		}
 		if err != nil {
 			return "", err
@@ -349,7 +398,11 @@ func (c *Client) AbortID(id string) (Entry, error) {
 	if err != nil {
 		return Entry{}, err
 	}
-	for _, e := range es {
+	gs, err := c.GivenUp()
+	if err != nil {
+		return Entry{}, err
+	}
+	for _, e := range append(es, gs...) {
 		if e.TxID == id {
 			return e, c.Abort(e.TxID)
 		}
@@ -365,6 +418,11 @@ func (c *Client) Queued() ([]Entry, error) {
 	es, _, err := c.outbox.List()
 	return es, err
 }
+
+// GivenUp lists the transactions given up at the age or attempt limit
+// (the last MaxGivenUp), each with when (GaveUp) and why (LastError).
+// Abort forgets one; sending it again queues it afresh.
+func (c *Client) GivenUp() ([]Entry, error) { return c.outbox.GivenUp() }
 
 // Stats returns the client's counters.
 func (c *Client) Stats() ClientStats {
@@ -447,21 +505,22 @@ func (c *Client) backoff(n int) time.Duration {
 }
 
 // reschedule stores e's attempt count and its next round, unless it left
-// the outbox.
-func (c *Client) reschedule(e Entry, at time.Time, why string) {
+// the outbox; also, if not nil, changes the entry in the same write. The
+// write is bookkeeping (Outbox.UpdateLater): it rides on the next commit,
+// often the next broadcast's, instead of costing an fsync of its own; a
+// crash before it makes the next run repeat the round, which sends
+// nothing new (a backend answers a transaction it has as accepted).
+func (c *Client) reschedule(e Entry, at time.Time, why string, also ...func(*Entry)) {
 	txid := e.TxID
-	if _, err := c.outbox.Update(txid, func(x *Entry) {
+	c.outbox.UpdateLater(txid, func(x *Entry) {
 		x.Attempts = max(x.Attempts, e.Attempts)
 		x.Next, x.LastError = at, why
-	}); err != nil {
-		if !errors.Is(err, ErrUnknownTx) {
-			c.log.Warn("outbox write failed", "err", err)
+		for _, f := range also {
+			f(x)
 		}
-		c.forget(txid)
-		return
-	}
+	})
 	c.mu.Lock()
-	c.due[txid] = at
+	c.due[txid] = at // a round of a transaction gone meanwhile finds no entry and forgets it
 	c.mu.Unlock()
 }
 
@@ -482,20 +541,63 @@ func (c *Client) round(txid string) {
 		c.forget(txid) // aborted meanwhile
 		return
 	}
+	if why := c.spent(e, time.Now()); why != "" {
+		c.giveUp(e, why)
+		return
+	}
 	e.Attempts++
-	c.runRound(e, nil)
+	c.runRound(e, nil, nil)
 }
 
-// runRound runs e's round. persisted, if not nil, delivers the result of
-// writing e to the outbox: the round may choose circuits and open streams
-// before it, but sends the transaction only after a nil result.
-func (c *Client) runRound(e Entry, persisted <-chan error) {
+// spent says why e has reached the age or attempt limit, "" if it has
+// not.
+func (c *Client) spent(e Entry, now time.Time) string {
+	if age := now.Sub(e.Added); age >= c.cfg.GiveUpAfter {
+		return fmt.Sprintf("given up: not delivered and echoed within %v", c.cfg.GiveUpAfter)
+	}
+	if e.Attempts >= c.cfg.MaxAttempts {
+		return fmt.Sprintf("given up: not delivered and echoed in %d rounds", c.cfg.MaxAttempts)
+	}
+	return ""
+}
+
+// giveUp moves e to the given-up list and stops scheduling it.
+func (c *Client) giveUp(e Entry, why string) {
+	c.mu.Lock()
+	c.stats.GaveUp++ // counted first, so that the given-up list implies it
+	c.mu.Unlock()
+	if _, err := c.outbox.GiveUp(e.TxID, time.Now(), why); err != nil {
+		c.mu.Lock()
+		c.stats.GaveUp--
+		c.mu.Unlock()
+		if errors.Is(err, ErrUnknownTx) {
+			c.forget(e.TxID) // aborted meanwhile
+			return
+		}
+		c.log.Warn("outbox write failed", "err", err)
+		c.reschedule(e, time.Now().Add(c.backoff(e.Attempts)), e.LastError)
+		return
+	}
+	c.forget(e.TxID)
+	// No txid in logs: getprivatebroadcastinfo names it (given_up).
+	c.log.Warn("gave up on a queued transaction; it is listed as given up by getprivatebroadcastinfo and can be sent again",
+		"reason", why, "age", time.Since(e.Added).Round(time.Second), "rounds", e.Attempts,
+		"accepted", e.Accepted(), "last_error", e.LastError)
+	c.notify(e.TxID, &Error{Code: CodeMisc, Message: "private broadcast " + why})
+}
+
+// runRound runs e's round. persisted, if not nil, says whether e's outbox
+// write passed its checks (nil: staged, or queued already): the round may
+// take circuits before it, but sends the transaction only after a nil
+// result. tm, if not
+// nil, receives the round's spans before its first verdict is handed over.
+func (c *Client) runRound(e Entry, persisted <-chan error, tm *Timings) {
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.AttemptTimeout)
 	defer cancel()
 	if e.Accepted() {
 		c.echo(ctx, e)
 	} else {
-		c.deliver(ctx, e, persisted)
+		c.deliver(ctx, e, persisted, tm)
 	}
 }
 
@@ -503,22 +605,34 @@ type verdictFrom struct {
 	node string
 	v    Verdict
 	err  error
+	took time.Duration // SUBMIT written to VERDICT read
 }
 
 // deliver sends e to one delivery node and, through another circuit, to a
 // second one in another network, and acts on their verdicts.
-func (c *Client) deliver(ctx context.Context, e Entry, persisted <-chan error) {
+func (c *Client) deliver(ctx context.Context, e Entry, persisted <-chan error, tm *Timings) {
+	if tm == nil {
+		tm = new(Timings) // a round nobody waits on: spans are dropped
+	}
 	sub := Submit{Tx: e.Raw, MaxFeeRate: e.MaxFeeRate, HasMaxFeeRate: e.HasMaxFeeRate}
 	body, err := sub.Marshal()
 	if err != nil { // unreachable: CheckTx bounds the size
 		c.log.Error("submit does not encode", "err", err)
 		return
 	}
+	dstart := time.Now()
 	first, err := c.cfg.Dial(ctx, Avoid{Urgent: true})
+	tm.Dial = time.Since(dstart)
+	if first.Ready {
+		tm.Ready = 1
+	}
 	if persisted != nil {
-		if perr := <-persisted; perr != nil {
-			// Not on disk (outbox full or broken): nothing is sent, and
-			// Broadcast returns the error.
+		wstart := time.Now()
+		perr := <-persisted
+		tm.Wait = time.Since(wstart)
+		if perr != nil {
+			// Refused by the outbox (full or broken): nothing is sent,
+			// and Broadcast returns the error.
 			if err == nil {
 				first.Conn.Close()
 			}
@@ -531,16 +645,32 @@ func (c *Client) deliver(ctx context.Context, e Entry, persisted <-chan error) {
 	}
 	const sends = 2
 	results := make(chan verdictFrom, sends) // one per send; never blocks
-	go func() { results <- c.submitTo(ctx, first, body) }()
+	// The caller hears the first acceptance at once, from the goroutine
+	// that read it (one hand-over less on its path). Who accepted is
+	// written with the round's outcome, in one commit: if we crash before
+	// it, the entry is still queued (nothing lost) and the next run sends
+	// it again, which the backend answers "already have it" (accepted),
+	// not a second transaction.
+	var first1 sync.Once
+	answer := func(r verdictFrom) verdictFrom {
+		if r.err == nil && r.v.Status == Accepted {
+			first1.Do(func() {
+				tm.Exchange = r.took // read by Broadcast after notify
+				c.notify(e.TxID, nil)
+			})
+		}
+		return r
+	}
+	go func() { results <- answer(c.submitTo(ctx, first, body)) }()
 	go func() {
 		// The second copy must not hold up the first verdict.
-		second, err := c.cfg.Dial(ctx, Avoid{Nodes: []string{first.Node}, Networks: nonEmpty(first.Network)})
+		second, err := c.cfg.Dial(ctx, Avoid{Nodes: []string{first.Node}, Networks: nonEmpty(first.Network), Urgent: true})
 		if err != nil {
 			c.log.Debug("no second delivery node this round", "err", err)
 			results <- verdictFrom{err: err}
 			return
 		}
-		results <- c.submitTo(ctx, second, body)
+		results <- answer(c.submitTo(ctx, second, body))
 	}()
 	var (
 		accepted  []string
@@ -555,16 +685,7 @@ func (c *Client) deliver(ctx context.Context, e Entry, persisted <-chan error) {
 		case r.err != nil:
 			lastErr = r.err
 		case r.v.Status == Accepted:
-			accepted = append(accepted, r.node)
-			if len(accepted) == 1 {
-				// The caller hears first: if we crash before the write,
-				// the next run sends again and the backend answers
-				// "already have it", which is accepted.
-				c.notify(e.TxID, nil)
-				if _, err := c.outbox.Update(e.TxID, func(e *Entry) { e.AcceptedBy = appendNew(e.AcceptedBy, r.node) }); err != nil {
-					c.forget(e.TxID)
-				}
-			}
+			accepted = append(accepted, r.node) // the caller was told (answer)
 		case r.v.Status == Rejected && claimsKnown(r.v):
 			// "Already in the chain" reads as success to a wallet: one
 			// node's word for it would let a liar swallow the
@@ -588,14 +709,11 @@ func (c *Client) deliver(ctx context.Context, e Entry, persisted <-chan error) {
 	}
 	switch {
 	case len(accepted) > 0:
-		if len(accepted) > 1 {
-			_, _ = c.outbox.Update(e.TxID, func(e *Entry) {
-				for _, n := range accepted[1:] {
-					e.AcceptedBy = appendNew(e.AcceptedBy, n)
-				}
-			})
-		}
-		c.reschedule(e, time.Now().Add(c.cfg.EchoDelay), "")
+		c.reschedule(e, time.Now().Add(c.cfg.EchoDelay), "", func(x *Entry) {
+			for _, n := range accepted {
+				x.AcceptedBy = appendNew(x.AcceptedBy, n)
+			}
+		})
 	case rejection != nil:
 		c.mu.Lock()
 		c.stats.Rejected++
@@ -644,15 +762,14 @@ func (c *Client) echo(ctx context.Context, e Entry) {
 		c.mu.Lock()
 		c.stats.Delivered++ // counted first, so that an empty outbox implies it
 		c.mu.Unlock()
-		if _, err := c.outbox.Remove(e.TxID); err != nil {
-			c.log.Warn("outbox write failed", "err", err)
-		}
+		// Bookkeeping too: after a crash before it, the echo is asked
+		// again and the answer removes it then.
+		c.outbox.RemoveLater(e.TxID)
 		c.forget(e.TxID)
 		c.log.Debug("transaction delivered and echoed")
 	case st == StateUnknown:
 		// Not seen elsewhere: send it again next round.
-		_, _ = c.outbox.Update(e.TxID, func(e *Entry) { e.AcceptedBy = nil })
-		c.reschedule(e, time.Now().Add(c.backoff(e.Attempts)), "not seen back by another delivery node")
+		c.reschedule(e, time.Now().Add(c.backoff(e.Attempts)), "not seen back by another delivery node", func(x *Entry) { x.AcceptedBy = nil })
 	default:
 		c.reschedule(e, time.Now().Add(c.backoff(e.Attempts)), "echo: delivery node unavailable")
 	}
@@ -660,7 +777,9 @@ func (c *Client) echo(ctx context.Context, e Entry) {
 
 // submitTo sends one SUBMIT on d and reads the VERDICT; it closes d.
 func (c *Client) submitTo(ctx context.Context, d Delivery, body []byte) verdictFrom {
+	start := time.Now()
 	k, resp, err := exchange(ctx, d, KindSubmit, body)
+	took := time.Since(start)
 	if err == nil && k != KindVerdict {
 		err = fmt.Errorf("%w: %v to SUBMIT", ErrUnexpected, k)
 	}
@@ -668,7 +787,7 @@ func (c *Client) submitTo(ctx context.Context, d Delivery, body []byte) verdictF
 	if err == nil {
 		v, err = ParseVerdict(resp)
 	}
-	return verdictFrom{node: d.Node, v: v, err: err}
+	return verdictFrom{node: d.Node, v: v, err: err, took: took}
 }
 
 // exchange writes one request on d, reads one answer and closes d (and so

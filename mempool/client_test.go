@@ -108,26 +108,38 @@ func newTestClient(t *testing.T, path string, f *fakeNet) *Client {
 	return c
 }
 
-func waitEmpty(t *testing.T, c *Client) {
+// pollUntil calls done every 5 ms until it reports true, failing the test
+// with what after 10 s.
+func pollUntil(t *testing.T, done func() (bool, error), what func() string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		es, err := c.Queued()
+		ok, err := done()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(es) == 0 {
+		if ok {
 			return
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("outbox still holds %+v", es)
+			t.Fatal(what())
 		case <-tick.C:
 		}
 	}
+}
+
+func waitEmpty(t *testing.T, c *Client) {
+	t.Helper()
+	var es []Entry
+	pollUntil(t, func() (bool, error) {
+		var err error
+		es, err = c.Queued()
+		return len(es) == 0, err
+	}, func() string { return fmt.Sprintf("outbox still holds %+v", es) })
 }
 
 func TestBroadcastDeliversAndEchoes(t *testing.T) {

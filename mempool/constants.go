@@ -53,4 +53,11 @@ const (
 	DefaultMaxQueued = 1000
 	// DefaultWorkers caps deliveries in flight at once.
 	DefaultWorkers = 8
+	// DefaultGiveUpAfter is how long a transaction is tried before it is
+	// given up.
+	DefaultGiveUpAfter = 24 * time.Hour
+	// DefaultMaxAttempts caps rounds per transaction: with the default
+	// backoff (at most 5 min apart) 300 rounds take about a day, so that
+	// DefaultGiveUpAfter comes first unless RetryMax is lowered.
+	DefaultMaxAttempts = 300
 )

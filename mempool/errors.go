@@ -49,4 +49,10 @@ var (
 	ErrClosed = errors.New("mempool: closed")
 	// ErrUnknownTx: no such transaction in the outbox.
 	ErrUnknownTx = errors.New("mempool: transaction not in the outbox")
+	// ErrMaybeSent: Broadcast's outbox write failed after its checks (an
+	// I/O error in the commit), once the first round had started sending:
+	// the transaction may have reached a delivery node but is not queued,
+	// so it is neither retried nor echo-checked. Wrapped with an *Error
+	// (code -1) that tells the user to check before sending it again.
+	ErrMaybeSent = errors.New("mempool: transaction may have been sent")
 )

@@ -16,8 +16,8 @@ import (
 // retried in the background while others join.
 func (n *Node) publishFirst(ctx context.Context) error {
 	var ks []*voucher.Keyset
-	if n.pay != nil && n.pay.mint != nil {
-		ks = n.pay.mint.Keysets()
+	if n.pay() != nil && n.pay().mint != nil {
+		ks = n.pay().mint.Keysets()
 	}
 	ad, err := n.advert(ks)
 	if err != nil {
@@ -101,13 +101,17 @@ func (n *Node) advert(keysets []*voucher.Keyset) (discovery.Advert, error) {
 		ad.Roles = append(ad.Roles, discovery.RoleRendezvous)
 		ad.Prices[discovery.RoleRendezvous] = n.cfg.Discovery.PriceSatPerMB[RoleRendezvous]
 	}
+	if n.cfg.Has(RoleTorGateway) {
+		ad.Roles = append(ad.Roles, discovery.RoleTorGateway)
+		ad.Prices[discovery.RoleTorGateway] = n.cfg.Discovery.PriceSatPerMB[RoleTorGateway]
+	}
 	for _, s := range n.cfg.Discovery.Family {
 		if id, err := peer.Decode(s); err == nil {
 			ad.Family = append(ad.Family, id)
 		}
 	}
-	if n.pay != nil && n.pay.mint != nil {
-		ad.Payee = n.pay.lnd.Info().IdentityPubkey
+	if n.pay() != nil && n.pay().mint != nil {
+		ad.Payee = n.pay().lnd.Info().IdentityPubkey
 		for _, k := range keysets {
 			dk, err := keysetToAdvert(k)
 			if err != nil {

@@ -68,7 +68,13 @@ func (n *Node) isGuard(p peer.ID) bool {
 // buildToMint builds a circuit whose last hop is seller: a path of
 // circuit.hops − 1 hops from discovery (a guard first, seller excluded),
 // then seller. A one-hop setting still uses a guard in front, so seller
-// never sees the client.
+// never sees the client. The seller is asked for a mint-only circuit
+// (PROTOCOL.md §4.5: the client may hold none of its vouchers yet); the
+// guard and middles are paid in their handshakes like any circuit. A
+// middle whose vouchers the wallet does not hold is left out (the path is
+// then shorter: the guard extends straight to the seller), so the first
+// purchases from middles can be made while the wallet holds only its
+// guards' vouchers.
 func (n *Node) buildToMint(ctx context.Context, seller peer.ID) (*circuit.Circuit, error) {
 	last, err := n.disc.Lookup(ctx, seller)
 	if err != nil {
@@ -79,6 +85,7 @@ func (n *Node) buildToMint(ctx context.Context, seller peer.ID) (*circuit.Circui
 		Final:       discovery.RoleRelay,
 		MaxPriceSat: n.cfg.Discovery.MaxPriceSatPerMB,
 		Exclude:     []peer.ID{seller},
+		Prefer:      n.holds,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("purchase circuit: %w", err)
@@ -86,11 +93,22 @@ func (n *Node) buildToMint(ctx context.Context, seller peer.ID) (*circuit.Circui
 	if !n.isGuard(ads[0].Peer) && len(n.disc.Guards()) > 0 {
 		return nil, errors.New("purchase circuit: first hop is not a guard") // unreachable: SelectPath puts a guard first
 	}
-	hops := make([]circuit.HopInfo, 0, len(ads)+1)
+	kept := []discovery.Advert{ads[0]}
+	for _, ad := range ads[1:] {
+		if ad.Payee == "" || n.holds(ad.Peer) {
+			kept = append(kept, ad)
+		}
+	}
+	ads = append(kept, last)
+	hops := make([]circuit.HopInfo, 0, len(ads))
 	for _, ad := range ads {
 		hops = append(hops, circuit.HopInfo{Peer: ad.Peer, Addrs: ad.Addrs, OnionKey: ad.OnionKey})
 	}
-	hops = append(hops, circuit.HopInfo{Peer: last.Peer, Addrs: last.Addrs, OnionKey: last.OnionKey})
+	hops[len(hops)-1].Prepay = payment.MintOnly()
+	pp := paidPath{ads: ads, final: discovery.RoleRelay}
+	if err := n.attachPrepay(hops, &pp, true); err != nil {
+		return nil, fmt.Errorf("purchase circuit: %w", err)
+	}
 	c, err := n.engine.Build(ctx, hops)
 	if err != nil {
 		return nil, fmt.Errorf("purchase circuit: %w", err)
@@ -157,7 +175,7 @@ var errNotHeld = errors.New("no vouchers held for this hop; they are bought ahea
 // just before a TOPUP would tie the two together). The hop is kept in use,
 // so automatic purchase refills it at its next random round.
 func (n *Node) buyOnDemand(ctx context.Context, node peer.ID, sats uint64) error {
-	w := n.pay.wallet
+	w := n.pay().wallet
 	w.Track(node)
 	if !n.isGuard(node) {
 		return errNotHeld
@@ -171,8 +189,8 @@ func (n *Node) buyOnDemand(ctx context.Context, node peer.ID, sats uint64) error
 // (prepay checks the hop's own price). Without a wallet every node is
 // equal.
 func (n *Node) holds(p peer.ID) bool {
-	return n.pay != nil && n.pay.wallet != nil &&
-		n.pay.wallet.Holds(p, payment.SatsFor(payment.PrepayBytes, n.cfg.Discovery.MaxPriceSatPerMB))
+	return n.pay() != nil && n.pay().wallet != nil &&
+		n.pay().wallet.Holds(p, payment.SatsFor(payment.PrepayBytes, n.cfg.Discovery.MaxPriceSatPerMB))
 }
 
 // maxBuyCandidates bounds the nodes automatic purchase keeps balances at

@@ -18,40 +18,15 @@ import (
 	"github.com/co-infuse/co-infuse/payment"
 	"github.com/co-infuse/co-infuse/proxy"
 	"github.com/co-infuse/co-infuse/rendezvous"
+	"github.com/co-infuse/co-infuse/voucher"
 )
 
 // startClient wires the client's circuit pool to discovery (paths), the
 // engine (builds) and, with a wallet, the payment schedule (prepay at
 // build, top-ups as bytes flow).
 func (n *Node) startClient() error {
-	if n.pay != nil && n.pay.wallet != nil {
-		w := n.pay.wallet
-		var err error
-		n.payer, err = payment.NewClient(payment.ClientConfig{
-			Reserve: func(node peer.ID, sats uint64) (payment.Reservation, error) {
-				payload, vs, err := w.ReserveBatch(node, sats)
-				if err != nil {
-					return payment.Reservation{}, err
-				}
-				var value uint64
-				for _, v := range vs {
-					value += v.Amount
-				}
-				return payment.Reservation{
-					Payload: payload,
-					Sats:    value,
-					Commit:  func() error { return w.MarkSpent(vs) },
-					Release: func() error { return w.Release(vs) },
-					Unsure:  func() error { return w.Unsure(vs) },
-				}, nil
-			},
-			Buy:              n.buyOnDemand,
-			TargetBalanceSat: n.cfg.Payments.TargetBalanceSat,
-			Logger:           n.log,
-		})
-		if err != nil {
-			return fmt.Errorf("payment schedule: %w", err)
-		}
+	if err := n.startPayer(); err != nil {
+		return err
 	}
 	pcfg := pool.Config{
 		Select:         n.selectPath,
@@ -71,7 +46,53 @@ func (n *Node) startClient() error {
 		return fmt.Errorf("circuit pool: %w", err)
 	}
 	n.pool.Start()
+	if n.gwPool, err = n.newGatewayPool(); err != nil {
+		return fmt.Errorf("tor gateway pool: %w", err)
+	}
+	n.gwPool.Start()
 	return n.startOnionServices()
+}
+
+// startPayer creates the client's payment schedule (prepay at build,
+// top-ups as bytes flow) over the wallet, if there is one: at Start, or
+// once a wait for LND ends (paywait.go).
+func (n *Node) startPayer() error {
+	if p := n.pay(); p != nil && p.wallet != nil {
+		w := p.wallet
+		reserve := func(batch func(peer.ID, uint64) ([]byte, []voucher.Voucher, error)) func(peer.ID, uint64) (payment.Reservation, error) {
+			return func(node peer.ID, sats uint64) (payment.Reservation, error) {
+				payload, vs, err := batch(node, sats)
+				if err != nil {
+					return payment.Reservation{}, err
+				}
+				var value uint64
+				for _, v := range vs {
+					value += v.Amount
+				}
+				return payment.Reservation{
+					Payload: payload,
+					Sats:    value,
+					Commit:  func() error { return w.MarkSpent(vs) },
+					Release: func() error { return w.Release(vs) },
+					Unsure:  func() error { return w.Unsure(vs) },
+				}, nil
+			}
+		}
+		payer, err := payment.NewClient(payment.ClientConfig{
+			Reserve:                  reserve(w.ReserveBatch),
+			ReserveTopUp:             reserve(w.ReserveBulkBatch),
+			Buy:                      n.buyOnDemand,
+			Credited:                 n.totals.credited,
+			TargetBalanceSat:         n.cfg.Payments.TargetBalanceSat,
+			MaxPaidCircuitsPerMinute: n.cfg.Payments.MaxNewCircuitsPerMinute,
+			Logger:                   n.log,
+		})
+		if err != nil {
+			return fmt.Errorf("payment schedule: %w", err)
+		}
+		n.payerPtr.Store(payer)
+	}
+	return nil
 }
 
 // selectPath is the pool's Select: a path from discovery for port, whose
@@ -95,14 +116,77 @@ func (n *Node) selectPath(ctx context.Context, port uint16, exclude []peer.ID) (
 	for i, ad := range ads {
 		hops[i] = circuit.HopInfo{Peer: ad.Peer, Addrs: ad.Addrs, OnionKey: ad.OnionKey}
 	}
-	return pool.Path{Hops: hops, Accepts: ads[len(ads)-1].AllowsPort, Meta: paidPath{ads, discovery.RoleExit}}, nil
+	pp := paidPath{ads: ads, final: discovery.RoleExit}
+	if err := n.attachPrepay(hops, &pp, false); err != nil {
+		return pool.Path{}, err
+	}
+	return pool.Path{Hops: hops, Accepts: ads[len(ads)-1].AllowsPort, Meta: pp}, nil
 }
 
 // paidPath is a pool.Path's Meta for prepay: the hops' adverts, in path
-// order, and the role the last hop plays in the circuit.
+// order, the role the last hop plays in the circuit, and the handshake
+// payments of its build (nil when no hop is paid).
 type paidPath struct {
 	ads   []discovery.Advert
 	final discovery.Role
+	build *payment.Build
+}
+
+// attachPrepay has each paid hop of hops (one whose advert in pp names a
+// Lightning payee) paid in its handshake (PROTOCOL.md §4.1): it starts a
+// payment.Build, which takes each hop's prepayment from the wallet's
+// vouchers just before its handshake, and records it in pp for prepare.
+// A paid guard may be bought from at once; a paid middle or last hop
+// whose vouchers the wallet does not hold refuses the path (errNotHeld):
+// they are bought ahead, never while a circuit waits. Hops whose Prepay is
+// already set (a purchase circuit's mint-only last hop) are left alone.
+// A purchase circuit (node/buy.go) is not counted against the paid
+// circuits per minute and prepays payment.PurchasePrepayBytes per hop.
+// Without a wallet it does nothing (and paid hops refuse the circuit);
+// while payments wait for LND a path with a paid hop fails with
+// errPaymentsNotReady.
+func (n *Node) attachPrepay(hops []circuit.HopInfo, pp *paidPath, purchase bool) error {
+	payer := n.payer()
+	if payer == nil && !n.payWait.waiting() {
+		return nil // no wallet: paid hops refuse the circuit
+	}
+	var paid []payment.Hop
+	for i, ad := range pp.ads {
+		if ad.Payee == "" || hops[i].Prepay != nil {
+			continue
+		}
+		paid = append(paid, payment.Hop{Index: i, Peer: ad.Peer, PriceSatPerMB: pp.hopPrice(i)})
+	}
+	if len(paid) == 0 {
+		return nil
+	}
+	if payer == nil {
+		// Payments are still waiting for LND (paywait.go): a paid hop
+		// is never used unpaid, and the request fails now, not later.
+		return n.payWait.notReady()
+	}
+	w := n.pay().wallet // set before the payer
+	for _, h := range paid {
+		w.Track(h.Peer) // automatic purchase keeps a balance here
+	}
+	for _, h := range paid {
+		if !n.isGuard(h.Peer) && !w.Holds(h.Peer, payment.SatsFor(payment.PrepayBytes, h.PriceSatPerMB)) {
+			return fmt.Errorf("paid circuit: hop %d: %w", h.Index+1, errNotHeld)
+		}
+	}
+	newBuild := func(hs []payment.Hop) (*payment.Build, error) { return payer.NewBuild(hs, true) }
+	if purchase {
+		newBuild = payer.NewPurchaseBuild
+	}
+	b, err := newBuild(paid)
+	if err != nil {
+		return fmt.Errorf("paid circuit: %w", err)
+	}
+	for _, h := range paid {
+		hops[h.Index].Prepay = b.Prepay(h.Index)
+	}
+	pp.build = b
+	return nil
 }
 
 // hopPrice is what hop i of p charges per MB for the role it plays there,
@@ -118,20 +202,18 @@ func (p paidPath) hopPrice(i int) uint64 {
 }
 
 // prepare is the pool's Prepare, run once per built circuit before it is
-// used: with a wallet, every hop whose advert names a Lightning payee is
-// paid ahead (payment.PrepayBytes at its advertised price), and the
-// circuit's figures are folded into the per-node totals when it closes,
-// and why it closed is logged (logCircuitClosed).
+// used: with a wallet, the circuit's hops were paid in their handshakes
+// (attachPrepay), and its payment ledger starts from there and tops them
+// up as bytes flow; the circuit's figures are folded into the per-node
+// totals when it closes, and why it closed is logged (logCircuitClosed).
 func (n *Node) prepare(ctx context.Context, c *circuit.Circuit, p pool.Path) error {
 	var pc *payment.Circuit
-	if n.payer != nil {
+	if pp, _ := p.Meta.(paidPath); n.payer() != nil && pp.build != nil {
 		var err error
-		if pc, err = n.prepay(ctx, c, p); err != nil {
-			return err
+		if pc, err = n.payer().OpenBuilt(c, pp.build); err != nil {
+			return fmt.Errorf("paid circuit: %w", err)
 		}
-		if pc != nil {
-			n.paid.Store(c.ID(), pc)
-		}
+		n.paid.Store(c.ID(), pc)
 	}
 	n.wg.Add(1)
 	go func() {
@@ -146,36 +228,6 @@ func (n *Node) prepare(ctx context.Context, c *circuit.Circuit, p pool.Path) err
 		pc.Close()
 	}()
 	return nil
-}
-
-// prepay pays the circuit's paid hops ahead and returns its payment ledger,
-// or nil when no hop sells vouchers.
-func (n *Node) prepay(ctx context.Context, c *circuit.Circuit, p pool.Path) (*payment.Circuit, error) {
-	pp, _ := p.Meta.(paidPath)
-	var hops []payment.Hop
-	for i, ad := range pp.ads {
-		if ad.Payee == "" {
-			continue
-		}
-		hops = append(hops, payment.Hop{Index: i, Peer: ad.Peer, PriceSatPerMB: pp.hopPrice(i)})
-		n.pay.wallet.Track(ad.Peer) // automatic purchase keeps a balance here
-	}
-	if len(hops) == 0 {
-		return nil, nil
-	}
-	// A middle or exit whose vouchers are not held is never bought from
-	// now (buyOnDemand); find out before prepaying anyone, so a circuit
-	// that cannot be paid costs nothing.
-	for _, h := range hops {
-		if !n.isGuard(h.Peer) && !n.pay.wallet.Holds(h.Peer, payment.SatsFor(payment.PrepayBytes, h.PriceSatPerMB)) {
-			return nil, fmt.Errorf("prepay circuit: hop %d: %w", h.Index+1, errNotHeld)
-		}
-	}
-	pc, err := n.payer.Open(ctx, c, hops)
-	if err != nil {
-		return nil, fmt.Errorf("prepay circuit: %w", err)
-	}
-	return pc, nil
 }
 
 // paidCircuit returns c's payment ledger, or nil when it pays nobody.
@@ -205,7 +257,7 @@ func (n *Node) Dial(ctx context.Context, iso proxy.Isolation, target cell.Target
 		return nil, errNoClient
 	}
 	if target.IsOnion() {
-		return n.dialOnion(ctx, target)
+		return n.dialOnion(ctx, iso, target)
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.Circuit.StreamTimeout)
 	defer cancel()
@@ -264,20 +316,29 @@ type CircuitInfo struct {
 	Port      uint16   `json:"port"`  // the port it was built for
 	Dirty     bool     `json:"dirty"` // takes no new streams
 	Clean     bool     `json:"clean"` // pre-built, not yet used
+	// Gateway marks a circuit to a tor-gateway last hop (.onion streams
+	// with no co-infuse descriptor).
+	Gateway bool `json:"gateway,omitempty"`
 }
 
-// Circuits lists the client's open circuits.
+// Circuits lists the client's open circuits: exit circuits, then
+// tor-gateway ones.
 func (n *Node) Circuits() []CircuitInfo {
 	if n.pool == nil {
 		return nil
 	}
 	var out []CircuitInfo
-	for _, c := range n.pool.Snapshot() {
-		ci := CircuitInfo{ID: c.ID, Isolation: c.Isolation, Streams: c.Streams, Port: c.Port, Dirty: c.Dirty, Clean: c.Clean}
-		for _, p := range c.Path {
-			ci.Path = append(ci.Path, p.String())
+	for i, p := range []*pool.Pool{n.pool, n.gwPool} {
+		if p == nil {
+			continue
 		}
-		out = append(out, ci)
+		for _, c := range p.Snapshot() {
+			ci := CircuitInfo{ID: c.ID, Isolation: c.Isolation, Streams: c.Streams, Port: c.Port, Dirty: c.Dirty, Clean: c.Clean, Gateway: i == 1}
+			for _, p := range c.Path {
+				ci.Path = append(ci.Path, p.String())
+			}
+			out = append(out, ci)
+		}
 	}
 	return out
 }
@@ -291,24 +352,40 @@ func (n *Node) PoolStats() pool.Stats {
 	return n.pool.Stats()
 }
 
-// dialOnion connects to an onion service through a rendezvous point
-// (rendezvous.Manager.Dial) and maps its failures to the proxy's onion
-// sentinels, which become Tor's extended SOCKS codes.
-func (n *Node) dialOnion(ctx context.Context, target cell.Target) (net.Conn, error) {
+// dialOnion connects to an onion service (the front end has already
+// refused a malformed address with 0xF6, before any circuit). A co-infuse
+// descriptor comes first: the rendezvous path (rendezvous.Manager.Dial),
+// whose failures map to the proxy's onion sentinels, which become Tor's
+// extended SOCKS codes. Only when no descriptor is found — no HSDir
+// announces it, or every one asked says it has none — (or this node has
+// no onion-service client) does the stream go to a Tor gateway
+// (dialGateway), whose tor's reply byte the client gets unchanged. A found
+// descriptor whose introduction or rendezvous fails does not fall back:
+// the descriptor proves the service lives on co-infuse, so asking Tor
+// would only tell a gateway which service this client wants. This node's
+// own tor, if it runs one, never dials for the client.
+func (n *Node) dialOnion(ctx context.Context, iso proxy.Isolation, target cell.Target) (net.Conn, error) {
 	if n.hs == nil {
-		return nil, errOnion
+		return n.dialGateway(ctx, iso, target)
 	}
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.Circuit.StreamTimeout)
-	defer cancel()
-	c, err := n.hs.Dial(ctx, target.Host(), target.Port())
+	hctx, cancel := context.WithTimeout(ctx, n.cfg.Circuit.StreamTimeout)
+	c, err := n.hs.Dial(hctx, target.Host(), target.Port())
+	cancel()
 	if err == nil {
 		return c, nil
+	}
+	if errors.Is(err, rendezvous.ErrDescriptorNotFound) && ctx.Err() == nil {
+		n.log.Debug("no co-infuse descriptor; trying a tor gateway")
+		return n.dialGateway(ctx, iso, target)
 	}
 	var s error
 	switch {
 	case errors.Is(err, rendezvous.ErrBadAddress):
 		s = proxy.ErrOnionBadAddress
-	case errors.Is(err, rendezvous.ErrDescriptorNotFound):
+	case errors.Is(err, rendezvous.ErrDescriptorNotFound), errors.Is(err, rendezvous.ErrDescriptorUnavailable):
+		// Unavailable: HSDirs announce it but could not be asked; no
+		// gateway is asked either (it would learn the name), and the
+		// client gets tor's "descriptor not found".
 		s = proxy.ErrOnionNotFound
 	case errors.Is(err, rendezvous.ErrIntroFailed):
 		s = proxy.ErrOnionIntroFailed

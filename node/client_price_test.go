@@ -17,10 +17,10 @@ import (
 func TestHopPriceMatchesLedger(t *testing.T) {
 	t.Parallel()
 	cfg := DefaultConfig(t.TempDir())
-	cfg.Roles = []Role{RoleClient, RoleRelay, RoleExit, RoleMempool, RoleRendezvous}
-	cfg.Discovery.PriceSatPerMB = map[Role]uint64{RoleRelay: 1, RoleExit: 5, RoleMempool: 3, RoleRendezvous: 2}
+	cfg.Roles = []Role{RoleClient, RoleRelay, RoleExit, RoleMempool, RoleRendezvous, RoleTorGateway}
+	cfg.Discovery.PriceSatPerMB = map[Role]uint64{RoleRelay: 1, RoleExit: 5, RoleMempool: 3, RoleRendezvous: 2, RoleTorGateway: 4}
 	ad := discovery.Advert{Prices: map[discovery.Role]uint64{}}
-	for _, r := range []Role{RoleRelay, RoleExit, RoleMempool, RoleRendezvous} {
+	for _, r := range []Role{RoleRelay, RoleExit, RoleMempool, RoleRendezvous, RoleTorGateway} {
 		ad.Roles = append(ad.Roles, discovery.Role(r))
 		ad.Prices[discovery.Role(r)] = cfg.rolePrice(r)
 	}
@@ -38,6 +38,7 @@ func TestHopPriceMatchesLedger(t *testing.T) {
 		{"exit", 2, discovery.RoleExit, ptr(cell.ServiceExit), 5},
 		{"mempool", 2, discovery.RoleMempool, ptr(cell.ServiceMempool), 3},
 		{"rendezvous", 2, discovery.RoleRendezvous, ptr(cell.ServiceRendezvous), 2},
+		{"tor gateway", 2, discovery.RoleTorGateway, ptr(cell.ServiceTorGateway), 4},
 		{"middle of a mempool circuit", 1, discovery.RoleMempool, nil, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -35,6 +35,10 @@ const (
 	// RoleRendezvous relays too, and is a rendezvous point, introduction
 	// point and descriptor directory for onion services (rendezvous.Server).
 	RoleRendezvous Role = "rendezvous"
+	// RoleTorGateway runs a managed tor (the tor section) and reaches Tor's
+	// onion services for clients whose .onion has no co-infuse
+	// descriptor.
+	RoleTorGateway Role = "tor-gateway"
 )
 
 // Config is the whole node configuration as read from config.yaml. Each
@@ -46,7 +50,7 @@ type Config struct {
 	DataDir string `yaml:"-"`
 
 	// Roles lists what this node does: client, relay, exit, mempool,
-	// rendezvous.
+	// rendezvous, tor-gateway.
 	// Default [client].
 	Roles []Role `yaml:"roles"`
 
@@ -55,8 +59,10 @@ type Config struct {
 	HTTP    HTTPConfig    `yaml:"httptunnel"`
 	// Control is the Tor-compatible control port (bitcoind -torcontrol,
 	// lnd tor.control).
-	Control   ControlConfig   `yaml:"control"`
-	Circuit   CircuitConfig   `yaml:"circuit"`
+	Control ControlConfig `yaml:"control"`
+	Circuit CircuitConfig `yaml:"circuit"`
+	// Limits caps what other peers can make this node hold.
+	Limits    LimitsConfig    `yaml:"limits"`
 	Exit      ExitConfig      `yaml:"exit"`
 	Discovery DiscoveryConfig `yaml:"discovery"`
 	Payments  PaymentsConfig  `yaml:"payments"`
@@ -66,7 +72,58 @@ type Config struct {
 	Rendezvous RendezvousConfig `yaml:"rendezvous"`
 	// LND is the user's (or operator's) LND, used when payments are on.
 	LND lightning.Config `yaml:"lnd"`
-	Log LogConfig        `yaml:"log"`
+	// Tor is a managed tor child process (internal/torproc): the
+	// tor-gateway role's way into Tor, and dual publication of this
+	// node's onion services on Tor.
+	Tor TorConfig `yaml:"tor"`
+	Log LogConfig `yaml:"log"`
+}
+
+// TorConfig is a local tor that the node starts, supervises and stops
+// (docs/TOR.md "Managed tor"). It is on when Enabled is true or the node
+// has the tor-gateway role.
+type TorConfig struct {
+	// Enabled starts a managed tor with the node. Default false (the
+	// tor-gateway role turns it on whatever this says).
+	Enabled bool `yaml:"enabled"`
+	// Binary is the tor executable, a path or a name looked up in PATH.
+	// Default "tor".
+	Binary string `yaml:"binary"`
+	// DataDir is tor's own data directory (torrc, control cookie, state).
+	// Default <datadir>/tor.
+	DataDir string `yaml:"data_dir"`
+	// Torrc are extra torrc lines appended verbatim (e.g. a private test
+	// network's DirAuthority lines). Default none.
+	Torrc []string `yaml:"torrc"`
+	// PublishOnions also publishes the onion services created through the
+	// control port on Tor, with the same key. Default true when the
+	// managed tor is on.
+	PublishOnions *bool `yaml:"publish_onions"`
+}
+
+// TorEnabled reports whether the node runs a managed tor.
+func (c *Config) TorEnabled() bool { return c.Tor.Enabled || c.Has(RoleTorGateway) }
+
+// TorPublishOnions reports whether onion services are also published on
+// Tor: only with a managed tor, and then unless publish_onions is false.
+func (c *Config) TorPublishOnions() bool {
+	return c.TorEnabled() && (c.Tor.PublishOnions == nil || *c.Tor.PublishOnions)
+}
+
+// Validate checks the tor section after ApplyDefaults.
+func (tc TorConfig) Validate() error {
+	if tc.Binary == "" || strings.ContainsAny(tc.Binary, "\x00\r\n") {
+		return fieldErr("tor.binary", "%q is not a program name or path", tc.Binary)
+	}
+	if tc.DataDir == "" {
+		return fieldErr("tor.data_dir", "must be set")
+	}
+	for i, l := range tc.Torrc {
+		if strings.ContainsAny(l, "\x00\r\n") {
+			return fieldErr(fmt.Sprintf("tor.torrc[%d]", i), "has a line break")
+		}
+	}
+	return nil
 }
 
 // RendezvousConfig configures onion services (rendezvous.Manager).
@@ -230,10 +287,18 @@ type DiscoveryConfig struct {
 	// an IPv6 /32 or a declared family. Only for loopback test networks such
 	// as devnet. Default false.
 	AllowSameNetwork bool `yaml:"allow_same_network"`
+	// StakeProof: a relay or exit with payments on publishes a proof,
+	// signed by its LND, that its Lightning node stakes it (DISCOVERY.md
+	// §7). Clients weigh staked nodes by stake, and every node proving one
+	// Lightning node is one family. Set false where several nodes share one
+	// LND but should not count as one operator's (a test network); the
+	// node then weighs as unstaked. Default true.
+	StakeProof *bool `yaml:"stake_proof"`
 	// Family lists peer IDs of other nodes run by the same operator.
 	Family []string `yaml:"family"`
 	// PriceSatPerMB is what this node charges per relayed MB, per role
-	// (relay, exit, mempool). Default relay 1, exit 2, mempool 2.
+	// (relay, exit, mempool, rendezvous, tor-gateway). Default relay 1,
+	// exit 2, mempool 2, rendezvous 1, tor-gateway the exit price (2).
 	PriceSatPerMB map[Role]uint64 `yaml:"price_sat_per_mb"`
 	// MaxPriceSatPerMB is the most this client pays a hop per MB. Default 10.
 	MaxPriceSatPerMB uint64 `yaml:"max_price_sat_per_mb"`
@@ -255,6 +320,14 @@ type MempoolConfig struct {
 	// delivery node's verdict before it returns the txid and leaves the
 	// transaction queued. Default 30s.
 	VerdictWait time.Duration `yaml:"verdict_wait"`
+	// GiveUpAfter is how long the client keeps trying to deliver (and
+	// see echoed) a queued transaction before it gives it up: dropped
+	// from the queue with a log line, listed as given up by
+	// getprivatebroadcastinfo. Default 24h.
+	GiveUpAfter time.Duration `yaml:"give_up_after"`
+	// MaxAttempts caps the delivery and echo rounds of one transaction
+	// before it is given up likewise. Default 300.
+	MaxAttempts int `yaml:"max_attempts"`
 }
 
 // MempoolRPCConfig is the client's bitcoind-compatible JSON-RPC port.
@@ -325,6 +398,10 @@ func (c *Config) ApplyDefaults() {
 	if len(c.Roles) == 0 {
 		c.Roles = []Role{RoleClient}
 	}
+	if c.Discovery.StakeProof == nil {
+		on := true
+		c.Discovery.StakeProof = &on
+	}
 	if len(c.Network.Listen) == 0 {
 		c.Network.Listen = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
 	}
@@ -380,6 +457,12 @@ func (c *Config) ApplyDefaults() {
 	if _, ok := c.Discovery.PriceSatPerMB[RoleMempool]; !ok && c.Has(RoleMempool) {
 		c.Discovery.PriceSatPerMB[RoleMempool] = 2
 	}
+	if _, ok := c.Discovery.PriceSatPerMB[RoleTorGateway]; !ok && c.Has(RoleTorGateway) {
+		c.Discovery.PriceSatPerMB[RoleTorGateway] = c.Discovery.PriceSatPerMB[RoleExit] // priced like an exit
+		if c.Discovery.PriceSatPerMB[RoleTorGateway] == 0 {
+			c.Discovery.PriceSatPerMB[RoleTorGateway] = 2
+		}
+	}
 	if c.Mempool.RPC.Listen == "" {
 		c.Mempool.RPC.Listen = "127.0.0.1:9332"
 	}
@@ -392,10 +475,26 @@ func (c *Config) ApplyDefaults() {
 	if c.Mempool.VerdictWait == 0 {
 		c.Mempool.VerdictWait = mempool.DefaultVerdictWait
 	}
+	if c.Mempool.GiveUpAfter == 0 {
+		c.Mempool.GiveUpAfter = mempool.DefaultGiveUpAfter
+	}
+	if c.Mempool.MaxAttempts == 0 {
+		c.Mempool.MaxAttempts = mempool.DefaultMaxAttempts
+	}
 	if c.Discovery.MaxPriceSatPerMB == 0 {
 		c.Discovery.MaxPriceSatPerMB = 10
 	}
 	c.Payments.applyDefaults()
+	if len(c.Tor.Torrc) == 0 {
+		c.Tor.Torrc = nil
+	}
+	if c.Tor.Binary == "" {
+		c.Tor.Binary = "tor"
+	}
+	if c.Tor.DataDir == "" {
+		c.Tor.DataDir = "tor"
+	}
+	c.Limits.applyDefaults()
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -422,9 +521,9 @@ func (c *Config) Validate() error {
 	seen := map[Role]bool{}
 	for i, r := range c.Roles {
 		switch r {
-		case RoleClient, RoleRelay, RoleExit, RoleMempool, RoleRendezvous:
+		case RoleClient, RoleRelay, RoleExit, RoleMempool, RoleRendezvous, RoleTorGateway:
 		default:
-			return fieldErr(fmt.Sprintf("roles[%d]", i), "unknown role %q (want client, relay, exit, mempool or rendezvous)", r)
+			return fieldErr(fmt.Sprintf("roles[%d]", i), "unknown role %q (want client, relay, exit, mempool, rendezvous or tor-gateway)", r)
 		}
 		if seen[r] {
 			return fieldErr(fmt.Sprintf("roles[%d]", i), "role %q listed twice", r)
@@ -491,6 +590,9 @@ func (c *Config) Validate() error {
 			return fieldErr(fmt.Sprintf("circuit.predicted_ports[%d]", i), "port 0")
 		}
 	}
+	if err := c.Limits.validate(); err != nil {
+		return err
+	}
 	switch c.Discovery.Mode {
 	case discovery.ModeIPFS, discovery.ModePrivate:
 	default:
@@ -507,7 +609,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	for r, p := range c.Discovery.PriceSatPerMB {
-		if r != RoleRelay && r != RoleExit && r != RoleMempool && r != RoleRendezvous {
+		if r != RoleRelay && r != RoleExit && r != RoleMempool && r != RoleRendezvous && r != RoleTorGateway {
 			return fieldErr("discovery.price_sat_per_mb", "unknown role %q", r)
 		}
 		if p > MaxPriceSatPerMB {
@@ -525,6 +627,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Payments.RefillMean < 100*time.Millisecond && c.Payments.RefillMean != 0 {
 		return fieldErr("payments.refill_mean", "%v is below 100ms", c.Payments.RefillMean)
+	}
+	if c.Payments.MaxNewCircuitsPerMinute < 0 {
+		return fieldErr("payments.max_new_circuits_per_minute", "%d is negative", c.Payments.MaxNewCircuitsPerMinute)
 	}
 	if c.Payments.Enabled {
 		if err := c.LND.Validate(); err != nil {
@@ -555,6 +660,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Mempool.VerdictWait < 0 {
 		return fieldErr("mempool.verdict_wait", "must not be negative")
+	}
+	if c.Mempool.GiveUpAfter < 0 {
+		return fieldErr("mempool.give_up_after", "must not be negative")
+	}
+	if c.Mempool.MaxAttempts < 0 {
+		return fieldErr("mempool.max_attempts", "must not be negative")
+	}
+	if err := c.Tor.Validate(); err != nil {
+		return err
 	}
 	switch strings.ToLower(c.Log.Level) {
 	case "debug", "info", "warn", "error":

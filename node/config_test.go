@@ -55,6 +55,12 @@ func TestConfigValidateNamesField(t *testing.T) {
 		{"unknown key", "sock:\n  listen: 1", "config.yaml"},
 		{"payments without lnd", "payments:\n  enabled: true", "lnd.tlscertpath"},
 		{"negative timeout", "circuit:\n  build_timeout: -1s", "circuit.build_timeout"},
+		{"negative limit", "limits:\n  max_circuits: -1", "limits.max_circuits"},
+		{"negative limit timeout", "limits:\n  write_timeout: -1s", "limits.write_timeout"},
+		{"tiny memory budget", "limits:\n  memory_budget_mb: 8", "limits.memory_budget_mb"},
+		{"circuit queue below a window", "limits:\n  max_circuit_queue: 2048", "limits.max_circuit_queue"},
+		{"keep-alive after idle", "limits:\n  keep_alive: 10m\n  idle_timeout: 5m", "limits.keep_alive"},
+		{"unknown limit", "limits:\n  max_everything: 1", "config.yaml"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -5,12 +5,14 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/co-infuse/co-infuse/internal/torproc"
 	"github.com/co-infuse/co-infuse/proxy"
 	"github.com/co-infuse/co-infuse/rendezvous"
 )
@@ -25,10 +27,17 @@ const ControlCookieFile = "control_auth_cookie"
 // lnd advertise it. The service keeps trying after the reply either way.
 const controlPublishWait = 10 * time.Second
 
+// controlMirrorRemoveWait bounds the removal of one service from the
+// local tor (DEL_ONION there); at shutdown tor stops right after anyway.
+const controlMirrorRemoveWait = 5 * time.Second
+
 // controlPort is the running control port.
 type controlPort struct {
 	srv *proxy.ControlServer
 	ln  net.Listener
+	// mirror publishes its services on Tor too (dual publication); nil
+	// without a local tor or with tor.publish_onions off.
+	mirror *rendezvous.Mirror
 }
 
 // startControl opens the Tor-compatible control port (proxy.ControlServer)
@@ -53,21 +62,113 @@ func (n *Node) startControl() error {
 	if err != nil {
 		return fmt.Errorf("control: %w", err)
 	}
+	mirror, err := n.newTorMirror()
+	if err != nil {
+		return fmt.Errorf("control: %w", err)
+	}
 	ln, err := net.Listen("tcp", cc.Listen)
 	if err != nil {
 		return fmt.Errorf("control.listen %s: %w (is Tor or another co-infuse already using it? set control.listen)", cc.Listen, err)
 	}
-	n.ctl = &controlPort{srv: srv, ln: ln}
+	n.ctl = &controlPort{srv: srv, ln: ln, mirror: mirror}
 	n.serve("control", func() error { return srv.Serve(ln) })
 	return nil
 }
 
 // closeControl closes the control port and its connections, which
-// removes the services they made (before the Manager itself closes).
+// removes the services they made (before the Manager itself closes), on
+// Tor too (before the local tor stops).
 func (n *Node) closeControl(ctx context.Context) {
 	if n.ctl != nil {
 		_ = n.ctl.srv.Shutdown(ctx)
+		if n.ctl.mirror != nil {
+			_ = n.ctl.mirror.Close()
+		}
 	}
+}
+
+// newTorMirror is dual publication: with a local tor and
+// tor.publish_onions on (its default), every control-port service is
+// also published on Tor under the same key, in the background
+// (rendezvous.Mirror). Nil otherwise.
+func (n *Node) newTorMirror() (*rendezvous.Mirror, error) {
+	if n.tor == nil || !n.cfg.TorPublishOnions() {
+		return nil, nil
+	}
+	return torMirror(n.tor, n.log)
+}
+
+// torMirror is a rendezvous.Mirror onto t: it waits for t to bootstrap,
+// then adds each service with its 64-byte expanded key and Port= lines.
+func torMirror(t *torproc.Tor, log *slog.Logger) (*rendezvous.Mirror, error) {
+	return rendezvous.NewMirror(rendezvous.MirrorConfig{
+		Ready: t.WaitBootstrapped,
+		Add: func(ctx context.Context, key rendezvous.Key, ports []rendezvous.Port) (string, error) {
+			pm, err := torPortMaps(ports)
+			if err != nil {
+				return "", err
+			}
+			raw := key.Expanded()
+			defer clear(raw[:])
+			return t.AddOnion(ctx, raw, pm)
+		},
+		Remove:        t.DelOnion,
+		RemoveTimeout: controlMirrorRemoveWait,
+		Logger:        log,
+	})
+}
+
+// torPortMaps turns a service's ports into tor's Port= lines: the target
+// must be an IP address (or localhost, as 127.0.0.1).
+func torPortMaps(ports []rendezvous.Port) ([]torproc.PortMap, error) {
+	out := make([]torproc.PortMap, 0, len(ports))
+	for _, p := range ports {
+		host, port, err := net.SplitHostPort(p.Target)
+		if err != nil {
+			return nil, fmt.Errorf("port target: %w", err)
+		}
+		if strings.EqualFold(host, "localhost") {
+			host = "127.0.0.1"
+		}
+		ap, err := netip.ParseAddrPort(net.JoinHostPort(host, port))
+		if err != nil {
+			return nil, fmt.Errorf("port target for tor is not an IP address and port: %w", err)
+		}
+		out = append(out, torproc.PortMap{Virtual: p.Virtual, Target: ap})
+	}
+	return out, nil
+}
+
+// onionServiceStatus lists the published services for status, with each
+// one's state on Tor under dual publication.
+func (n *Node) onionServiceStatus() []OnionServiceStatus {
+	out := []OnionServiceStatus{}
+	if n.hs == nil {
+		return out
+	}
+	var mirror *rendezvous.Mirror
+	if n.ctl != nil {
+		mirror = n.ctl.mirror
+	}
+	// A service tor took is "pending" again while tor restarts (torproc
+	// adds it back once tor runs).
+	torDown := mirror != nil && !n.tor.Status().Running
+	for _, s := range n.hs.Services() {
+		st := OnionServiceStatus{Address: s.Address, Ports: []uint16{}, Intros: s.Intros, Published: s.Published}
+		for _, p := range s.Ports {
+			st.Ports = append(st.Ports, p.Virtual)
+		}
+		if mirror != nil {
+			if ms, ok := mirror.Status(s.ServiceID); ok {
+				if torDown && ms.State == rendezvous.MirrorPublished {
+					ms.State = rendezvous.MirrorPending
+				}
+				st.Tor = ms.String()
+			}
+		}
+		out = append(out, st)
+	}
+	return out
 }
 
 // controlCookiePath is where the cookie goes, "" with cookie auth off. It
@@ -142,12 +243,21 @@ func (n *Node) controlAddOnion(ctx context.Context, req proxy.OnionRequest) (pro
 		}
 		return proxy.OnionReply{}, err
 	}
+	if n.ctl != nil && n.ctl.mirror != nil {
+		n.ctl.mirror.Publish(key, ports) // in the background; never fails the reply
+	}
 	rep.ServiceID = key.ServiceID()
 	return rep, nil
 }
 
-// controlDelOnion is DEL_ONION and a closed connection's cleanup.
-func (n *Node) controlDelOnion(id string) error { return n.hs.Unpublish(id) }
+// controlDelOnion is DEL_ONION and a closed connection's cleanup: the
+// service goes from co-infuse and (in the background) from Tor.
+func (n *Node) controlDelOnion(id string) error {
+	if n.ctl != nil && n.ctl.mirror != nil {
+		n.ctl.mirror.Unpublish(id)
+	}
+	return n.hs.Unpublish(id)
+}
 
 // loopbackTarget reports whether a host:port target is on loopback.
 func loopbackTarget(target string) bool {

@@ -2,8 +2,13 @@ package node
 
 import (
 	"errors"
+	"net/netip"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/co-infuse/co-infuse/internal/torproc"
+	"github.com/co-infuse/co-infuse/rendezvous"
 )
 
 func TestControlConfigValidate(t *testing.T) {
@@ -55,6 +60,28 @@ func TestLoopbackTarget(t *testing.T) {
 	} {
 		if got := loopbackTarget(target); got != want {
 			t.Errorf("loopbackTarget(%q) = %v", target, got)
+		}
+	}
+}
+
+func TestTorPortMaps(t *testing.T) {
+	t.Parallel()
+	got, err := torPortMaps([]rendezvous.Port{
+		{Virtual: 8333, Target: "127.0.0.1:8334"},
+		{Virtual: 9735, Target: "localhost:9911"},
+		{Virtual: 80, Target: "[::1]:8080"},
+	})
+	want := []torproc.PortMap{
+		{Virtual: 8333, Target: netip.MustParseAddrPort("127.0.0.1:8334")},
+		{Virtual: 9735, Target: netip.MustParseAddrPort("127.0.0.1:9911")},
+		{Virtual: 80, Target: netip.MustParseAddrPort("[::1]:8080")},
+	}
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("torPortMaps = %v, %v; want %v", got, err, want)
+	}
+	for _, bad := range []string{"example.com:80", "nonsense", "127.0.0.1:http"} {
+		if pm, err := torPortMaps([]rendezvous.Port{{Virtual: 80, Target: bad}}); err == nil {
+			t.Errorf("torPortMaps(%q) = %v, want an error", bad, pm)
 		}
 	}
 }

@@ -36,6 +36,9 @@ func destinations() []destination {
 		// Rendezvous points, intro points and HSDirs for onion services
 		// (rendezvous.go).
 		{enabled: func(c Config) bool { return c.Has(RoleRendezvous) }, start: startRendezvousPoint},
+		// .onion streams into the Tor network through the managed tor
+		// (torgateway.go).
+		{enabled: func(c Config) bool { return c.Has(RoleTorGateway) }, start: startTorGateway},
 	}
 }
 
@@ -47,10 +50,10 @@ func destinations() []destination {
 // Only the target cell.MintTarget is served; any other is refused with
 // END service-not-offered before CONNECTED.
 func startMint(n *Node, mux *circuit.Mux) (io.Closer, error) {
-	if n.pay == nil || n.pay.mint == nil {
+	if n.pay() == nil || n.pay().mint == nil {
 		return nil, nil
 	}
-	m := n.pay.mint
+	m := n.pay().mint
 	want, err := cell.ParseTarget(cell.MintTarget)
 	if err != nil {
 		return nil, fmt.Errorf("mint target: %w", err) // unreachable: a constant

@@ -52,11 +52,11 @@ type EnvVar struct {
 // EnvVars lists every variable LoadConfigEnv and the command read, in the
 // order of config.yaml's sections.
 func EnvVars() []EnvVar {
-	return []EnvVar{
+	vars := []EnvVar{
 		{Name: EnvDataDir, Doc: "data directory (default ~/.co-infuse; /data in the image)"},
 		{Name: EnvConfig, Doc: "path of config.yaml (default <datadir>/config.yaml)"},
 		{Name: EnvIdentityKey, Doc: "base64 of a relay's identity.key, written on first start"},
-		{Name: "CO_INFUSE_ROLES", Field: "roles", Doc: "comma-separated: client, relay, exit, mempool, rendezvous",
+		{Name: "CO_INFUSE_ROLES", Field: "roles", Doc: "comma-separated: client, relay, exit, mempool, rendezvous, tor-gateway",
 			set: func(c *Config, v string) error {
 				c.Roles = nil
 				for _, r := range splitList(v, ",") {
@@ -107,6 +107,9 @@ func EnvVars() []EnvVar {
 				}
 				return nil
 			}},
+	}
+	vars = append(vars, limitsEnvVars()...)
+	return append(vars, []EnvVar{
 		{Name: "CO_INFUSE_EXIT_POLICY", Field: "exit.policy", Doc: `semicolon-separated rules ("accept *:443;reject *:*")`,
 			set: func(c *Config, v string) error { c.Exit.Policy = splitList(v, ";"); return nil }},
 		{Name: "CO_INFUSE_EXIT_ALLOW_PRIVATE_RANGES", Field: "exit.allow_private_ranges", Doc: "comma-separated: loopback, prefixes, addresses",
@@ -119,6 +122,15 @@ func EnvVars() []EnvVar {
 			set: func(c *Config, v string) error { c.Discovery.Bootstrap = splitList(v, ","); return nil }},
 		{Name: "CO_INFUSE_DISCOVERY_ALLOW_SAME_NETWORK", Field: "discovery.allow_same_network", Doc: "true or false",
 			set: func(c *Config, v string) error { return parseBool(v, &c.Discovery.AllowSameNetwork) }},
+		{Name: "CO_INFUSE_DISCOVERY_STAKE_PROOF", Field: "discovery.stake_proof", Doc: "true or false",
+			set: func(c *Config, v string) error {
+				var b bool
+				if err := parseBool(v, &b); err != nil {
+					return err
+				}
+				c.Discovery.StakeProof = &b
+				return nil
+			}},
 		{Name: "CO_INFUSE_DISCOVERY_FAMILY", Field: "discovery.family", Doc: "comma-separated peer IDs",
 			set: func(c *Config, v string) error { c.Discovery.Family = splitList(v, ","); return nil }},
 		{Name: "CO_INFUSE_DISCOVERY_PRICE_SAT_PER_MB", Field: "discovery.price_sat_per_mb", Doc: "relay=N,exit=N",
@@ -152,12 +164,16 @@ func EnvVars() []EnvVar {
 			set: func(c *Config, v string) error { return parseUint(v, &c.Payments.TargetBalanceSat) }},
 		{Name: "CO_INFUSE_PAYMENTS_DAILY_BUDGET_SAT", Field: "payments.daily_budget_sat", Doc: "integer",
 			set: func(c *Config, v string) error { return parseUint(v, &c.Payments.DailyBudgetSat) }},
+		{Name: "CO_INFUSE_PAYMENTS_MAX_NEW_CIRCUITS_PER_MINUTE", Field: "payments.max_new_circuits_per_minute", Doc: "integer",
+			set: func(c *Config, v string) error { return parseInt(v, &c.Payments.MaxNewCircuitsPerMinute) }},
 		{Name: "CO_INFUSE_LND_HOST", Field: "lnd.host", Doc: "host:port of LND's gRPC (lncli's rpcserver)",
 			set: func(c *Config, v string) error { c.LND.Host = v; return nil }},
 		{Name: "CO_INFUSE_LND_TLSCERTPATH", Field: "lnd.tlscertpath", Doc: "path of LND's tls.cert",
 			set: func(c *Config, v string) error { c.LND.TLSCertPath = v; return nil }},
 		{Name: "CO_INFUSE_LND_MACAROONPATH", Field: "lnd.macaroonpath", Doc: "path of a macaroon (docs/LIGHTNING.md)",
 			set: func(c *Config, v string) error { c.LND.MacaroonPath = v; return nil }},
+		{Name: "CO_INFUSE_LND_WAIT_FOR_CREDENTIALS", Field: "lnd.wait_for_credentials", Doc: "duration, e.g. 10m: start without LND and wait this long for its cert, macaroon and answer (0: exit at once)",
+			set: func(c *Config, v string) error { return parseDuration(v, &c.LND.WaitForCredentials) }},
 		{Name: "CO_INFUSE_MEMPOOL_RPC_ENABLED", Field: "mempool.rpc.enabled", Doc: "true or false",
 			set: func(c *Config, v string) error { return parseBool(v, &c.Mempool.RPC.Enabled) }},
 		{Name: "CO_INFUSE_MEMPOOL_RPC_LISTEN", Field: "mempool.rpc.listen", Doc: "ip:port of the bitcoind-compatible JSON-RPC port",
@@ -178,6 +194,10 @@ func EnvVars() []EnvVar {
 			set: func(c *Config, v string) error { c.Mempool.RPC.UpstreamCookie = v; return nil }},
 		{Name: "CO_INFUSE_MEMPOOL_RPC_FORWARD_WALLET_SENDS", Field: "mempool.rpc.forward_wallet_sends", Doc: "true or false",
 			set: func(c *Config, v string) error { return parseBool(v, &c.Mempool.RPC.ForwardWalletSends) }},
+		{Name: "CO_INFUSE_MEMPOOL_GIVE_UP_AFTER", Field: "mempool.give_up_after", Doc: "duration, e.g. 24h",
+			set: func(c *Config, v string) error { return parseDuration(v, &c.Mempool.GiveUpAfter) }},
+		{Name: "CO_INFUSE_MEMPOOL_MAX_ATTEMPTS", Field: "mempool.max_attempts", Doc: "integer",
+			set: func(c *Config, v string) error { return parseInt(v, &c.Mempool.MaxAttempts) }},
 		{Name: "CO_INFUSE_MEMPOOL_BACKEND_HOST", Field: "mempool.backend.host", Doc: "host:port of the delivery node's own bitcoind or btcd RPC",
 			set: func(c *Config, v string) error { c.Mempool.Backend.Host = v; return nil }},
 		{Name: "CO_INFUSE_MEMPOOL_BACKEND_USER", Field: "mempool.backend.user", Doc: "the backend's rpcuser",
@@ -198,9 +218,17 @@ func EnvVars() []EnvVar {
 			set: func(c *Config, v string) error { c.Control.CookieFile = v; return nil }},
 		{Name: "CO_INFUSE_CONTROL_PASSWORD", Field: "control.password", Doc: "HASHEDPASSWORD auth password",
 			set: func(c *Config, v string) error { c.Control.Password = v; return nil }},
+		{Name: "CO_INFUSE_RENDEZVOUS_ALLOW_NON_LOOPBACK_TARGETS", Field: "rendezvous.allow_non_loopback_targets", Doc: "true or false: let ADD_ONION target another container's IP",
+			set: func(c *Config, v string) error { return parseBool(v, &c.Rendezvous.AllowNonLoopbackTargets) }},
+		{Name: "CO_INFUSE_TOR_ENABLED", Field: "tor.enabled", Doc: "true or false: run a managed tor",
+			set: func(c *Config, v string) error { return parseBool(v, &c.Tor.Enabled) }},
+		{Name: "CO_INFUSE_TOR_BINARY", Field: "tor.binary", Doc: "the tor executable (default tor, from PATH)",
+			set: func(c *Config, v string) error { c.Tor.Binary = v; return nil }},
+		{Name: "CO_INFUSE_TOR_DATA_DIR", Field: "tor.data_dir", Doc: "tor's data directory (relative: in the data dir)",
+			set: func(c *Config, v string) error { c.Tor.DataDir = v; return nil }},
 		{Name: "CO_INFUSE_LOG_LEVEL", Field: "log.level", Doc: "debug, info, warn or error",
 			set: func(c *Config, v string) error { c.Log.Level = v; return nil }},
-	}
+	}...)
 }
 
 // LoadConfigEnv is LoadConfig for containers: it reads config.yaml (from
@@ -213,7 +241,8 @@ func EnvVars() []EnvVar {
 //
 // When payments are on it also checks that LND's TLS cert and macaroon are
 // readable, naming the file and the field or variable, so that a missing
-// volume is a one-line config error and not an RPC failure later.
+// volume is a one-line config error and not an RPC failure later; with
+// lnd.wait_for_credentials set it leaves them to the node's wait.
 func LoadConfigEnv(dataDir string, lookup func(string) (string, bool)) (Config, error) {
 	path := filepath.Join(dataDir, ConfigFile)
 	if p, ok := lookup(EnvConfig); ok && p != "" {
@@ -248,7 +277,7 @@ func LoadConfigEnv(dataDir string, lookup func(string) (string, bool)) (Config, 
 	if err := c.Validate(); err != nil {
 		return Config{}, nameEnv(err, fromEnv)
 	}
-	if c.Payments.Enabled {
+	if c.Payments.Enabled && c.LND.WaitForCredentials == 0 { // else the node waits for them
 		for _, f := range []struct{ field, path string }{
 			{"lnd.tlscertpath", c.LND.TLSCertPath},
 			{"lnd.macaroonpath", c.LND.MacaroonPath},

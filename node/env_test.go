@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 
@@ -141,6 +142,13 @@ func TestLoadConfigEnvErrorsName(t *testing.T) {
 			"CO_INFUSE_LND_MACAROONPATH": badYAML,
 		}, []string{"lnd.host", "CO_INFUSE_LND_HOST"}},
 		{"identity", map[string]string{"CO_INFUSE_ROLES": "relay", EnvIdentityKey: "!!"}, []string{EnvIdentityKey}},
+		{"wait", map[string]string{"CO_INFUSE_LND_WAIT_FOR_CREDENTIALS": "soon"}, []string{"CO_INFUSE_LND_WAIT_FOR_CREDENTIALS", "lnd.wait_for_credentials"}},
+		{"negative wait", map[string]string{
+			"CO_INFUSE_PAYMENTS_ENABLED":         "true",
+			"CO_INFUSE_LND_TLSCERTPATH":          missing,
+			"CO_INFUSE_LND_MACAROONPATH":         missing,
+			"CO_INFUSE_LND_WAIT_FOR_CREDENTIALS": "-1s",
+		}, []string{"lnd.wait_for_credentials", "CO_INFUSE_LND_WAIT_FOR_CREDENTIALS"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -159,6 +167,24 @@ func TestLoadConfigEnvErrorsName(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLoadConfigEnvWaitForCredentials: with lnd.wait_for_credentials set,
+// missing LND files are left to the node's wait, not a config error.
+func TestLoadConfigEnvWaitForCredentials(t *testing.T) {
+	t.Parallel()
+	missing := filepath.Join(t.TempDir(), "lnd", "admin.macaroon")
+	c, err := LoadConfigEnv(t.TempDir(), envMap(map[string]string{
+		"CO_INFUSE_PAYMENTS_ENABLED":         "true",
+		"CO_INFUSE_LND_TLSCERTPATH":          missing,
+		"CO_INFUSE_LND_MACAROONPATH":         missing,
+		"CO_INFUSE_LND_WAIT_FOR_CREDENTIALS": "10m",
+		"CO_INFUSE_DISCOVERY_MODE":           "private",
+		"CO_INFUSE_DISCOVERY_BOOTSTRAP":      "",
+	}))
+	if err != nil || c.LND.WaitForCredentials != 10*time.Minute {
+		t.Fatalf("LoadConfigEnv = %+v, %v; want wait 10m and no error", c.LND, err)
 	}
 }
 

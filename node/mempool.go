@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -85,11 +86,23 @@ func (n *Node) DeliveryStats() (mempool.ServerStats, bool) {
 // every delivery and echo query goes over a circuit of its own
 // (dialDelivery).
 func (n *Node) startMempoolClient() error {
+	if err := n.openMempoolClient(n.dialDelivery); err != nil {
+		return err
+	}
+	n.refillDelivery()
+	return nil
+}
+
+// openMempoolClient starts the mempool client of the mempool section with
+// dial as its Dial (dialDelivery, or a test's) and sets n.mempool.
+func (n *Node) openMempoolClient(dial func(context.Context, mempool.Avoid) (mempool.Delivery, error)) error {
 	c, err := mempool.NewClient(mempool.ClientConfig{
-		Dial:        n.dialDelivery,
+		Dial:        dial,
 		OutboxPath:  filepath.Join(n.cfg.DataDir, OutboxFile),
 		MaxQueued:   n.cfg.Mempool.MaxQueued,
 		VerdictWait: n.cfg.Mempool.VerdictWait,
+		GiveUpAfter: n.cfg.Mempool.GiveUpAfter,
+		MaxAttempts: n.cfg.Mempool.MaxAttempts,
 		Logger:      n.log,
 	})
 	if err != nil {
@@ -100,7 +113,6 @@ func (n *Node) startMempoolClient() error {
 		return err
 	}
 	n.mempool = c
-	n.refillDelivery()
 	return nil
 }
 
@@ -116,8 +128,9 @@ const maxDeliverySelect = 8
 // for anything else (Tor's preemptive circuits, with isolation of one).
 const (
 	// deliveryReady is how many unused delivery circuits are kept built:
-	// a round takes two (two delivery nodes) and an echo query one.
-	deliveryReady = 3
+	// a round's two SUBMITs take two, so four serve two broadcasts back
+	// to back while their replacements are built.
+	deliveryReady = 4
 	// deliveryReadyMaxAge retires an unused one, so that no circuit sits
 	// idle long before it carries a transaction.
 	deliveryReadyMaxAge = 10 * time.Minute
@@ -134,29 +147,37 @@ type readyCircuit struct {
 	built  time.Time
 }
 
-// deliveryPool holds pre-built delivery circuits; n.wg owns its builder.
+// deliveryPool holds pre-built delivery circuits; n.wg owns its builders.
 type deliveryPool struct {
 	mu       sync.Mutex
 	ready    []readyCircuit // guarded by mu
-	building bool           // guarded by mu: a refill goroutine runs
+	building int            // guarded by mu: builders running
+	pending  []peer.ID      // guarded by mu: delivery nodes builders are building to
+	timer    *time.Timer    // guarded by mu: a deferred refill (deliveryUsed), or nil
 }
 
-// dialDelivery is mempool.ClientConfig.Dial: for an urgent stream it takes
-// a pre-built circuit whose last hop avoid allows; otherwise, or with none
-// that fits, it builds one: a path from discovery whose
-// last hop plays the mempool role and is neither a node nor (unless
+// dialDelivery is mempool.ClientConfig.Dial: for a SUBMIT stream (Urgent)
+// it takes a pre-built circuit whose last hop avoid allows; otherwise, or
+// with none that fits, it builds one: a path from discovery whose last hop
+// plays the mempool role and is neither a node nor (unless
 // discovery.allow_same_network) in a network of avoid, prepaid like any
 // circuit. Either way the circuit is new, carries this one stream and
-// nothing else, and is destroyed when the returned Conn closes.
+// nothing else, and is destroyed when the returned Conn closes; closing
+// it also refills the pool (deliveryUsed: after a random delay unless the
+// pool is short of a round's circuits), so that replacements are built
+// after the request's answer, not while it is on its way.
 func (n *Node) dialDelivery(ctx context.Context, avoid mempool.Avoid) (mempool.Delivery, error) {
-	defer n.refillDelivery()
 	var r readyCircuit
 	err := errNoReady
 	if avoid.Urgent {
 		r, err = n.takeReady(avoid)
 	}
+	ready := err == nil
 	if err != nil {
-		if r, err = n.buildDeliveryCircuit(ctx, avoid); err != nil {
+		if avoid.Urgent {
+			n.refillDelivery() // short of circuits: build more now
+		}
+		if r, err = n.buildDeliveryCircuit(ctx, avoid, nil); err != nil {
 			return mempool.Delivery{}, err
 		}
 	}
@@ -166,11 +187,12 @@ func (n *Node) dialDelivery(ctx context.Context, avoid mempool.Avoid) (mempool.D
 		}
 		if err := n.openDeliveryStream(ctx, &r); err != nil {
 			r.c.Close()
+			n.deliveryUsed()
 			return mempool.Delivery{}, err
 		}
 	}
-	conn := &circuitConn{Conn: r.s, c: r.c}
-	return mempool.Delivery{Conn: conn, Node: r.node.String(), Network: r.group}, nil
+	conn := &circuitConn{Conn: r.s, c: r.c, closed: n.deliveryUsed}
+	return mempool.Delivery{Conn: conn, Node: r.node.String(), Network: r.group, Ready: ready}, nil
 }
 
 // readyStreamFresh is how long a pre-opened delivery stream is used: well
@@ -222,63 +244,141 @@ func (n *Node) takeReady(avoid mempool.Avoid) (readyCircuit, error) {
 	return *out, nil
 }
 
-// refillDelivery starts, unless one runs, a goroutine that builds
-// delivery circuits until deliveryReady are ready, preferring delivery
-// nodes none of them goes to. A failed build ends it; the next dial
-// starts another.
+// refillDelivery starts one builder per missing pre-built circuit (up to
+// deliveryReady in all, built in parallel), each preferring a delivery
+// node that no ready or pending circuit goes to, so that a round's two
+// copies find circuits to two different nodes. A failed build ends its
+// builder; the next dial or close starts another.
 func (n *Node) refillDelivery() {
 	p := &n.deliveryPool
 	p.mu.Lock()
-	if p.building || len(p.ready) >= deliveryReady || n.ctx.Err() != nil {
+	want := deliveryReady - len(p.ready) - p.building
+	if want <= 0 || n.ctx.Err() != nil {
 		p.mu.Unlock()
 		return
 	}
-	p.building = true
+	p.building += want
+	n.wg.Add(want)
 	p.mu.Unlock()
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		defer func() {
-			p.mu.Lock()
-			p.building = false
-			p.mu.Unlock()
+	for range want {
+		go func() {
+			defer n.wg.Done()
+			n.buildReady()
 		}()
-		for n.ctx.Err() == nil {
-			p.mu.Lock()
-			if len(p.ready) >= deliveryReady {
-				p.mu.Unlock()
-				return
-			}
-			var have []string
-			for _, r := range p.ready {
-				have = append(have, r.node.String())
-			}
-			p.mu.Unlock()
-			r, err := n.buildDeliveryCircuit(n.ctx, mempool.Avoid{Nodes: have})
-			if errors.Is(err, mempool.ErrNoDeliveryNode) && len(have) > 0 {
-				r, err = n.buildDeliveryCircuit(n.ctx, mempool.Avoid{})
-			}
-			if err == nil {
-				if err = n.openDeliveryStream(n.ctx, &r); err != nil {
-					r.c.Close()
-				}
-			}
-			if err != nil {
-				n.log.Debug("pre-building a delivery circuit failed", "err", err)
-				return
-			}
-			p.mu.Lock()
-			p.ready = append(p.ready, r)
-			p.mu.Unlock()
-		}
-	}()
+	}
 }
 
-// closeDeliveryPool destroys the unused pre-built circuits.
+// buildReady builds one pre-built circuit with its stream open and adds
+// it to the pool (or closes it if the node stops meanwhile).
+func (n *Node) buildReady() {
+	p := &n.deliveryPool
+	var mine peer.ID    // guarded by p.mu: the node this builder claimed
+	unclaim := func() { // with p.mu held
+		if i := slices.Index(p.pending, mine); mine != "" && i >= 0 {
+			p.pending = slices.Delete(p.pending, i, i+1)
+		}
+		mine = ""
+	}
+	claim := func(id peer.ID) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		unclaim()
+		p.pending = append(p.pending, id)
+		mine = id
+	}
+	p.mu.Lock()
+	var have []string
+	for _, r := range p.ready {
+		have = append(have, r.node.String())
+	}
+	for _, id := range p.pending {
+		have = append(have, id.String())
+	}
+	p.mu.Unlock()
+	r, err := n.buildDeliveryCircuit(n.ctx, mempool.Avoid{Nodes: have}, claim)
+	if errors.Is(err, mempool.ErrNoDeliveryNode) && len(have) > 0 {
+		r, err = n.buildDeliveryCircuit(n.ctx, mempool.Avoid{}, claim)
+	}
+	if err == nil {
+		if err = n.openDeliveryStream(n.ctx, &r); err != nil {
+			r.c.Close()
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.building--
+	unclaim()
+	if err != nil {
+		n.log.Debug("pre-building a delivery circuit failed", "err", err)
+		return
+	}
+	if n.ctx.Err() != nil {
+		r.c.Close() // closeDeliveryPool may have run
+		return
+	}
+	p.ready = append(p.ready, r)
+}
+
+// Replacing used delivery circuits. A delivery node is the last hop of
+// the circuits built to it, so it sees when each is built. Replacements
+// built as soon as a transaction's circuits close would tell it: this new
+// circuit (and the transaction it will carry) is probably of the wallet
+// whose transaction's stream closed a moment ago, here or at a delivery
+// node of the same operator, linking a wallet's transactions on a network
+// with few broadcasts. So while the pool still holds a round's two
+// circuits, replacements wait a random delay (exponential, mean
+// deliveryRefillMean, within [deliveryRefillMin, 4 × the mean]); only a
+// pool short of a round's circuits (a burst of broadcasts) refills at
+// once, when the next broadcast would otherwise build its own.
+const (
+	deliveryRefillMean = 30 * time.Second
+	deliveryRefillMin  = 2 * time.Second
+	// deliveryRoundCircuits is what one round's two SUBMITs take.
+	deliveryRoundCircuits = 2
+)
+
+// deliveryRefillDelay draws the delay before a deferred refill.
+func deliveryRefillDelay() time.Duration {
+	d := time.Duration(mrand.ExpFloat64() * float64(deliveryRefillMean))
+	return min(max(d, deliveryRefillMin), 4*deliveryRefillMean)
+}
+
+// deliveryUsed is called when a delivery circuit closes or fails: it
+// refills the pool at once if fewer than a round's circuits are ready or
+// being built, else once, after deliveryRefillDelay (one timer at a time,
+// owned by n.wg; closeDeliveryPool stops it).
+func (n *Node) deliveryUsed() {
+	p := &n.deliveryPool
+	p.mu.Lock()
+	if len(p.ready)+p.building < deliveryRoundCircuits {
+		p.mu.Unlock()
+		n.refillDelivery()
+		return
+	}
+	defer p.mu.Unlock()
+	if p.timer != nil || n.ctx.Err() != nil {
+		return
+	}
+	n.wg.Add(1)
+	p.timer = time.AfterFunc(deliveryRefillDelay(), func() {
+		defer n.wg.Done()
+		p.mu.Lock()
+		p.timer = nil
+		p.mu.Unlock()
+		n.refillDelivery()
+	})
+}
+
+// closeDeliveryPool destroys the unused pre-built circuits and stops a
+// deferred refill.
 func (n *Node) closeDeliveryPool() {
 	p := &n.deliveryPool
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.timer != nil && p.timer.Stop() {
+		n.wg.Done() // its function will not run
+	}
+	p.timer = nil
 	for _, r := range p.ready {
 		r.c.Close()
 	}
@@ -286,8 +386,9 @@ func (n *Node) closeDeliveryPool() {
 }
 
 // buildDeliveryCircuit selects a path to a delivery node avoid allows,
-// builds the circuit and prepays it.
-func (n *Node) buildDeliveryCircuit(ctx context.Context, avoid mempool.Avoid) (readyCircuit, error) {
+// builds the circuit and prepays it. claim, if not nil, learns the
+// delivery node once it is chosen, before the build.
+func (n *Node) buildDeliveryCircuit(ctx context.Context, avoid mempool.Avoid, claim func(peer.ID)) (readyCircuit, error) {
 	var exclude []peer.ID
 	for _, s := range avoid.Nodes {
 		if id, err := peer.Decode(s); err == nil {
@@ -316,9 +417,17 @@ func (n *Node) buildDeliveryCircuit(ctx context.Context, avoid mempool.Avoid) (r
 				continue
 			}
 		}
+		if claim != nil {
+			claim(final.Peer)
+			claim = nil
+		}
 		hops := make([]circuit.HopInfo, len(ads))
 		for i, ad := range ads {
 			hops[i] = circuit.HopInfo{Peer: ad.Peer, Addrs: ad.Addrs, OnionKey: ad.OnionKey}
+		}
+		pp := paidPath{ads: ads, final: discovery.RoleMempool}
+		if err := n.attachPrepay(hops, &pp, false); err != nil {
+			return readyCircuit{}, fmt.Errorf("build delivery circuit: %w", err)
 		}
 		bctx, cancel := context.WithTimeout(ctx, n.cfg.Circuit.BuildTimeout)
 		c, err := n.engine.Build(bctx, hops)
@@ -326,7 +435,7 @@ func (n *Node) buildDeliveryCircuit(ctx context.Context, avoid mempool.Avoid) (r
 		if err != nil {
 			return readyCircuit{}, fmt.Errorf("build delivery circuit: %w", err)
 		}
-		if err := n.prepare(ctx, c, pool.Path{Hops: hops, Meta: paidPath{ads, discovery.RoleMempool}}); err != nil {
+		if err := n.prepare(ctx, c, pool.Path{Hops: hops, Meta: pp}); err != nil {
 			c.Close()
 			return readyCircuit{}, err
 		}
@@ -335,16 +444,23 @@ func (n *Node) buildDeliveryCircuit(ctx context.Context, avoid mempool.Avoid) (r
 	return readyCircuit{}, fmt.Errorf("%w: every candidate is in a network to avoid", mempool.ErrNoDeliveryNode)
 }
 
-// circuitConn is a stream whose Close also destroys its circuit.
+// circuitConn is a stream whose Close also destroys its circuit and then
+// calls closed (if not nil) once.
 type circuitConn struct {
 	net.Conn
-	c    *circuit.Circuit
-	once sync.Once
+	c      *circuit.Circuit
+	closed func()
+	once   sync.Once
 }
 
 func (cc *circuitConn) Close() error {
 	err := cc.Conn.Close()
-	cc.once.Do(func() { cc.c.Close() })
+	cc.once.Do(func() {
+		cc.c.Close()
+		if cc.closed != nil {
+			cc.closed()
+		}
+	})
 	return err
 }
 
@@ -432,8 +548,15 @@ type BroadcastEntry struct {
 	TimeAdded int64 `json:"time_added"`
 	// Attempts counts delivery and echo rounds.
 	Attempts int `json:"attempts"`
-	// LastError is the last round's failure, if any.
+	// LastError is the last round's failure, if any; for a transaction
+	// given up, why.
 	LastError string `json:"last_error,omitempty"`
+	// GivenUp marks a transaction the client stopped trying (age or
+	// round limit, mempool.give_up_after and mempool.max_attempts); it is
+	// listed until abortprivatebroadcast or a new sendrawtransaction of it.
+	GivenUp bool `json:"given_up"`
+	// GivenUpTime is when, in Unix seconds (0 while queued).
+	GivenUpTime int64 `json:"given_up_time,omitempty"`
 }
 
 // BroadcastInfo is getprivatebroadcastinfo's result.
@@ -446,8 +569,12 @@ func (n *Node) broadcastInfo(context.Context) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	gs, err := n.mempool.GivenUp()
+	if err != nil {
+		return nil, err
+	}
 	info := BroadcastInfo{Transactions: []BroadcastEntry{}}
-	for _, e := range es {
+	for _, e := range append(es, gs...) {
 		tx := proxy.PrivateBroadcastTx{TxID: e.TxID, WTxID: e.TxID, Hex: hex.EncodeToString(e.Raw), Peers: []proxy.PrivateBroadcastPeer{}}
 		if t, err := mempool.CheckRawTx(e.Raw); err == nil {
 			tx.WTxID = t.WTxID
@@ -455,9 +582,13 @@ func (n *Node) broadcastInfo(context.Context) (any, error) {
 		for _, p := range e.AcceptedBy {
 			tx.Peers = append(tx.Peers, proxy.PrivateBroadcastPeer{Address: p})
 		}
-		info.Transactions = append(info.Transactions, BroadcastEntry{
+		be := BroadcastEntry{
 			PrivateBroadcastTx: tx, TimeAdded: e.Added.Unix(), Attempts: e.Attempts, LastError: e.LastError,
-		})
+		}
+		if !e.GaveUp.IsZero() {
+			be.GivenUp, be.GivenUpTime = true, e.GaveUp.Unix()
+		}
+		info.Transactions = append(info.Transactions, be)
 	}
 	return info, nil
 }

@@ -20,6 +20,8 @@ func TestMempoolConfig(t *testing.T) {
 	c.Mempool.Backend = mempool.BackendConfig{Host: "127.0.0.1:18334", User: "u", Pass: "p", CertPath: "/x/rpc.cert"}
 	c.Mempool.RPC = MempoolRPCConfig{Enabled: true, Listen: "127.0.0.1:0", Cookie: "rpc.cookie", Upstream: "127.0.0.1:8332", UpstreamCookie: "/b/.cookie"}
 	c.Mempool.VerdictWait = 5 * time.Second
+	c.Mempool.GiveUpAfter = 6 * time.Hour
+	c.Mempool.MaxAttempts = 40
 	c.ApplyDefaults()
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
@@ -40,6 +42,8 @@ func TestMempoolConfig(t *testing.T) {
 		{"roles: [relay]\nmempool:\n  rpc:\n    enabled: true\n", "mempool.rpc.enabled"},
 		{"roles: [client]\nmempool:\n  rpc:\n    enabled: true\n    listen: \"anywhere\"\n", "mempool.rpc.listen"},
 		{"roles: [client]\nmempool:\n  rpc:\n    enabled: true\n    user: a\n", "mempool.rpc.user"},
+		{"roles: [client]\nmempool:\n  give_up_after: -1s\n", "mempool.give_up_after"},
+		{"roles: [client]\nmempool:\n  max_attempts: -3\n", "mempool.max_attempts"},
 	} {
 		_, err := ParseConfig(dir, []byte(tc.yaml))
 		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.field) {

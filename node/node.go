@@ -21,6 +21,8 @@ import (
 	"github.com/co-infuse/co-infuse/circuit"
 	"github.com/co-infuse/co-infuse/circuit/pool"
 	"github.com/co-infuse/co-infuse/discovery"
+	"github.com/co-infuse/co-infuse/exit"
+	"github.com/co-infuse/co-infuse/internal/torproc"
 	"github.com/co-infuse/co-infuse/mempool"
 	"github.com/co-infuse/co-infuse/payment"
 	"github.com/co-infuse/co-infuse/proxy"
@@ -48,8 +50,18 @@ type Node struct {
 	httpc  *proxy.HTTPConnectServer
 	admin  *adminServer
 	pool   *pool.Pool
-	pay    *payments       // LND, mint and wallet; nil when payments are off
-	payer  *payment.Client // the client's prepay/top-up schedule, with a wallet
+	gwPool *pool.Pool // the client's tor-gateway circuits (torgateway.go)
+	// payPtr holds the LND client, mint and wallet (nil when payments are
+	// off, or while a client waits for LND: paywait.go); payerPtr the
+	// client's prepay/top-up schedule, with a wallet. Set once, by Start
+	// or by the wait's goroutine; read through pay() and payer().
+	payPtr   atomic.Pointer[payments]
+	payerPtr atomic.Pointer[payment.Client]
+	// payWait is the state of waiting for LND (paywait.go).
+	payWait payWait
+	// fatal receives the one error after which the node cannot go on
+	// (Fatal); buffered 1.
+	fatal chan error
 	// delivery is the mempool role's server (nil without the role);
 	// mempool is the client's mempool sender (nil unless mempool.rpc is
 	// enabled).
@@ -62,11 +74,20 @@ type Node struct {
 	socksLn      net.Listener
 	httpLn       net.Listener
 	ctl          *controlPort // control.go; nil when the control port is off
+	// tor is the managed tor of the tor section (tor.go); nil when off.
+	// Started before the destinations and the control port, closed after
+	// them.
+	tor *torproc.Tor
+	// torgw is the tor-gateway role's service (torgateway.go); nil
+	// without the role.
+	torgw *exit.TorGateway
 
 	// hs is the onion-service manager (rendezvous.go); nil without the
 	// client role. hsObserve is WithRendezvousObserver's function, or nil.
 	hs        *rendezvous.Manager
 	hsObserve RendezvousObserver
+	// beginHook is WithBeginHook's function, or nil.
+	beginHook func(circuit.BeginFunc) circuit.BeginFunc
 
 	// exitPorts are the ports the exit policy accepts, for the advert.
 	exitPorts []discovery.PortRange
@@ -102,6 +123,15 @@ func WithLogger(l *slog.Logger) Option {
 	return func(n *Node) error { n.log = l; return nil }
 }
 
+// WithBeginHook puts f's function in front of the last hop's service mux:
+// every BEGIN this node serves as a last hop goes to f(next), which may
+// answer it itself or pass it to next. For tests that need a hostile node
+// (an HSDir that serves forged descriptors, an intro point that refuses);
+// a real node has no use for it.
+func WithBeginHook(f func(next circuit.BeginFunc) circuit.BeginFunc) Option {
+	return func(n *Node) error { n.beginHook = f; return nil }
+}
+
 // New checks cfg and, for a relay or exit, loads (or creates) the node's
 // persistent identity; a client-only node gets a fresh one in Start
 // (Config.PersistentIdentity). It starts nothing.
@@ -112,7 +142,7 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	n := &Node{cfg: cfg}
+	n := &Node{cfg: cfg, fatal: make(chan error, 1)}
 	if cfg.PersistentIdentity() {
 		var err error
 		if n.priv, err = LoadIdentity(cfg.DataDir); err != nil {
@@ -170,10 +200,19 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	if n.cfg.Payments.Enabled {
-		if n.pay, err = n.startPayments(ctx); err != nil {
+	waitLND := n.waitsForLND()
+	if waitLND {
+		n.payWait.start("waiting for lnd") // before any front end opens
+	}
+	if n.cfg.Payments.Enabled && !waitLND {
+		p, err := n.startPayments(ctx)
+		if err != nil {
 			return err
 		}
+		n.payPtr.Store(p)
+	}
+	if err = n.startTor(ctx); err != nil {
+		return err
 	}
 	if err = n.startEngine(); err != nil {
 		return err
@@ -203,16 +242,33 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if n.admin, err = startAdmin(n); err != nil {
 		return err
 	}
+	if waitLND {
+		n.startPaymentsLater() // paywait.go
+	}
 	n.log.Info("node started", "roles", n.cfg.Roles, "addrs", n.host.Addrs())
 	return nil
 }
+
+// pay is the node's voucher machinery, nil when payments are off or not
+// ready yet.
+func (n *Node) pay() *payments { return n.payPtr.Load() }
+
+// payer is the client's payment schedule, nil without a wallet (or
+// before payments are ready).
+func (n *Node) payer() *payment.Client { return n.payerPtr.Load() }
+
+// Fatal delivers the error after which the running node cannot go on
+// (today: LND did not become usable within lnd.wait_for_credentials); its
+// text is one line naming what to fix. The caller should Close the node
+// and exit. Nothing is sent while the node runs normally.
+func (n *Node) Fatal() <-chan error { return n.fatal }
 
 // frontEndDrain is how long Close lets front-end connections finish.
 const frontEndDrain = 2 * time.Second
 
 // relays reports whether the node carries other people's circuits.
 func (n *Node) relays() bool {
-	return n.cfg.Has(RoleRelay) || n.cfg.Has(RoleExit) || n.cfg.Has(RoleMempool) || n.cfg.Has(RoleRendezvous)
+	return n.cfg.Has(RoleRelay) || n.cfg.Has(RoleExit) || n.cfg.Has(RoleMempool) || n.cfg.Has(RoleRendezvous) || n.cfg.Has(RoleTorGateway)
 }
 
 // startEngine registers the destinations this node's roles offer with the
@@ -220,7 +276,12 @@ func (n *Node) relays() bool {
 // in a payment ledger: a paid hop refuses sessions that stop paying, an
 // unpaid one only counts (for status).
 func (n *Node) startEngine() error {
-	ecfg := circuit.Config{Host: n.host, OnionKey: n.onion, Logger: n.log}
+	ecfg := circuit.Config{Host: n.host, OnionKey: n.onion, Logger: n.log, Limits: n.cfg.Limits.circuitLimits()}
+	if n.cfg.Has(RoleTorGateway) && ecfg.Limits.BeginTimeout < gatewayBeginTimeout {
+		// An onion-service connection through tor outlasts the default
+		// BEGIN deadline (the gateway bounds its dials itself).
+		ecfg.Limits.BeginTimeout = gatewayBeginTimeout
+	}
 	if n.relays() {
 		n.mux = circuit.NewMux()
 		for _, d := range destinations() {
@@ -236,8 +297,8 @@ func (n *Node) startEngine() error {
 			}
 		}
 		lcfg := payment.LedgerConfig{Redeem: errNoMint, Logger: n.log}
-		if n.pay != nil && n.pay.mint != nil {
-			lcfg.Redeem = n.pay.mint.RedeemPayload
+		if n.pay() != nil && n.pay().mint != nil {
+			lcfg.Redeem = n.pay().mint.RedeemPayload
 			lcfg.PriceSatPerMB, lcfg.ServicePrices = n.cfg.ledgerPrices()
 		}
 		var err error
@@ -246,9 +307,14 @@ func (n *Node) startEngine() error {
 		}
 		n.mux.Observe(func(req circuit.BeginRequest) { n.ledger.NoteService(req.Cookie, req.Service) })
 		ecfg.Begin, ecfg.Resolve = n.mux.Begin, n.mux.Resolve
+		if n.beginHook != nil {
+			ecfg.Begin = n.beginHook(n.mux.Begin)
+		}
 		ecfg.Account, ecfg.SessionClosed = n.ledger.Account, n.ledger.Closed
-		if n.pay != nil && n.pay.mint != nil {
-			ecfg.TopUp = n.ledger.TopUp
+		if n.pay() != nil && n.pay().mint != nil {
+			// A paid hop: circuits pay in their handshakes (PROTOCOL.md
+			// §4.1) or are mint-only (§4.5), then top up.
+			ecfg.Prepay, ecfg.TopUp = n.ledger.Prepay, n.ledger.TopUp
 		}
 	}
 	var err error
@@ -391,6 +457,9 @@ func (n *Node) Close() error {
 	if n.pool != nil {
 		errs = append(errs, n.pool.Close())
 	}
+	if n.gwPool != nil {
+		errs = append(errs, n.gwPool.Close())
+	}
 	if n.engine != nil {
 		errs = append(errs, n.engine.Close())
 	}
@@ -400,11 +469,12 @@ func (n *Node) Close() error {
 	for _, d := range n.dests {
 		errs = append(errs, d.Close())
 	}
-	if n.payer != nil {
-		n.payer.Close()
+	if p := n.payer(); p != nil {
+		p.Close()
 	}
-	n.wg.Wait() // every goroutine of ours, before the stores they use close
-	errs = append(errs, n.pay.close())
+	errs = append(errs, n.closeTor()) // after the destinations and control port that use it
+	n.wg.Wait()                       // every goroutine of ours, before the stores they use close
+	errs = append(errs, n.pay().close())
 	if n.disc != nil {
 		errs = append(errs, n.disc.Close())
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/co-infuse/co-infuse/circuit/cell"
 	"github.com/co-infuse/co-infuse/discovery"
 	"github.com/co-infuse/co-infuse/lightning"
+	"github.com/co-infuse/co-infuse/payment"
 	"github.com/co-infuse/co-infuse/voucher"
 	"github.com/co-infuse/co-infuse/voucher/mint"
 	"github.com/co-infuse/co-infuse/voucher/wallet"
@@ -42,6 +43,13 @@ type PaymentsConfig struct {
 	// rounds; the gaps are exponential, cut to 1/10..4× the mean
 	// (VOUCHERS.md §3.8). Default 30s; at least 100ms.
 	RefillMean time.Duration `yaml:"refill_mean"`
+	// MaxNewCircuitsPerMinute caps how many new circuits with a paid hop
+	// the client opens a minute (bursts of as many): each prepays its
+	// hops, so a runaway application cannot drain the wallet in prepays.
+	// A SOCKS request beyond it fails with a general failure. Default 60
+	// (bitcoind keeps about ten outbound connections and opens a few a
+	// minute).
+	MaxNewCircuitsPerMinute int `yaml:"max_new_circuits_per_minute"`
 }
 
 func (c *PaymentsConfig) applyDefaults() {
@@ -58,6 +66,9 @@ func (c *PaymentsConfig) applyDefaults() {
 	if c.RefillMean == 0 {
 		c.RefillMean = 30 * time.Second
 	}
+	if c.MaxNewCircuitsPerMinute == 0 {
+		c.MaxNewCircuitsPerMinute = payment.DefaultMaxPaidCircuitsPerMinute
+	}
 }
 
 // payments is the node's voucher machinery; nil fields are roles it lacks.
@@ -67,12 +78,13 @@ type payments struct {
 	wallet *wallet.Wallet
 }
 
-// startPayments dials LND and starts the mint (relays and exits) and the
-// wallet (clients).
+// startPayments dials LND, waiting up to lnd.wait_for_credentials for it
+// (paywait.go), and starts the mint (relays and exits) and the wallet
+// (clients).
 func (n *Node) startPayments(ctx context.Context) (*payments, error) {
 	lcfg := n.cfg.LND
 	lcfg.Logger = n.log
-	lnd, err := lightning.Dial(ctx, lcfg)
+	lnd, err := lightning.DialWait(ctx, lcfg, n.payWait.progress(n.log))
 	if err != nil {
 		return nil, fmt.Errorf("payments need LND (lnd.host %s): %w", lcfg.Host, err)
 	}
@@ -136,10 +148,10 @@ func (n *Node) startPayments(ctx context.Context) (*payments, error) {
 // startWallet starts the wallet's background purchases (resuming any a
 // crash left unfinished); they need discovery and the circuit engine.
 func (n *Node) startWallet() error {
-	if n.pay == nil || n.pay.wallet == nil {
+	if n.pay() == nil || n.pay().wallet == nil {
 		return nil
 	}
-	if err := n.pay.wallet.Start(); err != nil {
+	if err := n.pay().wallet.Start(); err != nil {
 		return fmt.Errorf("wallet: %w", err)
 	}
 	return nil
@@ -176,7 +188,7 @@ func (c *Config) rolePrice(r Role) uint64 {
 // circuits are not prepaid).
 func (c *Config) ledgerPrices() (relay uint64, services map[cell.Service]uint64) {
 	services = make(map[cell.Service]uint64)
-	for svc, r := range map[cell.Service]Role{cell.ServiceExit: RoleExit, cell.ServiceMempool: RoleMempool, cell.ServiceRendezvous: RoleRendezvous} {
+	for svc, r := range map[cell.Service]Role{cell.ServiceExit: RoleExit, cell.ServiceMempool: RoleMempool, cell.ServiceRendezvous: RoleRendezvous, cell.ServiceTorGateway: RoleTorGateway} {
 		if c.Has(r) {
 			services[svc] = c.rolePrice(r)
 		}
@@ -192,7 +204,7 @@ func (c *Config) ledgerPrices() (relay uint64, services map[cell.Service]uint64)
 func (c *Config) lowestPriceSatPerMB() uint64 {
 	var price uint64
 	first := true
-	for _, r := range []Role{RoleRelay, RoleExit, RoleMempool, RoleRendezvous} {
+	for _, r := range []Role{RoleRelay, RoleExit, RoleMempool, RoleRendezvous, RoleTorGateway} {
 		if c.Has(r) && (first || c.Discovery.PriceSatPerMB[r] < price) {
 			price, first = c.Discovery.PriceSatPerMB[r], false
 		}
@@ -297,10 +309,13 @@ type WalletStatus struct {
 
 // WalletStatus reports balances, budget use and recent purchases.
 func (n *Node) WalletStatus() (WalletStatus, error) {
-	if n.pay == nil || n.pay.wallet == nil {
+	if n.pay() == nil || n.pay().wallet == nil {
+		if n.payWait.waiting() {
+			return WalletStatus{}, n.payWait.notReady()
+		}
 		return WalletStatus{}, ErrNoWallet
 	}
-	w := n.pay.wallet
+	w := n.pay().wallet
 	bal, err := w.Balances()
 	if err != nil {
 		return WalletStatus{}, err
@@ -323,10 +338,13 @@ var ErrNoWallet = errors.New("this node has no wallet: set payments.enabled and 
 
 // Buy buys sats worth of vouchers from node by hand.
 func (n *Node) Buy(ctx context.Context, node peer.ID, sats uint64) (wallet.Purchase, error) {
-	if n.pay == nil || n.pay.wallet == nil {
+	if n.pay() == nil || n.pay().wallet == nil {
+		if n.payWait.waiting() {
+			return wallet.Purchase{}, n.payWait.notReady()
+		}
 		return wallet.Purchase{}, ErrNoWallet
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	return n.pay.wallet.Buy(ctx, node, sats)
+	return n.pay().wallet.Buy(ctx, node, sats)
 }

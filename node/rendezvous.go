@@ -37,6 +37,14 @@ func startRendezvousPoint(n *Node, mux *circuit.Mux) (io.Closer, error) {
 			}
 			return n.disc.ProvideIndex(ctx, index)
 		},
+		Self: n.host.ID(),
+		HSDirView: func() []peer.ID {
+			var ids []peer.ID
+			for _, h := range n.hsdirView() {
+				ids = append(ids, h.Peer)
+			}
+			return ids
+		},
 		Observe: n.hsObserve,
 		Logger:  n.log,
 	})
@@ -50,9 +58,12 @@ func startRendezvousPoint(n *Node, mux *circuit.Mux) (io.Closer, error) {
 func (n *Node) startOnionServices() error {
 	rc := n.cfg.Rendezvous
 	cfg := rendezvous.Config{
-		Build:                   n.buildTo,
-		Pick:                    n.pickRendezvous,
-		Find:                    n.findDescriptor,
+		Build: n.buildTo,
+		Pick:  n.pickRendezvous,
+		Find:  n.findDescriptor,
+		HSDirView: func(context.Context) ([]circuit.HopInfo, error) {
+			return n.onionHSDirView(), nil
+		},
 		RendezvousPoint:         n.knownRendezvousPoint,
 		IntroPoints:             rc.IntroPoints,
 		AllowNonLoopbackTargets: rc.AllowNonLoopbackTargets,
@@ -106,6 +117,10 @@ func (n *Node) buildTo(ctx context.Context, last circuit.HopInfo, via []circuit.
 	hops = append(hops, hopInfo(ads[1]), last)
 	lastAd, _ := n.disc.Cached(last.Peer)
 	meta = append(meta, ads[1], lastAd)
+	pp := paidPath{ads: meta, final: discovery.RoleRendezvous}
+	if err := n.attachPrepay(hops, &pp, false); err != nil {
+		return nil, err
+	}
 	c, err := n.engine.Build(ctx, hops)
 	if err != nil {
 		var be *circuit.BuildError
@@ -114,7 +129,7 @@ func (n *Node) buildTo(ctx context.Context, last circuit.HopInfo, via []circuit.
 		}
 		return nil, err
 	}
-	if err := n.prepare(ctx, c, pool.Path{Hops: hops, Meta: paidPath{meta, discovery.RoleRendezvous}}); err != nil {
+	if err := n.prepare(ctx, c, pool.Path{Hops: hops, Meta: pp}); err != nil {
 		c.Close()
 		return nil, err
 	}
@@ -143,6 +158,47 @@ func (n *Node) pickRendezvous(ctx context.Context, k int, exclude []peer.ID) ([]
 		excl = append(excl, ads[0].Peer)
 	}
 	return out, nil
+}
+
+// hsdirView is what the HSDir ring ranks (rendezvous/hsring.go): the
+// fresh rendezvous-role adverts discovery holds, and this node when it has
+// the role (discovery caches no advert of its own node, and leaving it out
+// would make this node's ring differ from everyone else's), less the
+// nodes the HSDir age gate keeps out (rendezvous.HSDirEligible: known to
+// this node for under a day, unless found while it bootstrapped). Empty
+// before discovery starts.
+func (n *Node) hsdirView() []circuit.HopInfo {
+	if n.disc == nil {
+		return nil
+	}
+	var out []circuit.HopInfo
+	for _, ad := range n.disc.Fresh(discovery.RoleRendezvous) {
+		out = append(out, hopInfo(ad))
+	}
+	if n.cfg.Has(RoleRendezvous) && n.onion != nil {
+		out = append(out, circuit.HopInfo{Peer: n.host.ID(), OnionKey: n.onion.Public(), Addrs: n.host.Addrs()})
+	}
+	ids := make([]peer.ID, len(out))
+	for i, h := range out {
+		ids[i] = h.Peer
+	}
+	first, since, now := n.disc.FirstSeen(ids)
+	return rendezvous.GateHSDirView(out, n.host.ID(), first, since, now)
+}
+
+// onionHSDirView is the HSDir view of this node's own onion-service
+// client and services: hsdirView without this node. Every HSDir they ask
+// is reached over a circuit (buildTo), and one ending at this node would
+// be a loop through its guard and middle back to itself: an unpaid last
+// hop (discovery caches no advert of this node) that its own paid relay
+// refuses, and cells that leave and come back over its own link, which a
+// watcher of that link can match. So the ring's next-ranked HSDir takes this
+// node's place for its own lookups and uploads (it still accepts: an
+// HSDir stores while among hsdirAcceptRank of its view); this node's
+// HSDir role keeps counting itself (hsdirView) for the puts it receives.
+func (n *Node) onionHSDirView() []circuit.HopInfo {
+	self := n.host.ID()
+	return slices.DeleteFunc(n.hsdirView(), func(h circuit.HopInfo) bool { return h.Peer == self })
 }
 
 // findDescriptor asks discovery for the HSDirs that announced index.

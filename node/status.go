@@ -5,6 +5,8 @@ import (
 	"maps"
 	"slices"
 	"time"
+
+	"github.com/co-infuse/co-infuse/exit"
 )
 
 // StatusVersion is the schema version of Status. It changes only when a
@@ -33,6 +35,13 @@ type Status struct {
 	Client *ClientStatus `json:"client,omitempty"`
 	// Relay is set when the node runs the relay or exit role.
 	Relay *RelayStatus `json:"relay,omitempty"`
+	// Tor is set when the node runs a managed tor (the tor section).
+	Tor *TorStatus `json:"tor,omitempty"`
+	// Payments is "" when payments are off, "ready" once LND answered,
+	// and otherwise what the node still waits for
+	// (lnd.wait_for_credentials), e.g. "waiting for lnd macaroon at
+	// /lnd/admin.macaroon".
+	Payments string `json:"payments,omitempty"`
 }
 
 // ClientStatus is the client side of a node: its circuits and its wallet.
@@ -47,11 +56,30 @@ type ClientStatus struct {
 	// Prebuilt counts the circuits in Circuits that were built ahead and
 	// not yet given to any isolation key.
 	Prebuilt int `json:"prebuilt"`
+	// OnionServices are the onion services this node publishes (through
+	// the control port), ordered by address; never null.
+	OnionServices []OnionServiceStatus `json:"onion_services"`
 	// Nodes are, per node used as a hop since start, the circuits through
 	// it and what they carried and paid there, open and closed circuits
 	// together, ordered by peer ID; never null. With a node's own
 	// relay.bytes_carried and relay.sats_earned these show what it billed.
 	Nodes []NodeStatus `json:"nodes"`
+}
+
+// OnionServiceStatus is one onion service this node publishes.
+type OnionServiceStatus struct {
+	// Address is "<56 chars>.onion".
+	Address string `json:"address"`
+	// Ports are the virtual ports, in the order given.
+	Ports []uint16 `json:"ports"`
+	// Intros counts the introduction points held now.
+	Intros int `json:"intros"`
+	// Published is set once a descriptor was stored on a co-infuse HSDir.
+	Published bool `json:"published"`
+	// Tor is the service's dual publication on Tor through the local tor:
+	// "published", "pending" or "error: <why>"; "" when no tor is
+	// configured or tor.publish_onions is off.
+	Tor string `json:"tor,omitempty"`
 }
 
 // MempoolStatus is the client's private-broadcast outbox.
@@ -66,6 +94,10 @@ type MempoolStatus struct {
 	// since start: echoed, or refused by the backends.
 	Delivered uint64 `json:"delivered"`
 	Rejected  uint64 `json:"rejected"`
+	// GivenUp counts transactions given up at the age or round limit
+	// (mempool.give_up_after, mempool.max_attempts) that are still listed
+	// by getprivatebroadcastinfo.
+	GivenUp int `json:"given_up"`
 }
 
 // DeliveryStatus is the mempool role's counters since start.
@@ -159,11 +191,17 @@ type RelayStatus struct {
 	// SatsEarned is the value of the vouchers redeemed since start, in
 	// sats.
 	SatsEarned uint64 `json:"sats_earned"`
+	// Payments counts the payments that credited something since start:
+	// one per paid handshake and one per TOPUP.
+	Payments uint64 `json:"payments"`
 	// ByRole splits the counters by the role the node played in each
 	// session ("relay", "exit", "mempool"); never null.
 	ByRole map[string]RoleStatus `json:"by_role"`
 	// Delivery is set with the mempool role.
 	Delivery *DeliveryStatus `json:"delivery,omitempty"`
+	// TorGateway is set with the tor-gateway role: the streams clients
+	// sent it and how it answered.
+	TorGateway *exit.GatewayStats `json:"tor_gateway,omitempty"`
 }
 
 // RoleStatus is RelayStatus for one role.
@@ -203,8 +241,15 @@ func (n *Node) status(started time.Time) Status {
 		st.HTTPTunnel = a.String()
 	}
 	st.UptimeSec = int64(time.Since(started) / time.Second)
+	st.Tor = n.torStatus()
+	if n.cfg.Payments.Enabled {
+		st.Payments = "ready"
+		if w := n.payWait.state(); w != "" {
+			st.Payments = w
+		}
+	}
 	if n.cfg.Has(RoleClient) {
-		cs := &ClientStatus{Circuits: []CircuitStatus{}}
+		cs := &ClientStatus{Circuits: []CircuitStatus{}, OnionServices: n.onionServiceStatus()}
 		now := time.Now()
 		nodes := n.totals.snapshot()
 		for _, c := range n.pool.Snapshot() {
@@ -239,7 +284,7 @@ func (n *Node) status(started time.Time) Status {
 		switch w, err := n.WalletStatus(); {
 		case err == nil:
 			cs.Wallet = &w
-		case !errors.Is(err, ErrNoWallet):
+		case !errors.Is(err, ErrNoWallet) && !errors.Is(err, errPaymentsNotReady):
 			n.log.Warn("status: wallet unreadable", "err", err)
 		}
 		if n.mempool != nil {
@@ -255,6 +300,9 @@ func (n *Node) status(started time.Time) Status {
 					}
 				}
 			}
+			if gs, err := n.mempool.GivenUp(); err == nil {
+				ms.GivenUp = len(gs)
+			}
 			cst := n.mempool.Stats()
 			ms.Delivered, ms.Rejected = cst.Delivered, cst.Rejected
 			cs.Mempool = ms
@@ -268,6 +316,7 @@ func (n *Node) status(started time.Time) Status {
 			SessionsTotal: ls.Total.Sessions,
 			BytesCarried:  ls.Total.BytesCharged,
 			SatsEarned:    ls.Total.SatsRedeemed,
+			Payments:      ls.Total.TopUps,
 			ByRole:        map[string]RoleStatus{},
 		}
 		for role, r := range ls.Roles {
@@ -275,6 +324,9 @@ func (n *Node) status(started time.Time) Status {
 		}
 		if ds, ok := n.DeliveryStats(); ok {
 			rs.Delivery = &DeliveryStatus{Submits: ds.Submits, Accepted: ds.Accepted, Rejected: ds.Rejected, Unavailable: ds.Unavailable, Queries: ds.Queries}
+		}
+		if gs, ok := n.TorGatewayStats(); ok {
+			rs.TorGateway = &gs
 		}
 		st.Relay = rs
 	}

@@ -59,6 +59,11 @@ control:
   # Anyone local may connect without a secret (Tor's NULL auth).
   null_auth: {{.Control.NullAuth}}
 
+rendezvous:
+  # Onion service port targets (ADD_ONION) may be addresses other than
+  # loopback: lnd or bitcoind in another container, by its IP.
+  allow_non_loopback_targets: {{.Rendezvous.AllowNonLoopbackTargets}}
+
 circuit:
   # Hops per circuit including the exit (1..8).
   hops: {{.Circuit.Hops}}
@@ -77,6 +82,59 @@ circuit:
   # Ports always kept covered by pre-built circuits; by default only the
   # ports used in the last hour are (an idle client then builds nothing).
   predicted_ports: [{{range $i, $p := .Circuit.PredictedPorts}}{{if $i}}, {{end}}{{$p}}{{end}}]
+
+# What other peers can make this node hold when it carries their circuits
+# (relay, exit, mempool, rendezvous). Each bound, and what happens when it
+# is reached, is in THREAT_MODEL.md (denial of service).
+limits:
+  # Link streams to neighbours, both directions.
+  max_links: {{.Limits.MaxLinks}}
+  # Circuits relayed at once, in all and per neighbour.
+  max_circuits: {{.Limits.MaxCircuits}}
+  max_circuits_per_peer: {{.Limits.MaxCircuitsPerPeer}}
+  # Circuit handshakes in progress; more CREATEs are refused.
+  max_pending_creates: {{.Limits.MaxPendingCreates}}
+  # Streams per circuit (dials in flight included), and destination dials
+  # and lookups in flight on the whole node.
+  max_streams_per_circuit: {{.Limits.MaxStreamsPerCircuit}}
+  max_pending_begins: {{.Limits.MaxPendingBegins}}
+  # MiB for relayed circuits, exit streams, their buffered data and cells
+  # queued toward neighbours; new circuits and streams are refused past
+  # 3/4 of it (at least 64).
+  memory_budget_mb: {{.Limits.MemoryBudgetMB}}
+  # An exit stream ended normally keeps writing its buffered data to a slow
+  # destination for this long.
+  end_linger: {{.Limits.EndLinger}}
+  # Cells (4 KiB) queued toward one neighbour: refused-CREATE answers per
+  # link, one circuit's cells (past it the circuit is destroyed; at least
+  # 3072), and all relayed circuits' cells before the largest queues are cut.
+  max_link_queue: {{.Limits.MaxLinkQueue}}
+  max_circuit_queue: {{.Limits.MaxCircuitQueue}}
+  max_queued_cells: {{.Limits.MaxQueuedCells}}
+  create_timeout: {{.Limits.CreateTimeout}}
+  extend_timeout: {{.Limits.ExtendTimeout}}
+  # Opening a destination (dial or DNS lookup).
+  begin_timeout: {{.Limits.BeginTimeout}}
+  # A relayed circuit, or a link without circuits, silent this long goes.
+  idle_timeout: {{.Limits.IdleTimeout}}
+  # This node's own circuits send a keep-alive after this long silent
+  # (below idle_timeout).
+  keep_alive: {{.Limits.KeepAlive}}
+  # A neighbour that takes no data for this long loses its link.
+  write_timeout: {{.Limits.WriteTimeout}}
+  # Keep circuit and stream windows fixed instead of growing them with
+  # measured round-trip time.
+  fixed_windows: {{.Limits.FixedWindows}}
+  # CREATEs admitted per second from one neighbour, and its bucket; then
+  # for all neighbours together (checked before any public-key work).
+  creates_per_peer_per_second: {{.Limits.CreatesPerPeerPerSecond}}
+  create_burst_per_peer: {{.Limits.CreateBurstPerPeer}}
+  creates_per_second: {{.Limits.CreatesPerSecond}}
+  create_burst: {{.Limits.CreateBurst}}
+  # An unpaid circuit that only buys from this node's mint: most cells
+  # (4 KiB each) and lifetime.
+  mint_only_max_cells: {{.Limits.MintOnlyMaxCells}}
+  mint_only_lifetime: {{.Limits.MintOnlyLifetime}}
 
 exit:
   # Addresses that are not on the public internet are refused FIRST,
@@ -116,6 +174,8 @@ discovery:
     - {{q .}}{{else}} []{{end}}
   # Allow two hops on one IPv4 /16 or in one family (loopback test nets only).
   allow_same_network: {{.Discovery.AllowSameNetwork}}
+  # Publish a stake proof signed by the lnd section's LND (relays, exits).
+  stake_proof: {{deref .Discovery.StakeProof}}
   # Peer IDs of your other nodes, so clients never put two of them in a path.
   family:{{range .Discovery.Family}}
     - {{q .}}{{else}} []{{end}}
@@ -137,6 +197,8 @@ payments:
   daily_budget_sat: {{.Payments.DailyBudgetSat}}
   # Mean time between background voucher purchases (random, exponential).
   refill_mean: {{.Payments.RefillMean}}
+  # Most new paid circuits a minute (each prepays its hops).
+  max_new_circuits_per_minute: {{.Payments.MaxNewCircuitsPerMinute}}
 
 # Transaction delivery. A node with the mempool role hands the transactions
 # clients deliver to its own bitcoind or btcd (backend); a client with
@@ -170,6 +232,11 @@ mempool:
   # How long sendrawtransaction waits for a first verdict before it returns
   # the txid and leaves the transaction queued.
   verdict_wait: {{.Mempool.VerdictWait}}
+  # A queued transaction not delivered and seen back within this time, or
+  # in this many rounds, is given up: dropped with a log line and listed as
+  # given up by getprivatebroadcastinfo (send it again to retry).
+  give_up_after: {{.Mempool.GiveUpAfter}}
+  max_attempts: {{.Mempool.MaxAttempts}}
 
 # Your LND, as in lnd.conf / lncli flags (used when payments are enabled).
 lnd:
@@ -178,6 +245,29 @@ lnd:
   macaroonpath: {{q .LND.MacaroonPath}}
   rpctimeout: {{.LND.RPCTimeout}}
   paymenttimeout: {{.LND.PaymentTimeout}}
+  # Wait this long for LND's tls.cert, macaroon and answer (first start
+  # beside a new LND, e.g. docker compose): a client starts its ports at
+  # once and paid circuits fail with "payments not ready" meanwhile; a relay
+  # waits before it starts. 0s = exit at once, naming the missing file.
+  wait_for_credentials: {{.LND.WaitForCredentials}}
+
+# A managed tor child process (docs/TOR.md "Managed tor"): started, supervised
+# and stopped with the node, SocksPort and ControlPort on loopback with
+# cookie auth. On with enabled: true or the tor-gateway role.
+tor:
+  enabled: {{.Tor.Enabled}}
+  # The tor executable (Debian's tor package), a path or a name in PATH.
+  binary: {{q .Tor.Binary}}
+  # tor's own data directory (relative: in the data dir).
+  data_dir: {{q .Tor.DataDir}}
+  # Extra torrc lines, appended verbatim.
+  torrc:{{range .Tor.Torrc}}
+    - {{q .}}{{else}} []{{end}}
+  # Also publish the control port's onion services on Tor with the same key
+  # (default true when the managed tor is on).
+{{- if .Tor.PublishOnions}}
+  publish_onions: {{deref .Tor.PublishOnions}}{{else}}
+  # publish_onions: true{{end}}
 
 log:
   # debug, info, warn or error.

@@ -30,6 +30,20 @@ func (t *hopTotals) fold(c *circuit.Circuit, pc *payment.Circuit) {
 	addCircuit(t.m, c, pc)
 }
 
+// credited adds sats a hop's handshake credited (payment.ClientConfig.Credited):
+// counted when credited, so builds that then failed count too.
+func (t *hopTotals) credited(p peer.ID, sats uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m == nil {
+		t.m = make(map[peer.ID]NodeStatus)
+	}
+	ns := t.m[p]
+	ns.Peer = p.String()
+	ns.SatsPaid += sats
+	t.m[p] = ns
+}
+
 // snapshot returns a copy of the closed circuits' totals.
 func (t *hopTotals) snapshot() map[peer.ID]NodeStatus {
 	t.mu.Lock()
@@ -41,7 +55,8 @@ func (t *hopTotals) snapshot() map[peer.ID]NodeStatus {
 	return out
 }
 
-// addCircuit adds c's per-hop bytes and pc's per-hop sats to m.
+// addCircuit adds c's per-hop bytes and pc's per-hop sats to m, but for
+// the sats of the hops' handshakes, which hopTotals.credited counted.
 func addCircuit(m map[peer.ID]NodeStatus, c *circuit.Circuit, pc *payment.Circuit) {
 	path := c.Path()
 	carried := c.HopBytes()
@@ -56,7 +71,7 @@ func addCircuit(m map[peer.ID]NodeStatus, c *circuit.Circuit, pc *payment.Circui
 	}
 	for _, ps := range pc.Stats() {
 		ns := m[ps.Peer]
-		ns.SatsPaid += ps.SatsPaid
+		ns.SatsPaid += ps.SatsPaid - min(ps.HandshakeSat, ps.SatsPaid) // the handshake's: credited
 		if ps.OverCharged {
 			ns.OverCharged++
 		}

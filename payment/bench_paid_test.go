@@ -19,9 +19,9 @@ const benchBulkBytes = 16 << 20
 // same 3-hop bulk download (16 MiB per iteration, one stream each, all on
 // one circuit built outside the timing) through loopback relays with
 // payment off (no Ledger, the stream unwrapped) and on (a Ledger at every
-// hop, a Client paying them from a fake wallet, the stream Wrapped, and
-// the growth gate Open sets keeping the paid circuit's windows at 512
-// cells).
+// hop taking payment in the handshake, a Client paying them from a fake
+// wallet, the stream Wrapped, and the growth gate OpenBuilt sets keeping
+// the paid circuit's windows at 512 cells).
 // Run both in one go and compare: paid should be ≥ 97% of unpaid.
 // CO_INFUSE_BENCH_GROW=1 removes the gate, so the paid client grows its
 // stream windows (up to 16 MiB) as before the fix: the exit then runs past its 2 MiB grace
@@ -33,23 +33,37 @@ func BenchmarkPaidBulk(b *testing.B) {
 			name = "paid"
 		}
 		b.Run(name, func(b *testing.B) {
-			pn := newRelayNet(b, []uint64{1, 1, 2}, paid)
+			prices := []uint64{1, 1, 2}
+			pn := newRelayNet(b, prices, false)
+			if paid {
+				pn, _ = newHandshakeNet(b, prices, nil)
+			}
 			target := bulkServer(b, benchBulkBytes)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			defer cancel()
-			c, err := pn.client.Build(ctx, pn.path)
+			path := pn.path
+			var pb *Build
+			var cl *Client
+			if paid {
+				var err error
+				cl, err = NewClient(ClientConfig{Reserve: newTestWallet().reserve, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer cl.Close()
+				if pb, err = cl.NewBuild(pn.hops, true); err != nil {
+					b.Fatal(err)
+				}
+				path = pn.paidPath(pb)
+			}
+			c, err := pn.client.Build(ctx, path)
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer c.Close()
 			var pc *Circuit
 			if paid {
-				cl, err := NewClient(ClientConfig{Reserve: fakeReserve, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer cl.Close()
-				if pc, err = cl.Open(ctx, c, pn.hops); err != nil {
+				if pc, err = cl.OpenBuilt(c, pb); err != nil {
 					b.Fatal(err)
 				}
 				defer pc.Close()

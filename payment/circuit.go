@@ -5,9 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/co-infuse/co-infuse/circuit"
+	"github.com/co-infuse/co-infuse/voucher"
 	"github.com/co-infuse/co-infuse/voucher/wallet"
 )
 
@@ -36,17 +40,33 @@ type Circuit struct {
 	// Add happens under the client's mu and this mu while neither is
 	// closed.
 	wg sync.WaitGroup
+
+	// window is the widest stream window the growth gate (allowsWindow)
+	// has granted, in bytes: SessionGraceBytes (the base window) until it
+	// grants more; it never shrinks. Paced reads (pace) and the schedule
+	// count on it. Atomic: the gate runs under a stream's lock.
+	window atomic.Int64
+	// wantWindow is the window the schedule keeps paid ahead for
+	// (topUp sets it from the bytes carried during a top-up's round
+	// trip: growWindow); the gate grants no more than it. Atomic.
+	wantWindow atomic.Int64
 }
 
 // hopState is one paid hop; every field but Hop is guarded by Circuit.mu.
 type hopState struct {
 	Hop
 	st       HopStats
-	topping  bool      // a top-up goroutine for this hop is running
-	inflight uint64    // bytes it carried during its last successful top-up
-	fails    int       // consecutive failed top-ups
-	retryAt  time.Time // no top-up before this, after a failure
-	target   int64     // the allowance kept ahead now: PrepayBytes doubling per top-up to TargetAheadBytes
+	topping  bool          // a top-up goroutine for this hop is running
+	inflight uint64        // bytes it carried during its last successful top-up
+	fails    int           // consecutive failed top-ups
+	retryAt  time.Time     // no top-up before this, after a failure
+	target   int64         // the allowance kept ahead now: PrepayBytes doubling per top-up to TargetAheadBytes
+	atOpen   uint64        // bytes it had carried when the circuit opened (the build): firstTopUpDue counts from there
+	minRTT   time.Duration // the shortest successful top-up's round trip (pathRTTLocked)
+	// limit is windowLimit of st.BytesPaid: carried bytes plus the stream
+	// window may not pass it (pace, allowsWindow). Written under
+	// Circuit.mu (setCreditLocked), read without it by the growth gate.
+	limit atomic.Int64
 }
 
 // HopStats is what a circuit paid one hop, and what the hop answered.
@@ -55,6 +75,9 @@ type HopStats struct {
 	// SatsPaid is the value of the vouchers the hop credited, as its
 	// TOPUP_ACKs said (at most what was offered).
 	SatsPaid uint64
+	// HandshakeSat is the part of SatsPaid credited in the hop's
+	// handshake (OpenBuilt), already reported to ClientConfig.Credited.
+	HandshakeSat uint64
 	// BytesPaid is the bytes those sats buy at the hop's advertised price
 	// (CreditBytes), the prepay included: the hop's credit as the client
 	// counts it.
@@ -89,8 +112,11 @@ type HopStats struct {
 func newCircuit(cl *Client, c TopUpper, hops []Hop) *Circuit {
 	pc := &Circuit{cl: cl, c: c, hops: make([]hopState, len(hops)), landed: make(chan struct{})}
 	for i, h := range hops {
-		pc.hops[i] = hopState{Hop: h, st: HopStats{Hop: h}, target: PrepayBytes}
+		pc.hops[i] = hopState{Hop: h, st: HopStats{Hop: h}, target: PrepayBytes, atOpen: c.HopCarried(h.Index)}
+		pc.hops[i].limit.Store(windowLimit(0))
 	}
+	pc.window.Store(SessionGraceBytes)
+	pc.wantWindow.Store(SessionGraceBytes)
 	// Not derived from cl.ctx, so an unclosed Circuit is not pinned in the
 	// client's context tree; each top-up watches both.
 	pc.ctx, pc.cancel = context.WithCancel(context.Background())
@@ -99,7 +125,9 @@ func newCircuit(cl *Client, c TopUpper, hops []Hop) *Circuit {
 
 // Check looks at the hops' carried bytes (TopUpper.HopCarried) and starts a
 // top-up, in the background, for every paid hop whose prepaid allowance
-// fell below half its target (lowWater), unless one is running for it or it is waiting
+// fell below half its target, or that carried FirstTopUpAfterBytes since
+// the circuit opened and was paid only its prepay (firstTopUpDue),
+// unless one is running for it or it is waiting
 // after a failure. It never blocks: it is meant to run on every read and
 // write of a stream (Wrap does that), and the Client runs it every
 // CheckInterval. After Close, or once a hop misbehaved, it does nothing.
@@ -115,9 +143,14 @@ func (pc *Circuit) Check() {
 		pc.mu.Unlock()
 		return
 	}
+	w := pc.paidWindow()
 	for i := range pc.hops {
 		h := &pc.hops[i]
-		if h.topping || !needsTopUp(h.st.BytesPaid, pc.c.HopCarried(h.Index), h.target) {
+		if h.topping {
+			continue
+		}
+		if carried := pc.c.HopCarried(h.Index); !needsTopUp(h.st.BytesPaid, carried, h.target, w, h.inflight) &&
+			!firstTopUpDue(h.st.TopUps, h.atOpen, carried) {
 			continue
 		}
 		if h.fails > 0 {
@@ -170,18 +203,27 @@ func (pc *Circuit) topUp(i int) {
 	defer cancel()
 	defer context.AfterFunc(pc.ctx, cancel)()
 	before := pc.c.HopCarried(pc.hops[i].Index)
+	w := pc.paidWindow()
+	began := pc.cl.cfg.Now()
 	pc.mu.Lock()
 	pc.hops[i].target = nextTarget(pc.hops[i].target)
-	bytes := refillBytes(pc.hops[i].st.BytesPaid, before, pc.hops[i].inflight, pc.hops[i].target)
+	h := &pc.hops[i]
+	bytes := refillBytes(h.st.BytesPaid, before, h.inflight, aheadTarget(h.target, w, h.st.BytesPaid, h.inflight))
 	pc.mu.Unlock()
-	err := pc.pay(ctx, i, bytes)
+	err := pc.pay(ctx, i, bytes, pc.cl.cfg.ReserveTopUp)
 	after := pc.c.HopCarried(pc.hops[i].Index)
 	pc.mu.Lock()
-	h := &pc.hops[i]
 	h.topping = false
 	if err == nil {
 		h.fails = 0
 		h.inflight = after - min(before, after)
+		took := pc.cl.cfg.Now().Sub(began)
+		if h.minRTT == 0 || took < h.minRTT {
+			h.minRTT = took
+		}
+		if want := wantWindow(h.inflight, took, pc.pathRTTLocked()); want > pc.wantWindow.Load() {
+			pc.wantWindow.Store(want)
+		}
 	} else {
 		h.fails++
 		h.retryAt = pc.cl.cfg.Now().Add(retryDelay(h.fails))
@@ -198,28 +240,41 @@ func (pc *Circuit) topUp(i int) {
 	}
 }
 
-// pay sends hop i vouchers worth bytes of traffic in one TOPUP, buying
-// them first if the wallet holds too few, and checks the hop's TOPUP_ACK
+// pay sends hop i vouchers worth bytes of traffic (reserved with reserve:
+// ClientConfig.Reserve, or ReserveTopUp, which may round down) in one
+// TOPUP, buying them first if the wallet holds too few, and checks the hop's TOPUP_ACK
 // (verify). Vouchers are committed (marked spent) when the hop credited
 // them, or refused them for good (AckReason.Permanent), and released
 // otherwise: if the hop did redeem them after all, offering them again is
 // refused as a double spend, so no voucher is ever counted twice.
-func (pc *Circuit) pay(ctx context.Context, i int, bytes int64) error {
+func (pc *Circuit) pay(ctx context.Context, i int, bytes int64, reserve func(peer.ID, uint64) (Reservation, error)) error {
 	h := pc.hops[i].Hop
 	sats := SatsFor(bytes, h.PriceSatPerMB)
-	r, err := pc.cl.cfg.Reserve(h.Peer, sats)
+	r, err := reserve(h.Peer, sats)
 	if buy := pc.cl.cfg.Buy; buy != nil && errors.Is(err, wallet.ErrInsufficient) {
 		if berr := buy(ctx, h.Peer, max(sats, pc.cl.cfg.TargetBalanceSat)); berr != nil {
 			return pc.failed(i, fmt.Errorf("buy vouchers from hop %d: %w", h.Index+1, berr))
 		}
-		r, err = pc.cl.cfg.Reserve(h.Peer, sats)
+		r, err = reserve(h.Peer, sats)
+	}
+	// Vouchers worth sats that do not fit one batch (voucher.ErrAmount:
+	// the wallet holds only small ones at this hop): pay less now, and
+	// the next Check, run at once after a top-up lands, pays the rest.
+	// Found in review: a 15-sat top-up with only 1-sat vouchers left
+	// failed every retry while reads waited for it, and the download
+	// crawled at one read per PaceWait.
+	for errors.Is(err, voucher.ErrAmount) && sats > 1 {
+		sats /= 2
+		r, err = reserve(h.Peer, sats)
 	}
 	if err != nil {
 		return pc.failed(i, fmt.Errorf("vouchers for hop %d: %w", h.Index+1, err))
 	}
 	offered := sats
-	if r.Sats > sats {
-		offered = r.Sats // the hop credits what it redeems: the change buys bytes too
+	if r.Sats != 0 {
+		// The hop credits what it redeems: the change buys bytes too,
+		// and a top-up rounded down (ReserveTopUp) buys less.
+		offered = r.Sats
 	}
 	out, err := pc.c.TopUp(ctx, h.Index, r.Payload)
 	refused := errors.Is(err, circuit.ErrPayment) // TOPUP_ACK status 1
@@ -254,7 +309,7 @@ func (pc *Circuit) pay(ctx context.Context, i int, bytes int64) error {
 	st.Allowance, st.Charged = ack.Allowance, ack.Charged
 	if credited > 0 {
 		st.SatsPaid += credited
-		st.BytesPaid = min(st.BytesPaid+CreditBytes(credited, h.PriceSatPerMB), MaxAllowanceBytes)
+		pc.setCreditLocked(i, min(st.BytesPaid+CreditBytes(credited, h.PriceSatPerMB), MaxAllowanceBytes))
 		st.TopUps++
 	}
 	if ack.Reason != ReasonNone {
@@ -303,33 +358,11 @@ func (pc *Circuit) verify(i int, ack Ack, offered uint64) error {
 
 // settle commits r's vouchers (spent, or worthless at this hop) or
 // releases them to the wallet.
-func (pc *Circuit) settle(r Reservation, commit bool) {
-	if commit {
-		if r.Commit != nil {
-			if err := r.Commit(); err != nil {
-				pc.cl.log.Warn("mark vouchers spent", "err", err)
-			}
-		}
-		return
-	}
-	if r.Release != nil {
-		if err := r.Release(); err != nil {
-			pc.cl.log.Warn("release vouchers after failed top-up", "err", err)
-		}
-	}
-}
+func (pc *Circuit) settle(r Reservation, commit bool) { settle(pc.cl.log, r, commit) }
 
 // unsure hands r back to the wallet as offered with no answer, to be
 // settled by the hop's mint before it is offered again.
-func (pc *Circuit) unsure(r Reservation) {
-	if r.Unsure == nil {
-		pc.settle(r, false)
-		return
-	}
-	if err := r.Unsure(); err != nil {
-		pc.cl.log.Warn("park vouchers of a top-up with no answer", "err", err)
-	}
-}
+func (pc *Circuit) unsure(r Reservation) { unsure(pc.cl.log, r) }
 
 // failed records err against hop i and returns it.
 func (pc *Circuit) failed(i int, err error) error {
@@ -402,25 +435,26 @@ func (pc *Circuit) wakeLocked() {
 }
 
 // pace holds a reader of a wrapped stream while some paid hop has less
-// than PaceBytes of credit left as the client counts it, until a top-up
+// than paceBytes (PaceBytes plus the widest stream window granted less the
+// hop's grace) of credit left as the client counts it, until a top-up
 // lands, the circuit closes or stops (or the TopUpper, if it has an Err
 // method as *circuit.Circuit does, reports itself closed), or PaceWait
 // passes (then it lets the read go: the hop may cut the circuit). This is
 // the backpressure that keeps a fast transfer within the hop's grace: a
 // stream's SENDMEs follow delivery to the reader (PROTOCOL.md §5.2), so
 // while the reader waits the last hop can send at most one stream window
-// (2 MiB with the fixed windows node gives a paying client, the same as
-// the grace) beyond what was delivered, and what was delivered is at most
-// what the client counted.
+// (the widest the growth gate granted, allowsWindow) beyond what was
+// delivered, and what was delivered is at most what the client counted.
 func (pc *Circuit) pace() {
 	var deadline time.Time
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	for !pc.closed && !pc.stopped {
 		short := false
+		w := pc.window.Load()
 		for i := range pc.hops {
 			h := &pc.hops[i]
-			if ahead(h.st.BytesPaid, pc.c.HopCarried(h.Index)) < PaceBytes {
+			if ahead(h.st.BytesPaid, pc.c.HopCarried(h.Index)) < paceBytes(h.st.BytesPaid, w) {
 				short = true
 				break
 			}
@@ -461,16 +495,87 @@ type growthGater interface {
 
 var _ growthGater = (*circuit.Circuit)(nil)
 
-// allowsWindow is the circuit's growth gate. A hop charges a cell when it
-// passes it on, the client counts it when it arrives, so a hop can be
-// owed up to one stream window more than the client has counted; the
-// hop's grace (SessionGraceBytes, one base window of 512 cells) is what
-// covers that, and the client's paced reads (pace) keep the rest of the
-// allowance from running out. A grown window would outrun the grace
-// while the allowance is consumed, and the hop would cut the circuit, so
-// a paid circuit keeps its streams at the base window: window growth
-// (PROTOCOL.md §5.2) serves unpaid circuits only, until the schedule keeps
-// a grown window's worth prepaid ahead. It runs under a stream's lock.
+// pathRTTLocked estimates the circuit's round trip to its last paid hop
+// without queues, or 0 if it cannot: a top-up's round trip is the path's
+// to the hop plus the hop's redemption (an fsync, tens of ms on a loaded
+// machine, which must not count: on loopback it would make a path of a
+// few ms look long), so it takes the differences of the shortest top-up
+// round trips to successive paid hops, per link between them, and the
+// smallest of them times the links to the farthest. Every difference
+// must be positive: on loopback they are the hops' redemption times
+// minus each other's, of either sign. pc.mu must be held.
+func (pc *Circuit) pathRTTLocked() time.Duration {
+	var prev *hopState
+	var perLink time.Duration
+	for i := range pc.hops {
+		h := &pc.hops[i]
+		if h.minRTT <= 0 {
+			return 0
+		}
+		if prev != nil {
+			if h.Index <= prev.Index || h.minRTT <= prev.minRTT {
+				return 0
+			}
+			d := (h.minRTT - prev.minRTT) / time.Duration(h.Index-prev.Index)
+			if perLink == 0 || d < perLink {
+				perLink = d
+			}
+		}
+		prev = h
+	}
+	if prev == nil {
+		return 0
+	}
+	return perLink * time.Duration(prev.Index+1)
+}
+
+// setCreditLocked sets hop i's credit as the client counts it
+// (BytesPaid) and the limit the growth gate reads. pc.mu must be held.
+func (pc *Circuit) setCreditLocked(i int, bytes int64) {
+	pc.hops[i].st.BytesPaid = bytes
+	pc.hops[i].limit.Store(windowLimit(bytes))
+}
+
+// paidWindow is the stream window the schedule keeps paid ahead for: the
+// wider of the one granted and the one the gate may grant next.
+func (pc *Circuit) paidWindow() int64 {
+	return max(pc.window.Load(), pc.wantWindow.Load())
+}
+
+// allowsWindow is the circuit's growth gate (PROTOCOL.md §5.3). A hop
+// charges a cell when it passes it on, the client counts it when it
+// arrives, and stream SENDMEs follow delivery to the reader, so the last
+// hop can send at most one stream window beyond what the reader took,
+// which is at most what the client counted. A paced reader (pace) stops
+// while any hop's carried bytes plus the granted window pass its
+// windowLimit (credit plus grace, less PaceBytes), so no hop is ever
+// charged past credit plus grace. The gate grants a window beyond the
+// base one (the grace covers that one) only if every hop has already
+// been paid for it: carried + window + PaceBytes ≤ windowLimit, so after
+// the widening the reader still has PaceBytes before it waits, and only
+// up to the window the schedule pays ahead for (wantWindow: the
+// bandwidth-delay product measured by the top-ups), so a fast loopback
+// reader does not widen it, and raise the prepaid allowance, beyond what
+// the path needs. It runs under a stream's lock: it only loads atomics
+// (HopCarried is an atomic counter).
 func (pc *Circuit) allowsWindow(window int64) bool {
-	return window <= SessionGraceBytes
+	if window <= SessionGraceBytes {
+		return true
+	}
+	if window > pc.wantWindow.Load() {
+		return false
+	}
+	for i := range pc.hops {
+		h := &pc.hops[i]
+		carried := int64(min(pc.c.HopCarried(h.Index), MaxAllowanceBytes))
+		if carried+window+PaceBytes > h.limit.Load() {
+			return false
+		}
+	}
+	for {
+		w := pc.window.Load()
+		if window <= w || pc.window.CompareAndSwap(w, window) {
+			return true
+		}
+	}
 }

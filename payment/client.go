@@ -79,6 +79,12 @@ type ClientConfig struct {
 	// more. It must not block on the network. Node wraps
 	// wallet.ReserveBatch, MarkSpent and Release.
 	Reserve func(node peer.ID, sats uint64) (Reservation, error)
+	// ReserveTopUp is Reserve for top-ups after a circuit's prepay: it
+	// may set aside less than sats (at least half; Reservation.Sats says
+	// how much), keeping the wallet's smallest vouchers for prepays, which
+	// they pay exactly (a top-up that pays less only brings the next one
+	// sooner). Nil uses Reserve. Node wraps wallet.ReserveBulkBatch.
+	ReserveTopUp func(node peer.ID, sats uint64) (Reservation, error)
 	// Buy buys at least sats of node's vouchers over Lightning. It must
 	// return promptly once ctx is done (Close waits for it). Nil never
 	// buys: a short wallet fails the payment. Node wraps wallet.Buy.
@@ -105,6 +111,13 @@ type ClientConfig struct {
 	// ErrRateLimited and pays nothing. Default
 	// DefaultMaxPaidCircuitsPerMinute (60).
 	MaxPaidCircuitsPerMinute int
+	// Credited, if set, is told of every credit a hop's handshake answer
+	// reports (Build), at once, whether or not the circuit is then built
+	// and opened: a hop earns those sats even when a later hop fails the
+	// build. HopStats.HandshakeSat repeats the figure for circuits opened
+	// with OpenBuilt, so a caller that counts both subtracts it. It must
+	// not block.
+	Credited func(node peer.ID, sats uint64)
 	// Now is the clock for retry delays and the circuit cap; nil means
 	// time.Now.
 	Now func() time.Time
@@ -146,6 +159,9 @@ type Client struct {
 func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.Reserve == nil {
 		return nil, fmt.Errorf("%w: ClientConfig.Reserve is required", ErrConfig)
+	}
+	if cfg.ReserveTopUp == nil {
+		cfg.ReserveTopUp = cfg.Reserve
 	}
 	if cfg.TopUpTimeout < 0 {
 		return nil, fmt.Errorf("%w: ClientConfig.TopUpTimeout %v is negative", ErrConfig, cfg.TopUpTimeout)
@@ -214,11 +230,16 @@ func (cl *Client) Open(ctx context.Context, c TopUpper, hops []Hop) (*Circuit, e
 		g.SetGrowthGate(pc.allowsWindow)
 	}
 	for i := range pc.hops {
-		if err := pc.pay(ctx, i, refillBytes(0, c.HopCarried(pc.hops[i].Index), 0, PrepayBytes)); err != nil {
+		if err := pc.pay(ctx, i, refillBytes(0, c.HopCarried(pc.hops[i].Index), 0, PrepayBytes), cl.cfg.Reserve); err != nil {
 			pc.Close()
 			return nil, fmt.Errorf("prepay: %w", err)
 		}
 	}
+	pc.mu.Lock()
+	for i := range pc.hops {
+		pc.hops[i].atOpen = c.HopCarried(pc.hops[i].Index) // the prepay's TOPUPs count as the build
+	}
+	pc.mu.Unlock()
 	if len(pc.hops) > 0 && !cl.track(pc) {
 		pc.Close()
 		return nil, ErrClosed

@@ -16,6 +16,7 @@ import (
 
 	"github.com/co-infuse/co-infuse/circuit"
 	"github.com/co-infuse/co-infuse/circuit/cell"
+	"github.com/co-infuse/co-infuse/voucher"
 	"github.com/co-infuse/co-infuse/voucher/wallet"
 )
 
@@ -29,6 +30,10 @@ type fakeWallet struct {
 	released []payment          // guarded by mu
 	buyErr   error              // guarded by mu
 	buyNone  bool               // guarded by mu: Buy succeeds but adds nothing
+	// maxBatch, if not 0, is guarded by mu: a reservation of more sats
+	// fails with voucher.ErrAmount (the wallet holds only 1-sat vouchers
+	// and a batch holds at most maxBatch).
+	maxBatch uint64
 }
 
 // payloadFor is the fake batch paying sats of node's vouchers.
@@ -60,6 +65,9 @@ func (w *fakeWallet) reserve(node peer.ID, sats uint64) (Reservation, error) {
 	defer w.mu.Unlock()
 	if w.balance[node] < sats {
 		return Reservation{}, fmt.Errorf("reserve %d: %w", sats, wallet.ErrInsufficient)
+	}
+	if w.maxBatch != 0 && sats > w.maxBatch {
+		return Reservation{}, fmt.Errorf("reserve %d sats: %d vouchers: %w", sats, sats, voucher.ErrAmount)
 	}
 	w.balance[node] -= sats
 	p := payment{node, sats}
@@ -298,9 +306,9 @@ func TestClientPrepay(t *testing.T) {
 		node peer.ID
 		sats uint64
 	}{
-		{0, "A", 3},         // ceil(2,097,152 × 1 / 10^6)
-		{1, "B", 5},         // ceil(2,097,152 × 2 / 10^6)
-		{2, "C", 4_194_304}, // 2,097,152 × 2
+		{0, "A", 2},         // ceil(1,572,864 × 1 / 10^6)
+		{1, "B", 4},         // ceil(1,572,864 × 2 / 10^6)
+		{2, "C", 3_145_728}, // 1,572,864 × 2
 		{4, "D", 1},         // price 0: at least 1 sat
 	}
 	calls := fc.drain()
@@ -552,7 +560,7 @@ func TestClientOneTopUpPerHop(t *testing.T) {
 func TestClientBuysWhenShort(t *testing.T) {
 	t.Parallel()
 	errLN := errors.New("no route")
-	need := SatsFor(PrepayBytes, 1) // 3
+	need := SatsFor(PrepayBytes, 1) // 2
 	for _, tc := range []struct {
 		name     string
 		target   uint64
@@ -866,16 +874,16 @@ func TestClientPartialCredit(t *testing.T) {
 	}
 	t.Cleanup(pc.Close)
 	st := pc.Stats()[0]
-	if st.SatsPaid != 2 || st.BytesPaid != 2_000_000 || st.LastReason != "already spent" || st.Stopped || st.Failures != 0 {
+	if st.SatsPaid != 1 || st.BytesPaid != 1_000_000 || st.LastReason != "already spent" || st.Stopped || st.Failures != 0 {
 		t.Fatalf("stats %+v", st)
 	}
-	// The next top-up counts from the 2 MB credited, not the 3 sats paid.
+	// The next top-up counts from the 1 MB credited, not the 2 sats paid.
 	fc.drain()
 	fc.add(3_000_000 / cell.Size)
 	carried := fc.HopBytes()[0]
 	pc.Check()
 	pc.wg.Wait()
-	want := payloadFor("A", SatsFor(refillBytes(2_000_000, carried, 0, nextTarget(PrepayBytes)), 1))
+	want := payloadFor("A", SatsFor(refillBytes(1_000_000, carried, 0, nextTarget(PrepayBytes)), 1))
 	if calls := fc.drain(); len(calls) != 1 || calls[0].payload != want {
 		t.Fatalf("calls %v, want one paying %s", calls, want)
 	}
@@ -1129,4 +1137,129 @@ func (c *fakeCircuit) HopBytes() []uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]uint64(nil), c.carried[:]...)
+}
+
+// TestClientFirstTopUp: a circuit that carries a short connection's few
+// KiB never tops up its prepay; one that carried FirstTopUpAfterBytes
+// beyond its build is topped up at once, though its allowance is still
+// above half the target, so a download's first top-up starts with most
+// of the prepay and grace ahead.
+func TestClientFirstTopUp(t *testing.T) {
+	t.Parallel()
+	w := newFakeWallet(rich())
+	cl := newTestClient(t, w, ClientConfig{})
+	hops := []Hop{{Index: 0, Peer: "A", PriceSatPerMB: 1}, {Index: 1, Peer: "B", PriceSatPerMB: 2}}
+	fc := newFakeCircuit(hops, nil)
+	fc.add(3) // the build
+	pc, err := cl.Open(context.Background(), fc, hops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pc.Close)
+	fc.drain()
+	fc.add(FirstTopUpAfterBytes/cell.Size - 1) // a short connection
+	pc.Check()
+	pc.wg.Wait()
+	if calls := fc.drain(); len(calls) != 0 {
+		t.Fatalf("a short connection topped up: %v", calls)
+	}
+	for _, s := range pc.Stats() {
+		if s.TopUps != 1 || s.BytesPaid-int64(fc.HopBytes()[s.Index]) < PrepayBytes/2 {
+			t.Fatalf("hop %d: %+v: not above half the first target", s.Index, s)
+		}
+	}
+	fc.add(1)
+	pc.Check()
+	pc.wg.Wait()
+	if calls := fc.drain(); len(calls) != len(hops) {
+		t.Fatalf("after FirstTopUpAfterBytes: calls %v, want one per hop", calls)
+	}
+	carried := fc.HopBytes()
+	for _, s := range pc.Stats() {
+		if s.TopUps != 2 || s.BytesPaid-int64(carried[s.Index]) < nextTarget(PrepayBytes) {
+			t.Errorf("hop %d: %+v (carried %d): not topped up to the next target", s.Index, s, carried[s.Index])
+		}
+	}
+}
+
+// TestClientTopUpFitsOneBatch: a top-up whose vouchers would not fit one
+// batch (the wallet holds only 1-sat vouchers at the hop: voucher.ErrAmount)
+// pays what fits, and the next top-ups the rest, instead of failing
+// every retry while reads wait for it.
+func TestClientTopUpFitsOneBatch(t *testing.T) {
+	t.Parallel()
+	w := newFakeWallet(rich())
+	w.maxBatch = 12
+	cl := newTestClient(t, w, ClientConfig{})
+	hops := []Hop{{Index: 0, Peer: "A", PriceSatPerMB: 2}}
+	fc := newFakeCircuit(hops, nil)
+	pc, err := cl.Open(context.Background(), fc, hops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pc.Close)
+	fc.drain()
+	fc.add(30_000_000 / cell.Size) // 60 sats carried: far more than a batch
+	pc.Check()
+	pc.wg.Wait()
+	calls := fc.drain()
+	if len(calls) < 2 {
+		t.Fatalf("calls %v, want top-ups until the hop is ahead again", calls)
+	}
+	for _, c := range calls {
+		if satsOf(c.payload) > w.maxBatch {
+			t.Errorf("a TOPUP of %d sats, more than a batch holds", satsOf(c.payload))
+		}
+	}
+	st := pc.Stats()[0]
+	if st.Failures != 0 || st.BytesPaid-int64(fc.HopBytes()[0]) < PrepayBytes/2 {
+		t.Fatalf("stats %+v (carried %d): not paid ahead again", st, fc.HopBytes()[0])
+	}
+}
+
+// TestClientTopUpRoundedDown: top-ups reserve with ReserveTopUp, which may
+// set aside less than asked (Reservation.Sats); the hop's credit of what
+// was offered is a full one, not a malformed ack. The prepay uses
+// Reserve.
+func TestClientTopUpRoundedDown(t *testing.T) {
+	t.Parallel()
+	w := newFakeWallet(rich())
+	var mu sync.Mutex
+	var asked []uint64
+	cl := newTestClient(t, w, ClientConfig{ReserveTopUp: func(node peer.ID, sats uint64) (Reservation, error) {
+		mu.Lock()
+		asked = append(asked, sats)
+		mu.Unlock()
+		less := max(sats/2, 1)
+		r, err := w.reserve(node, less)
+		r.Sats = less
+		return r, err
+	}})
+	hops := []Hop{{Index: 0, Peer: "A", PriceSatPerMB: 1}}
+	fc := newFakeCircuit(hops, nil)
+	pc, err := cl.Open(context.Background(), fc, hops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pc.Close)
+	if calls := fc.drain(); len(calls) != 1 || satsOf(calls[0].payload) != SatsFor(PrepayBytes, 1) {
+		t.Fatalf("prepay calls %v, want one of the whole prepay", calls)
+	}
+	fc.add(20_000_000 / cell.Size)
+	pc.Check()
+	pc.wg.Wait()
+	calls := fc.drain()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(calls) == 0 || len(asked) != len(calls) {
+		t.Fatalf("calls %v, asked %v", calls, asked)
+	}
+	for i, c := range calls {
+		if satsOf(c.payload) != max(asked[i]/2, 1) {
+			t.Errorf("TOPUP %d paid %s, asked %d", i, c.payload, asked[i])
+		}
+	}
+	if st := pc.Stats()[0]; st.Failures != 0 || st.Stopped || st.BytesPaid-int64(fc.HopBytes()[0]) < 0 {
+		t.Fatalf("stats %+v (carried %d)", st, fc.HopBytes()[0])
+	}
 }

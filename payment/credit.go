@@ -13,7 +13,7 @@ const SessionGraceBytes = 2 << 20
 
 // MaxAllowanceBytes caps a session's allowance: 2^50 bytes (1 PiB). Credit
 // beyond it is lost to the client, which never prepays anywhere near that
-// (PrepayBytes is 8 MiB); the cap keeps every sum in an int64.
+// (TargetAheadBytes is 4 MiB); the cap keeps every sum in an int64.
 const MaxAllowanceBytes = 1 << 50
 
 // CreditBytes is the allowance sats buy at priceSatPerMB: floor(sats ×

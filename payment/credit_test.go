@@ -72,9 +72,9 @@ func TestSatsFor(t *testing.T) {
 		{1, 1, 1},
 		{1_000_000, 1, 1},
 		{1_000_001, 1, 2},
-		{PrepayBytes, 2, 5},
+		{PrepayBytes, 2, 4},
 		{10_000_000, 0, 1},
-		{PrepayBytes, 2_000_000, 4_194_304},
+		{PrepayBytes, 2_000_000, 3_145_728},
 		{math.MaxInt64, 1_000_000, math.MaxInt64},
 		{math.MaxInt64, math.MaxUint64, math.MaxUint64}, // saturates
 	} {
@@ -117,15 +117,15 @@ func TestSchedule(t *testing.T) {
 		{2 * TargetAheadBytes, 0, 0, false, 1}, // far ahead: never below 1
 		{MaxAllowanceBytes, math.MaxUint64, math.MaxUint64, true, 2 * TargetAheadBytes},
 	} {
-		if got := needsTopUp(tc.credit, tc.carried, TargetAheadBytes); got != tc.wantNeeds {
+		if got := needsTopUp(tc.credit, tc.carried, TargetAheadBytes, SessionGraceBytes, 0); got != tc.wantNeeds {
 			t.Errorf("needsTopUp(%d, %d) = %v", tc.credit, tc.carried, got)
 		}
 		if got := refillBytes(tc.credit, tc.carried, tc.inflight, TargetAheadBytes); got != tc.wantPay {
 			t.Errorf("refillBytes(%d, %d, %d) = %d, want %d", tc.credit, tc.carried, tc.inflight, got, tc.wantPay)
 		}
 	}
-	// Slow start: 2, 4, 4 MiB; the first low-water mark is 1 MiB.
-	for i, want := range []int64{PrepayBytes, 4 << 20, 4 << 20} {
+	// Slow start: 1.5, 3, 4 MiB; the first low-water mark is 768 KiB.
+	for i, want := range []int64{PrepayBytes, 3 << 20, 4 << 20, 4 << 20} {
 		got := int64(PrepayBytes)
 		for range i {
 			got = nextTarget(got)
@@ -134,8 +134,49 @@ func TestSchedule(t *testing.T) {
 			t.Errorf("target after %d top-ups = %d, want %d", i, got, want)
 		}
 	}
-	if needsTopUp(PrepayBytes, PrepayBytes/2, PrepayBytes) || !needsTopUp(PrepayBytes, PrepayBytes/2+1, PrepayBytes) {
+	if needsTopUp(PrepayBytes, PrepayBytes/2, PrepayBytes, SessionGraceBytes, 0) || !needsTopUp(PrepayBytes, PrepayBytes/2+1, PrepayBytes, SessionGraceBytes, 0) {
 		t.Error("the first low-water mark is not half of PrepayBytes")
+	}
+	// The first top-up comes after FirstTopUpAfterBytes beyond the build,
+	// only while the hop was paid its prepay alone.
+	for _, tc := range []struct {
+		topUps          int
+		atOpen, carried uint64
+		want            bool
+	}{
+		{1, 3 * cell.Size, 3 * cell.Size, false},
+		{1, 3 * cell.Size, 3*cell.Size + FirstTopUpAfterBytes - 1, false},
+		{1, 3 * cell.Size, 3*cell.Size + FirstTopUpAfterBytes, true},
+		{0, 0, FirstTopUpAfterBytes, true},
+		{2, 0, 1 << 30, false},
+	} {
+		if got := firstTopUpDue(tc.topUps, tc.atOpen, tc.carried); got != tc.want {
+			t.Errorf("firstTopUpDue(%d, %d, %d) = %v, want %v", tc.topUps, tc.atOpen, tc.carried, got, tc.want)
+		}
+	}
+	// Pacing: with the whole grace, PaceBytes; a hop paid only its prepay
+	// waits earlier by what its grace falls short of a window, so the
+	// last hop stays PaceBytes inside credit plus grace; and reads wait
+	// only after the first top-up is due (FirstTopUpAfterBytes beyond a
+	// build of up to 8 cells).
+	if got := paceBytes(SessionGraceBytes, SessionGraceBytes); got != PaceBytes {
+		t.Errorf("paceBytes(the whole grace) = %d, want %d", got, PaceBytes)
+	}
+	for _, price := range []uint64{1, 2, 3, 7, 1000, 2_000_000} {
+		credit := CreditBytes(SatsFor(PrepayBytes, price), price)
+		grace := min(credit, SessionGraceBytes)
+		pace := paceBytes(credit, SessionGraceBytes)
+		if most := credit - pace + SessionGraceBytes; most > credit+grace-PaceBytes {
+			t.Errorf("price %d: the last hop may charge %d, within %d of credit %d plus grace %d", price, most, credit+grace-most, credit, grace)
+		}
+		if due := credit - 8*cell.Size - FirstTopUpAfterBytes; due <= pace {
+			t.Errorf("price %d: reads wait at %d bytes ahead, before the first top-up is due at %d", price, pace, due)
+		}
+	}
+	// A short connection's few KiB never top up; a prepaid hop's credit
+	// plus the grace it gets covers a stream window and 128 cells.
+	if FirstTopUpAfterBytes >= PrepayBytes/2 || 2*PrepayBytes < SessionGraceBytes+256*cell.Size {
+		t.Errorf("PrepayBytes %d and FirstTopUpAfterBytes %d: the first top-up would not come early, or credit and grace would not cover a window", PrepayBytes, FirstTopUpAfterBytes)
 	}
 	for fails, want := range []time.Duration{retryMin, retryMin, 2 * retryMin, 4 * retryMin, 8 * retryMin, 16 * retryMin, 32 * retryMin, retryMax, retryMax} {
 		if got := retryDelay(fails); got != want {

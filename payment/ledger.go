@@ -105,6 +105,8 @@ type session struct {
 	sats      uint64 // sats redeemed
 	topUps    uint64 // TOPUPs that credited something
 	refused   bool   // Account has refused it
+	mintOnly  bool   // opened by Prepay for a mint-only circuit: price 0 for good
+	prepaid   bool   // opened by a handshake payment: its grace is at most what its sats buy
 	opened    time.Time
 	seen      time.Time // last Account
 }
@@ -158,7 +160,8 @@ func NewLedger(cfg LedgerConfig) (*Ledger, error) {
 // Account is circuit.Config.Account: it charges bytes (one relayed cell)
 // to the session and refuses, with an error wrapping ErrExhausted and
 // circuit.ErrPayment, a cell that would take the session more than
-// GraceBytes into debt; a refused cell is not charged. The first Account
+// GraceBytes into debt (a session opened by Prepay: at most what its sats
+// buy, if that is less); a refused cell is not charged. The first Account
 // of a cookie opens its session. It never blocks on I/O: it takes one
 // mutex, and every StaleAfter/2 scans the ledger once for stale entries.
 func (l *Ledger) Account(cookie [cell.CookieLen]byte, bytes int) error {
@@ -176,7 +179,13 @@ func (l *Ledger) Account(cookie [cell.CookieLen]byte, bytes int) error {
 	}
 	s.seen = now
 	if s.price != 0 {
-		if n > MaxAllowanceBytes || s.allowance-n < -l.grace {
+		grace := l.grace
+		if s.prepaid {
+			// Never more debt than the session's sats buy: one small
+			// voucher must not open the whole grace.
+			grace = min(grace, CreditBytes(s.sats, s.price))
+		}
+		if n > MaxAllowanceBytes || s.allowance-n < -grace {
 			if !s.refused {
 				s.refused = true
 				l.log.Debug("session refused: prepaid allowance and grace spent", "role", s.roleName())
@@ -260,20 +269,27 @@ func encodeAck(a Ack) []byte {
 // (LedgerConfig.ServicePrices) from now on: its allowance becomes what it
 // redeemed at that price less every byte it was charged, so hop and
 // client (which prices the last hop by its role from the start) agree.
-// The first service noted wins. A cookie with no session is ignored. Node
-// calls it from the Begin hook.
+// A session that BEGINs several services pays the dearest of them for
+// all its bytes, and is counted under that one: a price only ever goes
+// up, so a cheap BEGIN first (the mint, a rendezvous) cannot buy a dear
+// service (an exit, a Tor gateway) at the cheap price. A mint-only
+// session (Prepay) keeps its price 0: the engine confines it to the mint.
+// A cookie with no session is ignored. Node calls it from the Begin hook.
 func (l *Ledger) NoteService(cookie [cell.CookieLen]byte, svc cell.Service) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := l.sessions[cookie]
-	if s == nil || s.role != "" {
+	if s == nil || s.mintOnly {
 		return
 	}
-	s.role = svc.String()
 	p, ok := l.svcPrices[svc]
 	if !ok {
 		p = l.price
 	}
+	if s.role != "" && p <= s.price {
+		return
+	}
+	s.role = svc.String()
 	if p != s.price {
 		s.price = p
 		s.allowance = repricedAllowance(s.sats, s.charged, p)

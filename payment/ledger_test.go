@@ -3,6 +3,7 @@ package payment
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -499,6 +500,37 @@ func TestLedgerPricesByRole(t *testing.T) {
 			t.Errorf("allowance after a mempool BEGIN %d, want %d", s.Allowance, 1_000_000-1000)
 		}
 	})
+	// Found in review: the first BEGIN fixed the session's price, so a
+	// client could BEGIN a cheap (or unpriced) service first and then use
+	// a dear one on the same circuit at the cheap price: an exit, a Tor
+	// gateway at the relay price.
+	for _, first := range []cell.Service{cell.ServiceMint, cell.ServiceRendezvous, cell.ServiceMempool} {
+		t.Run("a cheaper BEGIN first does not lower the exit price: "+first.String(), func(t *testing.T) {
+			t.Parallel()
+			r := &redeemer{sats: 8}
+			l := newTestLedger(t, LedgerConfig{Redeem: r.redeem, PriceSatPerMB: 1, ServicePrices: prices})
+			c := ck(6)
+			if err := l.Account(c, 1000); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := l.TopUp(context.Background(), c, []byte("batch")); err != nil {
+				t.Fatal(err)
+			}
+			l.NoteService(c, first)
+			l.NoteService(c, cell.ServiceExit)
+			if err := l.Account(c, 500); err != nil {
+				t.Fatal(err)
+			}
+			if s, _ := l.Session(c); s.Allowance != 2_000_000-1000-500 {
+				t.Errorf("allowance %d after BEGIN %v then exit, want %d (the exit price)", s.Allowance, first, 2_000_000-1000-500)
+			}
+			// A cheaper service after the exit does not lower it either.
+			l.NoteService(c, first)
+			if s, _ := l.Session(c); s.Allowance != 2_000_000-1000-500 {
+				t.Errorf("allowance %d after a cheaper BEGIN following the exit, want %d", s.Allowance, 2_000_000-1000-500)
+			}
+		})
+	}
 	t.Run("repriced into debt is refused past grace", func(t *testing.T) {
 		t.Parallel()
 		r := &redeemer{sats: 1}
@@ -519,4 +551,73 @@ func TestLedgerPricesByRole(t *testing.T) {
 			t.Errorf("Account in debt past grace: %v, want ErrPayment", err)
 		}
 	})
+}
+
+// TestMintOnlySessionStaysFree: a mint-only session (Prepay) keeps price 0
+// when its BEGIN mint is noted, now that NoteService raises prices on later
+// BEGINs: its cells are capped by the engine, not the ledger.
+func TestMintOnlySessionStaysFree(t *testing.T) {
+	t.Parallel()
+	r := &redeemer{sats: 8}
+	l := newTestLedger(t, LedgerConfig{Redeem: r.redeem, PriceSatPerMB: 1, GraceBytes: 1000})
+	c := ck(7)
+	if st, _ := l.Prepay(context.Background(), c, "", cell.Offer{Kind: cell.OfferMintOnly}); st != cell.AnswerMintOnly {
+		t.Fatalf("mint-only request answered %v", st)
+	}
+	l.NoteService(c, cell.ServiceMint)
+	for i := 0; i < 64; i++ {
+		if err := l.Account(c, cell.Size); err != nil {
+			t.Fatalf("cell %d of a mint-only circuit refused: %v", i, err)
+		}
+	}
+}
+
+// TestPrepaidGraceNeverExceedsPayment: a session opened by a handshake
+// payment may run into debt by at most what its vouchers bought, up to
+// GraceBytes. Found in review: any credit opened the full 2 MiB grace, so
+// a client that offered one 1-sat voucher per circuit and never topped up
+// got 1 MB paid plus 2 MiB free (3x at 1 sat/MB, 5x at an exit's 2), at
+// the CREATE rate. An honest client prepays PrepayBytes, so that its
+// credit plus the grace it gets covers one stream window and 128 cells
+// (schedule.go).
+func TestPrepaidGraceNeverExceedsPayment(t *testing.T) {
+	t.Parallel()
+	offer := cell.Offer{Kind: cell.OfferVouchers, Batch: []byte("batch")}
+	t.Run("one sat", func(t *testing.T) {
+		t.Parallel()
+		l := newTestLedger(t, LedgerConfig{Redeem: (&redeemer{sats: 1}).redeem, PriceSatPerMB: 1})
+		c := ck(8)
+		if st, _ := l.Prepay(context.Background(), c, "", offer); st != cell.AnswerPaid {
+			t.Fatalf("handshake payment answered %v", st)
+		}
+		// 1 sat buys 1,000,000 bytes; the grace is another 1,000,000.
+		if err := l.Account(c, 2_000_000); err != nil {
+			t.Fatalf("paid bytes plus a grace of as much: %v", err)
+		}
+		if err := l.Account(c, 1); !errors.Is(err, circuit.ErrPayment) {
+			t.Fatalf("a byte past the paid amount in debt: %v, want ErrPayment", err)
+		}
+	})
+	for i, price := range []uint64{1, 2, 3, 1000} {
+		t.Run(fmt.Sprintf("an honest prepay covers a stream window at %d sat per MB", price), func(t *testing.T) {
+			t.Parallel()
+			sats := SatsFor(PrepayBytes, price)
+			l := newTestLedger(t, LedgerConfig{Redeem: (&redeemer{sats: sats}).redeem, PriceSatPerMB: price})
+			c := ck(byte(9 + i))
+			if st, _ := l.Prepay(context.Background(), c, "", offer); st != cell.AnswerPaid {
+				t.Fatalf("handshake payment answered %v", st)
+			}
+			credit := CreditBytes(sats, price)
+			room := credit + min(credit, SessionGraceBytes)
+			if room < SessionGraceBytes+128*cell.Size {
+				t.Fatalf("%d sats: credit %d plus grace is %d bytes, less than a stream window and 128 cells", sats, credit, room)
+			}
+			if err := l.Account(c, int(room)); err != nil {
+				t.Fatalf("prepaid bytes plus their grace: %v", err)
+			}
+			if err := l.Account(c, 1); !errors.Is(err, circuit.ErrPayment) {
+				t.Fatalf("a byte past credit and grace: %v, want ErrPayment", err)
+			}
+		})
+	}
 }

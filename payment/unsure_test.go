@@ -3,6 +3,7 @@ package payment
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"testing"
@@ -118,11 +119,30 @@ func TestPaidCircuitCap(t *testing.T) {
 // top-up is on the way, a wrapped stream's reads wait (no SENDME goes
 // back, so the last hop cannot run past its grace); once the top-up
 // lands, they go on.
+//
+// At 2 sat/MB (an exit) the prepay of 3 sats buys 1.5 MB and the hop's
+// grace is as much, short of a stream window, so reads wait with more
+// credit left than PaceBytes (paceBytes) until the first top-up lands.
 func TestPaceHoldsReads(t *testing.T) {
 	t.Parallel()
+	for _, tc := range []struct {
+		price uint64
+		left  int64 // credit left when the read starts
+	}{
+		{1, PaceBytes / 2},
+		{2, (PaceBytes + paceBytes(CreditBytes(SatsFor(PrepayBytes, 2), 2), SessionGraceBytes)) / 2},
+	} {
+		t.Run(fmt.Sprintf("%d sat per MB, %d bytes left", tc.price, tc.left), func(t *testing.T) {
+			t.Parallel()
+			testPaceHoldsReads(t, tc.price, tc.left)
+		})
+	}
+}
+
+func testPaceHoldsReads(t *testing.T, price uint64, left int64) {
 	w := newFakeWallet(rich())
 	cl := newTestClient(t, w, ClientConfig{})
-	hops := []Hop{{Index: 0, Peer: "A", PriceSatPerMB: 1}}
+	hops := []Hop{{Index: 0, Peer: "A", PriceSatPerMB: price}}
 	release := make(chan struct{})
 	var gated atomicBool
 	fc := newFakeCircuit(hops, nil)
@@ -144,7 +164,7 @@ func TestPaceHoldsReads(t *testing.T) {
 	fc.drain()
 	gated.set(true)
 	st := pc.Stats()[0]
-	fc.add(uint64(st.BytesPaid-PaceBytes/2)/cell.Size + 1) // less than PaceBytes of credit left
+	fc.add(uint64(st.BytesPaid-int64(fc.HopBytes()[0])-left)/cell.Size + 1) // less than left of credit left
 	srv, cli := net.Pipe()
 	t.Cleanup(func() { srv.Close(); cli.Close() })
 	conn := pc.Wrap(cli)

@@ -129,8 +129,9 @@ func httpStatus(err error) (int, string) {
 	switch {
 	case errors.Is(err, ErrBadTarget):
 		return http.StatusBadRequest, "malformed target"
-	case errors.Is(err, ErrOnionNotFound):
-		// The service is not found (404), not a failed gateway (502).
+	case errors.Is(err, ErrOnionNotFound), replyCodeIs(err, repOnionDescNotFound):
+		// The service is not found (404), not a failed gateway (502);
+		// also when a Tor gateway's tor found no descriptor.
 		return http.StatusNotFound, "onion service not found"
 	case errors.Is(err, circuit.ErrExitPolicy):
 		return http.StatusForbidden, "refused by the exit policy"

@@ -42,6 +42,8 @@ func TestHTTPConnectStatuses(t *testing.T) {
 	f.setErr("misc.example", errors.New("other"))
 	f.setErr("slow.example", errBlock)
 	f.setErr(testOnion(7), fmt.Errorf("dial: %w", ErrOnionNotFound))
+	f.setErr(testOnion(8), &ReplyError{Code: 0xF0, Err: errors.New("tor: descriptor not found")})
+	f.setErr(testOnion(9), &ReplyError{Code: 0xF3, Err: errors.New("tor: rendezvous failed")})
 	addr := startHTTP(t, f, func(c *Config) { c.ConnectTimeout = 100 * time.Millisecond })
 	cases := []struct {
 		name, req string
@@ -58,6 +60,8 @@ func TestHTTPConnectStatuses(t *testing.T) {
 		{"connect timeout", "CONNECT slow.example:443 HTTP/1.1\r\n\r\n", 504, "timed out"},
 		{"resource", "CONNECT busy.example:443 HTTP/1.1\r\n\r\n", 503, "capacity"},
 		{"onion answered locally", "CONNECT " + testOnion(7) + ":9735 HTTP/1.1\r\n\r\n", 404, "onion service not found"},
+		{"onion not found by a gateway's tor", "CONNECT " + testOnion(8) + ":9735 HTTP/1.1\r\n\r\n", 404, "onion service not found"},
+		{"onion rendezvous failed at a gateway's tor", "CONNECT " + testOnion(9) + ":9735 HTTP/1.1\r\n\r\n", 502, "stream"},
 		{"misc", "CONNECT misc.example:443 HTTP/1.1\r\n\r\n", 502, "stream"},
 		{"no port", "CONNECT x.example HTTP/1.1\r\n\r\n", 400, "host:port"},
 		{"port zero", "CONNECT x.example:0 HTTP/1.1\r\n\r\n", 400, "host:port"},

@@ -42,6 +42,9 @@ func validOnionV3(host string) bool {
 // onionReplyCode refines the reply for a failed .onion target with Tor's
 // extended codes; ok is false when the standard code fits better.
 func onionReplyCode(err error) (code byte, ok bool) {
+	if c, ok := exactCode(err); ok {
+		return c, true
+	}
 	switch {
 	case errors.Is(err, ErrOnionIntroFailed):
 		return repOnionIntroFailed, true

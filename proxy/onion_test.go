@@ -88,3 +88,41 @@ func TestSOCKSOnionReplyCodes(t *testing.T) {
 		}
 	}
 }
+
+// TestSOCKSReplyErrorExact: a Dial error carrying a *ReplyError (a Tor
+// gateway relaying tor's reply) reaches the client byte-exact, for .onion
+// and other targets alike, over the onion sentinels it may also wrap; a
+// code that is no SOCKS5 failure code becomes general failure.
+func TestSOCKSReplyErrorExact(t *testing.T) {
+	t.Parallel()
+	f := newFakeNet(echoBackend(t))
+	type tc struct {
+		host string
+		code byte
+		want byte
+	}
+	var cases []tc
+	for i, code := range []byte{0x01, 0x02, 0x04, 0x05, 0x06, 0x08, 0xF0, 0xF1, 0xF2, 0xF3, 0xF4, 0xF5, 0xF6, 0xF7, 0x09, 0xF8} {
+		want := code
+		if code == 0x09 || code == 0xF8 {
+			want = 0x01
+		}
+		h := testOnion(byte(20 + i))
+		// Wrapped together with a sentinel that alone would pick 0xF0.
+		f.setErr(h, fmt.Errorf("gateway: %w", &ReplyError{Code: code, Err: ErrOnionNotFound}))
+		cases = append(cases, tc{h, code, want})
+	}
+	f.setErr("example.com", &ReplyError{Code: 0xF3})
+	cases = append(cases, tc{"example.com", 0xF3, 0xF3})
+	addr := startSOCKS(t, f, nil)
+	for _, c := range cases {
+		t.Run(fmt.Sprintf("%02x", c.code), func(t *testing.T) {
+			t.Parallel()
+			r := dialRaw(t, addr)
+			r.send(5, 1, 0)
+			r.expect(5, 0)
+			r.send(socksDomain(1, c.host, 80)...)
+			r.expect(5, c.want, 0, 1, 0, 0, 0, 0, 0, 0)
+		})
+	}
+}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 
 	"github.com/co-infuse/co-infuse/circuit"
@@ -20,9 +21,52 @@ const (
 	repAddrTypeNotSupport  byte = 0x08
 )
 
+// ReplyError is a Dial error that names the exact SOCKS5 reply code the
+// client gets: node returns one when a Tor gateway relays tor's own reply
+// (0xF0..0xF7 for onion services, PROTOCOL.md §5.1), so the client sees
+// the byte it would have had from tor. A Code outside RFC 1928's failures
+// (0x01..0x08) and Tor's extended 0xF0..0xF7 is sent as general failure.
+// HTTP CONNECT clients get the status Err maps to.
+type ReplyError struct {
+	Code byte
+	Err  error // what failed; may be nil
+}
+
+// Error names the code and the cause.
+func (e *ReplyError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("proxy: SOCKS reply 0x%02x", e.Code)
+	}
+	return fmt.Sprintf("proxy: SOCKS reply 0x%02x: %v", e.Code, e.Err)
+}
+
+// Unwrap returns Err.
+func (e *ReplyError) Unwrap() error { return e.Err }
+
+// exactCode returns the code of a *ReplyError in err's chain, if any.
+func exactCode(err error) (byte, bool) {
+	var re *ReplyError
+	if !errors.As(err, &re) {
+		return 0, false
+	}
+	if c := re.Code; (c >= 0x01 && c <= 0x08) || (c >= 0xF0 && c <= 0xF7) {
+		return c, true
+	}
+	return repGeneralFailure, true
+}
+
+// replyCodeIs reports whether err carries a *ReplyError with code c.
+func replyCodeIs(err error, c byte) bool {
+	got, ok := exactCode(err)
+	return ok && got == c
+}
+
 // replyCode maps a Dial or Resolve error to the SOCKS5 reply code a client
-// gets (docs/PROXY.md, INTEROP.md §1.5).
+// gets (docs/PROXY.md, INTEROP.md §1.5); a *ReplyError decides alone.
 func replyCode(err error) byte {
+	if c, ok := exactCode(err); ok {
+		return c
+	}
 	switch {
 	case err == nil:
 		return repSucceeded

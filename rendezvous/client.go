@@ -151,7 +151,7 @@ func (m *Manager) Dial(ctx context.Context, onionHost string, port uint16) (net.
 			if err != nil {
 				return nil, err
 			}
-			return newSecureConn(st, cs1, cs2), nil
+			return newSecureConn(st, cs1, cs2, cell.MaxData(len(rc.Path()))), nil
 		}
 		accepted = true
 		break
@@ -248,14 +248,7 @@ func (m *Manager) descriptor(ctx context.Context, pub ed25519.PublicKey) (*Descr
 	if d != nil && now.Before(d.Expires) {
 		return d, nil
 	}
-	dirs, err := m.cfg.Find(ctx, idx, descFetches)
-	if err != nil || len(dirs) == 0 {
-		return nil, fmt.Errorf("%w: no HSDir announces it: %v", ErrDescriptorNotFound, err)
-	}
-	if len(dirs) > descFetches {
-		dirs = dirs[:descFetches]
-	}
-	d, err = m.newestDescriptor(ctx, dirs, idx, pub, period, now)
+	d, err = m.lookupDescriptor(ctx, idx, pub, blinded, period, now)
 	if err != nil {
 		return nil, err
 	}
@@ -271,20 +264,114 @@ func (m *Manager) descriptor(ctx context.Context, pub ed25519.PublicKey) (*Descr
 	return d, nil
 }
 
+// errNoDescriptor: an HSDir answered that it holds no descriptor for the
+// index (statusNotFound).
+var errNoDescriptor = errors.New("hsdir has no descriptor")
+
+// lookupDescriptor fetches the descriptor of index idx: first from the
+// responsible HSDirs of the ring in this node's view (hsring.go), the
+// lowest-ranked hsdirFetchRound at once, then the next round; only if
+// none had it (or there is no HSDirView), from the HSDirs that announce
+// the index in the DHT (Find).
+func (m *Manager) lookupDescriptor(ctx context.Context, idx [32]byte, pub, blinded ed25519.PublicKey,
+	period uint64, now time.Time) (*Descriptor, error) {
+	var (
+		errs []error
+		// notFound, unavailable: some round (ring or fallback) said so.
+		notFound, unavailable bool
+		// ringUnavailable: the ring had HSDirs to ask and none of its
+		// rounds said "not found". Then the fallback's announcers, whom
+		// anyone can add, cannot make the lookup "not found" (a Tor
+		// gateway would be asked); only the ring's own answer can.
+		ringUnavailable bool
+	)
+	note := func(err error) {
+		errs = append(errs, err)
+		notFound = notFound || errors.Is(err, ErrDescriptorNotFound)
+		unavailable = unavailable || errors.Is(err, ErrDescriptorUnavailable)
+	}
+	if m.cfg.HSDirView != nil {
+		view, err := m.cfg.HSDirView(ctx)
+		if err != nil {
+			note(err)
+		}
+		hops := make(map[peer.ID]circuit.HopInfo, len(view))
+		ids := make([]peer.ID, 0, len(view))
+		for _, h := range view {
+			hops[h.Peer] = h
+			ids = append(ids, h.Peer)
+		}
+		order := FetchOrder(ids, blinded, period, m.cfg.PeriodLen, hsdirFetchSpread)
+		ringAsked := len(order) > 0
+		for len(order) > 0 && ctx.Err() == nil {
+			round := firstN(order, hsdirFetchRound)
+			order = order[len(round):]
+			dirs := make([]circuit.HopInfo, len(round))
+			for i, p := range round {
+				dirs[i] = hops[p]
+			}
+			d, err := m.newestDescriptor(ctx, dirs, idx, pub, period, now)
+			if err == nil {
+				return d, nil
+			}
+			note(err)
+		}
+		ringUnavailable = ringAsked && !notFound
+		if len(view) == 0 {
+			note(errors.New("no HSDir in view"))
+		}
+	}
+	if m.cfg.Find != nil && ctx.Err() == nil {
+		dirs, err := m.cfg.Find(ctx, idx, descFetches)
+		if err == nil && len(dirs) > 0 {
+			if len(dirs) > descFetches {
+				dirs = dirs[:descFetches]
+			}
+			d, err := m.newestDescriptor(ctx, dirs, idx, pub, period, now)
+			if err == nil {
+				return d, nil
+			}
+			note(err)
+		} else {
+			note(fmt.Errorf("no HSDir announces it: %v", err))
+		}
+	}
+	// Not found when a round's HSDirs mostly answered that they have no
+	// valid descriptor, or nothing could be asked at all (no HSDir in
+	// view and none announces the index); unavailable when every round
+	// asked mostly failed: that says nothing about the service, so the
+	// client must not take it to a Tor gateway.
+	if ringUnavailable {
+		// The announcers' "not found" is text here, not a sentinel that
+		// errors.Is would find.
+		return nil, fmt.Errorf("%w: %v", ErrDescriptorUnavailable, errors.Join(errs...))
+	}
+	sentinel := ErrDescriptorNotFound
+	if unavailable && !notFound {
+		sentinel = ErrDescriptorUnavailable
+	}
+	return nil, fmt.Errorf("%w: %w", sentinel, errors.Join(errs...))
+}
+
 // descFetches is how many of the HSDirs that announce an index a client
-// asks, all at once: more than the three a service uploads to, so that
-// HSDirs which announce the index but withhold the descriptor or serve an
-// old one must outnumber the honest ones among those found.
+// asks on the fallback (no HSDir of the ring had the descriptor), all at
+// once, so that HSDirs which announce the index but withhold the
+// descriptor or serve an old one must outnumber the honest ones among
+// those found.
 const descFetches = 6
 
 // newestDescriptor asks every dir in parallel, each within
 // DescFetchTimeout, and returns the valid descriptor with the highest
-// revision. A dir that answers with an older or invalid descriptor cannot
+// revision. With none, the error is ErrDescriptorNotFound if more than
+// half the dirs answered that they have none or served one that does not
+// verify, else ErrDescriptorUnavailable. A dir that answers with an older
+// or invalid descriptor cannot
 // win against one that answers with the newest, and one that never
 // answers delays the lookup by at most DescFetchTimeout.
 func (m *Manager) newestDescriptor(ctx context.Context, dirs []circuit.HopInfo, idx [32]byte,
 	pub ed25519.PublicKey, period uint64, now time.Time) (*Descriptor, error) {
 	type result struct {
+		dir peer.ID
 		d   *Descriptor
 		err error
 	}
@@ -298,7 +385,7 @@ func (m *Manager) newestDescriptor(ctx context.Context, dirs []circuit.HopInfo, 
 			if err == nil {
 				d, err = DecodeDescriptor(raw, pub, period, m.cfg.PeriodLen, now)
 			}
-			res <- result{d, err}
+			res <- result{dir.Peer, d, err}
 		}()
 	}
 	var (
@@ -309,6 +396,14 @@ collect:
 	for range dirs {
 		select {
 		case r := <-res:
+			if errors.Is(r.err, ErrBadDescriptor) {
+				// The onion address is the service's key: a descriptor
+				// that does not verify against it (another key's
+				// signature, a body that does not decrypt) is a forgery
+				// or corruption by that HSDir, ignored as if absent.
+				m.log.Info("HSDir served a descriptor that does not verify against the onion address; ignored as forged",
+					"hsdir", r.dir, "err", r.err)
+			}
 			if r.err != nil {
 				errs = append(errs, r.err)
 			} else if best == nil || r.d.Revision > best.Revision {
@@ -320,7 +415,23 @@ collect:
 		}
 	}
 	if best == nil {
-		return nil, fmt.Errorf("%w: %w", ErrDescriptorNotFound, errors.Join(errs...))
+		// Not found only if most HSDirs asked answered: "none", or a
+		// descriptor that does not verify against the address (a forgery
+		// is as good as absent: the address is the service's key). A
+		// lookup that mostly could not ask them (no circuit, no answer in
+		// time) says nothing about the service, which may live on
+		// co-infuse, so it must not send the client to a Tor gateway.
+		absent := 0
+		for _, err := range errs {
+			if errors.Is(err, errNoDescriptor) || errors.Is(err, ErrBadDescriptor) {
+				absent++
+			}
+		}
+		sentinel := ErrDescriptorUnavailable
+		if 2*absent > len(dirs) {
+			sentinel = ErrDescriptorNotFound
+		}
+		return nil, fmt.Errorf("%w: %w", sentinel, errors.Join(errs...))
 	}
 	return best, nil
 }
@@ -358,8 +469,11 @@ func (m *Manager) fetchDescriptor(ctx context.Context, dir circuit.HopInfo, idx 
 	if err != nil {
 		return nil, err
 	}
+	if stt == statusNotFound {
+		return nil, errNoDescriptor
+	}
 	if stt != statusOK {
-		return nil, fmt.Errorf("hsdir has no descriptor (status %d)", stt)
+		return nil, fmt.Errorf("hsdir refused the fetch (status %d)", stt)
 	}
 	st.SetReadDeadline(time.Now().Add(handshakeTimeout))
 	return readFrame16(st, MaxDescriptorLen)

@@ -6,8 +6,20 @@ import "errors"
 // (socks-extensions.txt "Extended error codes"); proxy maps them.
 var (
 	// ErrDescriptorNotFound: no HSDir holds a valid descriptor for the
-	// address in this period (SOCKS 0xF0).
+	// address in this period: none is in view or announces the index, or
+	// more than half of those asked in a round said they have none or
+	// served one that does not verify against the address (SOCKS 0xF0).
+	// When the ring had HSDirs to ask, only its rounds count: announcers
+	// found in the DHT (anyone can announce) cannot turn a ring that
+	// could not be asked into this. Only this makes node try a Tor
+	// gateway.
 	ErrDescriptorNotFound = errors.New("rendezvous: onion service descriptor not found")
+	// ErrDescriptorUnavailable: HSDirs were found but most of those asked
+	// could not be: circuits to them failed or they did not answer in
+	// time (SOCKS 0xF0 too). It is not
+	// ErrDescriptorNotFound: asking a Tor gateway would name a co-infuse
+	// service to it.
+	ErrDescriptorUnavailable = errors.New("rendezvous: onion service descriptor unavailable (its HSDirs could not be asked)")
 	// ErrIntroFailed: every introduction point refused or failed (0xF2).
 	ErrIntroFailed = errors.New("rendezvous: introduction failed")
 	// ErrRendezvousFailed: the rendezvous point or the service's handshake

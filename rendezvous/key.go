@@ -139,6 +139,16 @@ func (k Key) String() string {
 	return s
 }
 
+// Expanded returns the 64-byte expanded secret key, scalar a then prefix
+// RH: the bytes String encodes and Tor's ADD_ONION ED25519-V3 takes. It
+// is the secret key: the caller clears it when done.
+func (k Key) Expanded() [expandedSize]byte {
+	var raw [expandedSize]byte
+	copy(raw[:32], k.a[:])
+	copy(raw[32:], k.prefix[:])
+	return raw
+}
+
 // Format keeps the secret out of fmt: every verb prints "[secret]". Call
 // String for the controller form.
 func (k Key) Format(f fmt.State, _ rune) { io.WriteString(f, "[secret]") }

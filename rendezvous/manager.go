@@ -50,6 +50,11 @@ type ServiceInfo struct {
 	// not published, naming a rendezvous point this node's discovery does
 	// not know, or whose circuit or handshake failed).
 	FailedIntroductions uint64
+	// PoWRefused counts introductions an intro point forwarded without
+	// the proof of work this service asks (Config.PoWEffort), dropped by
+	// the service before anything else: an intro point that lets them
+	// through skips its check or colludes in a flood.
+	PoWRefused uint64
 }
 
 // Config wires a Manager to the node: circuits, node choice and discovery
@@ -67,7 +72,15 @@ type Config struct {
 	// Relays lists relays the vanguard set may draw from. Nil disables
 	// vanguards (the service's circuits are then 3 hops).
 	Relays func(ctx context.Context) ([]circuit.HopInfo, error)
-	// Find returns nodes that announced they store the descriptor index.
+	// HSDirView returns the rendezvous-role nodes of this node's discovery
+	// view (this node too when it has the role): the nodes the HSDir ring
+	// (hsring.go) ranks. A service stores its descriptors on the
+	// responsible ones and a client fetches from them. Nil falls back to
+	// random HSDirs (Pick) for storing and Find for fetching.
+	HSDirView func(ctx context.Context) ([]circuit.HopInfo, error)
+	// Find returns nodes that announced they store the descriptor index
+	// (DHT provider records). With HSDirView it is asked only when no
+	// HSDir of the ring had the descriptor; nil skips that fallback.
 	Find func(ctx context.Context, index [32]byte, max int) ([]circuit.HopInfo, error)
 	// RendezvousPoint returns the hop of p from this node's own view (a
 	// fresh, verified advert with the rendezvous role), or false. A
@@ -84,7 +97,9 @@ type Config struct {
 	// PeriodLen is the descriptor period in seconds; default
 	// DefaultPeriodLen. Every node of a network must agree.
 	PeriodLen uint32
-	// IntroPoints and HSDirs per service; defaults 3 and 3.
+	// IntroPoints per service (default 3) and HSDirs per replica of the
+	// HSDir ring a service stores on (default DefaultHSDirSpread; without
+	// HSDirView, the number of random HSDirs).
 	IntroPoints, HSDirs int
 	// DescFetchTimeout bounds each of the parallel descriptor fetches of
 	// a client (circuit to the HSDir and its answer), so a silent HSDir
@@ -104,7 +119,8 @@ type Config struct {
 	MaxPendingRendezvous int
 	// PoWEffort is the proof of work (leading zero bits of a hash, at most
 	// MaxPoWEffort) this node's services ask of each introduction, checked
-	// by the intro points before their rate limit; 0 asks none. Default 0.
+	// by the intro points before their rate limit and again by the service
+	// before its own; 0 asks none. Default 0.
 	PoWEffort uint8
 	// Vanguards tunes the service's layer-2 vanguard set.
 	Vanguards VanguardConfig
@@ -113,8 +129,8 @@ type Config struct {
 }
 
 func (c *Config) defaults() error {
-	if c.Build == nil || c.Pick == nil || c.Find == nil || c.RendezvousPoint == nil {
-		return errors.New("rendezvous: Config needs Build, Pick, Find and RendezvousPoint")
+	if c.Build == nil || c.Pick == nil || (c.Find == nil && c.HSDirView == nil) || c.RendezvousPoint == nil {
+		return errors.New("rendezvous: Config needs Build, Pick, HSDirView or Find, and RendezvousPoint")
 	}
 	if c.PeriodLen == 0 {
 		c.PeriodLen = DefaultPeriodLen
@@ -126,7 +142,7 @@ func (c *Config) defaults() error {
 		c.IntroPoints = 3
 	}
 	if c.HSDirs == 0 {
-		c.HSDirs = 3
+		c.HSDirs = DefaultHSDirSpread
 	}
 	if c.Republish == 0 {
 		c.Republish = time.Hour

@@ -169,11 +169,82 @@ func TestServiceRateLimitsEachIntroPoint(t *testing.T) {
 	bucket := newTokenBucket(serviceIntroRate, serviceIntroBurst, now)
 	started := 0
 	for range 10 * serviceIntroBurst {
-		if s.dispatch([introIDLen]byte{1}, make([]byte, 64), bucket) {
+		if s.dispatch([introIDLen]byte{1}, make([]byte, 64), [powNonceLen]byte{}, bucket) {
 			started++
 		}
 	}
 	if started != serviceIntroBurst {
 		t.Fatalf("%d introductions answered at once, want the burst %d", started, serviceIntroBurst)
 	}
+}
+
+// TestServiceChecksProofOfWork: a service that asks for proof of work
+// checks it itself on every introduction its intro point forwards, against
+// its own effort: one forwarded without a solution (an intro point that
+// skips its check or floods in collusion) is dropped and counted before it
+// takes a token of the point's rate limit or a rendezvous slot, and one
+// with a solution goes on.
+func TestServiceChecksProofOfWork(t *testing.T) {
+	t.Parallel()
+	fail := errors.New("no network in this test")
+	now := time.Unix(1_800_000_000, 0)
+	const effort = 10
+	m, err := New(Config{
+		Build:           func(context.Context, circuit.HopInfo, []circuit.HopInfo) (*circuit.Circuit, error) { return nil, fail },
+		Pick:            func(context.Context, int, []peer.ID) ([]circuit.HopInfo, error) { return nil, fail },
+		Find:            func(context.Context, [32]byte, int) ([]circuit.HopInfo, error) { return nil, fail },
+		Now:             func() time.Time { return now },
+		RendezvousPoint: noRendezvousPoint,
+		PoWEffort:       effort,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	static, _ := hsSuite.GenerateKeypair(rand.Reader)
+	ctx, cancel := context.WithCancel(t.Context())
+	k := testKey(t)
+	s := &service{m: m, key: k, static: static, ctx: ctx, cancel: cancel, addr: k.Address(),
+		ports:  []Port{{Virtual: 80, Target: "127.0.0.1:1"}},
+		replay: newReplayCache(serviceReplayCap, time.Hour),
+		sem:    make(chan struct{}, 1000)}
+	defer func() { cancel(); s.wg.Wait() }()
+	id := [introIDLen]byte{1}
+	bucket := newTokenBucket(serviceIntroRate, serviceIntroBurst, now)
+	var solved [][]byte
+	var nonces [][powNonceLen]byte
+	for range serviceIntroBurst {
+		msg := make([]byte, 64)
+		rand.Read(msg)
+		n, err := solvePoW(t.Context(), id, msg, effort)
+		if err != nil {
+			t.Fatal(err)
+		}
+		solved, nonces = append(solved, msg), append(nonces, n)
+	}
+	// A flood with no work: every one dropped, none takes a token.
+	for i := range 5 * serviceIntroBurst {
+		msg := make([]byte, 64)
+		rand.Read(msg)
+		var bad [powNonceLen]byte
+		for powOK(id, msg, bad, effort) {
+			bad[0]++
+		}
+		if s.dispatch(id, msg, bad, bucket) {
+			t.Fatalf("introduction %d without proof of work answered", i)
+		}
+	}
+	// A solution of another message does not carry over.
+	if s.dispatch(id, append([]byte{0}, solved[0]...), nonces[0], bucket) {
+		t.Fatal("a nonce solved for another message accepted")
+	}
+	if got := s.info().PoWRefused; got != 5*serviceIntroBurst+1 {
+		t.Fatalf("PoWRefused %d, want %d", got, 5*serviceIntroBurst+1)
+	}
+	for i, msg := range solved {
+		if !s.dispatch(id, msg, nonces[i], bucket) {
+			t.Fatalf("introduction %d with proof of work dropped (the flood took its token?)", i)
+		}
+	}
+	waitFor(t, func() bool { return s.info().FailedIntroductions == uint64(len(solved)) })
 }

@@ -15,8 +15,28 @@ import (
 
 // maxRVBuffer bounds the bytes one end of a rendezvous holds for its
 // stream; past it the other end's Write waits, which stops reading that
-// stream and so withholds its SENDMEs (backpressure, not memory).
-const maxRVBuffer = 256 << 10
+// stream and so withholds its SENDMEs (backpressure, not memory). At
+// 256 KiB a stalled end pinned 8 times the 32 KiB the engine's memory
+// budget charges a stream, outside that budget
+// (TestRendezvousSplicePinnedBytes); 128 KiB halves that. Smaller costs
+// cells: the reading pump more often finds less than a cell queued and
+// sends a part-filled one (BenchmarkE2EOnion onion-hopbytes/B: 7.65 at
+// 256 KiB, 7.69 at 128 KiB, 7.77 at 64 KiB).
+const maxRVBuffer = 128 << 10
+
+// minRVBuffer is what one end may buffer while all splices together hold
+// ServerConfig.MaxSpliceBuffer or more: one queue chunk, so that a
+// stalled end then pins at most a couple of chunks and a flowing one
+// still moves.
+const minRVBuffer = rvChunkSize
+
+// rvLimit is what one end may buffer now.
+func (s *Server) rvLimit() int {
+	if s.spliced.Load() >= s.cfg.MaxSpliceBuffer {
+		return minRVBuffer
+	}
+	return maxRVBuffer
+}
 
 // maxWaitingPerCircuit caps the client cookies one circuit keeps waiting
 // (a client registers one per rendezvous circuit), so that filling
@@ -51,7 +71,7 @@ type rvConn struct {
 
 	mu      sync.Mutex // guards everything below
 	cond    *sync.Cond // on mu: rbuf grew or shrank, or a close
-	rbuf    []byte     // bytes for this end's stream
+	rbuf    rvQueue    // bytes for this end's stream
 	eof     bool       // nothing more will be added to rbuf
 	closed  bool       // Close was called
 	hdr     []byte     // join request collected so far
@@ -72,6 +92,7 @@ var _ net.Conn = (*rvConn)(nil)
 
 func (s *Server) newRVConn(req circuit.BeginRequest) *rvConn {
 	c := &rvConn{s: s, prev: req.Peer, circ: req.Cookie}
+	c.rbuf.pool = &s.rvChunks
 	c.cond = sync.NewCond(&c.mu)
 	c.timer = time.AfterFunc(handshakeTimeout, func() { c.giveUp() })
 	return c
@@ -92,7 +113,7 @@ func (c *rvConn) giveUp() {
 func (c *rvConn) push(b []byte, dl time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for len(c.rbuf) >= maxRVBuffer && !c.closed {
+	for c.rbuf.n >= c.s.rvLimit() && !c.closed {
 		if !dl.IsZero() {
 			d := time.Until(dl)
 			if d <= 0 {
@@ -116,17 +137,30 @@ func (c *rvConn) push(b []byte, dl time.Time) error {
 	if c.closed || c.eof {
 		return net.ErrClosed
 	}
-	c.rbuf = append(c.rbuf, b...)
+	c.pushLocked(b)
 	if c.readers > 0 {
 		c.cond.Broadcast()
 	}
 	return nil
 }
 
-// answer queues a status byte; end marks the conn done after it.
+// pushLocked appends b to c's queue and counts the chunk memory it took
+// in Server.spliced; c.mu held.
+func (c *rvConn) pushLocked(b []byte) {
+	h := c.rbuf.held()
+	c.rbuf.push(b)
+	c.s.spliced.Add(c.rbuf.held() - h)
+}
+
+// answer queues a status byte; end marks the conn done after it. A
+// closed conn drops it: nobody reads it, and Close has settled spliced.
 func (c *rvConn) answer(st byte, end bool) {
 	c.mu.Lock()
-	c.rbuf = append(c.rbuf, st)
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.pushLocked([]byte{st})
 	c.eof = c.eof || end
 	c.cond.Broadcast()
 	c.mu.Unlock()
@@ -137,23 +171,21 @@ func (c *rvConn) answer(st byte, end bool) {
 func (c *rvConn) Read(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for len(c.rbuf) == 0 && !c.eof && !c.closed {
+	for c.rbuf.n == 0 && !c.eof && !c.closed {
 		c.readers++
 		c.cond.Wait()
 		c.readers--
 	}
-	if len(c.rbuf) == 0 {
+	if c.rbuf.n == 0 {
 		if c.closed {
 			return 0, net.ErrClosed
 		}
 		return 0, io.EOF
 	}
-	n := copy(p, c.rbuf)
-	c.rbuf = c.rbuf[n:]
-	if len(c.rbuf) == 0 {
-		c.rbuf = nil // let a large buffer go
-	}
-	if c.writers > 0 && len(c.rbuf) <= maxRVBuffer/2 {
+	h := c.rbuf.held()
+	n := c.rbuf.read(p)
+	c.s.spliced.Add(c.rbuf.held() - h)
+	if c.writers > 0 && c.rbuf.n <= c.s.rvLimit()/2 {
 		c.cond.Broadcast()
 	}
 	return n, nil
@@ -289,6 +321,8 @@ func (c *rvConn) Close() error {
 		return nil
 	}
 	c.closed = true
+	c.s.spliced.Add(-c.rbuf.held())
+	c.rbuf.reset() // a closed conn reads nothing more
 	c.timer.Stop()
 	other, waiting, cookie := c.other, c.waiting, c.cookie
 	c.cond.Broadcast()

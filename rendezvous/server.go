@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -23,10 +24,14 @@ import (
 // never in the target.
 const (
 	TargetRendezvous = "rv:1"    // join a rendezvous (client or service)
-	TargetIntroHold  = "intro:1" // a service holds an introduction point
-	TargetIntroduce  = "intro:2" // a client introduces itself
-	TargetDescPut    = "hsdir:1" // a service stores a descriptor
-	TargetDescGet    = "hsdir:2" // a client fetches a descriptor
+	TargetIntroHold  = "intro:3" // a service holds an introduction point
+	// TargetIntroHoldV1 is the first hold, whose forwarded introductions
+	// carry no proof-of-work nonce (so the service cannot check it); still
+	// served for services that use it.
+	TargetIntroHoldV1 = "intro:1"
+	TargetIntroduce   = "intro:2" // a client introduces itself
+	TargetDescPut     = "hsdir:1" // a service stores a descriptor
+	TargetDescGet     = "hsdir:2" // a client fetches a descriptor
 )
 
 // Status bytes the server answers with (PROTOCOL.md §7.3).
@@ -37,6 +42,9 @@ const (
 	statusReplay      byte = 3
 	statusNotFound    byte = 4
 	statusNeedPoW     byte = 5 // an introduction without enough proof of work
+	// statusNotResponsible: a descriptor for a blinded key this HSDir is
+	// not responsible for by its own view (hsring.go).
+	statusNotResponsible byte = 6
 )
 
 // Roles in a rendezvous join.
@@ -58,6 +66,14 @@ type ServerConfig struct {
 	// given index (discovery: a DHT provider record of a key derived from
 	// it). Nil stores without announcing.
 	Provide func(ctx context.Context, index [32]byte) error
+	// Self and HSDirView tie stored descriptors to the HSDir ring
+	// (hsring.go): HSDirView returns the rendezvous-role nodes of this
+	// node's discovery view, and a descriptor is stored only while Self is
+	// among the hsdirAcceptRank lowest-ranked of them (with Self) for one
+	// of its replicas; others are answered statusNotResponsible. Nil
+	// HSDirView stores any valid descriptor.
+	Self      peer.ID
+	HSDirView func() []peer.ID
 	// PeriodLen is the descriptor time period in seconds. Default
 	// DefaultPeriodLen.
 	PeriodLen uint32
@@ -71,6 +87,12 @@ type ServerConfig struct {
 	// MaxWaiting, MaxIntros and MaxDescriptors cap what peers can make
 	// this node hold. Defaults 4096, 4096 and 16384.
 	MaxWaiting, MaxIntros, MaxDescriptors int
+	// MaxSpliceBuffer caps, in bytes, the memory all rendezvous splices
+	// together hold in their queues (rvconn.go): each end buffers up to
+	// maxRVBuffer while they hold less, and at most minRVBuffer once they
+	// hold this much, until they drain. This memory is not charged to the
+	// circuit engine's budget (Limits.MemoryBudget). Default 64 MiB.
+	MaxSpliceBuffer int64
 	// Observe, if set, is told what this node learns: the kind of each
 	// stream (a Target* constant) with the previous hop, and every chunk of
 	// bytes it splices at a rendezvous. For tests and audits; must not block.
@@ -104,6 +126,9 @@ func (c *ServerConfig) defaults() {
 	}
 	if c.MaxDescriptors == 0 {
 		c.MaxDescriptors = 16384
+	}
+	if c.MaxSpliceBuffer <= 0 {
+		c.MaxSpliceBuffer = 64 << 20
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -141,6 +166,22 @@ type Server struct {
 	intros   map[[introIDLen]byte]*introHold // held introduction points
 	descs    map[[32]byte]storedDesc         // descriptors by index
 
+	// rvChunks recycles the chunks of every rvConn's read queue (a
+	// sync.Pool: safe for concurrent use, not under mu).
+	rvChunks sync.Pool // of *rvChunk
+	// spliced is the chunk memory every rvConn's queue holds
+	// (rvQueue.held), against MaxSpliceBuffer.
+	spliced atomic.Int64
+
+	// view and viewAt cache HSDirView for hsdirViewTTL, so that a flood
+	// of descriptor puts does not copy the discovery view for each one.
+	view   []peer.ID
+	viewAt time.Time
+	// mine caches IsResponsible's verdicts by index for view (a new map
+	// with each view, at most maxMineCache), so that replaying one
+	// descriptor does not rank the view again for each put.
+	mine map[[32]byte]bool
+
 	cookies  *replayCache // every cookie ever registered (reuse refused)
 	intrSeen *replayCache // introductions forwarded (replay refused)
 }
@@ -152,9 +193,13 @@ type rvWaiter struct {
 
 type introHold struct {
 	effort uint8 // proof of work asked of introductions
-	conn   net.Conn
-	wmu    sync.Mutex // serializes forwarded introductions
-	bucket *tokenBucket
+	// withNonce: forward each introduction's nonce too (TargetIntroHold;
+	// not TargetIntroHoldV1), so the service checks the proof of work
+	// itself.
+	withNonce bool
+	conn      net.Conn
+	wmu       sync.Mutex // serializes forwarded introductions
+	bucket    *tokenBucket
 }
 
 type storedDesc struct {
@@ -181,7 +226,7 @@ func NewServer(cfg ServerConfig) *Server {
 		intrSeen:   newReplayCache(1<<16, 2*time.Duration(cfg.PeriodLen)*time.Second),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	for _, t := range []string{TargetRendezvous, TargetIntroHold, TargetIntroduce, TargetDescPut, TargetDescGet} {
+	for _, t := range []string{TargetRendezvous, TargetIntroHold, TargetIntroHoldV1, TargetIntroduce, TargetDescPut, TargetDescGet} {
 		pt, err := cell.ParseTarget(t)
 		if err != nil {
 			panic("rendezvous: bad constant target") // unreachable
@@ -253,8 +298,8 @@ func (s *Server) Serve(ctx context.Context, req circuit.BeginRequest, conn net.C
 	}
 	conn.SetReadDeadline(time.Now().Add(handshakeTimeout))
 	switch kind {
-	case TargetIntroHold:
-		s.serveIntroHold(ctx, req, conn)
+	case TargetIntroHold, TargetIntroHoldV1:
+		s.serveIntroHold(ctx, req, conn, kind == TargetIntroHold)
 	case TargetIntroduce:
 		s.serveIntroduce(conn)
 	case TargetDescPut:
@@ -288,7 +333,7 @@ func introHoldMessage(cookie [cell.CookieLen]byte, id [introIDLen]byte, effort u
 // circuits rather than a few circuits of 64 streams.
 const maxHoldsPerCircuit = 2
 
-func (s *Server) serveIntroHold(ctx context.Context, req circuit.BeginRequest, conn net.Conn) {
+func (s *Server) serveIntroHold(ctx context.Context, req circuit.BeginRequest, conn net.Conn, withNonce bool) {
 	var b [introIDLen + ed25519.PublicKeySize + 1 + ed25519.SignatureSize]byte
 	if _, err := io.ReadFull(conn, b[:]); err != nil {
 		return
@@ -302,7 +347,7 @@ func (s *Server) serveIntroHold(ctx context.Context, req circuit.BeginRequest, c
 		conn.Write([]byte{statusRefused})
 		return
 	}
-	h := &introHold{effort: effort, conn: conn, bucket: newTokenBucket(s.cfg.IntroRate, s.cfg.IntroBurst, s.cfg.Now())}
+	h := &introHold{effort: effort, withNonce: withNonce, conn: conn, bucket: newTokenBucket(s.cfg.IntroRate, s.cfg.IntroBurst, s.cfg.Now())}
 	circ := req.Cookie
 	s.mu.Lock()
 	old := s.intros[id]
@@ -388,9 +433,12 @@ func (s *Server) serveIntroduce(conn net.Conn) {
 		conn.Write([]byte{statusReplay})
 		return
 	}
-	fwd := make([]byte, 2, 2+n)
+	fwd := make([]byte, 2, 2+n+powNonceLen)
 	binary.BigEndian.PutUint16(fwd, uint16(n))
 	fwd = append(fwd, msg...)
+	if hold.withNonce {
+		fwd = append(fwd, nonce[:]...)
+	}
 	hold.wmu.Lock()
 	hold.conn.SetWriteDeadline(time.Now().Add(handshakeTimeout))
 	_, err := hold.conn.Write(fwd)
@@ -430,6 +478,11 @@ func (s *Server) serveDescPut(ctx context.Context, circ [cell.CookieLen]byte, co
 	if err != nil {
 		s.log.Debug("descriptor refused", "err", err)
 		conn.Write([]byte{statusRefused})
+		return
+	}
+	if s.cfg.HSDirView != nil && !s.responsible(o, now) {
+		s.log.Debug("descriptor refused: not among its HSDirs in this view")
+		conn.Write([]byte{statusNotResponsible})
 		return
 	}
 	idx := o.Index()
@@ -482,6 +535,52 @@ func (s *Server) serveDescPut(ctx context.Context, circ [cell.CookieLen]byte, co
 			s.log.Debug("descriptor stored but not announced", "err", err)
 		}
 	}
+}
+
+// hsdirViewTTL is how long the Server uses one HSDirView answer.
+const hsdirViewTTL = 5 * time.Second
+
+// maxMineCache bounds the verdicts Server.mine holds.
+const maxMineCache = 4096
+
+// responsible reports whether this HSDir is responsible for o by its view
+// (IsResponsible), from the cache while the view is fresh.
+func (s *Server) responsible(o *Outer, now time.Time) bool {
+	idx := o.Index()
+	v, mine := s.hsdirView(now)
+	s.mu.Lock()
+	ok, had := mine[idx]
+	s.mu.Unlock()
+	if had {
+		return ok
+	}
+	ok = IsResponsible(s.cfg.Self, v, o.Blinded, o.Period, o.PeriodLen, hsdirAcceptRank)
+	s.mu.Lock()
+	if len(mine) < maxMineCache { // the view's own map: a newer view has its own
+		mine[idx] = ok
+	}
+	s.mu.Unlock()
+	return ok
+}
+
+// hsdirView returns HSDirView's answer, at most hsdirViewTTL old, and the
+// verdicts cached for it (guarded by s.mu).
+func (s *Server) hsdirView(now time.Time) ([]peer.ID, map[[32]byte]bool) {
+	s.mu.Lock()
+	v, at, mine := s.view, s.viewAt, s.mine
+	s.mu.Unlock()
+	if v != nil && now.Sub(at) < hsdirViewTTL && !now.Before(at) {
+		return v, mine
+	}
+	v = s.cfg.HSDirView()
+	if v == nil {
+		v = []peer.ID{}
+	}
+	mine = make(map[[32]byte]bool)
+	s.mu.Lock()
+	s.view, s.viewAt, s.mine = v, now, mine
+	s.mu.Unlock()
+	return v, mine
 }
 
 func (s *Server) serveDescGet(conn net.Conn) {

@@ -95,8 +95,19 @@ func TestRendezvousCookieOnce(t *testing.T) {
 // cookie is cc and returns the held stream and the intro ID.
 func holdIntro(t *testing.T, s *Server, cc [cell.CookieLen]byte, effort uint8) (net.Conn, [introIDLen]byte, ed25519.PrivateKey) {
 	t.Helper()
+	return holdIntroKind(t, s, TargetIntroHold, cc, effort)
+}
+
+func holdIntroAt(t *testing.T, s *Server, kind string, cc [cell.CookieLen]byte, effort uint8) (net.Conn, [introIDLen]byte) {
+	t.Helper()
+	c, id, _ := holdIntroKind(t, s, kind, cc, effort)
+	return c, id
+}
+
+func holdIntroKind(t *testing.T, s *Server, kind string, cc [cell.CookieLen]byte, effort uint8) (net.Conn, [introIDLen]byte, ed25519.PrivateKey) {
+	t.Helper()
 	auth, id := newAuthKey()
-	c := serve(t, s, TargetIntroHold, cc)
+	c := serve(t, s, kind, cc)
 	msg := append(append(id[:0:0], id[:]...), auth.Public().(ed25519.PublicKey)...)
 	msg = append(msg, effort)
 	msg = append(msg, ed25519.Sign(auth, introHoldMessage(cc, id, effort))...)
@@ -134,6 +145,9 @@ func TestIntroPointForwardsOnceAndRateLimits(t *testing.T) {
 	go func() {
 		for {
 			m, err := readFrame16(held, maxIntroLen)
+			if err == nil {
+				_, err = io.ReadFull(held, make([]byte, powNonceLen))
+			}
 			if err != nil {
 				close(got)
 				return
@@ -243,7 +257,26 @@ func TestIntroPointProofOfWork(t *testing.T) {
 	s := NewServer(ServerConfig{})
 	const effort = 10
 	held, id, auth := holdIntro(t, s, [cell.CookieLen]byte{3}, effort)
-	go io.Copy(io.Discard, held)
+	type forwarded struct {
+		msg   []byte
+		nonce [powNonceLen]byte
+		err   error
+	}
+	// readFwd reads one forwarded introduction off c (the hold's stream is
+	// a synchronous pipe: the intro point's write waits for this read).
+	readFwd := func(c net.Conn, withNonce bool) chan forwarded {
+		ch := make(chan forwarded, 1)
+		go func() {
+			var f forwarded
+			f.msg, f.err = readFrame16(c, maxIntroLen)
+			if f.err == nil && withNonce {
+				_, f.err = io.ReadFull(c, f.nonce[:])
+			}
+			ch <- f
+		}()
+		return ch
+	}
+	fwdCh := readFwd(held, true)
 	msg := make([]byte, 64)
 	rand.Read(msg)
 	var bad [powNonceLen]byte
@@ -259,6 +292,30 @@ func TestIntroPointProofOfWork(t *testing.T) {
 	}
 	if st := introducePoW(t, s, id, msg, nonce); st != statusOK {
 		t.Fatalf("introduction with proof of work: status %d", st)
+	}
+	// The hold forwards the nonce after the message, for the service to
+	// check the work again; a hold of the first version does not.
+	if f := <-fwdCh; f.err != nil || string(f.msg) != string(msg) || f.nonce != nonce {
+		t.Fatalf("forwarded introduction: %v, nonce %x want %x", f.err, f.nonce, nonce)
+	}
+	go io.Copy(io.Discard, held)
+	v1, v1id := holdIntroAt(t, s, TargetIntroHoldV1, [cell.CookieLen]byte{5}, effort)
+	msg = make([]byte, 64)
+	rand.Read(msg)
+	if nonce, err = solvePoW(t.Context(), v1id, msg, effort); err != nil {
+		t.Fatal(err)
+	}
+	v1Ch := readFwd(v1, false)
+	if st := introducePoW(t, s, v1id, msg, nonce); st != statusOK {
+		t.Fatalf("introduction through a v1 hold: status %d", st)
+	}
+	if f := <-v1Ch; f.err != nil || string(f.msg) != string(msg) {
+		t.Fatalf("v1 hold forwarded: %v", f.err)
+	}
+	v1.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	var extra [1]byte
+	if n, _ := v1.Read(extra[:]); n != 0 {
+		t.Fatal("a v1 hold got bytes after the introduction")
 	}
 	c := serve(t, s, TargetIntroHold, [cell.CookieLen]byte{4})
 	hm := append(append(id[:0:0], id[:]...), auth.Public().(ed25519.PublicKey)...)

@@ -46,6 +46,9 @@ type service struct {
 	// but ended without a rendezvous (bad, replayed, unknown port or
 	// rendezvous point, circuit or handshake failure).
 	introFailed atomic.Uint64
+	// powRefused counts introductions dropped for too little proof of
+	// work (the intro point should have refused them).
+	powRefused atomic.Uint64
 }
 
 // introSlot is one introduction point the service holds.
@@ -73,6 +76,7 @@ func (s *service) info() ServiceInfo {
 		Address: s.addr, ServiceID: s.addr[:len(s.addr)-len(".onion")],
 		Ports: append([]Port(nil), s.ports...), Intros: n, IntroPeers: peers, Published: s.pubDone.Load(),
 		FailedIntroductions: s.introFailed.Load(),
+		PoWRefused:          s.powRefused.Load(),
 	}
 }
 
@@ -215,10 +219,14 @@ func (s *service) hold(sl *introSlot) (wasUp bool, err error) {
 	bucket := newTokenBucket(serviceIntroRate, serviceIntroBurst, s.m.cfg.Now())
 	for {
 		msg, err := readFrame16(st, maxIntroLen)
+		var nonce [powNonceLen]byte
+		if err == nil {
+			_, err = io.ReadFull(st, nonce[:])
+		}
 		if err != nil {
 			return true, err
 		}
-		s.dispatch(id, msg, bucket)
+		s.dispatch(id, msg, nonce, bucket)
 	}
 }
 
@@ -233,9 +241,18 @@ const (
 )
 
 // dispatch answers one introduction read from a held intro point on a
-// goroutine of s, unless the point's bucket is empty or too many
-// rendezvous are in progress; it reports whether it started one.
-func (s *service) dispatch(id [introIDLen]byte, msg []byte, bucket *tokenBucket) bool {
+// goroutine of s, unless its proof of work falls short of this service's
+// own effort (Config.PoWEffort: the intro point's check is not trusted, a
+// colluding or lazy one would skip it), the point's bucket is empty or too
+// many rendezvous are in progress; it reports whether it started one. The
+// proof of work is checked first, so that introductions without it cost
+// one hash and take no token from real ones.
+func (s *service) dispatch(id [introIDLen]byte, msg []byte, nonce [powNonceLen]byte, bucket *tokenBucket) bool {
+	if !powOK(id, msg, nonce, s.m.cfg.PoWEffort) {
+		s.powRefused.Add(1)
+		s.m.log.Debug("introduction dropped: not enough proof of work")
+		return false
+	}
 	if !bucket.allow(s.m.cfg.Now()) {
 		s.m.log.Debug("introduction dropped: intro point over its rate")
 		return false
@@ -307,57 +324,124 @@ func (s *service) publishOnce() error {
 	cur := PeriodOf(now, cfg.PeriodLen)
 	rev := max(uint64(now.UnixNano()), s.revision.Load()+1)
 	s.revision.Store(rev)
-	var raws [][]byte
+	var (
+		raws    [][]byte
+		blinded []ed25519.PublicKey
+	)
 	for _, p := range []uint64{cur, cur + 1} {
 		d := &Descriptor{Period: p, PeriodLen: cfg.PeriodLen, Revision: rev, Intros: ips, PoWEffort: cfg.PoWEffort,
 			Expires: periodStart(p+1, cfg.PeriodLen).Add(time.Duration(cfg.PeriodLen) * time.Second / 2)}
 		copy(d.EncKey[:], s.static.Public)
-		raw, err := encodeDescriptor(d, s.key.Public(), s.signer.blind(p, uint64(cfg.PeriodLen)))
+		signer := s.signer.blind(p, uint64(cfg.PeriodLen))
+		raw, err := encodeDescriptor(d, s.key.Public(), signer)
 		if err != nil {
 			return err
 		}
 		raws = append(raws, raw)
+		blinded = append(blinded, signer.Public())
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, 60*time.Second)
 	defer cancel()
-	dirs, err := cfg.Pick(ctx, cfg.HSDirs, nil)
-	if err != nil || len(dirs) == 0 {
-		return fmt.Errorf("no HSDir: %v", err)
+	plan, err := s.uploadPlan(ctx, []uint64{cur, cur + 1}, blinded, raws)
+	if err != nil {
+		return err
 	}
 	var (
 		wg   sync.WaitGroup
 		ok   atomic.Int32
-		errs = make([]error, len(dirs))
+		errs = make([]error, len(plan))
 	)
-	for i, dir := range dirs {
+	for i, u := range plan {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if errs[i] = s.upload(ctx, dir, raws); errs[i] == nil {
+			// Published means this period's descriptor is stored somewhere.
+			stored, err := s.upload(ctx, u.dir, u.raws)
+			errs[i] = err
+			if stored && u.current {
 				ok.Add(1)
 			}
 		}()
 	}
 	wg.Wait()
 	if ok.Load() == 0 {
-		return errors.Join(errs...)
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+		return errors.New("no HSDir stored this period's descriptor")
 	}
 	s.pubDone.Store(true)
 	s.pubOnce.Do(func() { close(s.published) })
 	return nil
 }
 
-// upload stores raws on one HSDir over one circuit (a stream each).
-func (s *service) upload(ctx context.Context, dir circuit.HopInfo, raws [][]byte) error {
+// dirUpload is what one publication stores on one HSDir.
+type dirUpload struct {
+	dir  circuit.HopInfo
+	raws [][]byte
+	// current: raws holds the current period's descriptor (the first).
+	current bool
+}
+
+// uploadPlan maps each HSDir to the descriptors it stores: with HSDirView,
+// the responsible HSDirs of the ring for each period's blinded key (the
+// next period's are other nodes); without, HSDirs random nodes (Pick)
+// that store both.
+func (s *service) uploadPlan(ctx context.Context, periods []uint64, blinded []ed25519.PublicKey, raws [][]byte) ([]dirUpload, error) {
+	cfg := &s.m.cfg
+	if cfg.HSDirView == nil {
+		dirs, err := cfg.Pick(ctx, cfg.HSDirs, nil)
+		if err != nil || len(dirs) == 0 {
+			return nil, fmt.Errorf("no HSDir: %v", err)
+		}
+		plan := make([]dirUpload, len(dirs))
+		for i, d := range dirs {
+			plan[i] = dirUpload{dir: d, raws: raws, current: true}
+		}
+		return plan, nil
+	}
+	view, err := cfg.HSDirView(ctx)
+	if err != nil || len(view) == 0 {
+		return nil, fmt.Errorf("no HSDir in view: %v", err)
+	}
+	hops := make(map[peer.ID]circuit.HopInfo, len(view))
+	ids := make([]peer.ID, 0, len(view))
+	for _, h := range view {
+		hops[h.Peer] = h
+		ids = append(ids, h.Peer)
+	}
+	var plan []dirUpload
+	at := map[peer.ID]int{}
+	for i, p := range periods {
+		for _, id := range ResponsibleHSDirs(ids, blinded[i], p, cfg.PeriodLen, cfg.HSDirs) {
+			j, ok := at[id]
+			if !ok {
+				j = len(plan)
+				at[id] = j
+				plan = append(plan, dirUpload{dir: hops[id]})
+			}
+			plan[j].raws = append(plan[j].raws, raws[i])
+			plan[j].current = plan[j].current || i == 0
+		}
+	}
+	return plan, nil
+}
+
+// upload stores raws on one HSDir over one circuit (a stream each) and
+// reports whether the first was stored; a descriptor the HSDir refuses
+// (it may not count itself responsible for the other period's) does not
+// keep the others from being offered.
+func (s *service) upload(ctx context.Context, dir circuit.HopInfo, raws [][]byte) (firstStored bool, err error) {
 	c, err := s.m.buildService(ctx, dir)
 	if err != nil {
-		return fmt.Errorf("hsdir circuit: %w", err)
+		return false, fmt.Errorf("hsdir circuit: %w", err)
 	}
 	defer c.Close()
-	for _, raw := range raws {
+	var errs []error
+	for i, raw := range raws {
 		st, err := c.Dial(ctx, cell.ServiceRendezvous, targetDescPut)
 		if err != nil {
-			return fmt.Errorf("hsdir put: %w", err)
+			return firstStored, errors.Join(append(errs, fmt.Errorf("hsdir put: %w", err))...)
 		}
 		_, err = st.Write(appendFrame16(nil, raw))
 		var stt byte
@@ -365,14 +449,18 @@ func (s *service) upload(ctx context.Context, dir circuit.HopInfo, raws [][]byte
 			stt, err = readStatus(st, handshakeTimeout)
 		}
 		st.Close()
-		if err != nil {
-			return fmt.Errorf("hsdir put: %w", err)
-		}
-		if stt != statusOK && stt != statusReplay {
-			return fmt.Errorf("hsdir refused descriptor (status %d)", stt)
+		switch {
+		case err != nil:
+			return firstStored, errors.Join(append(errs, fmt.Errorf("hsdir put: %w", err))...)
+		case stt == statusOK || stt == statusReplay:
+			firstStored = firstStored || i == 0
+		case stt == statusNotResponsible:
+			errs = append(errs, errors.New("hsdir refused descriptor: not responsible for it in its view"))
+		default:
+			errs = append(errs, fmt.Errorf("hsdir refused descriptor (status %d)", stt))
 		}
 	}
-	return nil
+	return firstStored, errors.Join(errs...)
 }
 
 // rendezvous answers one introduction: it decrypts it, builds its own
@@ -432,6 +520,11 @@ func (s *service) rendezvous(id [introIDLen]byte, msg []byte, established func()
 	if err != nil {
 		return fmt.Errorf("rendezvous circuit: %w", err)
 	}
+	// A remote client starts this circuit and chooses what flows on it:
+	// its queue counts against MaxQueuedCells, as a relayed circuit's,
+	// so that sessions in numbers cannot make this node queue without
+	// bound toward its vanguard.
+	c.ForOthers()
 	defer lingerClose(s.ctx, c)
 	st, err := c.Dial(ctx, cell.ServiceRendezvous, targetRendezvous)
 	if err != nil {
@@ -460,7 +553,7 @@ func (s *service) rendezvous(id [introIDLen]byte, msg []byte, established func()
 	defer dst.Close()
 	established()
 	cancel() // the build and dial bounds end here; the session has none
-	sc := newSecureConn(st, cs2, cs1)
+	sc := newSecureConn(st, cs2, cs1, cell.MaxData(len(c.Path())))
 	stop := context.AfterFunc(s.ctx, func() { st.Close(); dst.Close() })
 	defer stop()
 	join(sc, dst)
@@ -504,10 +597,19 @@ func lingerClose(ctx context.Context, c *circuit.Circuit) {
 }
 
 // join copies both ways until one direction ends, then closes both (the
-// stream cannot half-close).
-func join(a, b net.Conn) {
+// stream cannot half-close). a is the end-to-end conn: what b (the
+// target) sends is read up to a full batch of a at a time while it
+// flows (a.readFrom), so a's batched frames fill whole cells, and into
+// 2 KiB once b was quiet for idleRelease (join owns b's read deadline);
+// the other way a's frames are written to b as they are decrypted
+// (a.WriteTo). An idle session holds no batch or frame buffer
+// (batchbuf.go, framepool.go).
+func join(a *secureConn, b net.Conn) {
 	done := make(chan struct{}, 2)
-	go func() { io.Copy(a, b); done <- struct{}{} }()
+	go func() {
+		a.readFrom(b, b)
+		done <- struct{}{}
+	}()
 	go func() { io.Copy(b, a); done <- struct{}{} }()
 	<-done
 	a.Close()

@@ -29,6 +29,10 @@ awk '
 		if ($(i+1) == "ns/op") { ns[name] = ns[name] " " $i }
 		if ($(i+1) == "MB/s")  { mbs[name] = mbs[name] " " $i }
 		if ($(i+1) == "slowest/mean") { spread[name] = spread[name] " " $i }
+		if ($(i+1) == "failed-circuits") { failed[name] = failed[name] " " $i }
+		if ($(i+1) == "relay-B/idle-circ") { ridle[name] = ridle[name] " " $i }
+		if ($(i+1) == "relay-peak-B/active-circ") { ractive[name] = ractive[name] " " $i }
+		if ($(i+1) == "heap-B/active-circ") { hactive[name] = hactive[name] " " $i }
 	}
 }
 function median(s,   a, n, i, j, t) {
@@ -48,9 +52,14 @@ END {
 	printf "layer     one hop, one cell: %.1f MB/s\n", median(mbs["BenchmarkLayer"])
 	printf "sharing   100 circuits through one relay: %.1f MB/s in all, slowest / mean = %.2f (target >= 0.50)\n", \
 		median(mbs["BenchmarkManyCircuits"]), median(spread["BenchmarkManyCircuits"])
+	printf "          circuits that failed, per run:%s (target: none)\n", failed["BenchmarkManyCircuits"]
+	printf "          relay budget per circuit: idle %.1f KiB, peak while active %.1f KiB | whole-process heap per active circuit %.1f MiB\n", \
+		median(ridle["BenchmarkManyCircuits"]) / 1024, median(ractive["BenchmarkManyCircuits"]) / 1024, median(hactive["BenchmarkManyCircuits"]) / 1048576
 	ia = median(ns["BenchmarkInteractive/alone"]); ib = median(ns["BenchmarkInteractive/beside-bulk"]); ip = median(ns["BenchmarkInteractive/beside-paced-bulk"])
+	io = median(ns["BenchmarkInteractive/bulk-on-other-links"])
 	printf "          interactive echo alone %.2f ms | beside a bulk circuit %.2f ms | beside one paced to 40 MB/s %.2f ms\n", ia / 1e6, ib / 1e6, ip / 1e6
 	if (ia > 0) printf "          ratios %.1f and %.1f (target <= 2; unpaced, the 2 CPUs running the whole network are the bottleneck)\n", ib / ia, ip / ia
+	if (ia > 0 && io > 0) printf "          control: bulk on three other relays (shares only the CPUs) %.2f ms = %.1fx alone; beside bulk / control = %.1f\n", io / 1e6, io / ia, ib / io
 	fd = median(ns["BenchmarkE2EFreshCredentials/direct"]); fp = median(ns["BenchmarkE2EFreshCredentials/prebuilt"]); fb = median(ns["BenchmarkE2EFreshCredentials/build"])
 	printf "fresh credentials through the devnet, first byte: pre-built circuit %.2f ms | build on the critical path %.2f ms | direct %.2f ms\n", fp / 1e6, fb / 1e6, fd / 1e6
 	if (fd > 0) printf "          pre-built - direct = %.2f ms (target <= 1 ms); build / pre-built = %.1fx\n", (fp - fd) / 1e6, (fp > 0 ? fb / fp : 0)

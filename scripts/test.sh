@@ -24,7 +24,7 @@ apt_install() {
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
 }
 
-apt_install curl ca-certificates
+apt_install curl ca-certificates tor
 
 say "go vet"
 go vet ./...

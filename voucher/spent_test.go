@@ -134,3 +134,40 @@ func equalBools(a, b []bool) bool {
 	}
 	return true
 }
+
+// TestSpendOfSpentEntriesWritesNothing: a batch whose every voucher is
+// already spent (a replayed handshake or TOPUP payment) is answered from a
+// read transaction, with no write transaction and no fsync. Found in
+// review: since payment moved into the CREATE handshake, any neighbour
+// could replay a spent batch in CREATEs at the CREATE rate, each one a
+// synced write transaction of the spent set.
+func TestSpendOfSpentEntriesWritesNothing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	exp := testT0.Add(hour)
+	db, s := openSpent(t, filepath.Join(t.TempDir(), "spent.db"))
+	defer db.Close()
+	defer s.Close()
+	batch := []SpentEntry{entry(1, 1, exp), entry(1, 2, exp)}
+	if fresh, err := s.Spend(ctx, batch); err != nil || !equalBools(fresh, []bool{true, true}) {
+		t.Fatalf("first spend: %v, %v", fresh, err)
+	}
+	before := s.commits.Load()
+	for i := 0; i < 3; i++ {
+		fresh, err := s.Spend(ctx, batch)
+		if err != nil || !equalBools(fresh, []bool{false, false}) {
+			t.Fatalf("replay %d: %v, %v", i, fresh, err)
+		}
+	}
+	if n := s.commits.Load() - before; n != 0 {
+		t.Fatalf("replaying a spent batch ran %d write transactions, want 0", n)
+	}
+	// A batch with one new voucher is still written, and only it is fresh.
+	fresh, err := s.Spend(ctx, []SpentEntry{entry(1, 1, exp), entry(1, 3, exp)})
+	if err != nil || !equalBools(fresh, []bool{false, true}) {
+		t.Fatalf("mixed batch: %v, %v", fresh, err)
+	}
+	if ok, _ := s.IsSpent(entry(1, 3, exp)); !ok {
+		t.Fatal("the new voucher of a mixed batch was not marked spent")
+	}
+}

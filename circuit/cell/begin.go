@@ -11,6 +11,10 @@ const (
 	ServiceMempool    Service = 1 // mempool delivery
 	ServiceRendezvous Service = 2 // rendezvous
 	ServiceMint       Service = 3 // the hop's voucher mint (target MintTarget)
+	// ServiceTorGateway forwards the stream into the Tor network through
+	// the last hop's own tor: the target is a v3 ".onion" host and port,
+	// and a refusal from tor comes back as END EndTorSocks.
+	ServiceTorGateway Service = 4
 )
 
 // MintTarget is the one BEGIN target of ServiceMint (§5 BEGIN): the host
@@ -20,7 +24,7 @@ const (
 const MintTarget = "mint:1"
 
 // Valid reports whether s is a known service.
-func (s Service) Valid() bool { return s <= ServiceMint }
+func (s Service) Valid() bool { return s <= ServiceTorGateway }
 
 // String returns a short name for s, or "Service(n)" if unknown.
 func (s Service) String() string {
@@ -33,6 +37,8 @@ func (s Service) String() string {
 		return "rendezvous"
 	case ServiceMint:
 		return "mint"
+	case ServiceTorGateway:
+		return "tor-gateway"
 	}
 	return "Service(" + strconv.Itoa(int(s)) + ")"
 }

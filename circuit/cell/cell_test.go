@@ -62,11 +62,13 @@ func TestStrings(t *testing.T) {
 		{RelayCmd(14).String(), "RelayCmd(14)"},
 		{EndDone.String(), "done"},
 		{EndResourceLimit.String(), "resource-limit"},
-		{EndReason(12).String(), "EndReason(12)"},
+		{EndTorSocks.String(), "tor-socks"},
+		{EndReason(13).String(), "EndReason(13)"},
 		{ServiceExit.String(), "exit"},
 		{ServiceRendezvous.String(), "rendezvous"},
 		{ServiceMint.String(), "mint"},
-		{Service(4).String(), "Service(4)"},
+		{ServiceTorGateway.String(), "tor-gateway"},
+		{Service(5).String(), "Service(5)"},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {

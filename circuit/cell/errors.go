@@ -49,6 +49,10 @@ var (
 	// ErrBadAddr: an unknown atyp, or an address that cannot be encoded
 	// (zoned, or missing where one is required) (§5).
 	ErrBadAddr error = &codecError{"cell: bad address"}
+	// ErrBadCode: an END tor-socks whose socks_code is missing from the
+	// value or not a SOCKS5 failure code (ValidSocksCode), or a SocksCode
+	// given with another reason (§5.1).
+	ErrBadCode error = &codecError{"cell: bad socks code"}
 	// ErrTooMany: more EXTEND addresses than MaxExtendAddrs.
 	ErrTooMany error = &codecError{"cell: too many items"}
 )

@@ -10,7 +10,7 @@ func TestSentinels(t *testing.T) {
 	t.Parallel()
 	all := []error{ErrShort, ErrTooLong, ErrBadLength, ErrBadPadding, ErrTrailing,
 		ErrUnknownCommand, ErrBadStream, ErrBadDepth, ErrUnknownReason,
-		ErrBadService, ErrBadTarget, ErrBadHost, ErrBadAddr, ErrTooMany}
+		ErrBadService, ErrBadTarget, ErrBadHost, ErrBadAddr, ErrTooMany, ErrBadCode}
 	if len(all) != len(sentinels) {
 		t.Fatalf("%d sentinels here, %d named for testdata", len(all), len(sentinels))
 	}

@@ -100,6 +100,8 @@ func FuzzResolved(f *testing.F)  { fuzzMessage(f, "resolved") }
 func FuzzTopUp(f *testing.F)     { fuzzMessage(f, "topup") }
 func FuzzTopUpAck(f *testing.F)  { fuzzMessage(f, "topup_ack") }
 func FuzzTeardown(f *testing.F)  { fuzzMessage(f, "teardown") }
+func FuzzOffer(f *testing.F)     { fuzzMessage(f, "offer") }
+func FuzzAnswer(f *testing.F)    { fuzzMessage(f, "answer") }
 
 // FuzzCell checks whole cells: the header accessors and, by command, the
 // CREATE, CREATED and DESTROY bodies. Inputs are laid at the front of a zero

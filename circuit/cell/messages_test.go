@@ -47,7 +47,8 @@ func TestRelayBodiesRoundTrip(t *testing.T) {
 		{"connected v4", &Connected{netip.MustParseAddr("203.0.113.9")}, func() relayBody { return new(Connected) }},
 		{"connected v6", &Connected{netip.MustParseAddr("2001:db8::7")}, func() relayBody { return new(Connected) }},
 		{"connected v4-mapped", &Connected{netip.MustParseAddr("::ffff:1.2.3.4")}, func() relayBody { return new(Connected) }},
-		{"end", &End{EndExitPolicy}, func() relayBody { return new(End) }},
+		{"end", &End{Reason: EndExitPolicy}, func() relayBody { return new(End) }},
+		{"end tor-socks", &End{Reason: EndTorSocks, SocksCode: 0xF6}, func() relayBody { return new(End) }},
 		{"extend", &Extend{Peer: []byte{0x12, 0x20, 9}, Addrs: [][]byte{{4, 127, 0, 0, 1}}, OnionKey: key, Handshake: make([]byte, 48)}, func() relayBody { return new(Extend) }},
 		{"extend max addrs", &Extend{Peer: bytes.Repeat([]byte{7}, MaxPeerIDLen), Addrs: eightAddrs, OnionKey: key, Handshake: []byte{1}}, func() relayBody { return new(Extend) }},
 		{"extended", &Extended{Handshake: make([]byte, 64)}, func() relayBody { return new(Extended) }},
@@ -125,10 +126,13 @@ func TestRelayBodiesEncodeErrors(t *testing.T) {
 		in   encoding.BinaryAppender
 		err  error
 	}{
-		{"begin bad service", &Begin{Service(4), mustTarget("h:1")}, ErrBadService},
+		{"begin bad service", &Begin{Service(5), mustTarget("h:1")}, ErrBadService},
 		{"begin zero target", &Begin{ServiceExit, Target{}}, ErrBadTarget},
 		{"connected zone", &Connected{netip.MustParseAddr("fe80::1%eth0")}, ErrBadAddr},
-		{"end unknown", &End{EndReason(12)}, ErrUnknownReason},
+		{"end unknown", &End{Reason: EndReason(13)}, ErrUnknownReason},
+		{"end tor-socks no code", &End{Reason: EndTorSocks}, ErrBadCode},
+		{"end tor-socks code 0x09", &End{Reason: EndTorSocks, SocksCode: 0x09}, ErrBadCode},
+		{"end code with another reason", &End{Reason: EndExitPolicy, SocksCode: 0xF0}, ErrBadCode},
 		{"extend no peer", &Extend{OnionKey: key, Handshake: []byte{1}}, ErrShort},
 		{"extend long peer", &Extend{Peer: make([]byte, MaxPeerIDLen+1), OnionKey: key, Handshake: []byte{1}}, ErrTooLong},
 		{"extend nine addrs", &Extend{Peer: []byte{1}, Addrs: nine, Handshake: []byte{1}}, ErrTooMany},

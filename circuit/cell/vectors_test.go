@@ -39,6 +39,7 @@ var sentinels = map[string]error{
 	"ErrBadHost":        ErrBadHost,
 	"ErrBadAddr":        ErrBadAddr,
 	"ErrTooMany":        ErrTooMany,
+	"ErrBadCode":        ErrBadCode,
 }
 
 // loadVectors reads testdata/vectors.json and returns each vector with its
@@ -174,6 +175,20 @@ func decodeAs(typ string, b []byte) (desc string, again []byte, err error) {
 		}
 		out, err := m.AppendBinary(nil)
 		return fmt.Sprintf("addr=%v", m.Addr), out, err
+	case "offer":
+		var m Offer
+		if err := m.UnmarshalBinary(b); err != nil {
+			return "", nil, err
+		}
+		out, err := m.AppendBinary(nil)
+		return fmt.Sprintf("kind=%d batch=%x", m.Kind, m.Batch), out, err
+	case "answer":
+		var m Answer
+		if err := m.UnmarshalBinary(b); err != nil {
+			return "", nil, err
+		}
+		out, err := m.AppendBinary(nil)
+		return fmt.Sprintf("cookie=%x paid=%v status=%d ack=%x", m.Cookie, m.Paid, m.Status, m.Ack), out, err
 	case "teardown":
 		var m Teardown
 		if err := m.UnmarshalBinary(b); err != nil {
@@ -187,6 +202,9 @@ func decodeAs(typ string, b []byte) (desc string, again []byte, err error) {
 			return "", nil, err
 		}
 		out, err := m.AppendBinary(nil)
+		if m.Reason == EndTorSocks {
+			return fmt.Sprintf("reason=%v code=0x%02x", m.Reason, m.SocksCode), out, err
+		}
 		return fmt.Sprintf("reason=%v", m.Reason), out, err
 	case "extend":
 		var m Extend

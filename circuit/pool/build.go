@@ -204,7 +204,13 @@ func (p *Pool) buildCircuit(ctx context.Context, port uint16) (*circuit.Circuit,
 		var be *circuit.BuildError
 		if errors.As(err, &be) && be.Hop >= 0 && be.Hop < len(path.Hops) {
 			bad := path.Hops[be.Hop].Peer
-			p.log.Debug("build failed at a hop", "attempt", attempt+1, "hop", be.Hop+1, "peer", bad, "err", err)
+			if errors.Is(err, circuit.ErrPayment) {
+				// PROTOCOL.md §4.4: a paid hop refused the handshake's
+				// payment (or got none); say which hop and why.
+				p.log.Warn("a hop refused the circuit for payment", "attempt", attempt+1, "hop", be.Hop+1, "peer", bad, "err", err)
+			} else {
+				p.log.Debug("build failed at a hop", "attempt", attempt+1, "hop", be.Hop+1, "peer", bad, "err", err)
+			}
 			if p.cfg.Report != nil {
 				p.cfg.Report(bad, false)
 			}

@@ -59,8 +59,10 @@ type Config struct {
 	// that may never carry a stream.
 	Prepare func(ctx context.Context, c *circuit.Circuit, p Path) error
 	// Report, if set, is told the outcome of using a peer: false for the hop
-	// a build failed at, true for every hop of a circuit once it carried its
-	// first stream (StreamOpened).
+	// a build failed at, and for the hop at fault when a hop tears a pooled
+	// circuit down (the pool finds it dead; blame.go), true for every hop
+	// of a circuit once it carried its first stream (StreamOpened). It is
+	// called with the pool's lock held and must not call back into it.
 	Report func(p peer.ID, ok bool)
 
 	// MaxIsolated caps the circuits held for keys (clean circuits are

@@ -18,7 +18,9 @@
 //     build. A claim starts a refill in the background.
 //   - Build with retry and blame: up to three attempts, each on a path from
 //     Config.Select; a hop that fails a build (*circuit.BuildError) is
-//     reported to Config.Report and excluded from the next attempt.
+//     reported to Config.Report and excluded from the next attempt. A
+//     pooled circuit that a hop tears down blames the hop at fault
+//     (circuit.CloseError.Depth; blame.go) when the pool finds it dead.
 //
 // Cost of pre-built circuits: each one holds one circuit-hop at each of its
 // relays (counted against their MaxCircuits and MaxCircuitsPerPeer), costs

@@ -348,11 +348,19 @@ func lastActive(e *entry) time.Time {
 }
 
 // forgetLocked removes e from the pool's tables (it does not close it).
+// A circuit a hop tore down reports the hop at fault, if any
+// (Config.Report(hop, false), blamedHop), so that paths avoid it for a
+// while, as a failed build does.
 func (p *Pool) forgetLocked(e *entry) {
 	if p.byCirc[e.circ] != e {
 		return
 	}
 	delete(p.byCirc, e.circ)
+	if err := e.circ.Err(); err != nil && p.cfg.Report != nil {
+		if bad, ok := blamedHop(err, e.path.Hops); ok {
+			p.cfg.Report(bad, false)
+		}
+	}
 	if e.clean {
 		p.clean = slices.DeleteFunc(p.clean, func(o *entry) bool { return o == e })
 		return

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/co-infuse/co-infuse/circuit"
+	"github.com/co-infuse/co-infuse/circuit/cell"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -757,5 +758,97 @@ func TestPredictedPorts(t *testing.T) {
 	if len(got) != maxPredictedPorts+2 || got[0] != 10000+2*maxPredictedPorts-1 || slices.Contains(got, 80) ||
 		!slices.Equal(got[maxPredictedPorts:], []uint16{8333, 9735}) {
 		t.Fatalf("predicted = %v, want the %d most recent ports, then 8333 and 9735", got, maxPredictedPorts)
+	}
+}
+
+// A pooled circuit that a hop tears down because it lost the next hop
+// blames that next hop (Report(hop, false)) when the pool finds it dead;
+// one closed on this side, or finished by its exit, blames nobody.
+func TestDeadCircuitBlamesHop(t *testing.T) {
+	t.Parallel()
+	tn := newTestNet(t, 5)
+	ctx := testCtx(t)
+	var mu sync.Mutex
+	var blamed []peer.ID
+	var builds atomic.Int32
+	// Builds go through 1, 2, 3 until 3 is gone, then through 1, 2, 4, so
+	// that no failed build blames 3.
+	sel := func(ctx context.Context, port uint16, exclude []peer.ID) (Path, error) {
+		if builds.Add(1) <= 2 {
+			return tn.path([]uint16{443}, 1, 2, 3), nil
+		}
+		return tn.path([]uint16{443}, 1, 2, 4), nil
+	}
+	cfg := tn.config(newClock(), sel)
+	cfg.Report = func(p peer.ID, ok bool) {
+		if !ok {
+			mu.Lock()
+			blamed = append(blamed, p)
+			mu.Unlock()
+		}
+	}
+	p := newPool(t, cfg)
+	c1, err := p.Get(ctx, Key{}, 443)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c1.Close()
+	c2, err := p.Get(ctx, Key{}, 443)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c2 == c1 {
+		t.Fatal("a dead circuit was handed out")
+	}
+	mu.Lock()
+	if len(blamed) != 0 {
+		t.Fatalf("a circuit closed here blamed %v", blamed)
+	}
+	mu.Unlock()
+	// The exit's host goes away at once: hop 2 loses its link to it and
+	// tells the client in a TEARDOWN (link closed, depth 2).
+	_ = tn.hosts[3].Close()
+	waitFor(ctx, t, "the circuit to die", func() bool { return c2.Err() != nil })
+	var ce *circuit.CloseError
+	if !errors.As(c2.Err(), &ce) || !ce.Remote || ce.Depth != 2 {
+		t.Fatalf("circuit died with %v, want a TEARDOWN from hop 2", c2.Err())
+	}
+	// The next Get finds it dead and builds through 4.
+	c3, err := p.Get(ctx, Key{}, 443)
+	if err != nil {
+		t.Fatal(err)
+	}
+	openStream(ctx, t, c3)
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(blamed, []peer.ID{tn.id(3)}) {
+		t.Fatalf("blamed %v, want the exit %v alone", blamed, tn.id(3))
+	}
+}
+
+func TestBlamedHop(t *testing.T) {
+	t.Parallel()
+	path := []circuit.HopInfo{{Peer: "a"}, {Peer: "b"}, {Peer: "c"}}
+	for _, tc := range []struct {
+		err  error
+		want peer.ID
+	}{
+		{&circuit.CloseError{Reason: cell.ReasonResource, Remote: true, Depth: 2}, "b"},
+		{&circuit.CloseError{Reason: cell.ReasonTimeout, Remote: true, Depth: 1}, "a"},
+		{&circuit.CloseError{Reason: cell.ReasonLinkClosed, Remote: true, Depth: 1}, "b"},
+		{&circuit.CloseError{Reason: cell.ReasonConnectFailed, Remote: true, Depth: 2}, "c"},
+		{&circuit.CloseError{Reason: cell.ReasonLinkClosed, Remote: true, Depth: 3}, ""},
+		{&circuit.CloseError{Reason: cell.ReasonFinished, Remote: true, Depth: 3}, ""},
+		{&circuit.CloseError{Reason: cell.ReasonPayment, Remote: true, Depth: 2}, ""},
+		{&circuit.CloseError{Reason: cell.ReasonResource, Remote: false, Depth: 2}, ""},
+		{&circuit.CloseError{Reason: cell.ReasonResource, Remote: true, Depth: 0}, ""},
+		{&circuit.CloseError{Reason: cell.ReasonResource, Remote: true, Depth: 4}, ""},
+		{fmt.Errorf("wrapped: %w", &circuit.CloseError{Reason: cell.ReasonProtocol, Remote: true, Depth: 3}), "c"},
+		{errors.New("other"), ""},
+	} {
+		got, ok := blamedHop(tc.err, path)
+		if got != tc.want || ok != (tc.want != "") {
+			t.Errorf("blamedHop(%v) = %q, %v; want %q", tc.err, got, ok, tc.want)
+		}
 	}
 }

@@ -205,8 +205,9 @@ the node answers, 1 with one line saying what to do when it does not.
 `
 	aboutPeers = `usage: co-infuse peers [--datadir D] [--json]
 
-List the nodes the running node knows: roles, prices, when first seen and how
-circuits through them went.
+List the nodes the running node knows: roles, prices, Lightning stake,
+selection weight, the chance (in percent) that one guard, middle or exit pick
+lands on each, when first seen and how circuits through them went.
 `
 	aboutWallet = `usage: co-infuse wallet [--datadir D] [--json]
        co-infuse wallet buy [--datadir D] --node ID --sats N
@@ -373,7 +374,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	if a := n.HTTPAddr(); a != nil {
 		fmt.Fprintf(stderr, "HTTP CONNECT on %s\n", a)
 	}
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case err := <-n.Fatal(): // LND never became usable (lnd.wait_for_credentials)
+		n.Close()
+		return startError{err}
+	}
 	fmt.Fprintln(stderr, "stopping...")
 	return n.Close()
 }
@@ -389,6 +395,7 @@ func cmdDevnet(args []string, stdout, stderr io.Writer) error {
 	lightning := fs.Bool("lightning", true, "run a regtest btcd + 2 lnd beside the nodes and buy vouchers over Lightning (first run builds lnd: minutes)")
 	mempoolN := fs.Int("mempool", -1, "delivery nodes in front of the regtest btcd, with the client's JSON-RPC port (default 3 with --lightning, 0 without; >0 without Lightning starts a btcd alone)")
 	rpcAddr := fs.String("rpc", "127.0.0.1:18332", "client JSON-RPC listen address (with --mempool)")
+	torFlag := fs.Bool("tor", false, "run a private Tor network beside the nodes, a tor-gateway node and a managed tor in the client (needs Debian's tor)")
 	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
@@ -415,6 +422,7 @@ func cmdDevnet(args []string, stdout, stderr io.Writer) error {
 		Lightning:     *lightning,
 		Mempool:       *mempoolN, RPCListen: *rpcAddr,
 		WebOnion: true,
+		Tor:      *torFlag,
 		Progress: stdout,
 	})
 	if err != nil {
@@ -431,6 +439,9 @@ func cmdDevnet(args []string, stdout, stderr io.Writer) error {
 		if d.WebOnion != "" {
 			fmt.Fprintf(stdout, "  curl --socks5-hostname %s http://%s/   (the same page as an onion service)\n", d.Client.SOCKSAddr(), d.WebOnion)
 		}
+	}
+	if d.TorNet() != nil {
+		fmt.Fprintf(stdout, "\nprivate Tor network under %s; the client's managed tor has SOCKS %s\n", d.TorNet().Dir(), d.Client.Tor().SocksAddr())
 	}
 	fmt.Fprintf(stdout, "  co-infuse peers --datadir %s\n", filepath.Join(*dd, "client"))
 	if a := d.Client.RPCAddr(); a != nil {
@@ -481,7 +492,7 @@ func cmdPeers(args []string, stdout, stderr io.Writer) error {
 		return enc.Encode(peers)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PEER\tROLES\tPRICES (sat/MB)\tSTAKE\tWEIGHT\tFIRST SEEN\tLAST RESULT")
+	fmt.Fprintln(tw, "PEER\tROLES\tPRICES (sat/MB)\tSTAKE\tWEIGHT\tSHARE % GUARD/MIDDLE/EXIT\tFIRST SEEN\tLAST RESULT")
 	for _, p := range peers {
 		fmt.Fprintln(tw, formatPeer(p))
 	}
@@ -516,14 +527,22 @@ func formatPeer(p discovery.PeerStatus) string {
 	if !p.BannedUntil.IsZero() {
 		guard += " [banned: equivocation]"
 	}
-	return fmt.Sprintf("%s%s\t%s\t%s\t%s\t%.4f\t%s\t%s", p.Peer, guard, strings.Join(roles, ","), strings.Join(prices, " "),
-		formatStake(p.Stake), p.Weight, first, last)
+	return fmt.Sprintf("%s%s\t%s\t%s\t%s\t%.4f\t%s\t%s\t%s", p.Peer, guard, strings.Join(roles, ","), strings.Join(prices, " "),
+		formatStake(p.Stake), p.Weight, formatShare(p.Share), first, last)
+}
+
+// formatShare is the SHARE column: the peer's chance, in percent, of being
+// picked as guard, middle and exit by one pick now.
+func formatShare(s discovery.PositionShare) string {
+	return fmt.Sprintf("%.2f/%.2f/%.2f", 100*s.Guard, 100*s.Middle, 100*s.Exit)
 }
 
 // formatStake is the STAKE column: the verified Lightning stake, or why
 // there is none.
 func formatStake(s discovery.StakeStatus) string {
 	switch {
+	case s.Node != "" && s.EffectiveSat < discovery.MinStakeSat:
+		return fmt.Sprintf("%d sat effective, below the %d sat minimum: counts as unstaked (%d sat in %d channels, node %.12s…)", s.EffectiveSat, uint64(discovery.MinStakeSat), s.CapacitySat, s.Channels, s.Node)
 	case s.Node != "":
 		return fmt.Sprintf("%d sat effective (%d sat in %d channels, node %.12s…)", s.EffectiveSat, s.CapacitySat, s.Channels, s.Node)
 	case s.Refused != "":

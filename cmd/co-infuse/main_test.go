@@ -327,6 +327,7 @@ func TestPrintStatus(t *testing.T) {
 	st := node.Status{
 		Version: 1, ID: "12D3KooWSelf", Roles: []node.Role{node.RoleClient, node.RoleRelay},
 		Addrs: []string{"/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWSelf"}, SOCKS: "127.0.0.1:9050", UptimeSec: 3723,
+		Payments: "waiting for lnd macaroon at /lnd/admin.macaroon",
 		Client: &node.ClientStatus{
 			Prebuilt: 1,
 			Circuits: []node.CircuitStatus{{
@@ -338,6 +339,11 @@ func TestPrintStatus(t *testing.T) {
 				},
 			}},
 			Wallet: &node.WalletStatus{BudgetUsedSat: 1200, BudgetLimitSat: 10000},
+			OnionServices: []node.OnionServiceStatus{
+				{Address: "aaaa.onion", Ports: []uint16{9735}, Intros: 3, Published: true, Tor: "published"},
+				{Address: "bbbb.onion", Ports: []uint16{8333, 80}, Intros: 1, Tor: "error: tor control: connection refused"},
+				{Address: "cccc.onion", Ports: []uint16{80}},
+			},
 		},
 		Relay: &node.RelayStatus{
 			Sessions: 3, SessionsTotal: 17, BytesCarried: 52_400_000, SatsEarned: 210,
@@ -355,10 +361,15 @@ func TestPrintStatus(t *testing.T) {
 	for _, w := range []string{
 		"uptime        1h2m3s",
 		"http connect  off",
+		"payments      waiting for lnd macaroon at /lnd/admin.macaroon\n",
 		"circuits: 1 open, 1 pre-built",
 		"18446744073709551615  alice (dirty)  443   1m30s  2        guard  12D3KooWGuard   5.3 MB   8.0 MB    8",
 		"                                                           exit   12D3KooWExit    5.2 MB   16.5 MB   33",
 		"wallet: 1200 of 10000 sats",
+		"onion services: 3",
+		"aaaa.onion  ports 9735     intros 3  co-infuse: published  tor: published\n",
+		"bbbb.onion  ports 8333,80  intros 1  co-infuse: pending    tor: error: tor control: connection refused\n",
+		"cccc.onion  ports 80       intros 0  co-infuse: pending    tor: off\n",
 		"relay: 3 sessions open, 17 since start; 52.4 MB carried, 210 sats earned",
 		"exit   1     12.4 MB  110",
 	} {
@@ -434,5 +445,40 @@ func TestInitIdentity(t *testing.T) {
 				t.Errorf("init changed the old %s", node.IdentityKeyFile)
 			}
 		})
+	}
+}
+
+// TestRunWaitForLNDExpires: with lnd.wait_for_credentials set, run starts
+// although LND's cert and macaroon are missing, and when the wait
+// expires it exits 4 with one line naming the missing file.
+func TestRunWaitForLNDExpires(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := node.DefaultConfig(dir)
+	cfg.Discovery.Mode = "private"
+	cfg.Discovery.Bootstrap = nil
+	cfg.SOCKS.Listen = "127.0.0.1:0"
+	cfg.Payments.Enabled = true
+	cfg.LND.Host = "127.0.0.1:1"
+	cfg.LND.TLSCertPath = filepath.Join(dir, "lnd", "tls.cert")
+	cfg.LND.MacaroonPath = filepath.Join(dir, "lnd", "admin.macaroon")
+	cfg.LND.WaitForCredentials = 500 * time.Millisecond
+	cfg.ApplyDefaults()
+	raw, err := node.RenderConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, node.ConfigFile), raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := runCLI(t, "run", "--datadir", dir)
+	lines := strings.Split(strings.TrimRight(errOut, "\n"), "\n")
+	last := lines[len(lines)-1]
+	if code != exitStart || !strings.HasPrefix(last, "co-infuse: ") || !strings.Contains(last, "lnd.tlscertpath "+cfg.LND.TLSCertPath) ||
+		!strings.Contains(last, "lnd.wait_for_credentials") {
+		t.Fatalf("run: exit %d, stderr %q; want exit %d and one line naming %s", code, errOut, exitStart, cfg.LND.TLSCertPath)
+	}
+	if !strings.Contains(errOut, "SOCKS5 on 127.0.0.1:") {
+		t.Errorf("SOCKS did not start during the wait: %q", errOut)
 	}
 }

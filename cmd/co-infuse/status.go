@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -61,6 +62,9 @@ func printStatus(w io.Writer, st node.Status) error {
 	fmt.Fprintf(tw, "uptime\t%s\n", time.Duration(st.UptimeSec)*time.Second)
 	fmt.Fprintf(tw, "socks5\t%s\n", orOff(st.SOCKS))
 	fmt.Fprintf(tw, "http connect\t%s\n", orOff(st.HTTPTunnel))
+	if st.Payments != "" {
+		fmt.Fprintf(tw, "payments\t%s\n", st.Payments)
+	}
 	for i, a := range st.Addrs {
 		label := ""
 		if i == 0 {
@@ -73,12 +77,16 @@ func printStatus(w io.Writer, st node.Status) error {
 	}
 	if c := st.Client; c != nil {
 		printCircuits(w, c)
+		printOnionServices(w, c.OnionServices)
 		if c.Wallet != nil {
 			printWalletSummary(w, c.Wallet)
 		}
 		if m := c.Mempool; m != nil {
 			fmt.Fprintf(w, "\nmempool: json-rpc on %s; %d queued (%d accepted, awaiting the echo), %d delivered and %d rejected since start\n",
 				m.RPC, m.Queued, m.Accepted, m.Delivered, m.Rejected)
+			if m.GivenUp > 0 {
+				fmt.Fprintf(w, "mempool: %d given up (not delivered in time; see getprivatebroadcastinfo)\n", m.GivenUp)
+			}
 		}
 	}
 	if r := st.Relay; r != nil {
@@ -86,6 +94,20 @@ func printStatus(w io.Writer, st node.Status) error {
 		if d := r.Delivery; d != nil {
 			fmt.Fprintf(w, "\ndelivery: %d submitted (%d accepted, %d rejected, %d backend unavailable), %d echo queries\n",
 				d.Submits, d.Accepted, d.Rejected, d.Unavailable, d.Queries)
+		}
+		if g := r.TorGateway; g != nil {
+			fmt.Fprintf(w, "\ntor gateway: %d streams asked, %d handed to tor (%d in progress), %d refused while tor was not ready, %d refused (bad target or cap)\n",
+				g.Begins, g.Dials, g.Pending, g.NotReady, g.Refused)
+		}
+	}
+	if t := st.Tor; t != nil {
+		state := "down (restarting)"
+		if t.Running {
+			state = fmt.Sprintf("running, bootstrapped %d%%", t.Bootstrap)
+		}
+		fmt.Fprintf(w, "\ntor: %s; %d restarts; %d onion services published on Tor\n", state, t.Restarts, len(t.Onions))
+		if t.LastError != "" {
+			fmt.Fprintf(w, "  last error: %s\n", t.LastError)
 		}
 	}
 	return nil
@@ -122,6 +144,32 @@ func printCircuits(w io.Writer, c *node.ClientStatus) {
 				fmt.Fprintf(tw, "\t\t\t\t\t\t  stopped paying: %s\t\t\t\n", h.PayProblem)
 			}
 		}
+	}
+	tw.Flush()
+}
+
+// printOnionServices lists the published onion services, with their
+// state on Tor when dual publication is on.
+func printOnionServices(w io.Writer, ss []node.OnionServiceStatus) {
+	if len(ss) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nonion services: %d\n", len(ss))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, s := range ss {
+		ports := make([]string, len(s.Ports))
+		for i, p := range s.Ports {
+			ports[i] = strconv.Itoa(int(p))
+		}
+		co := "pending"
+		if s.Published {
+			co = "published"
+		}
+		tor := s.Tor
+		if tor == "" {
+			tor = "off"
+		}
+		fmt.Fprintf(tw, "%s\tports %s\tintros %d\tco-infuse: %s\ttor: %s\n", s.Address, strings.Join(ports, ","), s.Intros, co, tor)
 	}
 	tw.Flush()
 }

@@ -52,6 +52,23 @@ type serviceHome struct {
 // takes it all down (volumes included) in t.Cleanup.
 func startDevnet(t testing.TB, ctx context.Context) *cnet {
 	t.Helper()
+	return startNet(t, ctx, netOpts{})
+}
+
+// netOpts change what startNet starts.
+type netOpts struct {
+	// files are compose files layered over compose.devnet.yml (names in
+	// docker/).
+	files []string
+	// env is added to compose's environment.
+	env []string
+	// noWarmup: return once the client runs, without a first download.
+	noWarmup bool
+}
+
+// startNet is startDevnet with opts.
+func startNet(t testing.TB, ctx context.Context, opts netOpts) *cnet {
+	t.Helper()
 	composeCmd := needDocker(t)
 	img := image(t)
 	if _, err := run(ctx, "docker", "image", "inspect", builderImage); err != nil {
@@ -60,6 +77,9 @@ func startDevnet(t testing.TB, ctx context.Context) *cnet {
 	file := filepath.Join(repoRoot(t), "docker", "compose.devnet.yml")
 	project := "coinfuse" + uniq()
 	c := &cnet{t: t, compose: append(slices.Clone(composeCmd), "-p", project, "-f", file)}
+	for _, f := range opts.files {
+		c.compose = append(c.compose, "-f", filepath.Join(repoRoot(t), "docker", f))
+	}
 	octets := freeSlash16s(t, ctx, 3)
 	c.env = append(os.Environ(),
 		"CO_INFUSE_IMAGE="+img,
@@ -67,6 +87,7 @@ func startDevnet(t testing.TB, ctx context.Context) *cnet {
 		"CO_INFUSE_SOCKS_PORT=", // any free host port
 		"CO_INFUSE_CIRCUIT_BUILD_TIMEOUT=10s",
 	)
+	c.env = append(c.env, opts.env...)
 	for i, key := range []string{"A", "B", "C"} {
 		c.env = append(c.env, fmt.Sprintf("CO_INFUSE_NET_%s=10.%d", key, octets[i]))
 		c.nets = append(c.nets, devnetNet{
@@ -104,6 +125,9 @@ func startDevnet(t testing.TB, ctx context.Context) *cnet {
 	}
 	if out, err := c.composeOut(ctx, "up", "-d", "client"); err != nil {
 		t.Fatalf("compose up client: %v\n%s", err, out)
+	}
+	if opts.noWarmup {
+		return c
 	}
 	waitFor(t, ctx, "a first download through the container network", func() (bool, error) {
 		_, err := c.download(ctx, "warmup", 1000, 20*time.Second)
@@ -247,8 +271,13 @@ func demoSum(n int64) string {
 
 // status is the client's `co-infuse status --json`.
 func (c *cnet) status(ctx context.Context) (node.Status, error) {
+	return c.statusOf(ctx, "client")
+}
+
+// statusOf is service's `co-infuse status --json`.
+func (c *cnet) statusOf(ctx context.Context, service string) (node.Status, error) {
 	var st node.Status
-	out, err := run(ctx, "docker", "exec", c.container(ctx, "client"), "/co-infuse", "status", "--json")
+	out, err := run(ctx, "docker", "exec", c.container(ctx, service), "/co-infuse", "status", "--json")
 	if err != nil {
 		return st, err
 	}

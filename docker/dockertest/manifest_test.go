@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	stdimage "image"
+	_ "image/png"
 	"net"
 	"os"
 	"path/filepath"
@@ -286,6 +288,18 @@ func TestStart9Package(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, m["assets"].(map[string]any)["instructions"].(string))); err != nil {
 		t.Errorf("assets.instructions: %v", err)
 	}
+	// The icon StartOS shows: a square PNG (StartOS asks for 512x512 or
+	// more). LICENSE is left to the maintainers: the Makefile writes one
+	// saying no license is granted until the repository has one.
+	if f, err := os.Open(filepath.Join(dir, m["assets"].(map[string]any)["icon"].(string))); err != nil {
+		t.Errorf("assets.icon: %v", err)
+	} else {
+		cfg, format, err := stdimage.DecodeConfig(f)
+		f.Close()
+		if err != nil || format != "png" || cfg.Width != cfg.Height || cfg.Width < 512 {
+			t.Errorf("assets.icon: want a square PNG of at least 512x512, got %s %dx%d (%v)", format, cfg.Width, cfg.Height, err)
+		}
+	}
 	volumes := m["volumes"].(map[string]any)
 	main := m["main"].(map[string]any)
 	if ep := main["entrypoint"]; ep != df.entrypoint[0] {
@@ -407,6 +421,38 @@ func TestComposeFiles(t *testing.T) {
 		}
 		if n == 0 {
 			t.Errorf("%s runs no co-infuse service", name)
+		}
+	}
+}
+
+// TestComposeLightning checks compose.lightning.yml against
+// compose.devnet.yml, which it is layered over: every service it changes
+// exists there, and every CO_INFUSE_ variable it sets is one the node
+// reads.
+func TestComposeLightning(t *testing.T) {
+	t.Parallel()
+	var base, over composeFile
+	readYAML(t, filepath.Join(repoRoot(t), "docker", "compose.devnet.yml"), &base)
+	readYAML(t, filepath.Join(repoRoot(t), "docker", "compose.lightning.yml"), &over)
+	known := envNames()
+	for svc, s := range over.Services {
+		if _, ok := base.Services[svc]; !ok {
+			t.Errorf("compose.lightning.yml: service %s is not in compose.devnet.yml", svc)
+		}
+		if s.Environment["CO_INFUSE_PAYMENTS_ENABLED"] != "true" || s.Environment["CO_INFUSE_LND_MACAROONPATH"] == "" {
+			t.Errorf("compose.lightning.yml: %s does not turn payments on with an LND macaroon", svc)
+		}
+		for k := range s.Environment {
+			if strings.HasPrefix(k, node.EnvPrefix) && !known[k] {
+				t.Errorf("compose.lightning.yml: %s sets %s, which the node does not read (node/env.go)", svc, k)
+			}
+		}
+	}
+	for svc, s := range base.Services {
+		if s.Environment["CO_INFUSE_ROLES"] != "" {
+			if _, ok := over.Services[svc]; !ok {
+				t.Errorf("compose.lightning.yml leaves %s without payments", svc)
+			}
 		}
 	}
 }

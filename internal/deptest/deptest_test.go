@@ -46,6 +46,7 @@ var table = map[string]entry{
 		"internal/regtest": "the regtest Lightning network beside the nodes",
 		"mempool":          "the delivery nodes' backend config (the regtest btcd)",
 		"rendezvous":       "publishes the demo web server as an onion service (keys and ports)",
+		"internal/tornet":  "devnet --tor: the private Tor network beside the nodes",
 	}},
 	"node": {imports: map[string]string{
 		"proxy":          "front ends",
@@ -63,6 +64,7 @@ var table = map[string]entry{
 		"rendezvous":     "onion services: the rendezvous role and the client's Manager",
 
 		"internal/netclass": "the relay's dial filter refuses the addresses the exit refuses first, by the same classification",
+		"internal/torproc":  "the managed tor of the tor section (tor-gateway role, dual publication)",
 	}},
 	"proxy": {
 		imports: map[string]string{
@@ -78,7 +80,8 @@ var table = map[string]entry{
 			"circuit":      "BeginRequest and the sentinels the exit answers with",
 			"circuit/cell": "cell.Target",
 
-			"internal/netclass": "private ranges refused before any rule, shared with the relay's dial filter",
+			"internal/netclass":  "private ranges refused before any rule, shared with the relay's dial filter",
+			"internal/onionaddr": "the Tor gateway takes only well-formed v3 .onion targets",
 		},
 		external: []string{},
 	},
@@ -88,7 +91,6 @@ var table = map[string]entry{
 		"github.com/btcsuite/btcd/wire",
 		"github.com/btcsuite/btcd/btcjson",
 		"github.com/btcsuite/btcd/chaincfg/chainhash",
-		"github.com/btcsuite/btcd/rpcclient",
 		"go.etcd.io/bbolt",
 	}},
 	"payment": {
@@ -140,7 +142,8 @@ var table = map[string]entry{
 		"gopkg.in/macaroon.v2",
 	}},
 	"internal/regtest": {imports: map[string]string{
-		"lightning": "drives lnd through our own LND client, the one importer of lnrpc, instead of a second one",
+		"lightning":         "drives lnd through our own LND client, the one importer of lnrpc, instead of a second one",
+		"internal/loopport": "btcd's and lnd's ports, picked where no port-0 listener can take them first",
 	}},
 	"internal/regtest/cmd/ensure-daemons": {imports: map[string]string{
 		"internal/regtest": "the harness's own command: scripts/test.sh builds btcd and lnd with it before the tests",
@@ -155,6 +158,20 @@ var table = map[string]entry{
 	// Tor v3 onion address encoding (SOCKS .onion targets, control-port
 	// service ids, rendezvous keys); standard library only.
 	"internal/onionaddr": {external: []string{}},
+	// A managed tor child process (control port, SOCKS client, onion
+	// services); standard library only.
+	"internal/torproc": {external: []string{}},
+	// Ports of 127.0.0.1 for harness daemons, below the ephemeral range;
+	// standard library only.
+	"internal/loopport": {external: []string{}},
+	// A private Tor network on loopback for tests and devnet.
+	"internal/tornet": {
+		imports: map[string]string{
+			"internal/torproc":  "the tors it runs and the clients it hands out",
+			"internal/loopport": "the authorities' and relays' ports, named in every torrc before the tors start",
+		},
+		external: []string{},
+	},
 }
 
 // pending are rows for packages being created now; only these may be in

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/co-infuse/co-infuse/internal/loopport"
 )
 
 // Defaults for Options.
@@ -111,7 +113,7 @@ func Start(ctx context.Context, opts Options) (_ *Network, err error) {
 	}()
 	begin := time.Now()
 
-	ports, err := freePorts(6)
+	ports, err := loopport.Pick(6)
 	if err != nil {
 		return nil, err
 	}

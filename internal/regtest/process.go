@@ -115,27 +115,4 @@ func logTail(path string) string {
 	return string(b)
 }
 
-// freePorts asks the kernel for n distinct free TCP ports on 127.0.0.1. The
-// listeners are held until all ports are chosen, then released for the
-// daemons; another process could take one in between, which Start reports as
-// a daemon failing to bind.
-func freePorts(n int) ([]int, error) {
-	ls := make([]net.Listener, 0, n)
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("find free port: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
 func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }

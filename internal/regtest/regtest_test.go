@@ -12,21 +12,6 @@ import (
 	"time"
 )
 
-func TestFreePortsDistinct(t *testing.T) {
-	t.Parallel()
-	ports, err := freePorts(8)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[int]bool{}
-	for _, p := range ports {
-		if p <= 0 || seen[p] {
-			t.Fatalf("bad or repeated port %d in %v", p, ports)
-		}
-		seen[p] = true
-	}
-}
-
 func TestHaveBinariesNeedsStamp(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()

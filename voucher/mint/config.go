@@ -59,6 +59,13 @@ type Config struct {
 	// MaxOpenQuotesPerPeer caps them per libp2p peer, and per circuit
 	// session for streams through circuits (ServeConn). Default 4.
 	MaxOpenQuotesPerPeer int
+	// QuoteHold is how long an unpaid quote keeps its open-quote slot
+	// against a new buyer once all MaxOpenQuotes are taken; after it the
+	// oldest such quote gives its slot up (its invoice stays payable and
+	// the quote mintable until the invoice expires). Default 2 min (an
+	// honest buyer pays within seconds; a mint-only circuit lives 2 min).
+	// Must not exceed InvoiceExpiry.
+	QuoteHold time.Duration
 	// MaxCircuitStreams caps the streams through circuits (ServeConn) served
 	// at once; beyond it a stream is answered Error 9 (busy) without being
 	// read. Each holds at most one message of voucher.MaxMessageSize bytes,
@@ -114,6 +121,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxOpenQuotesPerPeer == 0 {
 		c.MaxOpenQuotesPerPeer = 4
+	}
+	if c.QuoteHold == 0 {
+		c.QuoteHold = 2 * time.Minute
 	}
 	if c.MaxCircuitStreams == 0 {
 		c.MaxCircuitStreams = 64
@@ -175,6 +185,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxOpenQuotes < 1 || c.MaxOpenQuotesPerPeer < 1 {
 		return errors.New("mint config: MaxOpenQuotes and MaxOpenQuotesPerPeer must be positive")
+	}
+	if c.QuoteHold < 0 || c.QuoteHold > c.InvoiceExpiry {
+		return fmt.Errorf("mint config: QuoteHold %v not in 0..InvoiceExpiry (%v)", c.QuoteHold, c.InvoiceExpiry)
 	}
 	if c.MaxCircuitStreams < 1 {
 		return fmt.Errorf("mint config: MaxCircuitStreams %d must be positive", c.MaxCircuitStreams)

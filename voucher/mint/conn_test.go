@@ -317,9 +317,10 @@ func TestServeConnStreamCap(t *testing.T) {
 
 // TestServeConnOpenQuoteCaps: the per-buyer cap is keyed by the circuit
 // session, and the global cap holds against a client that opens a new
-// circuit (a new session) for every quote: no more invoices are created
-// than MaxOpenQuotes, and a libp2p buyer is refused too until quotes
-// expire.
+// circuit (a new session) for every quote: once every session holds one
+// quote, no more invoices are created (each fresh circuit took a slot
+// from a session holding two, never more), and a libp2p buyer is refused
+// too until quotes expire or have held their slot for QuoteHold.
 func TestServeConnOpenQuoteCaps(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
@@ -352,7 +353,9 @@ func TestServeConnOpenQuoteCaps(t *testing.T) {
 		{"B", session(2), nil},
 		{"C 1", session(3), nil},
 		{"C 2: global cap reached", session(3), nil},
-		{"D, a fresh circuit", session(4), voucher.ErrBusy},
+		{"D, a fresh circuit, takes A's oldest slot", session(4), nil},
+		{"E, a fresh circuit, takes C's oldest slot", session(5), nil},
+		{"A again: every session holds one", session(1), voucher.ErrBusy},
 	}
 	for _, st := range steps {
 		if err := ask(st.session); !errors.Is(err, st.want) {
@@ -367,11 +370,99 @@ func TestServeConnOpenQuoteCaps(t *testing.T) {
 	if _, err := call(t, m, alice, mustMarshal(t, &voucher.QuoteRequest{Amount: 1})); !errors.Is(err, voucher.ErrBusy) {
 		t.Fatalf("libp2p peer at the global cap: %v, want ErrBusy", err)
 	}
-	if n := invoices.Load(); n != 5 {
-		t.Fatalf("%d invoices created, want 5", n)
+	if n := invoices.Load(); n != 7 {
+		t.Fatalf("%d invoices created, want 7 (5 slots, 2 handed over)", n)
 	}
 	f.clk.Advance(11 * time.Minute) // every open quote's invoice expired
 	if err := ask(session(4)); err != nil {
 		t.Fatalf("after expiry: %v", err)
+	}
+}
+
+// TestServeConnOpenQuoteFairShare: a client that fills every open-quote
+// slot with a few free (mint-only) circuits, each at its per-circuit cap,
+// no longer blocks purchases: an honest buyer's quote takes the oldest
+// slot of the circuit holding the most. When the slots are spread one per
+// circuit, a new buyer waits only until the oldest quote has held its
+// slot for QuoteHold, not for its invoice's 10 minutes; and a quote that
+// lost its slot is still paid and minted.
+func TestServeConnOpenQuoteFairShare(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	f := newFixture(t)
+	f.cfg.MaxOpenQuotesPerPeer = 4
+	f.cfg.MaxOpenQuotes = 8
+	m := f.open(t)
+	quote := frame(mustMarshal(t, &voucher.QuoteRequest{Amount: 3}))
+	ask := func(s [SessionLen]byte) (voucher.Quote, error) {
+		t.Helper()
+		resp, err := connCall(ctx, t, m, s, quote)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := connErr(t, resp); err != nil {
+			return voucher.Quote{}, err
+		}
+		q, err := voucher.ParseQuote(resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return q, nil
+	}
+	// The attacker: two circuits, four quotes each, fill all 8 slots.
+	var first voucher.Quote
+	for i := range 4 {
+		for _, s := range []byte{1, 2} {
+			q, err := ask(session(s))
+			if err != nil {
+				t.Fatalf("attacker quote %d on circuit %d: %v", i, s, err)
+			}
+			if i == 0 && s == 1 {
+				first = q
+			}
+		}
+	}
+	if _, err := ask(session(1)); !errors.Is(err, voucher.ErrBusy) {
+		t.Fatalf("attacker over its per-circuit cap: %v, want ErrBusy", err)
+	}
+	// An honest buyer still gets a quote at once.
+	if _, err := ask(session(100)); err != nil {
+		t.Fatalf("honest buyer while two circuits hold every slot: %v", err)
+	}
+	// The attacker's quote that lost its slot is still a valid purchase.
+	if _, err := f.ln.PayInvoice(ctx, first.PayReq, 10); err != nil {
+		t.Fatal(err)
+	}
+	ks := m.keysetByID(t, first.Keyset)
+	bs, req := blindAll(t, ks, first.ID, []uint64{2, 1})
+	resp, err := connCall(ctx, t, m, session(1), frame(mustMarshal(t, &req)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(finalizeAll(t, ks, bs, resp)) != 2 {
+		t.Fatal("quote that lost its slot was not minted")
+	}
+
+	// Slots spread one per circuit: a new buyer is refused until the
+	// oldest quote has held its slot for QuoteHold.
+	g := newFixture(t)
+	g.cfg.MaxOpenQuotesPerPeer = 4
+	g.cfg.MaxOpenQuotes = 8
+	m = g.open(t)
+	for s := range byte(8) {
+		if _, err := ask(session(10 + s)); err != nil {
+			t.Fatalf("circuit %d: %v", s, err)
+		}
+		g.clk.Advance(time.Second)
+	}
+	if _, err := ask(session(100)); !errors.Is(err, voucher.ErrBusy) {
+		t.Fatalf("new buyer with every circuit at one quote: %v, want ErrBusy", err)
+	}
+	g.clk.Advance(2*time.Minute - 8*time.Second)
+	if _, err := ask(session(100)); err != nil {
+		t.Fatalf("new buyer after the oldest quote held its slot for QuoteHold: %v", err)
+	}
+	if _, err := ask(session(101)); !errors.Is(err, voucher.ErrBusy) {
+		t.Fatalf("second new buyer before the next quote's QuoteHold: %v, want ErrBusy", err)
 	}
 }

@@ -42,7 +42,7 @@ type Mint struct {
 	keysets map[voucher.KeysetID]*voucher.SigningKeyset // guarded by mu
 
 	openMu sync.Mutex
-	open   []openQuote // guarded by openMu; unexpired unpaid quotes, ≤ MaxOpenQuotes
+	open   []openQuote // guarded by openMu; unexpired unpaid quotes holding a slot, oldest first, ≤ MaxOpenQuotes
 
 	// connStreams counts ServeConn calls past the busy check, ≤
 	// MaxCircuitStreams (incremented first, undone when over the cap).
@@ -64,6 +64,7 @@ type Mint struct {
 type openQuote struct {
 	id      [voucher.QuoteIDSize]byte
 	owner   quoteOwner
+	created time.Time
 	expires time.Time
 }
 
@@ -332,7 +333,13 @@ func (m *Mint) serve(ctx context.Context, from quoteOwner, req []byte) []byte {
 }
 
 // reserveOpen takes an open-quote slot for quote id asked by from,
-// dropping expired ones.
+// dropping expired ones. When every slot is taken it frees one for from
+// rather than answer busy, in this order: the oldest quote of the buyer
+// holding the most, if that buyer holds at least two more than from
+// (fair sharing: a few buyers cannot hold every slot), else the oldest
+// quote if it has held its slot for QuoteHold (an abandoned quote does
+// not block purchases for the invoice's whole life). A freed quote loses
+// only its slot: it stays in the store and is signed when paid.
 func (m *Mint) reserveOpen(id [voucher.QuoteIDSize]byte, from quoteOwner, now, expires time.Time) bool {
 	m.openMu.Lock()
 	defer m.openMu.Unlock()
@@ -348,11 +355,45 @@ func (m *Mint) reserveOpen(id [voucher.QuoteIDSize]byte, from quoteOwner, now, e
 	}
 	clear(m.open[len(live):])
 	m.open = live
-	if len(m.open) >= m.cfg.MaxOpenQuotes || perPeer >= m.cfg.MaxOpenQuotesPerPeer {
+	if perPeer >= m.cfg.MaxOpenQuotesPerPeer {
 		return false
 	}
-	m.open = append(m.open, openQuote{id: id, owner: from, expires: expires})
+	if len(m.open) >= m.cfg.MaxOpenQuotes {
+		i := m.slotToFree(perPeer, now)
+		if i < 0 {
+			return false
+		}
+		m.log.Debug("open-quote slot handed to a new buyer")
+		m.open = append(m.open[:i], m.open[i+1:]...)
+	}
+	m.open = append(m.open, openQuote{id: id, owner: from, created: now, expires: expires})
 	return true
+}
+
+// slotToFree picks the open quote whose slot goes to a buyer holding
+// mine quotes when every slot is taken (see reserveOpen), or -1. Called
+// with openMu held; m.open is oldest first.
+func (m *Mint) slotToFree(mine int, now time.Time) int {
+	counts := make(map[quoteOwner]int, len(m.open))
+	var most quoteOwner
+	mostN := 0
+	for _, o := range m.open {
+		counts[o.owner]++
+		if counts[o.owner] > mostN {
+			most, mostN = o.owner, counts[o.owner]
+		}
+	}
+	if mostN >= mine+2 {
+		for i, o := range m.open {
+			if o.owner == most {
+				return i
+			}
+		}
+	}
+	if len(m.open) > 0 && !m.open[0].created.Add(m.cfg.QuoteHold).After(now) {
+		return 0
+	}
+	return -1
 }
 
 // releaseOpen gives back the slot of quote id: when the quote was never

@@ -404,3 +404,53 @@ func TestPruneQuotes(t *testing.T) {
 		t.Fatalf("late mint of a paid quote: %v", err)
 	}
 }
+
+// TestRedeemCheapChecksFirst: a batch is checked in the documented order
+// (VOUCHERS.md §2.5): format, then keyset, window and denomination of
+// every voucher, then signatures, then the spent set. So the first
+// refusal a mixed batch reports is the cheapest, whatever the vouchers'
+// order, and the good vouchers are still credited.
+func TestRedeemCheapChecksFirst(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	m := f.open(t)
+	q := getQuote(t, m, 7)
+	f.ln.PayInvoice(context.Background(), q.PayReq, 10)
+	ks := m.keysetByID(t, q.Keyset)
+	bs, mr := blindAll(t, ks, q.ID, []uint64{4, 2, 1})
+	resp, err := call(t, m, alice, mustMarshal(t, &mr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs := finalizeAll(t, ks, bs, resp)
+	ctx := context.Background()
+	if got, err := m.Redeem(ctx, vs[:1]); got != 4 || err != nil {
+		t.Fatalf("redeem: %d, %v", got, err)
+	}
+	spent := vs[0]
+	forged := vs[1]
+	forged.Sig = append([]byte(nil), vs[1].Sig...)
+	forged.Sig[0] ^= 0x10
+	wrongNode := vs[1]
+	wrongNode.Keyset = voucher.KeysetID{9, 9, 9} // another node's keyset
+	for _, tc := range []struct {
+		name  string
+		batch []voucher.Voucher
+		want  error
+		sats  uint64
+	}{
+		{"spent, forged, wrong node", []voucher.Voucher{spent, forged, wrongNode}, voucher.ErrUnknownKeyset, 0},
+		{"spent, forged", []voucher.Voucher{spent, forged}, voucher.ErrBadSignature, 0},
+		{"spent, good", []voucher.Voucher{spent, vs[2]}, voucher.ErrSpent, 1},
+	} {
+		got, err := m.Redeem(ctx, tc.batch)
+		if got != tc.sats || !errors.Is(err, tc.want) {
+			t.Fatalf("%s: %d sats, %v; want %d, %v", tc.name, got, err, tc.sats, tc.want)
+		}
+	}
+	// The forged voucher's real twin is unspent: a refused signature
+	// spends nothing.
+	if got, err := m.Redeem(ctx, vs[1:2]); got != 2 || err != nil {
+		t.Fatalf("twin of the forged voucher: %d, %v", got, err)
+	}
+}

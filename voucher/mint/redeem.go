@@ -21,25 +21,48 @@ func unixTime(s int64) time.Time { return time.Unix(s, 0).UTC() }
 func (m *Mint) Redeem(ctx context.Context, vs []voucher.Voucher) (credited uint64, err error) {
 	now := m.cfg.Now()
 	var firstErr error
-	entries := make([]voucher.SpentEntry, 0, len(vs))
-	amounts := make([]uint64, 0, len(vs))
+	note := func(err error) {
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	// VOUCHERS.md §2.5: the cheap checks (keyset, window, denomination) of
+	// the whole batch first, then the signatures of what passed, then the
+	// spent set, so a batch of garbage costs no RSA work and a forged one
+	// no disk access.
+	type candidate struct {
+		v  *voucher.Voucher
+		sk *voucher.SigningKeyset
+	}
+	cands := make([]candidate, 0, len(vs))
 	for i := range vs {
 		v := &vs[i]
 		sk := m.keyset(v.Keyset)
 		if sk == nil {
-			if firstErr == nil {
-				firstErr = voucher.ErrUnknownKeyset
-			}
+			note(voucher.ErrUnknownKeyset)
 			continue
 		}
-		if err := sk.Public().Verify(v, now); err != nil {
-			if firstErr == nil {
-				firstErr = err
-			}
+		if err := sk.Public().CheckCheap(v, now); err != nil {
+			note(err)
 			continue
 		}
-		entries = append(entries, voucher.EntryFor(sk.Public(), v))
-		amounts = append(amounts, v.Amount)
+		cands = append(cands, candidate{v, sk})
+	}
+	entries := make([]voucher.SpentEntry, 0, len(cands))
+	amounts := make([]uint64, 0, len(cands))
+	for _, c := range cands {
+		if err := c.sk.Public().VerifySignature(c.v); err != nil {
+			note(err)
+			continue
+		}
+		entries = append(entries, voucher.EntryFor(c.sk.Public(), c.v))
+		amounts = append(amounts, c.v.Amount)
+	}
+	if len(entries) == 0 {
+		if firstErr == nil {
+			firstErr = voucher.ErrMalformed // an empty batch
+		}
+		return 0, fmt.Errorf("redeem: %w", firstErr)
 	}
 	fresh, err := m.spent.Spend(ctx, entries)
 	if err != nil {
@@ -48,8 +71,8 @@ func (m *Mint) Redeem(ctx context.Context, vs []voucher.Voucher) (credited uint6
 	for i, f := range fresh {
 		if f {
 			credited += amounts[i]
-		} else if firstErr == nil {
-			firstErr = voucher.ErrSpent
+		} else {
+			note(voucher.ErrSpent)
 		}
 	}
 	if firstErr != nil {

@@ -66,9 +66,22 @@ func refillDelay(rng *rand.Rand, mean time.Duration) time.Duration {
 	return min(max(d, mean/10), 4*mean)
 }
 
+// MinOneSatVouchers and OneSatRefillSat: a node held from whose 1-sat
+// vouchers (available or being bought) fall below MinOneSatVouchers is
+// bought OneSatRefillSat from, which splitLadder splits into 1-sat
+// vouchers (up to 64 sats, all of them), even though its balance is above
+// RefillBelowSat. Each new circuit prepays each paid hop a few sats in
+// its handshake (PROTOCOL.md §5.3), which small vouchers pay exactly, and a
+// guard sees every circuit.
+const (
+	MinOneSatVouchers        = 16
+	OneSatRefillSat   uint64 = 64
+)
+
 // topUp buys for every node in use or named by Config.Candidates whose
-// available balance is below RefillBelowSat, up to TargetBalanceSat,
-// within the budget, in random order.
+// available balance is below RefillBelowSat, up to TargetBalanceSat, or
+// that is held from but short of 1-sat vouchers (MinOneSatVouchers), within
+// the budget, in random order.
 func (w *Wallet) topUp(ctx context.Context) {
 	now := w.cfg.Now()
 	w.mu.Lock()
@@ -103,10 +116,23 @@ func (w *Wallet) topUp(ctx context.Context) {
 		}
 		b := bals[n]
 		have := b.Available + b.Pending
-		if b.Available >= w.cfg.RefillBelowSat || have >= w.cfg.TargetBalanceSat || w.inBackoff(n) {
+		low := b.Available < w.cfg.RefillBelowSat && have < w.cfg.TargetBalanceSat
+		// Short of 1-sat vouchers, a node held from is bought from too
+		// (OneSatRefillSat, mostly 1-sat vouchers: splitLadder), at most
+		// OneSatRefillSat beyond the target.
+		// A node whose keyset has no 1-sat key is never short: buying
+		// would not bring one, only another payment.
+		w.mu.Lock()
+		noOne := w.noOneSat[n]
+		w.mu.Unlock()
+		short := !low && !noOne && b.Vouchers > 0 && b.OneSat < MinOneSatVouchers && have < w.cfg.TargetBalanceSat+OneSatRefillSat
+		if !(low || short) || w.inBackoff(n) {
 			continue
 		}
-		want := w.cfg.TargetBalanceSat - have
+		want := OneSatRefillSat
+		if low {
+			want = w.cfg.TargetBalanceSat - have
+		}
 		used, limit, err := w.BudgetUsed()
 		if err != nil || used >= limit {
 			return

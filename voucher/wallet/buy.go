@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -116,6 +117,13 @@ func (w *Wallet) BuyFrom(ctx context.Context, node peer.ID, pub Published, sats 
 		w.penalize(node, err)
 		return Purchase{}, fmt.Errorf("buy: %w", err)
 	}
+	w.mu.Lock()
+	if ks.Amounts()[0] != 1 {
+		w.noOneSat[node] = true
+	} else {
+		delete(w.noOneSat, node)
+	}
+	w.mu.Unlock()
 	amounts, err := splitLadder(ks, sats)
 	if err != nil {
 		return Purchase{}, fmt.Errorf("buy: %w", err)
@@ -460,8 +468,46 @@ const ladderCopies = 2
 // to what it needs in a few vouchers: an overshoot is credited to the
 // circuit and lowers its next top-up, but what is left when the circuit
 // ends is paid for nothing, so it must stay small (at most one voucher of
-// the cap). 300 sats: cap 8, 43 vouchers; 1500 sats: cap 32, 58 vouchers.
+// the cap). Then the voucher slots left (of voucher.MaxVouchersPerMint)
+// are filled by breaking vouchers of the cap into vouchers of the smallest
+// denomination (moreSmallest): every new circuit prepays each paid hop a
+// few sats in its handshake (payment.PrepayBytes), which small vouchers
+// pay exactly; a larger voucher there is overshoot paid for nothing when
+// a short circuit ends.
+// 300 sats: cap 8, 64 vouchers, 26 of 1 sat; 1500 sats: cap 32, 58
+// vouchers, 2 of 1 sat.
 func splitLadder(ks *voucher.Keyset, sats uint64) ([]uint64, error) {
+	out, err := splitCapped(ks, sats)
+	if err != nil {
+		return nil, err
+	}
+	return moreSmallest(out, ks.Amounts()[0], voucher.MaxVouchersPerMint), nil
+}
+
+// moreSmallest breaks vouchers of out's largest denomination, one at a
+// time, into vouchers of denomination smallest while the split stays
+// within max vouchers, and returns the split in ascending order (Buy
+// stores it with its seeds, so the order is fixed from then on). The sum
+// is unchanged; every
+// denomination is a power of two, so each one divides the larger ones.
+func moreSmallest(out []uint64, smallest uint64, max int) []uint64 {
+	slices.Sort(out)
+	for len(out) > 0 {
+		top := out[len(out)-1]
+		if top <= smallest || uint64(max-len(out)) < top/smallest-1 {
+			break
+		}
+		out = out[:len(out)-1]
+		for range top / smallest {
+			out = append(out, smallest)
+		}
+		slices.Sort(out)
+	}
+	return out
+}
+
+// splitCapped is splitLadder's ladder before moreSmallest.
+func splitCapped(ks *voucher.Keyset, sats uint64) ([]uint64, error) {
 	amounts := ks.Amounts() // ascending
 	for ci, cap := range amounts {
 		var out []uint64

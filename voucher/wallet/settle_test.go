@@ -48,8 +48,8 @@ func TestSettleUnknownOutcome(t *testing.T) {
 	if want := len(redeemed) + len(kept); err != nil || n != want {
 		t.Fatalf("Settle = %d, %v; want %d settled", n, err, want)
 	}
-	if b, _ := w.Balances(); b[e.node].Reserved != 0 || b[e.node].Available != 16 {
-		t.Fatalf("balance after settling %+v, want 16 available", b[e.node])
+	if b, _ := w.Balances(); b[e.node].Reserved != 0 || b[e.node].Available != 16 || b[e.node].Spent != 4 || b[e.node].Vouchers != len(kept) {
+		t.Fatalf("balance after settling %+v, want 16 available in %d vouchers, 4 spent", b[e.node], len(kept))
 	}
 	again, err := w.Reserve(e.node, 16)
 	if err != nil {

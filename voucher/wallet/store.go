@@ -136,6 +136,14 @@ type Balance struct {
 	Reserved  uint64 `json:"reserved"`  // handed out, or offered with no answer yet (being settled)
 	Pending   uint64 `json:"pending"`   // quoted or paid, not yet signed
 	Expired   uint64 `json:"expired"`   // signed but past the keyset's redemption window
+	Spent     uint64 `json:"spent"`     // accepted by the node (until pruned after Config.Retention)
+	// Vouchers counts the signed vouchers held: those in Available,
+	// Reserved and Expired.
+	Vouchers int `json:"vouchers"`
+	// OneSat counts the 1-sat vouchers in Available and Pending: the
+	// small vouchers that let handshake prepays of short circuits be paid
+	// exactly (VOUCHERS.md §3.8, §4).
+	OneSat int `json:"one_sat"`
 }
 
 func getJSON(b *bolt.Bucket, k []byte, v any) (bool, error) {

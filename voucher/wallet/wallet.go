@@ -3,6 +3,7 @@ package wallet
 import (
 	"bytes"
 	crand "crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -34,6 +35,9 @@ type Wallet struct {
 	backoff  map[peer.ID]*backoff  // guarded by mu
 	inflight map[string]bool       // guarded by mu; purchases being advanced
 	held     map[peer.ID]uint64    // guarded by mu; available sats per node (refreshHeld)
+	// noOneSat marks nodes whose keyset, at the last purchase, had no
+	// 1-sat key: topUp's 1-sat refill cannot help them. Guarded by mu.
+	noOneSat map[peer.ID]bool
 
 	// rng draws refill delays and orders; owned by run.
 	rng *rand.Rand
@@ -88,6 +92,7 @@ func New(cfg Config) (*Wallet, error) {
 		backoff:  map[peer.ID]*backoff{},
 		inflight: map[string]bool{},
 		held:     map[peer.ID]uint64{},
+		noOneSat: map[peer.ID]bool{},
 		rng:      newRand(),
 		quit:     make(chan struct{}),
 	}
@@ -246,13 +251,23 @@ func (w *Wallet) Balances() (map[peer.ID]Balance, error) {
 			case VoucherSigned:
 				if now.Before(r.RedeemUntil) {
 					b.Available += r.Amount
+					if r.Amount == 1 {
+						b.OneSat++
+					}
 				} else {
 					b.Expired += r.Amount
 				}
+				b.Vouchers++
 			case VoucherReserved, VoucherUnsure:
 				b.Reserved += r.Amount
+				b.Vouchers++
 			case VoucherQuoted, VoucherPaid:
 				b.Pending += r.Amount
+				if r.Amount == 1 {
+					b.OneSat++
+				}
+			case VoucherSpent:
+				b.Spent += r.Amount
 			default:
 				return nil
 			}
@@ -322,6 +337,38 @@ func (w *Wallet) RecentPurchases(n int) ([]Purchase, error) {
 // bought then (automatic purchase refills at its own random times).
 // Reserving marks node as in use.
 func (w *Wallet) Reserve(node peer.ID, sats uint64) ([]voucher.Voucher, error) {
+	return w.reserve(node, sats, false)
+}
+
+// BulkMinSat is the smallest voucher a bulk reservation (ReserveBulk)
+// takes: 4 sats. Smaller ones are kept for handshake prepays (a few sats
+// each, PROTOCOL.md §5.3), which they pay exactly; what a top-up pays
+// beyond what a circuit uses is credited to it, but what a prepay pays
+// beyond is lost when a short circuit ends.
+const BulkMinSat = 4
+
+// ReserveBulk is Reserve for a payment whose amount may be rounded down
+// (a top-up: paying a little less only brings the next one sooner): it
+// takes vouchers of at least BulkMinSat sats, largest first, worth at
+// most sats, and leaves the 1- to 3-sat vouchers for prepays. If those
+// make nothing, or fewer than half of sats, it is Reserve.
+func (w *Wallet) ReserveBulk(node peer.ID, sats uint64) ([]voucher.Voucher, error) {
+	if sats >= 2*BulkMinSat {
+		vs, err := w.reserve(node, sats, true)
+		if err == nil {
+			return vs, nil
+		}
+		if !errors.Is(err, ErrInsufficient) {
+			return nil, err
+		}
+	}
+	return w.reserve(node, sats, false)
+}
+
+// reserve is Reserve, or with bulk ReserveBulk's pick: vouchers of at
+// least BulkMinSat worth at most sats and at least half of it, or
+// ErrInsufficient.
+func (w *Wallet) reserve(node peer.ID, sats uint64, bulk bool) ([]voucher.Voucher, error) {
 	w.Track(node)
 	now := w.cfg.Now()
 	var out []voucher.Voucher
@@ -363,10 +410,16 @@ func (w *Wallet) Reserve(node peer.ID, sats uint64) ([]voucher.Voucher, error) {
 		rest := sats
 		used := make([]bool, len(cands))
 		for i, c := range cands {
-			if c.rec.Amount <= rest {
+			if c.rec.Amount <= rest && (!bulk || c.rec.Amount >= BulkMinSat) {
 				picked, used[i] = append(picked, c), true
 				rest -= c.rec.Amount
 			}
+		}
+		if bulk {
+			if 2*rest > sats {
+				return ErrInsufficient
+			}
+			rest = 0 // rounded down
 		}
 		if rest > 0 { // the smallest unused voucher that covers the rest
 			for i := len(cands) - 1; i >= 0; i-- {
@@ -438,7 +491,17 @@ func (w *Wallet) settleReserved(vs []voucher.Voucher, to VoucherState) error {
 // §2.1). If they do not fit one batch they are released and the call fails
 // with voucher.ErrAmount: ask for less.
 func (w *Wallet) ReserveBatch(node peer.ID, sats uint64) ([]byte, []voucher.Voucher, error) {
-	vs, err := w.Reserve(node, sats)
+	return w.reserveBatch(node, sats, w.Reserve)
+}
+
+// ReserveBulkBatch is ReserveBatch with ReserveBulk: the batch may be
+// worth less than sats (at least half), never more.
+func (w *Wallet) ReserveBulkBatch(node peer.ID, sats uint64) ([]byte, []voucher.Voucher, error) {
+	return w.reserveBatch(node, sats, w.ReserveBulk)
+}
+
+func (w *Wallet) reserveBatch(node peer.ID, sats uint64, reserve func(peer.ID, uint64) ([]voucher.Voucher, error)) ([]byte, []voucher.Voucher, error) {
+	vs, err := reserve(node, sats)
 	if err != nil {
 		return nil, nil, err
 	}

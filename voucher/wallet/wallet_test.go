@@ -247,3 +247,58 @@ func TestPrune(t *testing.T) {
 		t.Fatalf("balance %+v", b)
 	}
 }
+
+// TestReserveBulk: a top-up's reservation (ReserveBulk) takes vouchers of
+// at least BulkMinSat, worth at most what was asked and at least half of
+// it, so the 1- to 3-sat vouchers stay for prepays; a small amount, or
+// one the large vouchers cannot make half of, is Reserve's.
+func TestReserveBulk(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := e.wallet(t)
+	ctx := ctxT(t)
+	if _, err := w.Buy(ctx, e.node, 150); err != nil {
+		t.Fatal(err)
+	}
+	before, err := w.Balances()
+	if err != nil {
+		t.Fatal(err)
+	}
+	small := before[e.node].OneSat
+	if small == 0 {
+		t.Fatalf("no 1-sat vouchers bought: %+v", before[e.node])
+	}
+	var took uint64
+	for _, sats := range []uint64{15, 9, 30, 8} {
+		vs, err := w.ReserveBulk(e.node, sats)
+		if err != nil {
+			t.Fatalf("ReserveBulk(%d): %v", sats, err)
+		}
+		got := sum(vs)
+		if got > sats || 2*got < sats {
+			t.Errorf("ReserveBulk(%d) took %d sats", sats, got)
+		}
+		for _, v := range vs {
+			if v.Amount < BulkMinSat {
+				t.Errorf("ReserveBulk(%d) took a %d-sat voucher", sats, v.Amount)
+			}
+		}
+		took += got
+	}
+	after, _ := w.Balances()
+	if b := after[e.node]; b.OneSat != small || b.Reserved != took {
+		t.Fatalf("after bulk reservations of %d sats: %+v, want %d 1-sat vouchers kept", took, b, small)
+	}
+	// Below 2 × BulkMinSat it is Reserve: exact, with small vouchers.
+	vs, err := w.ReserveBulk(e.node, 3)
+	if err != nil || sum(vs) != 3 {
+		t.Fatalf("ReserveBulk(3): %d sats, %v", sum(vs), err)
+	}
+	payload, bvs, err := w.ReserveBulkBatch(e.node, 12)
+	if err != nil || sum(bvs) > 12 || 2*sum(bvs) < 12 {
+		t.Fatalf("ReserveBulkBatch(12): %d sats, %v", sum(bvs), err)
+	}
+	if got, err := e.mint.RedeemPayload(ctx, payload); err != nil || got != sum(bvs) {
+		t.Fatalf("redeem bulk payload: %d, %v", got, err)
+	}
+}
