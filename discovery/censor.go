@@ -46,6 +46,9 @@ const (
 	// censorWalkRounds and censorWalkWidth bound the walk past them.
 	censorWalkRounds = 3
 	censorWalkWidth  = 8
+	// sizeWalks is how many walks to random points a size estimate takes
+	// the smallest of.
+	sizeWalks = 3
 	// sizeEstimateTTL is how long a network-size estimate is reused.
 	sizeEstimateTTL = 10 * time.Minute
 	// censorWarnEvery spaces warnings about one captured key (lookups
@@ -189,8 +192,15 @@ type censorGuard struct {
 }
 
 // networkSize returns the cached estimate of the number of DHT servers,
-// measuring it with a closest-peers walk to a random point when older than
-// sizeEstimateTTL. 0 means unknown.
+// measuring it when older than sizeEstimateTTL: sizeWalks closest-peers
+// walks to independent random points, each estimating the size, and the
+// smallest of those. One walk is not enough: a point that happens to fall
+// near a cluster of ground IDs (ground for some key close to it) sees
+// twenty peers far closer than the network's size explains and inflates
+// the estimate, up to a hundredfold, which turns the check off for every
+// key until the estimate expires. Clusters only ever inflate an estimate,
+// and an estimate too low costs only extra queries (a false alarm), so
+// the smallest is the robust choice. 0 means unknown.
 func (s *Service) networkSize(ctx context.Context, d *dht.IpfsDHT) float64 {
 	g := &s.censor
 	g.mu.Lock()
@@ -199,25 +209,54 @@ func (s *Service) networkSize(ctx context.Context, d *dht.IpfsDHT) float64 {
 	if g.size > 0 && now.Sub(g.at) < sizeEstimateTTL {
 		return g.size
 	}
-	var r [32]byte
-	if _, err := crand.Read(r[:]); err != nil {
-		return 0
+	walks := make(chan []float64, sizeWalks)
+	for range sizeWalks {
+		go func() {
+			var r [32]byte
+			if _, err := crand.Read(r[:]); err != nil {
+				walks <- nil
+				return
+			}
+			cctx, cancel := context.WithTimeout(ctx, closestTimeout)
+			closest, _ := d.GetClosestPeers(cctx, string(r[:]))
+			cancel()
+			_, xs := sortedByDistance(kadPoint(r[:]), closest)
+			walks <- xs
+		}()
 	}
-	cctx, cancel := context.WithTimeout(ctx, closestTimeout)
-	closest, _ := d.GetClosestPeers(cctx, string(r[:]))
-	cancel()
-	_, xs := sortedByDistance(kadPoint(r[:]), closest)
-	// The routing table's size is a floor: a walk that reached only a few
-	// peers would otherwise make the network look tiny.
-	size := float64(d.RoutingTable().Size())
-	if len(xs) >= 4 {
-		size = max(size, sizeFromClosest(xs))
+	var ests []float64
+	for range sizeWalks {
+		ests = append(ests, estimateFromWalk(<-walks))
 	}
+	size := smallestSize(ests, float64(d.RoutingTable().Size()))
 	if size <= 0 {
 		return 0
 	}
 	g.size, g.at = size, now
 	return g.size
+}
+
+// estimateFromWalk is the size estimate of one walk's sorted distances, 0
+// when it reached too few peers to say.
+func estimateFromWalk(xs []float64) float64 {
+	if len(xs) < 4 {
+		return 0
+	}
+	return sizeFromClosest(xs)
+}
+
+// smallestSize returns the smallest of the walks' estimates (ignoring
+// walks that said nothing, 0), at least floor: the routing table's size,
+// so that walks that reached only a few peers do not make the network
+// look tiny.
+func smallestSize(ests []float64, floor float64) float64 {
+	best := 0.0
+	for _, e := range ests {
+		if e > 0 && (best == 0 || e < best) {
+			best = e
+		}
+	}
+	return max(best, floor)
 }
 
 // beyondCaptured checks the closest peers of provider key k (from a DHT

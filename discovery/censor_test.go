@@ -34,8 +34,8 @@ func closestOf(rng *rand.Rand, n, k int) []float64 {
 }
 
 // TestCensorStatistic: over 2,000 honest networks of 1,000 and 10,000
-// DHT servers the ground-ID test raises no alarm (estimating the size from
-// a random point's closest peers, as the Service does); it flags captures
+// DHT servers the ground-ID test raises no alarm (estimating the size as
+// the smallest of sizeWalks random points' estimates, as the Service does); it flags captures
 // by IDs ground 8 bits deeper than the network's size (99.5%, cut within
 // one peer of the 20 ground ones) and five ground IDs in front of honest
 // ones (exactly the five, 99%); the cheapest capture, 20 IDs just closer
@@ -48,7 +48,11 @@ func TestCensorStatistic(t *testing.T) {
 		const trials = 2000
 		var alarms, cheapCaught, deepCaught, partCaught int
 		for i := 0; i < trials; i++ {
-			est := sizeFromClosest(closestOf(rng, n, 20))
+			var ests []float64
+			for range sizeWalks {
+				ests = append(ests, estimateFromWalk(closestOf(rng, n, 20)))
+			}
+			est := smallestSize(ests, 0)
 			honest := closestOf(rng, n, 20)
 			if suspiciousPrefix(honest, censorSizeSafety*est) > 0 {
 				alarms++
@@ -263,9 +267,17 @@ func capturedNet(t *testing.T, ctx context.Context, key []byte) (mocknet.Mocknet
 		defer crewMu.Unlock()
 		return slices.Clone(crew)
 	}
+	// Ground IDs are ground to share more leading bits with the key than
+	// any honest server does (10 at least), as an attacker would: one
+	// honest server among the closest twenty would hold the record and
+	// the attack would not censor.
+	bits := 10
+	for _, nd := range nodes {
+		bits = max(bits, commonPrefixLen(kadPoint([]byte(nd.h.ID())), target)+1)
+	}
 	var ground []host.Host
 	for i := 0; i < 20; i++ {
-		h, err := mn.AddPeer(groundKey(t, target, 10), ma.StringCast(fmt.Sprintf("/ip4/10.66.0.%d/tcp/4001", i+1)))
+		h, err := mn.AddPeer(groundKey(t, target, bits), ma.StringCast(fmt.Sprintf("/ip4/10.66.0.%d/tcp/4001", i+1)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -428,5 +440,64 @@ func TestCensorshipGroundIDsOnionIndex(t *testing.T) {
 	t.Logf("holders of the captured index found: 0 without the check, %d with", len(got))
 	if len(got) != 1 || got[0].Peer != hsdir.h.ID() {
 		t.Fatalf("found %d holders, want the HSDir", len(got))
+	}
+}
+
+// TestNetworkSizeSmallestOfWalks: in a small network where 20 ground IDs
+// sit in one cluster (as in the ground-ID tests), a single walk to a random
+// point that falls near the cluster overestimates the size, often more
+// than fourfold, which would turn the capture check off; the smallest of
+// sizeWalks walks does so in under half a percent of 20,000 estimates.
+func TestNetworkSizeSmallestOfWalks(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(36, 20))
+	const honest, grounded, trials = 16, 20, 20000
+	n := float64(honest + grounded)
+	walk := func(ids []uint64) []float64 {
+		r := rng.Uint64()
+		xs := make([]float64, len(ids))
+		for i, id := range ids {
+			xs[i] = math.Ldexp(float64(id^r), -64)
+		}
+		slices.Sort(xs)
+		return xs[:20]
+	}
+	var singleOff, smallestOff int
+	for i := 0; i < trials; i++ {
+		ids := make([]uint64, 0, honest+grounded)
+		for j := 0; j < honest; j++ {
+			ids = append(ids, rng.Uint64())
+		}
+		key := rng.Uint64()
+		for j := 0; j < grounded; j++ {
+			ids = append(ids, key^(rng.Uint64()>>10)) // 10 bits in common
+		}
+		var ests []float64
+		for range sizeWalks {
+			ests = append(ests, estimateFromWalk(walk(ids)))
+		}
+		if ests[0] > 4*n {
+			singleOff++
+		}
+		if smallestSize(ests, 0) > 4*n {
+			smallestOff++
+		}
+	}
+	t.Logf("N=%d with %d ground IDs in one cluster: estimates over 4x the size: one walk %d/%d, smallest of %d walks %d/%d",
+		int(n), grounded, singleOff, trials, sizeWalks, smallestOff, trials)
+	if singleOff < trials/20 {
+		t.Fatalf("one walk overestimated only %d times: the cluster is not close enough to matter", singleOff)
+	}
+	if smallestOff > trials/200 {
+		t.Fatalf("smallest of walks overestimated %d times in %d", smallestOff, trials)
+	}
+	if got := smallestSize([]float64{0, 0, 40}, 12); got != 40 {
+		t.Fatalf("two failed walks: %v, want the one estimate 40", got)
+	}
+	if got := smallestSize([]float64{0, 0, 0}, 12); got != 12 {
+		t.Fatalf("every walk failed: %v, want the routing-table floor 12", got)
+	}
+	if got := smallestSize([]float64{90, 50, 0}, 12); got != 50 {
+		t.Fatalf("one failed walk: %v, want 50", got)
 	}
 }
