@@ -104,7 +104,8 @@ func TestE2EPaidCost(t *testing.T) {
 		cctx, ccancel := context.WithTimeout(ctx, time.Minute)
 		if n, err := socksGet(cctx, d, fmt.Sprintf("btc-%d", i), host, port, 1000); err != nil || n != 1000 {
 			ccancel()
-			t.Fatalf("short connection %d: %d bytes, %v", i, n, err)
+			ws, _ := d.Client.WalletStatus()
+			t.Fatalf("short connection %d: %d bytes, %v (client wallet balances: %+v)", i, n, err, ws.Balances)
 		}
 		ccancel()
 	}

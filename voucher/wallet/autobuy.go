@@ -79,7 +79,8 @@ const (
 )
 
 // topUp buys for every node in use or named by Config.Candidates whose
-// available balance is below RefillBelowSat, up to TargetBalanceSat, or
+// available balance is below RefillBelowSat, up to TargetBalanceSat (both
+// raised for a node in heavy use: refillLevels), or
 // that is held from but short of 1-sat vouchers (MinOneSatVouchers), within
 // the budget, in random order.
 func (w *Wallet) topUp(ctx context.Context) {
@@ -116,7 +117,8 @@ func (w *Wallet) topUp(ctx context.Context) {
 		}
 		b := bals[n]
 		have := b.Available + b.Pending
-		low := b.Available < w.cfg.RefillBelowSat && have < w.cfg.TargetBalanceSat
+		target, below := w.refillLevels(n, now)
+		low := b.Available < below && have < target
 		// Short of 1-sat vouchers, a node held from is bought from too
 		// (OneSatRefillSat, mostly 1-sat vouchers: splitLadder), at most
 		// OneSatRefillSat beyond the target.
@@ -125,13 +127,13 @@ func (w *Wallet) topUp(ctx context.Context) {
 		w.mu.Lock()
 		noOne := w.noOneSat[n]
 		w.mu.Unlock()
-		short := !low && !noOne && b.Vouchers > 0 && b.OneSat < MinOneSatVouchers && have < w.cfg.TargetBalanceSat+OneSatRefillSat
+		short := !low && !noOne && b.Vouchers > 0 && b.OneSat < MinOneSatVouchers && have < target+OneSatRefillSat
 		if !(low || short) || w.inBackoff(n) {
 			continue
 		}
 		want := OneSatRefillSat
 		if low {
-			want = w.cfg.TargetBalanceSat - have
+			want = target - have
 		}
 		used, limit, err := w.BudgetUsed()
 		if err != nil || used >= limit {

@@ -35,6 +35,7 @@ type Wallet struct {
 	backoff  map[peer.ID]*backoff  // guarded by mu
 	inflight map[string]bool       // guarded by mu; purchases being advanced
 	held     map[peer.ID]uint64    // guarded by mu; available sats per node (refreshHeld)
+	used     map[peer.ID]use       // guarded by mu; recent reservations per node (usage.go)
 	// noOneSat marks nodes whose keyset, at the last purchase, had no
 	// 1-sat key: topUp's 1-sat refill cannot help them. Guarded by mu.
 	noOneSat map[peer.ID]bool
@@ -92,6 +93,7 @@ func New(cfg Config) (*Wallet, error) {
 		backoff:  map[peer.ID]*backoff{},
 		inflight: map[string]bool{},
 		held:     map[peer.ID]uint64{},
+		used:     map[peer.ID]use{},
 		noOneSat: map[peer.ID]bool{},
 		rng:      newRand(),
 		quit:     make(chan struct{}),
@@ -447,6 +449,11 @@ func (w *Wallet) reserve(node peer.ID, sats uint64, bulk bool) ([]voucher.Vouche
 		}
 		return nil, fmt.Errorf("reserve: %w", err)
 	}
+	var value uint64
+	for _, v := range out {
+		value += v.Amount
+	}
+	w.noteUse(node, value, now)
 	w.refreshHeld()
 	return out, nil
 }
