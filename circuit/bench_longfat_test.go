@@ -9,146 +9,9 @@ import (
 	"time"
 
 	"github.com/co-infuse/co-infuse/circuit/cell"
+	"github.com/co-infuse/co-infuse/internal/slowlink"
 	ma "github.com/multiformats/go-multiaddr"
 )
-
-// slowLink is a loopback TCP proxy in front of one host that makes the
-// path through it a long, fat link: each direction carries at most bw
-// bytes per second and delivers every byte latency after it left. The
-// sending host's socket buffer is the link's queue (its reads are paced
-// at bw). Everything is closed in tb.Cleanup.
-//
-// It stands in for go-libp2p's mocknet, whose LinkOptions set latency and
-// bandwidth too, but whose streams deliver one write at a time: a write
-// waits until the one before it has arrived, so a mocknet link carries one
-// write per latency however wide it is, and cannot show a window limit.
-type slowLink struct {
-	ln      net.Listener
-	latency time.Duration
-	bw      float64 // bytes per second
-	done    chan struct{}
-	wg      sync.WaitGroup
-}
-
-func newSlowLink(tb testing.TB, target string, latency time.Duration, bw float64) *slowLink {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	l := &slowLink{ln: ln, latency: latency, bw: bw, done: make(chan struct{})}
-	var mu sync.Mutex
-	var conns []net.Conn
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				_ = in.Close()
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, in, out)
-			mu.Unlock()
-			l.wg.Add(2)
-			go l.pipe(out, in)
-			go l.pipe(in, out)
-		}
-	}()
-	tb.Cleanup(func() {
-		close(l.done)
-		_ = ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		l.wg.Wait()
-	})
-	return l
-}
-
-// addr is the proxy's address as a libp2p multiaddr.
-func (l *slowLink) addr() ma.Multiaddr {
-	a := l.ln.Addr().(*net.TCPAddr)
-	return ma.StringCast(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", a.Port))
-}
-
-// until waits for t or for the link to close; false if it closed.
-func (l *slowLink) until(t time.Time) bool {
-	d := time.Until(t)
-	if d <= 0 {
-		return true
-	}
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-tm.C:
-		return true
-	case <-l.done:
-		return false
-	}
-}
-
-type flight struct {
-	b  []byte
-	at time.Time
-}
-
-// pipe carries src to dst: reads are paced at bw, and each read is
-// written latency after its turn on the link.
-func (l *slowLink) pipe(dst, src net.Conn) {
-	defer l.wg.Done()
-	ch := make(chan flight, 8192)
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		defer dst.Close()
-		for f := range ch {
-			if !l.until(f.at) {
-				return
-			}
-			if _, err := dst.Write(f.b); err != nil {
-				return
-			}
-		}
-	}()
-	defer close(ch)
-	var dep time.Time // when the link has sent everything read so far
-	for {
-		b := make([]byte, 16<<10)
-		n, err := src.Read(b)
-		if n > 0 {
-			now := time.Now()
-			// Up to 10 ms of timer lateness is caught up, not lost (a token
-			// bucket of 10 ms of bytes).
-			dep = later(dep, now.Add(-10*time.Millisecond)).Add(time.Duration(float64(n) / l.bw * float64(time.Second)))
-			if !l.until(dep) {
-				return
-			}
-			select {
-			case ch <- flight{b: b[:n], at: dep.Add(l.latency)}:
-			case <-l.done:
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}
 
 // BenchmarkLongFatCircuit pushes bulk data over one 3-hop circuit whose
 // three links each have the given one-way latency and a 100 Mbit/s cap,
@@ -208,8 +71,8 @@ func benchLongFat(b *testing.B, lf longFat) {
 	path := tn.path(1, 2, 3)
 	for i := range path {
 		// Every hop, the first included, is reached through a slow link.
-		l := newSlowLink(b, tcpTarget(b, tn.hosts[i+1].Addrs()), lf.lat, lf.bw)
-		path[i].Addrs = []ma.Multiaddr{l.addr()}
+		l := slowlink.NewFor(b, tn.hosts[i+1].Addrs(), lf.lat, lf.bw)
+		path[i].Addrs = []ma.Multiaddr{l.Addr()}
 	}
 	snk := newSink(b)
 	dst := snk.addr()
@@ -287,16 +150,3 @@ func benchLongFat(b *testing.B, lf longFat) {
 	c.ep.mu.Unlock()
 }
 
-// tcpTarget is the host:port of a host's first TCP address.
-func tcpTarget(tb testing.TB, addrs []ma.Multiaddr) string {
-	tb.Helper()
-	for _, a := range addrs {
-		ip, err1 := a.ValueForProtocol(ma.P_IP4)
-		port, err2 := a.ValueForProtocol(ma.P_TCP)
-		if err1 == nil && err2 == nil {
-			return net.JoinHostPort(ip, port)
-		}
-	}
-	tb.Fatalf("no TCP address in %v", addrs)
-	return ""
-}

@@ -2,7 +2,6 @@ package payment
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -14,6 +13,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/co-infuse/co-infuse/circuit/cell"
+	"github.com/co-infuse/co-infuse/internal/slowlink"
 )
 
 // BenchmarkPaidLongFat is issue 10's download target with payment on: a
@@ -44,8 +44,8 @@ func BenchmarkPaidLongFat(b *testing.B) {
 				pn = newRelayNet(b, prices, false)
 			}
 			for i := range pn.path {
-				l := newDelayLink(b, pn.path[i].Addrs, lat, bw)
-				pn.path[i].Addrs = []ma.Multiaddr{l.addr()}
+				l := slowlink.NewFor(b, pn.path[i].Addrs, lat, bw)
+				pn.path[i].Addrs = []ma.Multiaddr{l.Addr()}
 			}
 			src := streamServer(b)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -178,138 +178,3 @@ func streamServer(tb testing.TB) cell.Target {
 	return target
 }
 
-// delayLink is a loopback TCP proxy in front of a relay: each direction
-// carries at most bw bytes per second and delivers each read latency
-// after its turn on the link (a long, fat link). The sender's socket
-// buffer is the link's queue. Everything ends in tb.Cleanup.
-type delayLink struct {
-	ln      net.Listener
-	latency time.Duration
-	bw      float64
-	quit    chan struct{}
-	wg      sync.WaitGroup
-}
-
-func newDelayLink(tb testing.TB, addrs []ma.Multiaddr, latency time.Duration, bw float64) *delayLink {
-	tb.Helper()
-	var target string
-	for _, a := range addrs {
-		ip, err1 := a.ValueForProtocol(ma.P_IP4)
-		port, err2 := a.ValueForProtocol(ma.P_TCP)
-		if err1 == nil && err2 == nil {
-			target = net.JoinHostPort(ip, port)
-			break
-		}
-	}
-	if target == "" {
-		tb.Fatalf("no TCP address in %v", addrs)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	l := &delayLink{ln: ln, latency: latency, bw: bw, quit: make(chan struct{})}
-	var mu sync.Mutex
-	var conns []net.Conn
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				_ = in.Close()
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, in, out)
-			mu.Unlock()
-			l.wg.Add(2)
-			go l.carry(out, in)
-			go l.carry(in, out)
-		}
-	}()
-	tb.Cleanup(func() {
-		close(l.quit)
-		_ = ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		l.wg.Wait()
-	})
-	return l
-}
-
-func (l *delayLink) addr() ma.Multiaddr {
-	return ma.StringCast(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", l.ln.Addr().(*net.TCPAddr).Port))
-}
-
-// wait blocks until t, or returns false when the link closes first.
-func (l *delayLink) wait(t time.Time) bool {
-	d := time.Until(t)
-	if d <= 0 {
-		return true
-	}
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-tm.C:
-		return true
-	case <-l.quit:
-		return false
-	}
-}
-
-type delayed struct {
-	b  []byte
-	at time.Time
-}
-
-// carry copies src to dst through the link: reads leave at bw, and each
-// is written latency after it left.
-func (l *delayLink) carry(dst, src net.Conn) {
-	defer l.wg.Done()
-	q := make(chan delayed, 8192)
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		defer dst.Close()
-		for d := range q {
-			if !l.wait(d.at) {
-				return
-			}
-			if _, err := dst.Write(d.b); err != nil {
-				return
-			}
-		}
-	}()
-	defer close(q)
-	var free time.Time // when the link has sent all it read
-	for {
-		b := make([]byte, 16<<10)
-		n, err := src.Read(b)
-		if n > 0 {
-			now := time.Now()
-			if slack := now.Add(-10 * time.Millisecond); free.Before(slack) {
-				free = slack // catch up at most 10 ms of timer lateness
-			}
-			free = free.Add(time.Duration(float64(n) / l.bw * float64(time.Second)))
-			if !l.wait(free) {
-				return
-			}
-			select {
-			case q <- delayed{b: b[:n], at: free.Add(l.latency)}:
-			case <-l.quit:
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}

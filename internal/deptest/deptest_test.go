@@ -164,6 +164,9 @@ var table = map[string]entry{
 	// Ports of 127.0.0.1 for harness daemons, below the ephemeral range;
 	// standard library only.
 	"internal/loopport": {external: []string{}},
+	// A long, fat loopback link for benchmarks (circuit, payment); the
+	// standard library and multiaddr only.
+	"internal/slowlink": {external: []string{"github.com/multiformats/go-multiaddr"}},
 	// A private Tor network on loopback for tests and devnet.
 	"internal/tornet": {
 		imports: map[string]string{
