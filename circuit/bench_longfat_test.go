@@ -149,4 +149,3 @@ func benchLongFat(b *testing.B, lf longFat) {
 	b.ReportMetric(float64(c.ep.extra.Load()), "extra-recv-credit")
 	c.ep.mu.Unlock()
 }
-

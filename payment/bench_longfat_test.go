@@ -177,4 +177,3 @@ func streamServer(tb testing.TB) cell.Target {
 	}
 	return target
 }
-
