@@ -2,9 +2,7 @@ package payment
 
 import (
 	"context"
-	"log/slog"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -50,33 +48,7 @@ func BenchmarkPaidLongFat(b *testing.B) {
 			src := streamServer(b)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
-			path := pn.path
-			var pb *Build
-			var cl *Client
-			if paid {
-				var err error
-				cl, err = NewClient(ClientConfig{Reserve: newTestWallet().reserve, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer cl.Close()
-				if pb, err = cl.NewBuild(pn.hops, true); err != nil {
-					b.Fatal(err)
-				}
-				path = pn.paidPath(pb)
-			}
-			c, err := pn.client.Build(ctx, path)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.Close()
-			var pc *Circuit
-			if paid {
-				if pc, err = cl.OpenBuilt(c, pb); err != nil {
-					b.Fatal(err)
-				}
-				defer pc.Close()
-			}
+			c, pc := pn.benchCircuit(b, ctx, paid)
 			s, err := c.Dial(ctx, cell.ServiceExit, src)
 			if err != nil {
 				b.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/co-infuse/co-infuse/circuit"
 	"github.com/co-infuse/co-infuse/circuit/cell"
 )
 
@@ -41,32 +42,8 @@ func BenchmarkPaidBulk(b *testing.B) {
 			target := bulkServer(b, benchBulkBytes)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			defer cancel()
-			path := pn.path
-			var pb *Build
-			var cl *Client
+			c, pc := pn.benchCircuit(b, ctx, paid)
 			if paid {
-				var err error
-				cl, err = NewClient(ClientConfig{Reserve: newTestWallet().reserve, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer cl.Close()
-				if pb, err = cl.NewBuild(pn.hops, true); err != nil {
-					b.Fatal(err)
-				}
-				path = pn.paidPath(pb)
-			}
-			c, err := pn.client.Build(ctx, path)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.Close()
-			var pc *Circuit
-			if paid {
-				if pc, err = cl.OpenBuilt(c, pb); err != nil {
-					b.Fatal(err)
-				}
-				defer pc.Close()
 				if os.Getenv("CO_INFUSE_BENCH_GROW") != "" {
 					c.SetGrowthGate(nil)
 				}
@@ -144,4 +121,39 @@ func bulkServer(tb testing.TB, size int) cell.Target {
 		tb.Fatal(err)
 	}
 	return target
+}
+
+// benchCircuit builds one circuit over pn's path, paid in its handshakes
+// by a payment client over a test wallet when paid (pc is then its
+// ledger; nil otherwise). Both are closed in b.Cleanup.
+func (pn *paidNet) benchCircuit(b *testing.B, ctx context.Context, paid bool) (*circuit.Circuit, *Circuit) {
+	b.Helper()
+	path := pn.path
+	var pb *Build
+	var cl *Client
+	if paid {
+		var err error
+		cl, err = NewClient(ClientConfig{Reserve: newTestWallet().reserve, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { cl.Close() })
+		if pb, err = cl.NewBuild(pn.hops, true); err != nil {
+			b.Fatal(err)
+		}
+		path = pn.paidPath(pb)
+	}
+	c, err := pn.client.Build(ctx, path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	var pc *Circuit
+	if paid {
+		if pc, err = cl.OpenBuilt(c, pb); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { pc.Close() })
+	}
+	return c, pc
 }
