@@ -209,71 +209,12 @@ func TestE2ELndOnionViaControlPort(t *testing.T) {
 	// the first at its .onion: the Lightning handshake runs over the
 	// rendezvous path.
 	b := startTorLnd(ctx, t, ln, bins, "dave", "--tor.active", "--tor.socks="+d.Client.SOCKSAddr().String())
-	if err := pollSlow(ctx, func() bool { return b.getInfo(ctx) != nil }); err != nil {
-		t.Fatalf("lnd dave not ready: %v\n%s", err, b.logTail())
-	}
-	var out []byte
-	err = pollSlow(ctx, func() bool {
-		out, err = b.cli(ctx, "connect", uri)
-		if err != nil {
-			t.Logf("lncli connect %s: %v %s (retrying)", uri, err, out)
-		}
-		return err == nil || strings.Contains(string(out), "already connected")
-	})
-	if err != nil {
-		t.Fatalf("lnd dave cannot connect to %s: %v\n%s\n--- dave ---\n%s", uri, err, out, b.logTail())
-	}
-	t.Logf("lnd dave connected to %s over co-infuse", uri)
-
-	// Dave, funded by the harness's Alice, opens a channel to carol over
-	// that connection; six blocks later both see it active.
-	var addr struct{ Address string }
-	if out, err := b.cli(ctx, "newaddress", "p2wkh"); err != nil || json.Unmarshal(out, &addr) != nil {
-		t.Fatalf("dave newaddress: %v %s", err, out)
-	}
-	alice := ln.Alice()
-	aliceCLI := &lndProc{dir: alice.Dir, rpc: alice.RPCHost, lncli: bins.Lncli}
-	if out, err := aliceCLI.cli(ctx, "sendcoins", "--addr="+addr.Address, "--amt=1000000"); err != nil {
-		t.Fatalf("alice sendcoins: %v %s", err, out)
-	}
-	if err := ln.Mine(ctx, 6); err != nil {
-		t.Fatal(err)
-	}
-	err = pollSlow(ctx, func() bool {
-		out, err = b.cli(ctx, "openchannel", "--node_key="+pub, "--local_amt=200000")
-		if err != nil {
-			t.Logf("dave openchannel: %v %s (retrying until the coins confirm)", err, out)
-		}
-		return err == nil
-	})
-	if err != nil {
-		t.Fatalf("dave openchannel to carol: %v %s\n--- dave ---\n%s", err, out, b.logTail())
-	}
-	if err := ln.Mine(ctx, 6); err != nil {
-		t.Fatal(err)
-	}
-	err = pollSlow(ctx, func() bool {
-		out, err := b.cli(ctx, "listchannels", "--active_only")
-		var ch struct {
-			Channels []struct {
-				RemotePubkey string `json:"remote_pubkey"`
-				Active       bool
-			}
-		}
-		if err != nil || json.Unmarshal(out, &ch) != nil {
-			return false
-		}
-		for _, c := range ch.Channels {
-			if c.RemotePubkey == pub && c.Active {
-				return true
-			}
-		}
-		return false
-	})
-	if err != nil {
-		t.Fatalf("no active channel dave→carol: %v\n--- dave ---\n%s\n--- carol ---\n%s", err, b.logTail(), a.logTail())
-	}
-	t.Logf("channel dave→carol active over %s", host)
+	// Dave connects to carol's .onion over co-infuse (the Lightning
+	// handshake runs over the rendezvous path), is funded by the
+	// harness's Alice and opens a channel to carol; six blocks later both
+	// see it active.
+	lndConnectAndOpen(ctx, t, ln, bins, b, a, uri, pub)
+	t.Logf("lnd dave connected to %s over co-infuse; channel dave→carol active", host)
 
 	// Restart co-infuse (the client node; same config, ports and data
 	// directory): its control connections and services are gone, lnd's
