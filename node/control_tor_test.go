@@ -142,25 +142,7 @@ func TestControlDualPublicationPending(t *testing.T) {
 		t.Skip("tor not installed (apt-get install tor)")
 	}
 	t.Parallel()
-	c := DefaultConfig(t.TempDir())
-	c.Discovery.Mode = "private"
-	c.Discovery.Bootstrap = nil
-	c.SOCKS.Listen = "127.0.0.1:0"
-	c.Control.Enabled = true
-	c.Control.Listen = "127.0.0.1:0"
-	c.Tor.Enabled = true
-	c.Tor.Torrc = unreachableTorrc(t)
-	c.ApplyDefaults()
-	n, err := New(c, WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := n.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	n := startUnreachableTorNode(t, true)
 
 	ctl := tor.NewController(n.ControlAddr().String(), "127.0.0.1", "")
 	if err := ctl.Start(); err != nil {

@@ -87,10 +87,34 @@ func TestNodeManagedTor(t *testing.T) {
 		t.Skip("tor not installed (apt-get install tor)")
 	}
 	t.Parallel()
+	n := startUnreachableTorNode(t, false)
+	st := n.Status()
+	if st.Tor == nil || !st.Tor.Running || st.Tor.Bootstrap == 100 || st.Tor.Onions == nil {
+		t.Errorf("status tor %+v: want running, not bootstrapped, onions []", st.Tor)
+	}
+	pid := n.Tor().Pid()
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid))); err == nil {
+		t.Errorf("tor (pid %d) still runs after Close", pid)
+	}
+}
+
+// startUnreachableTorNode starts a lone client node (private discovery,
+// no bootstrap peers) with the tor section on and a tor that never
+// bootstraps (unreachableTorrc), and the control port too if control. The
+// node is closed in t.Cleanup (Close is safe twice).
+func startUnreachableTorNode(t *testing.T, control bool) *Node {
+	t.Helper()
 	c := DefaultConfig(t.TempDir())
 	c.Discovery.Mode = "private"
 	c.Discovery.Bootstrap = nil
 	c.SOCKS.Listen = "127.0.0.1:0"
+	if control {
+		c.Control.Enabled = true
+		c.Control.Listen = "127.0.0.1:0"
+	}
 	c.Tor.Enabled = true
 	c.Tor.Torrc = unreachableTorrc(t)
 	c.ApplyDefaults()
@@ -103,17 +127,8 @@ func TestNodeManagedTor(t *testing.T) {
 	if err := n.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	st := n.Status()
-	if st.Tor == nil || !st.Tor.Running || st.Tor.Bootstrap == 100 || st.Tor.Onions == nil {
-		t.Errorf("status tor %+v: want running, not bootstrapped, onions []", st.Tor)
-	}
-	pid := n.Tor().Pid()
-	if err := n.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid))); err == nil {
-		t.Errorf("tor (pid %d) still runs after Close", pid)
-	}
+	t.Cleanup(func() { n.Close() })
+	return n
 }
 
 // unreachableTorrc is a torrc whose only directory authority is a
