@@ -24,14 +24,7 @@ func TestOutboxGroupCommit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	entry := func(n uint32) Entry {
-		h, id := testTx(t, n, false)
-		ck, err := CheckTx(h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return Entry{TxID: id, Raw: ck.Raw, Added: time.Now()}
-	}
+	entry := func(n uint32) Entry { return testEntry(t, n) }
 	const queued = 6 // five Adds and one failing write wait behind the first
 	before := lastCommit(t, o)
 

@@ -16,14 +16,7 @@ func TestOutboxLater(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	entry := func(n uint32) Entry {
-		h, id := testTx(t, n, false)
-		ck, err := CheckTx(h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return Entry{TxID: id, Raw: ck.Raw, Added: time.Now()}
-	}
+	entry := func(n uint32) Entry { return testEntry(t, n) }
 	a, b := entry(30), entry(31)
 	if _, err := o.Add(a); err != nil {
 		t.Fatal(err)
@@ -60,4 +53,15 @@ func TestOutboxLater(t *testing.T) {
 	if _, ok, _ := o.Get(a.TxID); ok {
 		t.Fatal("a deferred update brought back a removed entry")
 	}
+}
+
+// testEntry is an outbox entry for testTx(n), checked as Send checks it.
+func testEntry(t testing.TB, n uint32) Entry {
+	t.Helper()
+	h, id := testTx(t, n, false)
+	ck, err := CheckTx(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Entry{TxID: id, Raw: ck.Raw, Added: time.Now()}
 }
