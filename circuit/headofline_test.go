@@ -212,23 +212,7 @@ func TestFullQueueDestroysOnlyItsCircuit(t *testing.T) {
 	if r := parseDestroy(&c); r != cell.ReasonResource {
 		t.Fatalf("bulk circuit destroyed with %v, want resource", r)
 	}
-	// The same link still carries the quiet circuit.
-	quiet.begin(t, 1, echoSrv.addr())
-	if err := quiet.send(1, cell.RelayData, 1, []byte("ping")); err != nil {
-		t.Fatal(err)
-	}
-	if err := n.recv(&c); err != nil {
-		t.Fatal(err)
-	}
-	if _, m, err := quiet.open(&c); err != nil || m.Cmd != cell.RelayData || string(m.Data) != "ping" {
-		t.Fatalf("quiet circuit got %v %q: %v", m.Cmd, m.Data, err)
-	}
-	// And another client's circuit through the relay works.
-	other := tn.build(ctx, 1)
-	medianEcho(ctx, t, other, echoSrv.addr(), 1)
-	if st := relay.Stats(); st.RelayCircuits != 2 || st.Links != 2 {
-		t.Fatalf("relay stats %+v, want 2 circuits on 2 links", st)
-	}
+	quietStillWorks(ctx, t, tn, n, quiet, echoSrv.addr())
 }
 
 // A neighbour that stops reading loses its link after the write timeout,
@@ -390,4 +374,29 @@ func TestDestroyReasonsPassedOnAsNone(t *testing.T) {
 func sweepIdle(e *Engine) {
 	e.sweepOnce(time.Now().Add(time.Hour))
 	e.sweepOnce(time.Now().Add(2 * time.Hour))
+}
+
+// quietStillWorks: after a bulk circuit on the neighbour's link n was
+// destroyed, the same link still carries the quiet circuit (an echo of
+// "ping" to echo), another client's circuit through the relay (tn's
+// engine 1) works, and the relay holds just those two circuits on two
+// links.
+func quietStillWorks(ctx context.Context, t *testing.T, tn *testNet, n *neighbour, quiet *rawCirc, echo cell.Target) {
+	t.Helper()
+	quiet.begin(t, 1, echo)
+	if err := quiet.send(1, cell.RelayData, 1, []byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	var c cell.Cell
+	if err := n.recv(&c); err != nil {
+		t.Fatal(err)
+	}
+	if _, m, err := quiet.open(&c); err != nil || m.Cmd != cell.RelayData || string(m.Data) != "ping" {
+		t.Fatalf("quiet circuit got %v %q: %v", m.Cmd, m.Data, err)
+	}
+	other := tn.build(ctx, 1)
+	medianEcho(ctx, t, other, echo, 1)
+	if st := tn.engines[1].Stats(); st.RelayCircuits != 2 || st.Links != 2 {
+		t.Fatalf("relay stats %+v, want 2 circuits on 2 links", st)
+	}
 }

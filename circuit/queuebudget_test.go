@@ -58,21 +58,5 @@ func TestQueuedCellsChargeMemoryBudget(t *testing.T) {
 	}
 	// Its queue and stream are given back: only the quiet circuit is left.
 	waitFor(ctx, t, "the budget to be given back", func() bool { return relay.Stats().Memory == circuitCost })
-	// The same link still carries the quiet circuit.
-	quiet.begin(t, 1, echoSrv.addr())
-	if err := quiet.send(1, cell.RelayData, 1, []byte("ping")); err != nil {
-		t.Fatal(err)
-	}
-	if err := n.recv(&c); err != nil {
-		t.Fatal(err)
-	}
-	if _, m, err := quiet.open(&c); err != nil || m.Cmd != cell.RelayData || string(m.Data) != "ping" {
-		t.Fatalf("quiet circuit got %v %q: %v", m.Cmd, m.Data, err)
-	}
-	// And another client's circuit through the relay works.
-	other := tn.build(ctx, 1)
-	medianEcho(ctx, t, other, echoSrv.addr(), 1)
-	if st := relay.Stats(); st.RelayCircuits != 2 || st.Links != 2 {
-		t.Fatalf("relay stats %+v, want 2 circuits on 2 links", st)
-	}
+	quietStillWorks(ctx, t, tn, n, quiet, echoSrv.addr())
 }
