@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/co-infuse/co-infuse/circuit"
@@ -52,19 +53,7 @@ func newRelayNet(t testing.TB, prices []uint64, paid bool, clientCfg ...func(*ci
 	t.Helper()
 	pn := &paidNet{}
 	for i := range len(prices) + 1 {
-		h, err := libp2p.New(
-			libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
-			libp2p.DisableRelay(),
-			libp2p.DisableMetrics(),
-		)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = h.Close() })
-		key, err := circuit.GenerateOnionKey()
-		if err != nil {
-			t.Fatal(err)
-		}
+		h, key := newHopHost(t)
 		cfg := circuit.Config{Host: h, OnionKey: key}
 		if i > 0 {
 			price := prices[i-1]
@@ -241,4 +230,24 @@ func TestPaidChattyCircuit(t *testing.T) {
 		}
 	}
 	t.Logf("carried per hop %v; payments %+v", carried, pc.Stats())
+}
+
+// newHopHost is a libp2p host on 127.0.0.1 (closed in t.Cleanup) and an
+// onion key, for one engine of a test network.
+func newHopHost(t testing.TB) (host.Host, *circuit.OnionKey) {
+	t.Helper()
+	h, err := libp2p.New(
+		libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
+		libp2p.DisableRelay(),
+		libp2p.DisableMetrics(),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close() })
+	key, err := circuit.GenerateOnionKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, key
 }

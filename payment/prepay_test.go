@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/co-infuse/co-infuse/circuit"
@@ -104,19 +103,7 @@ func newHandshakeNet(t testing.TB, prices []uint64, client func(*circuit.Config)
 	pn := &paidNet{}
 	var mints []*spentMint
 	for i := range len(prices) + 1 {
-		h, err := libp2p.New(
-			libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
-			libp2p.DisableRelay(),
-			libp2p.DisableMetrics(),
-		)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = h.Close() })
-		key, err := circuit.GenerateOnionKey()
-		if err != nil {
-			t.Fatal(err)
-		}
+		h, key := newHopHost(t)
 		cfg := circuit.Config{Host: h, OnionKey: key, Begin: loopbackBegin}
 		if i == 0 && client != nil {
 			client(&cfg)
