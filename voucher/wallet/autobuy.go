@@ -140,6 +140,16 @@ func (w *Wallet) topUp(ctx context.Context) {
 			return
 		}
 		rem := limit - used
+		if low && target > w.cfg.TargetBalanceSat {
+			// What use adds to the target takes at most a quarter of
+			// the budget left, so one busy node cannot leave the
+			// others (the guards) nothing for the rest of the day.
+			extra := min(target-w.cfg.TargetBalanceSat, rem/4)
+			want = min(want, (w.cfg.TargetBalanceSat+extra)-min(have, w.cfg.TargetBalanceSat+extra))
+			if want == 0 {
+				continue
+			}
+		}
 		want = min(want, rem)
 		for want > 0 && want+uint64(w.feeLimit(want)) > rem {
 			want--

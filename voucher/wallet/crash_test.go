@@ -241,9 +241,10 @@ func TestAutoBuy(t *testing.T) {
 		return b[e.node].Available == 20
 	})
 	// Spend 15 (the vouchers are 1,1,2,2,4,4,4,2: splitLadder): 5 are
-	// left, below 10, and the balance is topped up again, to 30: twice
-	// the recent use (the test's clock stands still, so it never decays;
-	// TestAutoBuySizedToUse).
+	// left, below 10, and the balance is topped up again, to 27: twice
+	// the recent use would be 30 (the test's clock stands still, so use
+	// never decays; TestAutoBuySizedToUse), but what use adds is at most
+	// a quarter of the 29 sats of budget left, 7.
 	vs, err := w.Reserve(e.node, 15)
 	if err != nil {
 		t.Fatal(err)
@@ -253,18 +254,18 @@ func TestAutoBuy(t *testing.T) {
 	}
 	waitFor(t, func() bool {
 		b, _ := w.Balances()
-		return b[e.node].Available == 30
+		return b[e.node].Available == 27
 	})
-	// Spend everything: of the budget, 50-(20+1)-(25+1) = 3 sats are
-	// left, enough for 2 sats plus a 1-sat fee limit.
-	vs, err = w.Reserve(e.node, 30)
+	// Spend everything: of the budget, 50-(20+1)-(22+1) = 6 sats are
+	// left, enough for 5 sats plus a 1-sat fee limit.
+	vs, err = w.Reserve(e.node, 27)
 	if err != nil {
 		t.Fatal(err)
 	}
 	w.MarkSpent(vs)
 	waitFor(t, func() bool {
 		b, _ := w.Balances()
-		return b[e.node].Available == 2 && b[e.node].Pending == 0
+		return b[e.node].Available == 5 && b[e.node].Pending == 0
 	})
 	if used, _, _ := w.BudgetUsed(); used != 50 {
 		t.Fatalf("budget used %d, want 50", used)

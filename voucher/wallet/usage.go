@@ -21,7 +21,9 @@ import (
 // the same random times.
 
 // maxTargetFactor caps the use-sized target at this multiple of
-// TargetBalanceSat (the daily budget caps every purchase anyway).
+// TargetBalanceSat. What use adds beyond TargetBalanceSat is also capped,
+// per purchase, at a quarter of the daily budget left (topUp), so one
+// busy node cannot take what the others need for the rest of the day.
 const maxTargetFactor = 8
 
 // use is a node's recent reservations, exponentially weighted.

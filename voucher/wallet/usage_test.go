@@ -66,3 +66,35 @@ func TestAutoBuySizedToUse(t *testing.T) {
 		t.Fatalf("levels after a huge burst: target %d, refill below %d; want both %d", target, below, maxTargetFactor*100)
 	}
 }
+
+// TestAutoBuyUseTakesAQuarterOfBudget: what recent use adds to a node's
+// target is bought only up to a quarter of the daily budget left, so one
+// busy exit cannot leave the guards nothing for the rest of the day.
+func TestAutoBuyUseTakesAQuarterOfBudget(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.wcfg.AutoBuyInterval = time.Minute
+	e.wcfg.TargetBalanceSat, e.wcfg.RefillBelowSat, e.wcfg.DailyBudgetSat = 100, 50, 500
+	w := e.wallet(t)
+	w.Track(e.node)
+	ctx := ctxT(t)
+	w.topUp(ctx) // 100 sats, 101 of the budget with the fee limit
+	vs, err := w.Reserve(e.node, 90)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.MarkSpent(vs); err != nil {
+		t.Fatal(err)
+	}
+	w.noteUse(e.node, 400, e.clk.Now()) // a burst: the use-sized target is 800
+	w.topUp(ctx)
+	b, err := w.Balances()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 399 sats of budget left: the target may grow by 399/4 = 99 sats, to
+	// 199; the balance was 10.
+	if got := b[e.node].Available + b[e.node].Pending; got != 199 {
+		t.Fatalf("after a burst with 399 sats of budget left: %d sats held, want 199", got)
+	}
+}
