@@ -42,7 +42,7 @@ type Mint struct {
 	keysets map[voucher.KeysetID]*voucher.SigningKeyset // guarded by mu
 
 	openMu sync.Mutex
-	open   []openQuote // guarded by openMu; unexpired unpaid quotes holding a slot, oldest first, ≤ MaxOpenQuotes
+	open   []openQuote // guarded by openMu; unexpired unpaid quotes, and swaps within SwapHold (swap.go), holding a slot, oldest first, ≤ MaxOpenQuotes
 
 	// swapSigning holds a token per swap signing at once (≤
 	// MaxSwapsSigning).

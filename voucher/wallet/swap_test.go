@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"sync/atomic"
+	"time"
 	"testing"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -352,5 +353,56 @@ func TestSwapSplitFitsOneMessage(t *testing.T) {
 	}
 	if _, err := swapSplit(ks, 16*65, voucher.MaxMessageSize-1000); !errors.Is(err, voucher.ErrAmount) {
 		t.Fatalf("no room: %v", err)
+	}
+}
+
+// TestSwapRefusedStaysUnsure: a pending swap whose output keyset stopped
+// minting before it was sent (the wallet was down across a rotation) is
+// refused by the mint; the swap is abandoned, its inputs stay unsure and
+// are not offered, and the next round swaps them, still in their grace
+// period, into the node's new keyset.
+func TestSwapRefusedStaysUnsure(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := ctxT(t)
+	w := e.wallet(t)
+	if _, err := w.Buy(ctx, e.node, 20); err != nil {
+		t.Fatal(err)
+	}
+	old, err := w.Reserve(e.node, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Unsure(old); err != nil {
+		t.Fatal(err)
+	}
+	w.afterSwapStore = func() error { return errCrash }
+	if _, err := w.Settle(ctx); !errors.Is(err, errCrash) {
+		t.Fatalf("Settle = %v, want the crash", err)
+	}
+	w.afterSwapStore = nil
+	e.clk.Advance(25 * time.Hour) // the keyset stopped minting at 24 h; it redeems until 30 h
+	if err := e.mint.Rotate(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := w.Settle(ctx); n != 0 || !errors.Is(err, voucher.ErrExpired) {
+		t.Fatalf("Settle of the stale swap = %d, %v; want a refusal as expired", n, err)
+	}
+	if st := voucherStates(t, w, old); !allIn(st, VoucherUnsure) {
+		t.Fatalf("inputs in states %v after the refusal, want unsure", st)
+	}
+	for _, s := range swaps(t, w) {
+		if s.State != SwapAbandoned {
+			t.Fatalf("refused swap in state %d, want abandoned", s.State)
+		}
+	}
+	wantBalance(t, w, e.node, 12, 8, 0)
+	n, err := w.Settle(ctx)
+	if err != nil || n != len(old) {
+		t.Fatalf("next round: Settle = %d, %v; want %d", n, err, len(old))
+	}
+	wantBalance(t, w, e.node, 20, 0, 0)
+	if c, err := e.mint.Redeem(ctx, old); c != 0 || !errors.Is(err, voucher.ErrSpent) {
+		t.Fatalf("stale redemption: %d, %v", c, err)
 	}
 }
