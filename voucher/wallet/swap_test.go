@@ -131,6 +131,22 @@ func TestSwapBeatsStaleRedemption(t *testing.T) {
 		if n, err := w.Settle(ctx); n != 0 || err != nil {
 			t.Fatalf("second Settle = %d, %v; want nothing to do", n, err)
 		}
+		if err := w.MarkSpent(all); err != nil {
+			t.Fatal(err)
+		}
+		e.clk.Advance(31 * 24 * time.Hour) // past Retention: finished records go
+		if _, err := w.Prune(); err != nil {
+			t.Fatal(err)
+		}
+		if s := swaps(t, w); len(s) != 0 {
+			t.Fatalf("%d swap records left after Retention", len(s))
+		}
+		w.db.View(func(tx *bolt.Tx) error {
+			if n := tx.Bucket(bucketVouchers).Stats().KeyN; n != 0 {
+				t.Errorf("%d voucher records left after Retention, want 0 (all spent or swapped)", n)
+			}
+			return nil
+		})
 	})
 	t.Run("redemption first", func(t *testing.T) {
 		t.Parallel()
