@@ -5,8 +5,8 @@ import (
 	"errors"
 	"io"
 	"sync/atomic"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
