@@ -313,3 +313,44 @@ func TestSwapCrashAfterSignBeforeStore(t *testing.T) {
 		t.Fatalf("retry: %v, same=%v, signed %d, replayed %d", err, bytes.Equal(again, resp), signed, replayed)
 	}
 }
+
+// TestSwapThroughCircuit: swaps on streams through circuits (ServeConn)
+// are served like any other, and capped per circuit session: a fifth
+// swap on one session within SwapHold is busy, another session's is not.
+func TestSwapThroughCircuit(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	f := newFixture(t)
+	m := f.open(t)
+	ks, vs := buyVouchers(t, f, m, 1, 1, 1, 1, 1, 1)
+	ask := func(s [SessionLen]byte, v voucher.Voucher) error {
+		t.Helper()
+		_, r := swapOf(t, ks, []voucher.Voucher{v}, 1)
+		resp, err := connCall(ctx, t, m, s, frame(mustMarshal(t, &r)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := connErr(t, resp); err != nil {
+			return err
+		}
+		if _, err := voucher.ParseSwapResponse(resp); err != nil {
+			t.Fatal(err)
+		}
+		return nil
+	}
+	for i := range 4 {
+		if err := ask(session(1), vs[i]); err != nil {
+			t.Fatalf("swap %d through a circuit: %v", i, err)
+		}
+	}
+	if err := ask(session(1), vs[4]); !errors.Is(err, voucher.ErrBusy) {
+		t.Fatalf("fifth swap on one circuit: %v, want ErrBusy", err)
+	}
+	if err := ask(session(2), vs[5]); err != nil {
+		t.Fatalf("another circuit: %v", err)
+	}
+	if c, err := m.Redeem(ctx, vs[:4]); c != 0 || !errors.Is(err, voucher.ErrSpent) {
+		t.Fatalf("swapped vouchers redeem for %d, %v", c, err)
+	}
+	unspent(t, m, ks, vs[4])
+}
