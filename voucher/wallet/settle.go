@@ -169,6 +169,9 @@ func (w *Wallet) Settle(ctx context.Context) (int, error) {
 // unsure vouchers until none is left or one fails. Each round either
 // settles at least one voucher or returns an error, so it ends.
 func (w *Wallet) settleNode(ctx context.Context, node peer.ID) (int, error) {
+	if err := w.expireUnsure(node); err != nil {
+		return 0, err
+	}
 	settled := 0
 	for ctx.Err() == nil {
 		id, ok, err := w.pendingSwap(node)
@@ -187,6 +190,56 @@ func (w *Wallet) settleNode(ctx context.Context, node peer.ID) (int, error) {
 		}
 	}
 	return settled, ctx.Err()
+}
+
+// expireUnsure moves node's unsure vouchers that no longer redeem and
+// that no pending swap holds back to VoucherSigned, where Balances counts
+// them as expired and Prune deletes them after Retention: whatever
+// happened to them, no mint takes them any more, so there is nothing to
+// claim.
+func (w *Wallet) expireUnsure(node peer.ID) error {
+	now := w.cfg.Now()
+	n := 0
+	err := w.db.Update(func(tx *bolt.Tx) error {
+		held, err := pendingInputs(tx)
+		if err != nil {
+			return err
+		}
+		vb := tx.Bucket(bucketVouchers)
+		var keys [][]byte
+		err = vb.ForEach(func(k, _ []byte) error {
+			var r voucherRecord
+			if _, err := getJSON(vb, k, &r); err != nil {
+				return err
+			}
+			if r.State == VoucherUnsure && r.Node == node && !now.Before(r.RedeemUntil) && !held[string(k)] {
+				keys = append(keys, bytes.Clone(k))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			var r voucherRecord
+			if _, err := getJSON(vb, k, &r); err != nil {
+				return err
+			}
+			r.State, r.Updated = VoucherSigned, now
+			if err := putJSON(vb, k, &r); err != nil {
+				return err
+			}
+		}
+		n = len(keys)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("settle: expire: %w", err)
+	}
+	if n > 0 {
+		w.log.Info("unsure vouchers expired before they were settled", "node", node, "vouchers", n)
+	}
+	return nil
 }
 
 // pendingSwap returns the id of one of node's pending swaps.

@@ -422,3 +422,34 @@ func TestSwapRefusedStaysUnsure(t *testing.T) {
 		t.Fatalf("stale redemption: %d, %v", c, err)
 	}
 }
+
+// TestUnsureExpires: unsure vouchers whose keyset stopped redeeming
+// before they were settled are worth nothing anywhere: Settle swaps
+// nothing and counts them as expired, not reserved.
+func TestUnsureExpires(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := ctxT(t)
+	w := e.wallet(t)
+	if _, err := w.Buy(ctx, e.node, 20); err != nil {
+		t.Fatal(err)
+	}
+	old, err := w.Reserve(e.node, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Unsure(old); err != nil {
+		t.Fatal(err)
+	}
+	e.clk.Advance(31 * time.Hour) // past the keyset's redeem_until (30 h)
+	if n, err := w.Settle(ctx); n != 0 || err != nil {
+		t.Fatalf("Settle = %d, %v; want nothing settled, no error", n, err)
+	}
+	b, _ := w.Balances()
+	if got := b[e.node]; got.Reserved != 0 || got.Expired != 20 || got.Available != 0 {
+		t.Fatalf("balance %+v, want 20 expired", got)
+	}
+	if len(swaps(t, w)) != 0 {
+		t.Fatal("a swap of expired vouchers was stored")
+	}
+}
