@@ -157,9 +157,9 @@ type Limits struct {
 	CreateBurst int
 	// MintOnlyMaxCells is the most RELAY cells (both directions, 4 KiB
 	// each) a mint-only circuit (PROTOCOL.md §4.5) may carry; one more
-	// destroys it with reason payment. A purchase is one quote, mint or
-	// check-state exchange of at most 32,986 bytes each way (VOUCHERS.md
-	// §3.1), about 20 cells. Default 64 (256 KiB).
+	// destroys it with reason payment. A purchase is one quote, mint,
+	// check-state or swap exchange of at most 32,986 bytes each way
+	// (VOUCHERS.md §3.1), about 20 cells. Default 64 (256 KiB).
 	MintOnlyMaxCells int
 	// MintOnlyLifetime is how long a mint-only circuit may live from its
 	// CREATE; then it is destroyed with reason payment. A purchase

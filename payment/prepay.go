@@ -18,8 +18,8 @@ import (
 // the hop's answer: credited or refused for good, the vouchers are spent;
 // refused for a passing reason, they go back to the wallet; with no answer
 // (a timeout, a link that closed, a hop that failed after it read the
-// offer) they are unsure, and the wallet asks the hop's mint which are
-// spent (CheckState, VOUCHERS.md §3.9) before it offers any again. So a
+// offer) they are unsure, and the wallet swaps them at the hop's mint for
+// new vouchers (VOUCHERS.md §3.10) before it offers any again. So a
 // voucher offered in a handshake is never lost and never offered twice.
 // After a successful build, OpenBuilt turns it into the circuit's ledger.
 type Build struct {

@@ -213,7 +213,7 @@ func TestHandshakePaidCircuitCarriesTraffic(t *testing.T) {
 // Refused handshakes settle their vouchers by the reason: a forged batch
 // is spent (worthless here), a mint that cannot redeem now hands them
 // back, and a hop that never answers leaves them unsure, to be settled by
-// its mint (CheckState) before any is offered again.
+// its mint (a swap, VOUCHERS.md §3.10) before any is offered again.
 func TestHandshakeRefusalsSettle(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {

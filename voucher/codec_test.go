@@ -78,6 +78,20 @@ var decoders = map[string]func([]byte) ([]byte, error){
 		}
 		return m.MarshalBinary()
 	},
+	"swap_request": func(b []byte) ([]byte, error) {
+		m, err := ParseSwapRequest(b)
+		if err != nil {
+			return nil, err
+		}
+		return m.MarshalBinary()
+	},
+	"swap_response": func(b []byte) ([]byte, error) {
+		m, err := ParseSwapResponse(b)
+		if err != nil {
+			return nil, err
+		}
+		return m.MarshalBinary()
+	},
 	"error": func(b []byte) ([]byte, error) {
 		m, err := ParseErrorResponse(b)
 		if err != nil {
@@ -121,6 +135,16 @@ func buildVectors(t *testing.T) []codecVector {
 	mrEnc, _ := mr.MarshalBinary()
 	ms, _ := (&MintResponse{Sigs: [][]byte{bytes.Repeat([]byte{3}, 256), bytes.Repeat([]byte{4}, 256)}}).MarshalBinary()
 	er, _ := (&ErrorResponse{Code: CodeNotPaid}).MarshalBinary()
+	sr := SwapRequest{Inputs: []Voucher{v, v2}, Keyset: ks.ID(), Outputs: []BlindedMsg{
+		{Amount: 1024, Msg: bytes.Repeat([]byte{5}, 256)}, {Amount: 8, Msg: bytes.Repeat([]byte{6}, 256)}}}
+	sr.ID[0], sr.ID[31] = 0x5e, 0x1d
+	srEnc, err := sr.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inEnd := 1 + SwapIDSize + 1 + len(vEnc) + len(vEnc) + 256 // after the two inputs
+	ssig, _ := (&SwapResponse{Sigs: [][]byte{bytes.Repeat([]byte{7}, 256), bytes.Repeat([]byte{8}, 256)}}).MarshalBinary()
+	sspent, _ := (&SwapResponse{States: []uint8{StateUnspent, StateSpent}}).MarshalBinary()
 
 	mut := func(b []byte, f func([]byte) []byte) string {
 		return hex.EncodeToString(f(append([]byte(nil), b...)))
@@ -161,6 +185,29 @@ func buildVectors(t *testing.T) []codecVector {
 		{"mint response", "mint_response", h(ms), true},
 		{"mint response trailing", "mint_response", mut(ms, trail), false},
 		{"mint response sig too long", "mint_response", mut(ms, set(2, 0x02)), false},
+		{"swap request", "swap_request", h(srEnc), true},
+		{"swap request trailing", "swap_request", mut(srEnc, trail), false},
+		{"swap request inputs 0", "swap_request", mut(srEnc, set(33, 0)), false},
+		{"swap request inputs 65", "swap_request", mut(srEnc, set(33, 65)), false},
+		{"swap request outputs 0", "swap_request", mut(srEnc, set(inEnd+8, 0)), false},
+		{"swap request outputs 65", "swap_request", mut(srEnc, set(inEnd+8, 65)), false},
+		{"swap request duplicate input", "swap_request", mut(srEnc, func(b []byte) []byte {
+			// the second input made a copy of the first (both 2^3 sats, 256-byte signatures)
+			v3 := v
+			v3.Sig = bytes.Repeat([]byte{0x77}, 256)
+			enc, _ := v3.MarshalBinary()
+			out := append([]byte(nil), b[:34+len(vEnc)]...)
+			out = append(out, enc...)
+			return append(out, b[inEnd:]...)
+		}), false},
+		{"swap request short blinded", "swap_request", mut(srEnc, cut), false},
+		{"swap response signed", "swap_response", h(ssig), true},
+		{"swap response spent", "swap_response", h(sspent), true},
+		{"swap response none spent", "swap_response", "090102" + "0000", false},
+		{"swap response state 2", "swap_response", "090102" + "0102", false},
+		{"swap response status 2", "swap_response", "090201" + "01", false},
+		{"swap response count 0", "swap_response", "090000", false},
+		{"swap response trailing", "swap_response", mut(ssig, trail), false},
 		{"error not paid", "error", h(er), true},
 		{"error code 0", "error", "0500", false},
 		{"error code 200", "error", "05c8", false},

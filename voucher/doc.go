@@ -14,7 +14,7 @@
 // fsynced before Spend returns).
 //
 // What is left to others: the node's side of the mint protocol (quotes,
-// invoices, signing, redemption) is voucher/mint; the client's wallet,
+// invoices, signing, swaps, redemption) is voucher/mint; the client's wallet,
 // purchases and automatic top-up are voucher/wallet; Lightning itself is
 // reached only through funcs in those packages' Configs (node/ wires them to
 // lightning/); carrying vouchers to a hop (TOPUP, PROTOCOL.md §5) is circuit/.

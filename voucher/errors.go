@@ -47,4 +47,8 @@ var (
 	// ErrUnavailable: the node could not serve the request (its Lightning
 	// node is down, its store failed). Retry later.
 	ErrUnavailable = errors.New("voucher: mint: unavailable")
+	// ErrSwapConflict: a swap request reuses the id of an earlier swap
+	// with a different body (§3.10); a swap id is answered with one set
+	// of signatures only.
+	ErrSwapConflict = errors.New("voucher: mint: swap id reused with another request")
 )

@@ -276,7 +276,10 @@ const (
 	CodeBusy          ErrorCode = 9
 	CodeUnavailable   ErrorCode = 10
 	CodeDenomination  ErrorCode = 11
-	maxErrorCode                = CodeDenomination
+	CodeSwapConflict  ErrorCode = 12 // §3.10
+	CodeBadSignature  ErrorCode = 13 // §3.10: a swap input
+	CodeNotYetValid   ErrorCode = 14 // §3.10: a swap input
+	maxErrorCode                = CodeNotYetValid
 )
 
 var codeErrs = [...]error{
@@ -291,6 +294,9 @@ var codeErrs = [...]error{
 	CodeBusy:          ErrBusy,
 	CodeUnavailable:   ErrUnavailable,
 	CodeDenomination:  ErrDenomination,
+	CodeSwapConflict:  ErrSwapConflict,
+	CodeBadSignature:  ErrBadSignature,
+	CodeNotYetValid:   ErrNotYetValid,
 }
 
 // Err returns the sentinel for the code.

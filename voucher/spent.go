@@ -300,3 +300,44 @@ func (s *SpentSet) Prune(now time.Time) (int, error) {
 	}
 	return n, nil
 }
+
+// ClaimTx marks every entry spent inside the caller's write transaction
+// tx, or none of them: if any entry is spent already it writes nothing and
+// returns claimed false with spent[i] true for each such entry. Entries
+// must be distinct. tx must be a write transaction on the SpentSet's db;
+// the marks are durable once the caller commits it. A mint swap uses it to
+// spend its inputs and store its answer in one transaction (VOUCHERS.md
+// §3.10). It bypasses the group committer: bbolt runs one writer at a
+// time, so the two never interleave.
+func (s *SpentSet) ClaimTx(tx *bolt.Tx, entries []SpentEntry) (spent []bool, claimed bool, err error) {
+	root := tx.Bucket(bucketSpent)
+	exp := tx.Bucket(bucketSpentExpiry)
+	if root == nil || exp == nil {
+		return nil, false, fmt.Errorf("claim: %w", ErrClosed)
+	}
+	spent = make([]bool, len(entries))
+	any := false
+	for i, e := range entries {
+		if b := root.Bucket(e.Keyset[:]); b != nil && b.Get(e.ID[:]) != nil {
+			spent[i], any = true, true
+		}
+	}
+	if any {
+		return spent, false, nil
+	}
+	for _, e := range entries {
+		b, err := root.CreateBucketIfNotExists(e.Keyset[:])
+		if err != nil {
+			return nil, false, fmt.Errorf("claim: %w", err)
+		}
+		if exp.Get(e.Keyset[:]) == nil {
+			if err := exp.Put(e.Keyset[:], binary.BigEndian.AppendUint64(nil, uint64(e.Expires.Unix()))); err != nil {
+				return nil, false, fmt.Errorf("claim: %w", err)
+			}
+		}
+		if err := b.Put(e.ID[:], []byte{}); err != nil {
+			return nil, false, fmt.Errorf("claim: %w", err)
+		}
+	}
+	return spent, true, nil
+}

@@ -76,6 +76,20 @@ type Config struct {
 	// IssuedRetention is how long a signed quote is kept for retries.
 	// Default 30 days.
 	IssuedRetention time.Duration
+	// SwapHold is how long a swap (VOUCHERS.md §3.10) holds a slot of the
+	// open-quote table against its sender: swaps and quotes share
+	// MaxOpenQuotes, MaxOpenQuotesPerPeer and the fair-share hand-over, so
+	// one peer or circuit gets at most MaxOpenQuotesPerPeer swaps per
+	// SwapHold. Default 1 min.
+	SwapHold time.Duration
+	// MaxSwapsSigning caps the swaps whose outputs are being signed at
+	// once (RSA work); others wait, at most until their stream's
+	// deadline, then get Error 9. Default 1.
+	MaxSwapsSigning int
+	// MaxSwapRecords caps the stored swap answers (each up to about 33
+	// KB; pruned once their inputs' keysets stop redeeming); at the cap
+	// new swaps get Error 9. Default 16384.
+	MaxSwapRecords int
 	// HousekeepingInterval is how often the mint rotates keysets and prunes
 	// its stores. Default 1 min.
 	HousekeepingInterval time.Duration
@@ -134,6 +148,15 @@ func (c *Config) setDefaults() {
 	if c.IssuedRetention == 0 {
 		c.IssuedRetention = 30 * 24 * time.Hour
 	}
+	if c.SwapHold == 0 {
+		c.SwapHold = time.Minute
+	}
+	if c.MaxSwapsSigning == 0 {
+		c.MaxSwapsSigning = 1
+	}
+	if c.MaxSwapRecords == 0 {
+		c.MaxSwapRecords = 16384
+	}
 	if c.HousekeepingInterval == 0 {
 		c.HousekeepingInterval = time.Minute
 	}
@@ -191,6 +214,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxCircuitStreams < 1 {
 		return fmt.Errorf("mint config: MaxCircuitStreams %d must be positive", c.MaxCircuitStreams)
+	}
+	if c.SwapHold < 0 || c.MaxSwapsSigning < 1 || c.MaxSwapRecords < 1 {
+		return errors.New("mint config: SwapHold must not be negative; MaxSwapsSigning and MaxSwapRecords must be positive")
 	}
 	if c.StreamTimeout <= 0 || c.IssuedRetention <= 0 || c.HousekeepingInterval <= 0 {
 		return errors.New("mint config: StreamTimeout, IssuedRetention and HousekeepingInterval must be positive")

@@ -3,13 +3,17 @@
 // period), serves the /co-infuse/mint/1 protocol (quote → invoice on the
 // node's LND → blind signatures once the invoice is settled) on libp2p
 // streams and, through ServeConn, on streams through circuits that end at
-// this node (so a buyer need not reveal its address), and redeems vouchers
-// against the durable spent set.
+// this node (so a buyer need not reveal its address), swaps vouchers of
+// unknown outcome for fresh ones of the same value (VOUCHERS.md §3.10),
+// and redeems vouchers against the durable spent set.
 //
 // Every step is persisted before it is acknowledged: a quote is stored
 // before it is sent, and a quote's blind signatures are stored (fsynced)
 // before they are sent, so a retry of a settled quote returns the same
-// signatures and no quote is ever signed twice for different messages.
+// signatures and no quote is ever signed twice for different messages. A
+// swap spends its inputs and stores its answer under its request id in
+// one fsynced transaction before answering, so a retried swap gets the
+// same signatures and a late redemption of its inputs is refused.
 //
 // What is left to others: Lightning is reached only through the
 // CreateInvoice and InvoiceSettled funcs in Config (node/ wires them to

@@ -15,6 +15,8 @@ func FuzzServe(f *testing.F) {
 	f.Add([]byte{byte(voucher.MsgQuoteRequest), 0, 0, 0, 0, 0, 0, 0, 5})
 	f.Add([]byte{byte(voucher.MsgMintRequest)})
 	f.Add([]byte{0})
+	f.Add([]byte{byte(voucher.MsgSwapRequest)})
+	f.Add(append([]byte{byte(voucher.MsgCheckState), 1}, make([]byte, 40)...))
 	f.Fuzz(func(t *testing.T, req []byte) {
 		if len(req) == 0 {
 			return // ReadMessage never yields an empty message
@@ -26,6 +28,12 @@ func FuzzServe(f *testing.F) {
 			check(t, err)
 		case voucher.MsgMintResponse:
 			_, err := voucher.ParseMintResponse(resp)
+			check(t, err)
+		case voucher.MsgCheckStateResponse:
+			_, err := voucher.ParseCheckStateResponse(resp)
+			check(t, err)
+		case voucher.MsgSwapResponse:
+			_, err := voucher.ParseSwapResponse(resp)
 			check(t, err)
 		case voucher.MsgError:
 			_, err := voucher.ParseErrorResponse(resp)

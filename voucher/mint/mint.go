@@ -42,7 +42,16 @@ type Mint struct {
 	keysets map[voucher.KeysetID]*voucher.SigningKeyset // guarded by mu
 
 	openMu sync.Mutex
-	open   []openQuote // guarded by openMu; unexpired unpaid quotes holding a slot, oldest first, ≤ MaxOpenQuotes
+	open   []openQuote // guarded by openMu; unexpired unpaid quotes, and swaps within SwapHold (swap.go), holding a slot, oldest first, ≤ MaxOpenQuotes
+
+	// swapSigning holds a token per swap signing at once (≤
+	// MaxSwapsSigning).
+	swapSigning chan struct{}
+	// swapsStored counts the records in bucketSwaps (≤ MaxSwapRecords,
+	// give or take the swaps signing at once); swapsSigned and
+	// swapsReplayed count swaps signed and answered from the store since
+	// New (SwapCounts).
+	swapsStored, swapsSigned, swapsReplayed atomic.Int64
 
 	// connStreams counts ServeConn calls past the busy check, ≤
 	// MaxCircuitStreams (incremented first, undone when over the cap).
@@ -57,6 +66,10 @@ type Mint struct {
 	// afterSign, if set (tests), runs after signing and before the
 	// signatures are stored; an error aborts the request like a crash.
 	afterSign func() error
+	// afterSwapSign, if set (tests), runs after a swap's outputs are
+	// signed and before anything is stored; an error aborts the request
+	// like a crash.
+	afterSwapSign func() error
 	// beforeRead, if set (tests), runs when a handler starts reading.
 	beforeRead func()
 }
@@ -110,6 +123,8 @@ func New(cfg Config) (*Mint, error) {
 		cancel:  cancel,
 		keysets: map[voucher.KeysetID]*voucher.SigningKeyset{},
 		quit:    make(chan struct{}),
+
+		swapSigning: make(chan struct{}, cfg.MaxSwapsSigning),
 	}
 	if err := m.load(); err != nil {
 		m.closeStores()
@@ -124,9 +139,12 @@ func New(cfg Config) (*Mint, error) {
 
 func (m *Mint) load() error {
 	return m.db.Update(func(tx *bolt.Tx) error {
-		if _, err := tx.CreateBucketIfNotExists(bucketQuotes); err != nil {
-			return fmt.Errorf("mint: create buckets: %w", err)
+		for _, name := range [][]byte{bucketQuotes, bucketSwaps} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return fmt.Errorf("mint: create buckets: %w", err)
+			}
 		}
+		m.swapsStored.Store(countSwaps(tx))
 		b, err := tx.CreateBucketIfNotExists(bucketKeysets)
 		if err != nil {
 			return fmt.Errorf("mint: create buckets: %w", err)
@@ -218,6 +236,11 @@ func (m *Mint) housekeep() {
 		}
 		if err := m.pruneQuotes(m.ctx); err != nil {
 			m.log.Warn("quote prune failed", "err", err)
+		}
+		if n, err := m.pruneSwaps(m.cfg.Now()); err != nil {
+			m.log.Warn("swap prune failed", "err", err)
+		} else if n > 0 {
+			m.log.Info("pruned swap answers of expired keysets", "swaps", n)
 		}
 	}
 }
@@ -315,6 +338,11 @@ func (m *Mint) serve(ctx context.Context, from quoteOwner, req []byte) []byte {
 		var r voucher.CheckStateRequest
 		if r, err = voucher.ParseCheckStateRequest(req); err == nil {
 			resp, err = m.checkState(&r)
+		}
+	case voucher.MsgSwapRequest:
+		var r voucher.SwapRequest
+		if r, err = voucher.ParseSwapRequest(req); err == nil {
+			resp, err = m.swap(ctx, from, &r, sha256.Sum256(req))
 		}
 	default:
 		err = fmt.Errorf("%w: message type %d", voucher.ErrMalformed, req[0])

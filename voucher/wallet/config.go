@@ -139,8 +139,9 @@ type Config struct {
 	// declared void. Until then Resume keeps asking the node, since a
 	// payment that was in flight at expiry may still settle. Default 24 h.
 	VoidAfter time.Duration
-	// Retention is how long finished records (spent or void vouchers,
-	// done or expired purchases, expired vouchers past their window) are
+	// Retention is how long finished records (spent, swapped or void
+	// vouchers, done or expired purchases, swaps no longer pending,
+	// expired vouchers past their window) are
 	// kept before the wallet deletes them. Default 30 days.
 	Retention time.Duration
 

@@ -1,13 +1,14 @@
 // Package wallet is the client's side of co-infuse vouchers: a durable
 // wallet (bbolt, 0600) of vouchers per node and keyset with their states
-// (quoted, paid, signed, reserved, unsure, spent), purchases over the
+// (quoted, paid, signed, reserved, unsure, swapped, spent), purchases over the
 // mint protocol paid from the user's own LND, reached through
 // Config.Dial (node: directly for entry guards, through a circuit ending
 // at the node for any other), automatic purchase ahead of use, at random
 // times, that keeps a balance at every node in use or likely to be
 // (Config.Candidates) within a price cap and a daily budget, and
-// settlement of vouchers whose TOPUP got no answer by a check-state
-// request to their node (settle.go).
+// settlement of vouchers whose TOPUP got no answer by swapping them at
+// their node's mint for new vouchers of the same value (settle.go), so a
+// redemption still on its way to the hop is refused as spent.
 //
 // A purchase is persisted before each irreversible step: the quote and the
 // voucher seeds before paying, the payment before minting, the vouchers

@@ -8,10 +8,10 @@ import (
 )
 
 // TestSettleUnknownOutcome: two TOPUPs get no answer; the hop redeemed the
-// first and not the second. Both are parked (not offered again), and one
-// check-state request to the real mint on loopback settles them: the
-// redeemed voucher is spent for good, the other is spendable again and
-// redeems. Then a crash with a voucher reserved and redeemed: the next run
+// first and not the second. Both are parked (not offered again), and
+// Settle swaps them at the real mint on loopback: the swap's answer names
+// the redeemed voucher, which is spent for good, and the others are
+// swapped for new vouchers of the same value, which redeem. Then a crash with a voucher reserved and redeemed: the next run
 // settles it at start, and it is never offered again.
 func TestSettleUnknownOutcome(t *testing.T) {
 	t.Parallel()

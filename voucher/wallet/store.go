@@ -17,6 +17,7 @@ var (
 	bucketPurchases = []byte("purchases") // quote id → purchaseRecord
 	bucketVouchers  = []byte("vouchers")  // SpendID → voucherRecord
 	bucketKeysets   = []byte("keysets")   // keyset id → published encoding
+	// bucketSwaps (settle.go): swap request id → swapRecord
 )
 
 // PurchaseState is where a purchase stands.
@@ -59,7 +60,9 @@ const (
 	VoucherReserved VoucherState = 4 // handed to a circuit, outcome unknown
 	VoucherSpent    VoucherState = 5 // accepted by the node
 	VoucherVoid     VoucherState = 6 // its purchase expired unpaid
-	VoucherUnsure   VoucherState = 7 // offered, no answer: settled by check-state (settle.go)
+	VoucherUnsure   VoucherState = 7 // offered, no answer: settled by a swap (settle.go)
+	VoucherSwapOut  VoucherState = 8 // output of a pending swap: seed stored, not yet signed
+	VoucherSwapped  VoucherState = 9 // given to its mint in a swap for new vouchers of the same value
 )
 
 func (s VoucherState) String() string {
@@ -76,6 +79,12 @@ func (s VoucherState) String() string {
 		return "spent"
 	case VoucherVoid:
 		return "void"
+	case VoucherUnsure:
+		return "unsure"
+	case VoucherSwapOut:
+		return "swap-out"
+	case VoucherSwapped:
+		return "swapped"
 	}
 	return fmt.Sprintf("state(%d)", uint8(s))
 }
@@ -133,10 +142,10 @@ func (r *purchaseRecord) public(id []byte) Purchase {
 // Balance is one node's vouchers by state, in sats.
 type Balance struct {
 	Available uint64 `json:"available"` // signed, unexpired
-	Reserved  uint64 `json:"reserved"`  // handed out, or offered with no answer yet (being settled)
+	Reserved  uint64 `json:"reserved"`  // handed out, or offered with no answer yet (unsure: being settled by a swap)
 	Pending   uint64 `json:"pending"`   // quoted or paid, not yet signed
 	Expired   uint64 `json:"expired"`   // signed but past the keyset's redemption window
-	Spent     uint64 `json:"spent"`     // accepted by the node (until pruned after Config.Retention)
+	Spent     uint64 `json:"spent"`     // accepted by the node (until pruned after Config.Retention); swapped vouchers are not counted: their value is in their swap's outputs
 	// Vouchers counts the signed vouchers held: those in Available,
 	// Reserved and Expired.
 	Vouchers int `json:"vouchers"`

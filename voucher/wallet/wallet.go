@@ -43,6 +43,9 @@ type Wallet struct {
 	// rng draws refill delays and orders; owned by run.
 	rng *rand.Rand
 
+	// settleMu serialises Settle: one swap per node at a time.
+	settleMu sync.Mutex
+
 	// buyMu serialises the budget check and the quote's store, so two
 	// concurrent purchases cannot both fit into the same remaining budget.
 	buyMu sync.Mutex
@@ -56,6 +59,10 @@ type Wallet struct {
 	// Test hooks: run after the named step is persisted; an error aborts
 	// the purchase there, like a crash.
 	afterQuote, afterPay, afterMintResponse func() error
+	// afterSwapStore runs after a swap is stored, before it is sent;
+	// afterSwapResponse after the mint's signatures arrived, before they
+	// are stored (settle.go).
+	afterSwapStore, afterSwapResponse func() error
 }
 
 type backoff struct {
@@ -74,7 +81,7 @@ func New(cfg Config) (*Wallet, error) {
 		return nil, fmt.Errorf("wallet: open store: %w", err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketPurchases, bucketVouchers, bucketKeysets, bucketSeen} {
+		for _, b := range [][]byte{bucketPurchases, bucketVouchers, bucketKeysets, bucketSeen, bucketSwaps} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -542,7 +549,7 @@ func (w *Wallet) Prune() (int, error) {
 			if _, err := getJSON(vb, k, &r); err != nil {
 				return err
 			}
-			finished := r.State == VoucherSpent || r.State == VoucherVoid
+			finished := r.State == VoucherSpent || r.State == VoucherVoid || r.State == VoucherSwapped
 			if finished && r.Updated.Before(cutoff) || r.State == VoucherSigned && r.RedeemUntil.Before(cutoff) {
 				dead = append(dead, append([]byte(nil), k...))
 			}
@@ -573,6 +580,27 @@ func (w *Wallet) Prune() (int, error) {
 		}
 		for _, k := range dead {
 			if err := pb.Delete(k); err != nil {
+				return err
+			}
+		}
+		n += len(dead)
+		dead = dead[:0]
+		sb := tx.Bucket(bucketSwaps)
+		err = sb.ForEach(func(k, _ []byte) error {
+			var r swapRecord
+			if _, err := getJSON(sb, k, &r); err != nil {
+				return err
+			}
+			if r.State != SwapPending && r.Updated.Before(cutoff) {
+				dead = append(dead, append([]byte(nil), k...))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range dead {
+			if err := sb.Delete(k); err != nil {
 				return err
 			}
 		}
