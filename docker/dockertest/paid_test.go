@@ -39,6 +39,9 @@ const buySat = 200
 // sats the client's wallet records as spent there equal the sats that
 // node reports earning (relays and exits are never restarted).
 //
+// Then the same stop with vouchers certainly reserved: every exit frozen
+// while a new circuit's exit handshake holds its prepay (stopMidPayment).
+//
 // Then `docker kill` (SIGKILL) of the client mid-download, the crash
 // case: after `docker start` the vouchers reserved at the crash are
 // settled (nothing stays reserved), spent still equals earned at every
@@ -102,6 +105,9 @@ func TestContainerPaidNetwork(t *testing.T) {
 	c.checkConserved(ctx, held)
 	t.Logf("stop case done: %v", time.Since(begin).Round(time.Second))
 
+	c.stopMidPayment(ctx, held)
+	t.Logf("mid-payment stop case done: %v", time.Since(begin).Round(time.Second))
+
 	// docker kill mid-download: the crash case.
 	curlC := c.container(ctx, "curl")
 	slow := exec.CommandContext(ctx, "docker", append([]string{"exec", curlC},
@@ -132,6 +138,140 @@ func TestContainerPaidNetwork(t *testing.T) {
 	c.paidDownload(ctx, "aftercrash", n)
 	c.checkConserved(ctx, held)
 	t.Logf("crash case done; whole test %v", time.Since(begin).Round(time.Second))
+}
+
+// stopMidPayment is `docker stop` of the client while vouchers are
+// certainly reserved: small downloads warm the relays' links to the
+// exits, every exit is frozen (`docker pause`) and downloads on fresh
+// circuits start until one's exit handshake holds its prepay; once
+// the client's own status shows those vouchers reserved it is stopped and
+// started again with the exits still frozen: the reservation survives
+// (parked as of unknown outcome, nothing lost, no node's balance moved).
+// Then the exits thaw: each frozen exit may still process the handshake
+// queued in its socket (a stale redemption) before or after the client
+// settles those vouchers with its mint; either way no voucher is accepted
+// twice, spent equals earned at every node and no sat bought is lost
+// (checkConserved), and the next paid download works.
+func (c *cnet) stopMidPayment(ctx context.Context, held map[string]uint64) {
+	t := c.t
+	t.Helper()
+	var exits []string
+	isExit := map[string]bool{}
+	for id, h := range c.home {
+		if strings.HasPrefix(h.service, "exit-") {
+			exits = append(exits, c.container(ctx, h.service))
+			isExit[id.String()] = true
+		}
+	}
+	if len(exits) == 0 {
+		t.Fatal("no exit in the network")
+	}
+	frozen := true
+	thaw := func() {
+		if !frozen {
+			return
+		}
+		frozen = false
+		for _, e := range exits {
+			// A background context: the thaw must happen even when the
+			// test's has run out, or compose down hangs on paused
+			// containers.
+			tctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			_, _ = run(tctx, "docker", "unpause", e)
+			cancel()
+		}
+	}
+	defer thaw()
+	// Warm links: a few small downloads on fresh circuits open the relays'
+	// links to the exits, so that a later extension to a frozen exit is
+	// delivered into its socket (where it stays unread, its vouchers with
+	// it) instead of failing on opening a link before any voucher left.
+	for i := range 8 {
+		_, _ = c.download(ctx, fmt.Sprintf("warm%d%s", i, uniq()), 100_000, time.Minute)
+	}
+	for _, e := range exits {
+		docker(t, ctx, "pause", e)
+	}
+	reserved := func(bs map[string]wallet.Balance) uint64 {
+		var r uint64
+		for id, b := range bs {
+			if isExit[id] {
+				r += b.Reserved
+			}
+		}
+		return r
+	}
+	// Downloads on fresh circuits, one after the other, until one's exit
+	// handshake is stuck in a frozen exit with its prepay: the wallet
+	// then shows those vouchers reserved (or of unknown outcome, counted
+	// as reserved) at that exit. A path whose middle had no link to its
+	// exit fails before any voucher leaves; the next try picks another.
+	curlC := c.container(ctx, "curl")
+	var hangDone chan error
+	try := func() {
+		hang := exec.CommandContext(ctx, "docker", append([]string{"exec", curlC}, curlArgs("frozen"+uniq(), 5_000_000, 2*time.Minute)...)...)
+		if err := hang.Start(); err != nil {
+			t.Fatal(err)
+		}
+		hangDone = make(chan error, 1)
+		go func() { hangDone <- hang.Wait() }()
+	}
+	try()
+	tries := 1
+	var before map[string]wallet.Balance
+	wctx, wcancel := context.WithTimeout(ctx, 8*time.Minute)
+	defer wcancel()
+	waitFor(t, wctx, "vouchers reserved for a frozen exit's handshake", func() (bool, error) {
+		before = c.walletBalances(ctx)
+		if reserved(before) > 0 {
+			return true, nil
+		}
+		select {
+		case <-hangDone:
+			try()
+			tries++
+		default:
+		}
+		return false, fmt.Errorf("nothing reserved at a frozen exit after %d downloads", tries)
+	})
+	t.Logf("vouchers reserved at a frozen exit after %d downloads", tries)
+	client := c.container(ctx, "client")
+	docker(t, ctx, "stop", "-t", "15", client)
+	if code := docker(t, ctx, "inspect", "-f", "{{.State.ExitCode}}", client); code != "0" {
+		t.Fatalf("the client exited %s on docker stop with a handshake in flight, want 0", code)
+	}
+	docker(t, ctx, "start", client)
+	after := c.walletBalances(ctx)
+	if got, want := reserved(after), reserved(before); got != want {
+		t.Fatalf("frozen exits' reserved sats went from %d to %d across docker stop/start, want unchanged:\nbefore %+v\nafter  %+v", want, got, before, after)
+	}
+	for id, b := range before {
+		a := after[id]
+		if a.Available+a.Reserved+a.Spent != b.Available+b.Reserved+b.Spent {
+			t.Fatalf("node %s: the wallet moved across docker stop/start with exits frozen:\nbefore %+v\nafter  %+v", id, b, a)
+		}
+	}
+	t.Logf("docker stop/start with %d sats reserved at frozen exits: reservation kept", reserved(after))
+	thaw()
+	select {
+	case <-hangDone: // curl failed when the client stopped, or finished later
+	case <-time.After(3 * time.Minute):
+		t.Fatal("curl still running 3 minutes after the client was stopped")
+	}
+	c.checkConserved(ctx, held)
+	settledBal := c.walletBalances(ctx)
+	var spentBefore, spentAfter uint64
+	for id := range isExit {
+		spentBefore += after[id].Spent
+		spentAfter += settledBal[id].Spent
+	}
+	how := "swapped for fresh vouchers at its mint (the late redemption refused)"
+	if spentAfter > spentBefore {
+		how = fmt.Sprintf("redeemed by the thawed exit (%d sats), so settled as spent", spentAfter-spentBefore)
+	}
+	t.Logf("after the thaw the reservation was %s; spent = earned at every node", how)
+	c.paidDownload(ctx, "afterthaw", 5_000_000)
+	c.checkConserved(ctx, held)
 }
 
 // exec runs a command in service's container and returns its stdout.
