@@ -165,16 +165,7 @@ func (m *MintRequest) MarshalBinary() ([]byte, error) {
 	b = append(b, m.Quote[:]...)
 	b = append(b, m.Keyset[:]...)
 	b = append(b, byte(len(m.Blinded)))
-	for _, bm := range m.Blinded {
-		e, ok := denomExp(bm.Amount)
-		if !ok || len(bm.Msg) < MinModulusBytes || len(bm.Msg) > MaxModulusBytes {
-			return nil, fmt.Errorf("%w: blinded message", ErrMalformed)
-		}
-		b = append(b, e)
-		b = appendU16(b, uint16(len(bm.Msg)))
-		b = append(b, bm.Msg...)
-	}
-	return b, nil
+	return appendBlinded(b, m.Blinded)
 }
 
 // ParseMintRequest decodes a MintRequest.
@@ -190,19 +181,44 @@ func ParseMintRequest(b []byte) (MintRequest, error) {
 	if r.bad || n == 0 || n > MaxVouchersPerMint {
 		return MintRequest{}, fmt.Errorf("%w: mint request count", ErrMalformed)
 	}
-	m.Blinded = make([]BlindedMsg, 0, n)
-	for range n {
-		e := r.u8()
-		l := int(r.u16())
-		if r.bad || e > MaxDenomExp || l < MinModulusBytes || l > MaxModulusBytes {
-			return MintRequest{}, fmt.Errorf("%w: blinded message", ErrMalformed)
-		}
-		m.Blinded = append(m.Blinded, BlindedMsg{Amount: 1 << e, Msg: r.copyOut(l)})
+	var err error
+	if m.Blinded, err = readBlinded(&r, n); err != nil {
+		return MintRequest{}, err
 	}
 	if !r.finish() {
 		return MintRequest{}, fmt.Errorf("%w: mint request", ErrMalformed)
 	}
 	return m, nil
+}
+
+// appendBlinded appends each blinded message as exp(1) | len(2) | msg
+// (§3.4; the swap's outputs use the same form, §3.10).
+func appendBlinded(b []byte, bms []BlindedMsg) ([]byte, error) {
+	for _, bm := range bms {
+		e, ok := denomExp(bm.Amount)
+		if !ok || len(bm.Msg) < MinModulusBytes || len(bm.Msg) > MaxModulusBytes {
+			return nil, fmt.Errorf("%w: blinded message", ErrMalformed)
+		}
+		b = append(b, e)
+		b = appendU16(b, uint16(len(bm.Msg)))
+		b = append(b, bm.Msg...)
+	}
+	return b, nil
+}
+
+// readBlinded reads n blinded messages in appendBlinded's form, checking
+// each denomination exponent and modulus length.
+func readBlinded(r *reader, n int) ([]BlindedMsg, error) {
+	out := make([]BlindedMsg, 0, n)
+	for range n {
+		e := r.u8()
+		l := int(r.u16())
+		if r.bad || e > MaxDenomExp || l < MinModulusBytes || l > MaxModulusBytes {
+			return nil, fmt.Errorf("%w: blinded message", ErrMalformed)
+		}
+		out = append(out, BlindedMsg{Amount: 1 << e, Msg: r.copyOut(l)})
+	}
+	return out, nil
 }
 
 // Total returns the sum of the blinded messages' amounts.

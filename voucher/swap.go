@@ -61,16 +61,7 @@ func (m *SwapRequest) MarshalBinary() ([]byte, error) {
 	}
 	b = append(b, m.Keyset[:]...)
 	b = append(b, byte(len(m.Outputs)))
-	for _, bm := range m.Outputs {
-		e, ok := denomExp(bm.Amount)
-		if !ok || len(bm.Msg) < MinModulusBytes || len(bm.Msg) > MaxModulusBytes {
-			return nil, fmt.Errorf("%w: blinded message", ErrMalformed)
-		}
-		b = append(b, e)
-		b = appendU16(b, uint16(len(bm.Msg)))
-		b = append(b, bm.Msg...)
-	}
-	return b, nil
+	return appendBlinded(b, m.Outputs)
 }
 
 // ParseSwapRequest decodes a SwapRequest.
@@ -101,14 +92,9 @@ func ParseSwapRequest(b []byte) (SwapRequest, error) {
 	if r.bad || n == 0 || n > MaxSwapOutputs {
 		return SwapRequest{}, fmt.Errorf("%w: swap output count", ErrMalformed)
 	}
-	m.Outputs = make([]BlindedMsg, 0, n)
-	for range n {
-		e := r.u8()
-		l := int(r.u16())
-		if r.bad || e > MaxDenomExp || l < MinModulusBytes || l > MaxModulusBytes {
-			return SwapRequest{}, fmt.Errorf("%w: blinded message", ErrMalformed)
-		}
-		m.Outputs = append(m.Outputs, BlindedMsg{Amount: 1 << e, Msg: r.copyOut(l)})
+	var err error
+	if m.Outputs, err = readBlinded(&r, n); err != nil {
+		return SwapRequest{}, err
 	}
 	if !r.finish() {
 		return SwapRequest{}, fmt.Errorf("%w: swap request", ErrMalformed)
