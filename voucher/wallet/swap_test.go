@@ -108,22 +108,14 @@ func TestSwapBeatsStaleRedemption(t *testing.T) {
 		if st := voucherStates(t, w, old); !allIn(st, VoucherSwapped) {
 			t.Fatalf("old vouchers in states %v, want swapped", st)
 		}
-		if c, err := e.mint.Redeem(ctx, old); c != 0 || !errors.Is(err, voucher.ErrSpent) {
-			t.Fatalf("stale redemption after the swap: %d, %v; want 0, ErrSpent", c, err)
-		}
-		all, err := w.Reserve(e.node, 20)
-		if err != nil {
-			t.Fatal(err)
-		}
+		refusedAsSpent(ctx, t, e, old)
+		all := redeemAll(ctx, t, e, w, 20)
 		for _, v := range all {
 			for _, o := range old {
 				if v.SpendID() == o.SpendID() {
 					t.Fatal("a swapped-away voucher is offered again")
 				}
 			}
-		}
-		if c, err := e.mint.Redeem(ctx, all); c != 20 || err != nil {
-			t.Fatalf("the wallet's vouchers redeem for %d, %v; want 20", c, err)
 		}
 		if signed, replayed := e.mint.SwapCounts(); signed != 1 || replayed != 0 {
 			t.Fatalf("mint SwapCounts = %d, %d; want one swap", signed, replayed)
@@ -235,16 +227,8 @@ func TestSwapMixed(t *testing.T) {
 	if got[SwapAbandoned] != 1 || got[SwapDone] != 1 || len(got) != 2 {
 		t.Fatalf("swap records %v, want one abandoned and one done", got)
 	}
-	if c, err := e.mint.Redeem(ctx, kept); c != 0 || !errors.Is(err, voucher.ErrSpent) {
-		t.Fatalf("late redemption of the swapped ones: %d, %v", c, err)
-	}
-	all, err := w.Reserve(e.node, 16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c, err := e.mint.Redeem(ctx, all); c != 16 || err != nil {
-		t.Fatalf("the wallet's vouchers redeem for %d, %v; want 16", c, err)
-	}
+	refusedAsSpent(ctx, t, e, kept)
+	redeemAll(ctx, t, e, w, 16)
 }
 
 // TestSwapCrashPoints: the wallet stops after storing a swap and before
@@ -328,16 +312,8 @@ func TestSwapCrashPoints(t *testing.T) {
 				t.Fatalf("mint SwapCounts = %d signed, %d replayed; want 1, %d", signed, replayed, tc.signedBefore)
 			}
 			wantBalance(t, w2, e.node, 20, 0, 0)
-			if c, err := e.mint.Redeem(ctx, old); c != 0 || !errors.Is(err, voucher.ErrSpent) {
-				t.Fatalf("stale redemption: %d, %v", c, err)
-			}
-			all, err := w2.Reserve(e.node, 20)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if c, err := e.mint.Redeem(ctx, all); c != 20 || err != nil {
-				t.Fatalf("the wallet's vouchers redeem for %d, %v; want 20", c, err)
-			}
+			refusedAsSpent(ctx, t, e, old)
+			redeemAll(ctx, t, e, w2, 20)
 		})
 	}
 }
@@ -418,9 +394,7 @@ func TestSwapRefusedStaysUnsure(t *testing.T) {
 		t.Fatalf("next round: Settle = %d, %v; want %d", n, err, len(old))
 	}
 	wantBalance(t, w, e.node, 20, 0, 0)
-	if c, err := e.mint.Redeem(ctx, old); c != 0 || !errors.Is(err, voucher.ErrSpent) {
-		t.Fatalf("stale redemption: %d, %v", c, err)
-	}
+	refusedAsSpent(ctx, t, e, old)
 }
 
 // TestUnsureExpires: unsure vouchers whose keyset stopped redeeming
@@ -452,4 +426,27 @@ func TestUnsureExpires(t *testing.T) {
 	if len(swaps(t, w)) != 0 {
 		t.Fatal("a swap of expired vouchers was stored")
 	}
+}
+
+// refusedAsSpent: the mint refuses vouchers the wallet swapped away (a
+// late redemption of them) as spent, crediting nothing.
+func refusedAsSpent(ctx context.Context, t *testing.T, e *env, old []voucher.Voucher) {
+	t.Helper()
+	if c, err := e.mint.Redeem(ctx, old); c != 0 || !errors.Is(err, voucher.ErrSpent) {
+		t.Fatalf("late redemption of swapped-away vouchers: %d, %v; want 0, ErrSpent", c, err)
+	}
+}
+
+// redeemAll reserves sats of e's node from w, all the wallet should hold
+// there, and requires the mint to credit exactly that.
+func redeemAll(ctx context.Context, t *testing.T, e *env, w *Wallet, sats uint64) []voucher.Voucher {
+	t.Helper()
+	all, err := w.Reserve(e.node, sats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := e.mint.Redeem(ctx, all); c != sats || err != nil {
+		t.Fatalf("the wallet's vouchers redeem for %d, %v; want %d", c, err, sats)
+	}
+	return all
 }
