@@ -89,16 +89,7 @@ func TestSwapBeatsStaleRedemption(t *testing.T) {
 		e := newEnv(t)
 		ctx := ctxT(t)
 		w := e.wallet(t)
-		if _, err := w.Buy(ctx, e.node, 20); err != nil {
-			t.Fatal(err)
-		}
-		old, err := w.Reserve(e.node, 8)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Unsure(old); err != nil { // offered nowhere; its TOPUP "got no answer"
-			t.Fatal(err)
-		}
+		old := unsureAfterBuy(ctx, t, e, w) // offered nowhere; its TOPUP "got no answer"
 		wantBalance(t, w, e.node, 12, 8, 0)
 		n, err := w.Settle(ctx)
 		if err != nil || n != len(old) {
@@ -260,16 +251,7 @@ func TestSwapCrashPoints(t *testing.T) {
 			}
 			ctx := ctxT(t)
 			w := e.wallet(t)
-			if _, err := w.Buy(ctx, e.node, 20); err != nil {
-				t.Fatal(err)
-			}
-			old, err := w.Reserve(e.node, 8)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := w.Unsure(old); err != nil {
-				t.Fatal(err)
-			}
+			old := unsureAfterBuy(ctx, t, e, w) // offered nowhere; its TOPUP "got no answer"
 			tc.inject(w)
 			if _, err := w.Settle(ctx); !errors.Is(err, errCrash) {
 				t.Fatalf("Settle = %v, want the crash", err)
@@ -358,16 +340,7 @@ func TestSwapRefusedStaysUnsure(t *testing.T) {
 	e := newEnv(t)
 	ctx := ctxT(t)
 	w := e.wallet(t)
-	if _, err := w.Buy(ctx, e.node, 20); err != nil {
-		t.Fatal(err)
-	}
-	old, err := w.Reserve(e.node, 8)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Unsure(old); err != nil {
-		t.Fatal(err)
-	}
+	old := unsureAfterBuy(ctx, t, e, w) // offered nowhere; its TOPUP "got no answer"
 	w.afterSwapStore = func() error { return errCrash }
 	if _, err := w.Settle(ctx); !errors.Is(err, errCrash) {
 		t.Fatalf("Settle = %v, want the crash", err)
@@ -405,16 +378,7 @@ func TestUnsureExpires(t *testing.T) {
 	e := newEnv(t)
 	ctx := ctxT(t)
 	w := e.wallet(t)
-	if _, err := w.Buy(ctx, e.node, 20); err != nil {
-		t.Fatal(err)
-	}
-	old, err := w.Reserve(e.node, 8)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Unsure(old); err != nil {
-		t.Fatal(err)
-	}
+	unsureAfterBuy(ctx, t, e, w)
 	e.clk.Advance(31 * time.Hour) // past the keyset's redeem_until (30 h)
 	if n, err := w.Settle(ctx); n != 0 || err != nil {
 		t.Fatalf("Settle = %d, %v; want nothing settled, no error", n, err)
@@ -449,4 +413,21 @@ func redeemAll(ctx context.Context, t *testing.T, e *env, w *Wallet, sats uint64
 		t.Fatalf("the wallet's vouchers redeem for %d, %v; want %d", c, err, sats)
 	}
 	return all
+}
+
+// unsureAfterBuy buys 20 sats of e's node into w and parks 8 of them as
+// of unknown outcome (a TOPUP that got no answer), returning those 8.
+func unsureAfterBuy(ctx context.Context, t *testing.T, e *env, w *Wallet) []voucher.Voucher {
+	t.Helper()
+	if _, err := w.Buy(ctx, e.node, 20); err != nil {
+		t.Fatal(err)
+	}
+	old, err := w.Reserve(e.node, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Unsure(old); err != nil {
+		t.Fatal(err)
+	}
+	return old
 }
